@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every counter the programs keep: forwarding outcomes and drop reasons, one list.
+ *
+ * APPEND-ONLY. Ids are stored in maps and read by older and newer control planes: never
+ * renumber or reuse one; retire a code by renaming it FN_UNUSED<n>. datapath/counters.py
+ * parses this file, so keep one X(...) per line in exactly this shape:
+ *   X(NAME, id, KIND, "text shown to users")
+ * KIND is FWD (the packet went on) or DROP (it was dropped for that reason).
+ */
+#ifndef FASTNET_COUNTERS_H
+#define FASTNET_COUNTERS_H
+
+#define FN_COUNTERS(X) \
+	X(FN_FWD_PEER,              0, FWD,  "delivered to a container on the same network") \
+	X(FN_FWD_FLOOD,             1, FWD,  "broadcast/multicast flooded to the network") \
+	X(FN_FWD_ARP_REPLY,         2, FWD,  "ARP request answered by the datapath") \
+	X(FN_FWD_HOST,              3, FWD,  "handed to the host stack through the gateway") \
+	X(FN_DROP_NO_ENDPOINT,      4, DROP, "interface unknown to fastnet") \
+	X(FN_DROP_MALFORMED_ETH,    5, DROP, "truncated Ethernet header") \
+	X(FN_DROP_SPOOF_MAC,        6, DROP, "source MAC is not the container's") \
+	X(FN_DROP_SPOOF_IP,         7, DROP, "source IPv4 address is not the container's") \
+	X(FN_DROP_MALFORMED_ARP,    8, DROP, "malformed or non-IPv4 ARP") \
+	X(FN_DROP_SPOOF_ARP,        9, DROP, "ARP sender is not the container") \
+	X(FN_DROP_ARP_UNKNOWN,     10, DROP, "ARP request for an address not on the network") \
+	X(FN_DROP_ARP_REPLY,       11, DROP, "unsolicited ARP reply") \
+	X(FN_DROP_MALFORMED_IP,    12, DROP, "malformed IPv4 header") \
+	X(FN_DROP_ISOLATION,       13, DROP, "destination is on another network") \
+	X(FN_DROP_UNKNOWN_DST_MAC, 14, DROP, "unicast to a MAC not on the network") \
+	X(FN_DROP_VLAN,            15, DROP, "802.1Q-tagged frames are not forwarded") \
+	X(FN_DROP_UNSUPPORTED_L3,  16, DROP, "unicast protocol other than IPv4 and ARP") \
+	X(FN_DROP_NO_NETWORK,      17, DROP, "port's network is not configured") \
+	X(FN_DROP_REDIRECT,        18, DROP, "redirect to the destination failed")
+
+enum fn_counter {
+#define FN_COUNTER_ENUM(name, id, kind, text) name = id,
+	FN_COUNTERS(FN_COUNTER_ENUM)
+#undef FN_COUNTER_ENUM
+	FN_COUNTER_MAX
+};
+
+#endif /* FASTNET_COUNTERS_H */

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The L2 bridge of a fastnet network, done per port: anti-spoofing, forwarding by the
+ * static FDB, flooding, proxy ARP and the hand-off to the host at the gateway MAC.
+ *
+ * fn_bridge_from_container() returns a negative drop reason or an FN_BR_* outcome; the
+ * entry turns that into a verdict with fn_bridge_verdict(), which also counts it.
+ */
+#ifndef FN_LIB_BRIDGE_H
+#define FN_LIB_BRIDGE_H
+
+#include "common.h"
+#include "eth.h"
+#include "ipv4.h"
+#include "arp.h"
+#include "metrics.h"
+#include "redirect.h"
+
+enum fn_bridge_outcome {
+	FN_BR_TO_HOST = 0,   /* continue into the host stack */
+	FN_BR_REDIRECTED,    /* fn_redirect_*() already chose the target */
+	FN_BR_FLOODED,       /* clones sent; the original is consumed */
+	FN_BR_ARP_ANSWERED,  /* reply written in place; send it back out the same port */
+};
+
+/* Encodes "redirect to ifindex" in the positive return value alongside the outcome. */
+#define FN_BR_PEER(ifindex) ((int)(((ifindex) << 4) | FN_BR_REDIRECTED))
+
+FN_INLINE int fn_bridge_flood(struct __sk_buff *skb, const struct fn_endpoint *ep)
+{
+	struct fn_network *net = fn_network_of(ep->net_id);
+	struct fn_flood_key key = { .net_id = ep->net_id };
+	__u32 self = skb->ingress_ifindex;
+	__u32 n, i;
+
+	if (!net)
+		return -FN_DROP_NO_NETWORK;
+	n = net->flood_ports;
+	for (i = 0; i < FN_MAX_FLOOD_PORTS; i++) {
+		__u32 *port;
+
+		if (i >= n)
+			break;
+		key.slot = i;
+		port = fn_flood_port(&key);
+		if (port && *port != self)
+			fn_clone_to(skb, *port);
+	}
+	return FN_BR_FLOODED;
+}
+
+FN_INLINE int fn_bridge_arp(struct __sk_buff *skb, const struct fn_endpoint *ep,
+			    struct ethhdr *eth, void *data_end)
+{
+	struct fn_arp *arp = fn_arp_header(eth + 1, data_end);
+	struct fn_network *net;
+	struct fn_ip_entry *peer;
+
+	if (!arp)
+		return -FN_DROP_MALFORMED_ARP;
+	/* A probe (RFC 5227) has sender address 0; anything else must be the port's own. */
+	if (!fn_mac_equal(arp->sha, ep->mac) || (arp->spa != ep->ipv4 && arp->spa != 0))
+		return -FN_DROP_SPOOF_ARP;
+	if (arp->op != bpf_htons(FN_ARP_REQUEST))
+		return -FN_DROP_ARP_REPLY;
+
+	net = fn_network_of(ep->net_id);
+	if (!net)
+		return -FN_DROP_NO_NETWORK;
+	if (arp->tpa == net->gateway) {
+		fn_arp_answer(eth, arp, net->gateway_mac);
+		return FN_BR_ARP_ANSWERED;
+	}
+	peer = fn_ipcache_of(arp->tpa);
+	if (peer && peer->net_id == ep->net_id && arp->tpa != ep->ipv4) {
+		fn_arp_answer(eth, arp, peer->mac);
+		return FN_BR_ARP_ANSWERED;
+	}
+	return -FN_DROP_ARP_UNKNOWN;
+}
+
+FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep,
+			     struct ethhdr *eth, void *data_end)
+{
+	struct iphdr *ip = fn_ipv4_header(skb, eth + 1, data_end);
+	struct fn_fdb_key key = { .net_id = ep->net_id };
+	struct fn_fdb_entry *dst;
+
+	if (!ip)
+		return -FN_DROP_MALFORMED_IP;
+	if (ip->saddr != ep->ipv4)
+		return -FN_DROP_SPOOF_IP;
+	if (fn_mac_is_group(eth->h_dest))
+		return fn_bridge_flood(skb, ep);
+
+	fn_mac_copy(key.mac, eth->h_dest);
+	dst = fn_fdb_of(&key);
+	if (!dst)
+		return -FN_DROP_UNKNOWN_DST_MAC;
+	if (fn_likely(!(dst->flags & FN_FDB_F_GATEWAY)))
+		return FN_BR_PEER(dst->ifindex);
+
+	/* Routed by the host: never into a container of another network. */
+	{
+		struct fn_ip_entry *target = fn_ipcache_of(ip->daddr);
+
+		if (target && target->net_id != ep->net_id)
+			return -FN_DROP_ISOLATION;
+	}
+	return FN_BR_TO_HOST;
+}
+
+FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct fn_endpoint *ep;
+
+	if ((void *)(eth + 1) > data_end)
+		return -FN_DROP_MALFORMED_ETH;
+	/* ingress_ifindex, not ifindex: a test run can set it without a real device. */
+	ep = fn_endpoint_of(skb->ingress_ifindex);
+	if (!ep)
+		return -FN_DROP_NO_ENDPOINT;
+	if (!fn_mac_equal(eth->h_source, ep->mac))
+		return -FN_DROP_SPOOF_MAC;
+
+	switch (eth->h_proto) {
+	case fn_htons_c(ETH_P_IP):
+		return fn_bridge_ipv4(skb, ep, eth, data_end);
+	case fn_htons_c(ETH_P_ARP):
+		return fn_bridge_arp(skb, ep, eth, data_end);
+	case fn_htons_c(ETH_P_8021Q):
+	case fn_htons_c(ETH_P_8021AD):
+		return -FN_DROP_VLAN;
+	default:
+		/* Other protocols are bridged only as broadcast (e.g. IPv6 neighbour discovery
+		 * stays inside the network); fastnet does not route or police them. */
+		if (fn_mac_is_group(eth->h_dest))
+			return fn_bridge_flood(skb, ep);
+		return -FN_DROP_UNSUPPORTED_L3;
+	}
+}
+
+FN_INLINE int fn_bridge_verdict(struct __sk_buff *skb, __u32 prog, int outcome)
+{
+	switch (outcome & 0xf) {
+	case FN_BR_REDIRECTED:
+		fn_count(skb, prog, FN_FWD_PEER);
+		return fn_redirect_peer((__u32)outcome >> 4);
+	case FN_BR_FLOODED:
+		fn_count(skb, prog, FN_FWD_FLOOD);
+		return TC_ACT_SHOT;
+	case FN_BR_ARP_ANSWERED:
+		fn_count(skb, prog, FN_FWD_ARP_REPLY);
+		return fn_redirect_egress(skb->ingress_ifindex);
+	default:
+		fn_count(skb, prog, FN_FWD_HOST);
+		return TC_ACT_OK;
+	}
+}
+
+#endif

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Ethernet addresses. */
+#ifndef FN_LIB_ETH_H
+#define FN_LIB_ETH_H
+
+#include "common.h"
+
+/* Compares as one 32-bit and one 16-bit load: MACs in packets and map values are 2-aligned. */
+FN_INLINE int fn_mac_equal(const __u8 *a, const __u8 *b)
+{
+	return *(const __u32 *)a == *(const __u32 *)b &&
+	       *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+}
+
+FN_INLINE void fn_mac_copy(__u8 *dst, const __u8 *src)
+{
+	*(__u32 *)dst = *(const __u32 *)src;
+	*(__u16 *)(dst + 4) = *(const __u16 *)(src + 4);
+}
+
+/* Group bit set: broadcast or multicast. */
+FN_INLINE int fn_mac_is_group(const __u8 *mac)
+{
+	return mac[0] & 1;
+}
+
+#endif

@@ -1,0 +1,107 @@
+"""Python mirrors of the structs in bpf/include/fastnet/abi.h.
+
+Kept by hand so that they read like the header; `check_layout()` compares each one with
+the type bcc compiled from the header (size and every field offset) and the loader refuses
+to run on a mismatch, so the header stays the single source of truth.
+Byte order: fields the header marks "be" hold network order; conversion happens in maps.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+from functools import lru_cache
+from pathlib import Path
+
+u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+ABI_HEADER = BPF_DIR / "include" / "fastnet" / "abi.h"
+
+
+class Endpoint(ctypes.Structure):
+    _fields_ = [("mac", u8 * 6), ("flags", u16), ("ipv4", u32), ("net_id", u32)]
+
+
+class Network(ctypes.Structure):
+    _fields_ = [
+        ("gateway", u32),
+        ("subnet", u32),
+        ("netmask", u32),
+        ("gateway_mac", u8 * 6),
+        ("flags", u16),
+        ("flood_ports", u32),
+    ]
+
+
+class FdbKey(ctypes.Structure):
+    _fields_ = [("net_id", u32), ("mac", u8 * 6), ("pad", u16)]
+
+
+class FdbEntry(ctypes.Structure):
+    _fields_ = [("ifindex", u32), ("flags", u32)]
+
+
+class IpEntry(ctypes.Structure):
+    _fields_ = [("ifindex", u32), ("net_id", u32), ("mac", u8 * 6), ("flags", u16)]
+
+
+class FloodKey(ctypes.Structure):
+    _fields_ = [("net_id", u32), ("slot", u32)]
+
+
+class Metric(ctypes.Structure):
+    _fields_ = [("packets", u64), ("bytes", u64)]
+
+
+@lru_cache(maxsize=1)
+def constants() -> dict[str, int]:
+    """Every `#define NAME <integer>` of abi.h."""
+    found = {}
+    for m in re.finditer(r"^#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)\b", ABI_HEADER.read_text(), re.M):
+        found[m.group(1)] = int(m.group(2), 0)
+    return found
+
+
+ABI_VERSION = constants()["FASTNET_ABI_VERSION"]
+FN_FDB_F_GATEWAY = constants()["FN_FDB_F_GATEWAY"]
+FN_NET_F_INTERNAL = constants()["FN_NET_F_INTERNAL"]
+FN_COUNTER_SLOTS = constants()["FN_COUNTER_SLOTS"]
+FN_MAX_FLOOD_PORTS = constants()["FN_MAX_FLOOD_PORTS"]
+FN_MAX_ENDPOINTS = constants()["FN_MAX_ENDPOINTS"]
+FN_MAX_NETWORKS = constants()["FN_MAX_NETWORKS"]
+PROGRAMS = {"fn_from_container": constants()["FN_PROG_FROM_CONTAINER"]}
+
+# map name -> (key mirror, value mirror); scalar keys are plain ctypes integers.
+MAP_LAYOUTS: dict[str, tuple[type, type]] = {
+    "fn_endpoints": (u32, Endpoint),
+    "fn_networks": (u32, Network),
+    "fn_fdb": (FdbKey, FdbEntry),
+    "fn_ipcache": (u32, IpEntry),
+    "fn_flood": (FloodKey, u32),
+    "fn_metrics": (u32, Metric),
+}
+
+
+class AbiMismatch(RuntimeError):
+    pass
+
+
+def _layout(t: type) -> tuple:
+    if issubclass(t, ctypes.Structure):
+        return (ctypes.sizeof(t), tuple((name, getattr(t, name).offset, getattr(t, name).size) for name, *_ in t._fields_))
+    return (ctypes.sizeof(t), ())
+
+
+def check_layout(compiled: dict[str, tuple[type, type]]) -> None:
+    """Compare each mirror with the (key, value) types bcc built from the header."""
+    problems = []
+    for name, (key, value) in MAP_LAYOUTS.items():
+        if name not in compiled:
+            problems.append(f"{name}: not in the compiled object")
+            continue
+        ckey, cvalue = compiled[name]
+        for part, mine, theirs in (("key", key, ckey), ("value", value, cvalue)):
+            if _layout(mine) != _layout(theirs):
+                problems.append(f"{name} {part}: mirror {_layout(mine)} != compiled {_layout(theirs)}")
+    if problems:
+        raise AbiMismatch("datapath/abi.py does not match bpf/include/fastnet/abi.h: " + "; ".join(problems))

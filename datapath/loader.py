@@ -1,0 +1,143 @@
+"""Compile fastnet's datapath with bcc, pin it, and reopen the pins.
+
+One bcc object holds every program and map (bpf/fastnet.c). A project's pins live in
+`<pin_root>/v<ABI>-<source hash>/`: programs as `prog_<name>`, maps as `map_<name>`.
+The directory name ties the pins to the exact source and layout that made them, because
+bcc never checks a pinned map's layout: a directory made by other sources is never reused.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from . import abi, libbpf
+
+
+@lru_cache(maxsize=1)
+def source_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted(abi.BPF_DIR.rglob("*")):
+        if path.suffix in (".c", ".h"):
+            h.update(str(path.relative_to(abi.BPF_DIR)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def version_dir_name() -> str:
+    return f"v{abi.ABI_VERSION}-{source_hash()}"
+
+
+class DatapathError(RuntimeError):
+    pass
+
+
+@dataclass
+class Datapath:
+    """Open file descriptors of one loaded datapath."""
+
+    progs: dict[str, int]
+    maps: dict[str, int]
+    pin_dir: Path | None = None
+    _keepalive: object = field(default=None, repr=False)  # the bcc object, when not pinned
+
+    def close(self) -> None:
+        if self._keepalive is None:
+            for fd in [*self.progs.values(), *self.maps.values()]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._keepalive = None
+        self.progs, self.maps = {}, {}
+
+
+def compile_datapath(test_mode: bool = False):
+    """Compile and load bpf/fastnet.c; returns (bcc.BPF, Datapath). Checks the ABI mirror."""
+    from bcc import BPF  # imported late: bcc is slow to import and absent on unit-test machines
+
+    cflags = [f"-I{abi.BPF_DIR / 'include'}", f"-I{abi.BPF_DIR}", "-Wno-unused-function"]
+    if test_mode:
+        cflags.append("-DFN_TEST")
+    try:
+        bpf = BPF(src_file=str(abi.BPF_DIR / "fastnet.c").encode(), cflags=cflags)
+    except Exception as exc:  # bcc raises bare Exception with the compiler's output on stderr
+        raise DatapathError(f"compiling {abi.BPF_DIR / 'fastnet.c'} failed: {exc}") from exc
+    names = list(abi.MAP_LAYOUTS) + (["fn_test_redir"] if test_mode else [])
+    tables = {name: bpf.get_table(name) for name in names}
+    # per-CPU tables expose the per-CPU array as Leaf and one element as sLeaf
+    abi.check_layout({name: (t.Key, getattr(t, "sLeaf", t.Leaf)) for name, t in tables.items()})
+    progs = {name: bpf.load_func(name, BPF.SCHED_CLS).fd for name in abi.PROGRAMS}
+    maps = {name: t.map_fd for name, t in tables.items()}
+    return bpf, Datapath(progs=progs, maps=maps, _keepalive=bpf)
+
+
+def open_pinned(pin_root: Path) -> Datapath | None:
+    """The datapath pinned for the current sources, or None if there is no complete set."""
+    pin_dir = pin_root / version_dir_name()
+    if not pin_dir.is_dir():
+        return None
+    progs, maps = {}, {}
+    try:
+        for name in abi.PROGRAMS:
+            progs[name] = libbpf.obj_get(str(pin_dir / f"prog_{name}"))
+        for name in abi.MAP_LAYOUTS:
+            maps[name] = libbpf.obj_get(str(pin_dir / f"map_{name}"))
+    except OSError:
+        Datapath(progs, maps).close()
+        return None
+    return Datapath(progs=progs, maps=maps, pin_dir=pin_dir)
+
+
+def load_pinned(pin_root: Path) -> Datapath:
+    """Open the pinned datapath, compiling and pinning it first if needed."""
+    found = open_pinned(pin_root)
+    if found is not None:
+        return found
+    pin_dir = pin_root / version_dir_name()
+    staging = pin_root / f".{version_dir_name()}.{os.getpid()}"
+    bpf, fresh = compile_datapath()
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        for name, fd in fresh.progs.items():
+            libbpf.obj_pin(fd, str(staging / f"prog_{name}"))
+        for name, fd in fresh.maps.items():
+            libbpf.obj_pin(fd, str(staging / f"map_{name}"))
+        if pin_dir.exists():  # an incomplete set left by an interrupted run
+            shutil.rmtree(pin_dir)
+        staging.rename(pin_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        bpf.cleanup()
+    found = open_pinned(pin_root)
+    if found is None:
+        raise DatapathError(f"pinned datapath under {pin_dir} vanished right after pinning")
+    return found
+
+
+def stale_pin_dirs(pin_root: Path) -> list[Path]:
+    """Pin directories made by other sources or layouts (an upgrade left them)."""
+    if not pin_root.is_dir():
+        return []
+    return [p for p in pin_root.iterdir() if p.is_dir() and p.name != version_dir_name()]
+
+
+def remove_pins(pin_dir: Path) -> None:
+    """Unpin everything under pin_dir (objects die once nothing else holds them)."""
+    shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+def possible_cpus() -> int:
+    from bcc.utils import get_possible_cpus
+
+    return len(get_possible_cpus())
+
+
+def percpu_value_type(value_type: type) -> type:
+    """Per-CPU map values come back as one value per possible CPU, each 8-byte aligned."""
+    assert ctypes.sizeof(value_type) % 8 == 0
+    return value_type * possible_cpus()

@@ -1,0 +1,144 @@
+"""Typed views of the datapath's maps. All byte-order conversion between Python values and
+map bytes happens here; callers pass ipaddress objects, MAC strings and ifindexes."""
+from __future__ import annotations
+
+import ctypes
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from . import abi, libbpf
+from .counters import counters
+from .loader import Datapath, percpu_value_type
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(part, 16) for part in mac.split(":"))
+
+
+def mac_str(raw) -> str:
+    return ":".join(f"{b:02x}" for b in bytes(raw))
+
+
+def be32(addr: IPv4Address) -> int:
+    """An address as the u32 whose memory holds it in network order."""
+    return struct.unpack("=I", addr.packed)[0]
+
+
+def from_be32(value: int) -> IPv4Address:
+    return IPv4Address(struct.pack("=I", value))
+
+
+@dataclass(frozen=True)
+class PortRecord:
+    """One container interface as the datapath sees it."""
+
+    ifindex: int  # host end of the veth
+    mac: str
+    ipv4: IPv4Address
+    net_id: int
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    net_id: int
+    subnet: IPv4Network
+    gateway: IPv4Address
+    gateway_mac: str
+    internal: bool = False
+
+
+def desired_tables(networks: list[NetworkRecord], ports: list[PortRecord]) -> dict[str, list[tuple]]:
+    """Full content of every forwarding table: {map name: [(key, value), ...]}."""
+    t: dict[str, list[tuple]] = {name: [] for name in ("fn_networks", "fn_fdb", "fn_ipcache", "fn_flood", "fn_endpoints")}
+    if len(ports) > abi.FN_MAX_ENDPOINTS:
+        raise ValueError(f"{len(ports)} container interfaces exceed the datapath's {abi.FN_MAX_ENDPOINTS}")
+    by_net: dict[int, list[PortRecord]] = {}
+    for p in sorted(ports, key=lambda p: p.ifindex):
+        by_net.setdefault(p.net_id, []).append(p)
+    for n in networks:
+        members = by_net.get(n.net_id, [])
+        if len(members) > abi.FN_MAX_FLOOD_PORTS:
+            raise ValueError(f"network id {n.net_id}: {len(members)} ports exceed {abi.FN_MAX_FLOOD_PORTS}")
+        gw_mac = (ctypes.c_uint8 * 6)(*mac_bytes(n.gateway_mac))
+        t["fn_networks"].append((ctypes.c_uint32(n.net_id), abi.Network(
+            gateway=be32(n.gateway),
+            subnet=be32(n.subnet.network_address),
+            netmask=be32(n.subnet.netmask),
+            gateway_mac=gw_mac,
+            flags=abi.FN_NET_F_INTERNAL if n.internal else 0,
+            flood_ports=len(members),
+        )))
+        t["fn_fdb"].append((abi.FdbKey(net_id=n.net_id, mac=gw_mac), abi.FdbEntry(ifindex=0, flags=abi.FN_FDB_F_GATEWAY)))
+        for slot, p in enumerate(members):
+            t["fn_flood"].append((abi.FloodKey(net_id=n.net_id, slot=slot), ctypes.c_uint32(p.ifindex)))
+    for p in ports:
+        mac = (ctypes.c_uint8 * 6)(*mac_bytes(p.mac))
+        t["fn_endpoints"].append((ctypes.c_uint32(p.ifindex), abi.Endpoint(mac=mac, ipv4=be32(p.ipv4), net_id=p.net_id)))
+        t["fn_fdb"].append((abi.FdbKey(net_id=p.net_id, mac=mac), abi.FdbEntry(ifindex=p.ifindex)))
+        t["fn_ipcache"].append((ctypes.c_uint32(be32(p.ipv4)), abi.IpEntry(ifindex=p.ifindex, net_id=p.net_id, mac=mac)))
+    return t
+
+
+class Maps:
+    """Reads and reconciles the maps of one datapath."""
+
+    def __init__(self, dp: Datapath):
+        self.dp = dp
+
+    def _fd(self, name: str) -> int:
+        return self.dp.maps[name]
+
+    def _reconcile(self, name: str, desired: list[tuple]) -> int:
+        """Make map `name` hold exactly `desired`; returns the number of writes."""
+        key_type, value_type = abi.MAP_LAYOUTS[name]
+        fd = self._fd(name)
+        current = {bytes(k): v for k, v in libbpf.map_lookup_batch(fd, key_type, value_type)}
+        writes = 0
+        wanted = set()
+        for key, value in desired:
+            kb = bytes(key)
+            wanted.add(kb)
+            if kb in current and bytes(current[kb]) == bytes(value):
+                continue
+            libbpf.map_update(fd, key, value)
+            writes += 1
+        for kb in current.keys() - wanted:
+            libbpf.map_delete(fd, key_type.from_buffer_copy(kb))
+            writes += 1
+        return writes
+
+    def sync(self, networks: list[NetworkRecord], ports: list[PortRecord]) -> int:
+        """Reconcile every forwarding table with the given networks and ports.
+
+        Entries are written before stale ones are deleted, and the tables a packet consults
+        first (endpoints) are written last, so a port never sees a half-built network."""
+        return sum(self._reconcile(name, content) for name, content in desired_tables(networks, ports).items())
+
+    def endpoints(self) -> dict[int, tuple[str, IPv4Address, int]]:
+        rows = libbpf.map_lookup_batch(self._fd("fn_endpoints"), ctypes.c_uint32, abi.Endpoint)
+        return {k.value: (mac_str(v.mac), from_be32(v.ipv4), v.net_id) for k, v in rows}
+
+    def counters(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """{program: {counter short name: (packets, bytes)}} for every non-zero counter."""
+        value_type = percpu_value_type(abi.Metric)
+        fd = self._fd("fn_metrics")
+        table: dict[str, dict[str, tuple[int, int]]] = {}
+        for prog, prog_id in abi.PROGRAMS.items():
+            per_prog = {}
+            for c in counters():
+                key = ctypes.c_uint32(prog_id * abi.FN_COUNTER_SLOTS + c.id)
+                value = value_type()
+                if not libbpf.map_lookup(fd, key, value):
+                    continue
+                packets = sum(v.packets for v in value)
+                nbytes = sum(v.bytes for v in value)
+                if packets:
+                    per_prog[c.short] = (packets, nbytes)
+            table[prog] = per_prog
+        return table
+
+    def reset_counters(self) -> None:
+        value_type = percpu_value_type(abi.Metric)
+        for i in range(len(abi.PROGRAMS) * abi.FN_COUNTER_SLOTS):
+            libbpf.map_update(self._fd("fn_metrics"), ctypes.c_uint32(i), value_type())
