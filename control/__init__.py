@@ -1,0 +1,1 @@
+"""fastnet control plane: project config, address management and orchestration."""

@@ -1,0 +1,65 @@
+"""The per-host agent: holds a private mount namespace with fastnet's tmpfs and bpffs.
+
+Run as `python -m fastnet.control.agent HOST_DIR READY_FD` by control.host.start_agent().
+It writes agent.json, then "ready" to READY_FD, then waits for SIGTERM, reaping any child
+that exits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import linux
+
+
+def prepare_mounts(host_dir: Path) -> None:
+    linux.unshare(linux.CLONE_NEWNS)
+    # See the machine's later mounts, but keep ours from propagating back out.
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    runtime = host_dir / "rt"
+    runtime.mkdir(parents=True, exist_ok=True)
+    linux.mount("fastnet", str(runtime), "tmpfs", 0, "mode=0700,size=16m")
+    (runtime / "netns").mkdir()
+    (runtime / "bpf").mkdir()
+    linux.mount("bpf", str(runtime / "bpf"), "bpf", 0, "mode=0700")
+
+
+def main() -> int:
+    host_dir, ready_fd = Path(sys.argv[1]), int(sys.argv[2])
+    prepare_mounts(host_dir)
+    pid = os.getpid()
+    record = {
+        "pid": pid,
+        "start_time": linux.proc_start_time(pid),
+        "netns_inode": linux.ns_inode("/proc/self/ns/net"),
+    }
+    tmp = host_dir / f".agent.json.{pid}"
+    tmp.write_text(json.dumps(record))
+    tmp.rename(host_dir / "agent.json")
+
+    # Signals are taken synchronously: no handler can race the wait.
+    signals = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    os.write(ready_fd, b"ready")
+    os.close(ready_fd)
+    while True:
+        info = signal.sigwaitinfo(signals)
+        if info.si_signo == signal.SIGCHLD:
+            _reap()
+        else:
+            return 0
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The interface every backend implements: the host side of networks and ports."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from pyroute2 import IPRoute
+
+from ..spec import InterfaceSpec, NetworkSpec
+from ..state import ProjectState
+
+
+class Backend(Protocol):
+    name: str
+
+    def host_mac(self, network: NetworkSpec) -> str:
+        """MAC of the host end of a port on this network."""
+
+    def prepare(self) -> None:
+        """Load whatever the backend's datapath needs (may compile)."""
+
+    def add_network(self, ipr: IPRoute, network: NetworkSpec) -> None: ...
+
+    def remove_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
+        """Idempotent."""
+
+    def attach_port(self, ipr: IPRoute, network: NetworkSpec, iface: InterfaceSpec, ifindex: int) -> None:
+        """Host-side setup of a port whose veth exists; undone by deleting the veth."""
+
+    def sync(self, state: ProjectState) -> None:
+        """Bring per-project tables in line with what exists (called after every change)."""
+
+    def teardown(self) -> None:
+        """Remove every project-level object of the backend. Idempotent."""
+
+    def counters(self) -> dict[str, dict[str, tuple[int, int]]]: ...

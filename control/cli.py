@@ -1,0 +1,118 @@
+"""The `fastnet` command line."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import output
+from .config import ConfigError, load_config
+
+BUNDLED_EXAMPLE = Path(__file__).resolve().parent / "examples" / "demo.yaml"
+
+
+def default_config_path() -> Path:
+    local = Path("fastnet.yaml")
+    return local if local.exists() else BUNDLED_EXAMPLE
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"fastnet: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(path: str | None):
+    try:
+        return load_config(path or default_config_path())
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fastnet")
+def cli() -> None:
+    """Container networking with an eBPF datapath at the TC hook."""
+    if os.geteuid() != 0:
+        fail("fastnet must run as root (it creates namespaces and loads BPF programs)")
+
+
+@cli.command()
+@click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Config file (default ./fastnet.yaml, else the bundled example).")
+def up(path: str | None) -> None:
+    """Create or converge the project's networks and containers."""
+    from .engine import UpError, up as do_up
+
+    config = _load(path)
+    try:
+        result = do_up(config)
+    except UpError as exc:
+        fail(f"up {config.name}: {exc}")
+    output.print_up(result)
+
+
+@cli.command()
+@click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Config file naming the project.")
+@click.option("-p", "--project", help="Project name (instead of reading a config file).")
+def down(path: str | None, project: str | None) -> None:
+    """Remove every trace of the project. Succeeds when there is nothing left to remove."""
+    from .engine import down as do_down
+
+    config = None if project and not path else _load(path)
+    name = project or config.name
+    errors = do_down(name, config)
+    if errors:
+        for e in errors:
+            click.echo(f"fastnet: down {name}: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"project {name} is down")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ps(as_json: bool) -> None:
+    """List projects and containers on this host, with the datapath's counters."""
+    from .inventory import host_inventory
+
+    inv = host_inventory()
+    if as_json:
+        click.echo(json.dumps(inv, indent=2))
+    else:
+        output.print_ps(inv)
+
+
+@cli.command()
+@click.argument("name")
+def inspect(name: str) -> None:
+    """Show one container as JSON (NAME or PROJECT/NAME)."""
+    from .inventory import LookupError_, find_container
+
+    try:
+        click.echo(json.dumps(find_container(name), indent=2))
+    except LookupError_ as exc:
+        fail(str(exc))
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(name: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside container NAME; exits with COMMAND's status."""
+    from .inventory import LookupError_, enter_container
+
+    try:
+        enter_container(name)
+    except LookupError_ as exc:
+        fail(str(exc))
+    try:
+        os.execvp(command[0], list(command))
+    except FileNotFoundError:
+        fail(f"exec {name}: {command[0]}: command not found", 127)
+    except PermissionError:
+        fail(f"exec {name}: {command[0]}: permission denied", 126)
+
+
+def main() -> None:
+    cli(prog_name="fastnet")

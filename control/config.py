@@ -1,0 +1,797 @@
+"""Load and validate a fastnet project file.
+
+Everything a user can get wrong is caught here, before fastnet touches the
+kernel: a half-applied network setup is much harder to diagnose than a
+one-line error that points at the offending spot of the YAML file.
+
+Loading runs in three stages:
+
+1. ruamel.yaml parses the text in round-trip mode (YAML 1.2), so that every
+   mapping and sequence remembers where its keys and items are.
+   ``_read_yaml`` turns that tree into plain Python data and records the
+   positions per key path in a ``_SourceMap``.
+2. Private pydantic models (``_FileSpec`` and the ones it nests) check the
+   shape and every value on its own: unknown keys, wrong types, names,
+   subnets, addresses, port mappings.
+3. ``_resolve`` checks how values relate to each other (overlapping subnets,
+   unknown networks, address clashes) and builds the public, immutable model.
+
+Each stage reports the problem that comes first in the file, as a
+``ConfigError`` whose text is one line: ``FILE:LINE:COL: key.path: problem``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, NoReturn
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    PlainValidator,
+    StrictBool,
+    StrictStr,
+    Tag,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+__all__ = [
+    "DEFAULT_GATEWAY",
+    "DEFAULT_NETWORK",
+    "DEFAULT_SUBNET",
+    "Attachment",
+    "Config",
+    "ConfigError",
+    "Container",
+    "Network",
+    "PortMapping",
+    "load_config",
+    "parse_config",
+]
+
+# Containers that name no network join this one, like Docker's default bridge.
+DEFAULT_NETWORK = "bridge"
+DEFAULT_SUBNET = IPv4Network("172.17.0.0/16")
+DEFAULT_GATEWAY = IPv4Address("172.17.0.1")
+
+# Names become parts of interface, netns and pin names, so they are kept to a
+# conservative, Docker-like alphabet. The project name prefixes every one of
+# them, and Linux interface names have at most 15 characters.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+PROJECT_NAME_MAX = 12
+NAME_MAX = 32  # containers and networks
+ALIAS_MAX = 63  # one DNS label
+BACKENDS = ("ebpf", "iptables")
+
+_NAME_RE = re.compile(NAME_PATTERN)
+_PUBLISH_RE = re.compile(
+    r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+(?:-\d+)?):(?P<cont>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp))?$",
+    re.ASCII,
+)
+
+
+# --------------------------------------------------------------------------
+# Public model
+# --------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A problem in a project file, located as precisely as the YAML allows.
+
+    ``line`` and ``col`` are 1-based (``None`` when the file could not be read
+    at all); ``path`` is the dotted key path (empty for problems of the file as
+    a whole). ``str()`` gives the single line shown to users.
+    """
+
+    def __init__(self, source: str, line: int | None, col: int | None, path: str, problem: str):
+        super().__init__(source, line, col, path, problem)
+        self.source = source
+        self.line = line
+        self.col = col
+        self.path = path
+        self.problem = " ".join(problem.splitlines())
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}:{self.col}"
+        return f"{where}: {self.path}: {self.problem}" if self.path else f"{where}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One ``publish`` entry: host ports forwarded to container ports.
+
+    Single ports have ``first == last``; ``host_ip`` is ``None`` when the
+    entry names no address (listen on all of them).
+    """
+
+    host_ip: IPv4Address | None
+    host_port_first: int
+    host_port_last: int
+    container_port_first: int
+    container_port_last: int
+    proto: str  # "tcp" | "udp"
+
+
+@dataclass(frozen=True)
+class Network:
+    """A bridge network with a fixed subnet; the host owns ``gateway``."""
+
+    name: str
+    driver: str
+    subnet: IPv4Network
+    gateway: IPv4Address
+    internal: bool
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One container interface; its position in ``Container.attachments`` gives ethN."""
+
+    network: str
+    ipv4_address: IPv4Address | None  # None: allocated by fastnet.control.ipam
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    attachments: tuple[Attachment, ...]
+    command: tuple[str, ...] | None
+    publish: tuple[PortMapping, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A fully validated project. Treat the dicts as read-only.
+
+    ``networks`` holds the defined networks in file order, followed by the
+    default ``bridge`` network when a container uses it without defining it.
+    """
+
+    name: str
+    uplink: str | None
+    backend: str
+    networks: dict[str, Network]
+    containers: dict[str, Container]
+    source: str
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the project file at ``path``; raise ConfigError on any problem."""
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, None, None, "", f"cannot read the file: {exc}") from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    """Validate project-file text; ``source`` names it in error messages."""
+    data, where = _read_yaml(text, source)
+    spec = _check_schema(data, where)
+    return _resolve(spec, where)
+
+
+# --------------------------------------------------------------------------
+# Stage 1: YAML text -> plain data + positions
+# --------------------------------------------------------------------------
+
+_Path = tuple[str | int, ...]
+_Pos = tuple[int, int]  # 0-based line, column as ruamel reports them
+
+
+class _SourceMap:
+    """Where each key path of the document sits in the file.
+
+    Keys and values are recorded separately: errors about a value point at
+    the value, errors about a whole mapping point at the key that holds it.
+    Paths without a recorded position (e.g. keys pulled in by a YAML merge)
+    fall back to the nearest enclosing key.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._keys: dict[_Path, _Pos] = {}
+        self._values: dict[_Path, _Pos] = {}
+
+    def add(self, path: _Path, *, key: _Pos | None = None, value: _Pos | None = None) -> None:
+        if key is not None:
+            self._keys[path] = key
+        if value is not None:
+            self._values[path] = value
+
+    def locate(self, path: _Path, *, key: bool = False) -> _Pos:
+        while True:
+            if key and path in self._keys:
+                return self._keys[path]
+            if path in self._values:
+                return self._values[path]
+            if path in self._keys:
+                return self._keys[path]
+            if not path:
+                return (0, 0)
+            path, key = path[:-1], True
+
+    def error(self, path: _Path, problem: str, *, at: _Path | None = None, key: bool = False) -> ConfigError:
+        """Build the error for ``path``, positioned at ``at`` (default: ``path`` itself)."""
+        line, col = self.locate(path if at is None else at, key=key)
+        return ConfigError(self.source, line + 1, col + 1, _dotted(path), problem)
+
+
+def _dotted(path: _Path) -> str:
+    """Render a key path for messages; list indices are left out (the position names the item)."""
+    return ".".join(part if part.isprintable() else repr(part) for part in path if isinstance(part, str))
+
+
+def _read_yaml(text: str, source: str) -> tuple[dict[str, Any], _SourceMap]:
+    yaml = YAML()  # round-trip loader: YAML 1.2 with line/column info
+    try:
+        root = yaml.load(text)
+    except DuplicateKeyError as exc:
+        raise _duplicate_key_error(text, exc, source) from None
+    except MarkedYAMLError as exc:
+        raise _syntax_error(exc, source) from None
+    except ReaderError as exc:
+        line = text.count("\n", 0, exc.position)
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1)
+        problem = f"YAML syntax error: character U+{exc.character:04X} is not allowed"
+        raise ConfigError(source, line + 1, col + 1, "", problem) from None
+
+    if root is None:
+        problem = "the file is empty; expected a mapping with 'networks' and 'containers'"
+        raise ConfigError(source, 1, 1, "", problem)
+    if not isinstance(root, CommentedMap):
+        line, col = (root.lc.line, root.lc.col) if isinstance(root, CommentedSeq) else (0, 0)
+        problem = f"the top level must be a mapping of settings, got {_describe(root)}"
+        raise ConfigError(source, line + 1, col + 1, "", problem)
+    where = _SourceMap(source)
+    where.add((), value=(root.lc.line, root.lc.col))
+    return _plain(root, (), where), where
+
+
+def _plain(node: Any, path: _Path, where: _SourceMap) -> Any:
+    """Copy the ruamel tree into builtin types, recording positions on the way.
+
+    Builtin types keep the pydantic models strict and simple (ruamel's
+    ScalarInt, ScalarFloat and string subclasses carry formatting only).
+    """
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            pos = (node.lc.data or {}).get(key)
+            key_pos = (pos[0], pos[1]) if pos else None
+            if not isinstance(key, str):
+                where.add((*path, key), key=key_pos)
+                problem = f"keys must be strings, got {_describe(key)}; put the key in quotes"
+                raise where.error(path, problem, at=(*path, key), key=True)
+            # A null value has no token of its own: ruamel reports wherever the
+            # next token starts, so such values are located by their key.
+            value_pos = (pos[2], pos[3]) if pos and value is not None else None
+            where.add((*path, key), key=key_pos, value=value_pos)
+            out[key] = _plain(value, (*path, key), where)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, item in enumerate(node):
+            pos = (node.lc.data or {}).get(index)
+            where.add((*path, index), value=(pos[0], pos[1]) if pos else None)
+            items.append(_plain(item, (*path, index), where))
+        return items
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node  # dates, tagged scalars: rejected by the schema with their type named
+
+
+def _syntax_error(exc: MarkedYAMLError, source: str) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line, mark.column) if mark else (0, 0)
+    problem = f"YAML syntax error: {exc.problem or exc.context}"
+    context = exc.context_mark
+    if exc.problem and exc.context and context:
+        problem += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
+    return ConfigError(source, line + 1, col + 1, "", problem)
+
+
+def _duplicate_key_error(text: str, exc: DuplicateKeyError, source: str) -> ConfigError:
+    """Name the duplicated key by its full path, found in the composed node tree.
+
+    ruamel only reports the mark of the second occurrence; composing the
+    document (which does not check for duplicates) gives the path to it.
+    """
+    mark = exc.problem_mark
+    found = _find_key_node(YAML().compose(text), (mark.line, mark.column), (), set())
+    if found is None:  # not expected; still report the position ruamel gave
+        return ConfigError(source, mark.line + 1, mark.column + 1, "", "duplicate key")
+    path, first_line = found
+    return ConfigError(
+        source, mark.line + 1, mark.column + 1, _dotted(path),
+        f"duplicate key {path[-1]!r} (first defined on line {first_line + 1})",
+    )
+
+
+def _find_key_node(
+    node: Node, mark: _Pos, path: tuple[str, ...], seen: set[int]
+) -> tuple[tuple[str, ...], int] | None:
+    """Find the key node starting at ``mark``: its path and the line of the key's first occurrence."""
+    if id(node) in seen:  # a recursive alias
+        return None
+    seen.add(id(node))
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            name = key_node.value if isinstance(key_node, ScalarNode) else "?"
+            if (key_node.start_mark.line, key_node.start_mark.column) == mark:
+                same = (k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == name)
+                first = next(same, key_node)
+                return (*path, name), first.start_mark.line
+            found = _find_key_node(value_node, mark, (*path, name), seen)
+            if found:
+                return found
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            found = _find_key_node(item, mark, path, seen)
+            if found:
+                return found
+    return None
+
+
+def _describe(value: Any) -> str:
+    """Name a YAML value for an error message ("number 5", "a list", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value}"
+
+
+# --------------------------------------------------------------------------
+# Stage 2: shape and single values (pydantic)
+# --------------------------------------------------------------------------
+
+
+def _fail(problem: str) -> NoReturn:
+    """Raise a pydantic error whose message is exactly ``problem``."""
+    raise PydanticCustomError("fastnet", "{problem}", {"problem": problem})
+
+
+def _expect(what: str, value: Any) -> NoReturn:
+    _fail(f"expected {what}, got {_describe(value)}")
+
+
+def _name(kind: str, max_len: int, why: str = "") -> AfterValidator:
+    def check(value: str) -> str:
+        if not _NAME_RE.fullmatch(value):
+            _fail(
+                f"invalid {kind} name {value!r}: use lowercase letters, digits, '_', '.' and '-', "
+                f"starting with a letter or digit ({NAME_PATTERN})"
+            )
+        if len(value) > max_len:
+            _fail(f"{kind} name {value!r} is too long: {len(value)} characters, at most {max_len}{why}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _check_ifname(value: str) -> str:
+    # The rules of the kernel's dev_valid_name().
+    if not 1 <= len(value) <= 15 or value in (".", "..") or re.search(r"[/:\s]", value):
+        _fail(f"invalid interface name {value!r}: needs 1 to 15 characters and no '/', ':' or whitespace")
+    return value
+
+
+def _check_backend(value: str) -> str:
+    if value not in BACKENDS:
+        _fail(f"unknown backend {value!r}: choose one of {', '.join(BACKENDS)}")
+    return value
+
+
+def _check_driver(value: str) -> str:
+    if value != "bridge":
+        _fail(f"driver {value!r} is not supported yet (only 'bridge' is)")
+    return value
+
+
+def _parse_subnet(value: Any) -> IPv4Network:
+    if not isinstance(value, str):
+        _expect("a subnet like 10.90.1.0/24", value)
+    if ":" in value:
+        _fail(f"{value!r} is not supported: fastnet networks are IPv4 only")
+    if "/" not in value:
+        _fail(f"{value!r} has no prefix length; write the subnet in CIDR form, e.g. 10.90.1.0/24")
+    try:
+        subnet = IPv4Network(value)
+    except ValueError:
+        try:
+            network = IPv4Network(value, strict=False)
+        except ValueError:
+            _fail(f"{value!r} is not an IPv4 subnet in CIDR form like 10.90.1.0/24")
+        _fail(f"{value} has host bits set; the network address would be {network}")
+    if subnet.prefixlen > 30:
+        _fail(
+            f"subnet too small: needs at most /30 (network, gateway, broadcast and one container), "
+            f"got /{subnet.prefixlen}"
+        )
+    return subnet
+
+
+def _parse_address(value: Any) -> IPv4Address:
+    if not isinstance(value, str):
+        _expect("an IPv4 address like 10.90.1.10", value)
+    try:
+        return IPv4Address(value)
+    except ValueError:
+        _fail(f"{value!r} is not an IPv4 address" + (" (IPv6 is not supported)" if ":" in value else ""))
+
+
+def _parse_ports(entry: str, text: str) -> tuple[int, int]:
+    first, _, last = text.partition("-")
+    low, high = int(first), int(last or first)
+    for port in (low, high):
+        if not 1 <= port <= 65535:
+            _fail(f"invalid port mapping {entry!r}: port {port} is outside 1-65535")
+    if low > high:
+        _fail(f"invalid port mapping {entry!r}: range {text} ends before it starts")
+    return low, high
+
+
+def _parse_port_mapping(value: Any) -> PortMapping:
+    if not isinstance(value, str):
+        _fail(f'publish entries must be strings like "8080:80", got {_describe(value)}')
+    match = _PUBLISH_RE.fullmatch(value)
+    if match is None:
+        _fail(
+            f"invalid port mapping {value!r}: expected [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], "
+            f"e.g. \"8080:80\" or \"127.0.0.1:5000-5001:5000-5001/udp\""
+        )
+    host_ip = None
+    if match["ip"] is not None:
+        try:
+            host_ip = IPv4Address(match["ip"])
+        except ValueError:
+            _fail(f"invalid port mapping {value!r}: {match['ip']!r} is not an IPv4 address")
+    host = _parse_ports(value, match["host"])
+    cont = _parse_ports(value, match["cont"])
+    if host[1] - host[0] != cont[1] - cont[0]:
+        _fail(
+            f"invalid port mapping {value!r}: the host range has {host[1] - host[0] + 1} ports "
+            f"but the container range has {cont[1] - cont[0] + 1}"
+        )
+    return PortMapping(host_ip, host[0], host[1], cont[0], cont[1], match["proto"] or "tcp")
+
+
+def _split_command(value: str) -> list[str]:
+    try:
+        return shlex.split(value)
+    except ValueError as exc:  # e.g. "No closing quotation"
+        _fail(f"cannot split the command into words ({exc})")
+
+
+def _check_command(value: list[str]) -> list[str]:
+    if not value:
+        _fail("command is empty; leave the key out to use the default command")
+    return value
+
+
+def _yaml_form(value: Any) -> str | None:
+    """Discriminate unions by YAML node kind, so errors name the form given."""
+    if isinstance(value, list):
+        return "<list>"
+    if isinstance(value, dict):
+        return "<mapping>"
+    if isinstance(value, str):
+        return "<string>"
+    return None
+
+
+# pydantic adds a union's tag to error locations; _schema_error skips these.
+_UNION_TAGS = ("<list>", "<mapping>", "<string>")
+
+_ProjectName = Annotated[
+    StrictStr, _name("project", PROJECT_NAME_MAX, " (it prefixes every interface, namespace and pin name)")
+]
+_NetworkName = Annotated[StrictStr, _name("network", NAME_MAX)]
+_ContainerName = Annotated[StrictStr, _name("container", NAME_MAX)]
+_Alias = Annotated[StrictStr, _name("alias", ALIAS_MAX)]
+_Address = Annotated[IPv4Address, PlainValidator(_parse_address)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _NetworkSpec(_Spec):
+    driver: Annotated[StrictStr, AfterValidator(_check_driver)] = "bridge"
+    subnet: Annotated[IPv4Network, PlainValidator(_parse_subnet)] | None = None  # required except for bridge
+    gateway: _Address | None = None
+    internal: StrictBool = False
+
+
+class _AttachmentSpec(_Spec):
+    ipv4_address: _Address | None = None
+    aliases: list[_Alias] = []
+
+
+_NetworkRefs = Annotated[
+    Annotated[list[StrictStr], Tag("<list>")]
+    | Annotated[dict[str, _AttachmentSpec | None], Tag("<mapping>")],
+    Discriminator(
+        _yaml_form,
+        custom_error_type="fastnet_expected",
+        custom_error_message="a list of network names or a mapping of network name to settings",
+    ),
+]
+
+_Command = Annotated[
+    Annotated[list[StrictStr], Tag("<list>")]
+    | Annotated[StrictStr, AfterValidator(_split_command), Tag("<string>")],
+    Discriminator(
+        _yaml_form,
+        custom_error_type="fastnet_expected",
+        custom_error_message="a list of strings or one command string",
+    ),
+    AfterValidator(_check_command),
+]
+
+
+class _ContainerSpec(_Spec):
+    networks: _NetworkRefs | None = None
+    command: _Command | None = None
+    publish: list[Annotated[PortMapping, PlainValidator(_parse_port_mapping)]] | None = None
+
+
+class _FileSpec(_Spec):
+    name: _ProjectName = "fastnet"
+    uplink: Annotated[StrictStr, AfterValidator(_check_ifname)] | None = None
+    backend: Annotated[StrictStr, AfterValidator(_check_backend)] = "ebpf"
+    networks: dict[_NetworkName, _NetworkSpec | None] | None = None
+    containers: dict[_ContainerName, _ContainerSpec | None] | None = None
+
+
+# How pydantic's own error types read in our messages: "expected X, got Y".
+_EXPECTED = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
+def _check_schema(data: dict[str, Any], where: _SourceMap) -> _FileSpec:
+    try:
+        return _FileSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = [_schema_error(error, data, where) for error in exc.errors(include_url=False)]
+        raise min(errors, key=lambda e: (e.line, e.col)) from None
+
+
+def _schema_error(error: Any, data: dict[str, Any], where: _SourceMap) -> ConfigError:
+    """Translate one pydantic error, mapping its ``loc`` back to the file."""
+    path = _data_path(data, error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return where.error(path[:-1], f"unknown key {path[-1]!r}{_key_hint(path)}", at=path, key=True)
+    if kind == "fastnet_expected":
+        problem = f"expected {error['msg']}, got {_describe(error['input'])}"
+    elif kind in _EXPECTED:
+        problem = f"expected {_EXPECTED[kind]}, got {_describe(error['input'])}"
+        if kind == "string_type" and isinstance(error["input"], (int, float)):
+            problem += " (put it in quotes)"
+    else:  # our own messages ("fastnet") and anything rarer, in pydantic's words
+        problem = error["msg"]
+    return where.error(path, problem, key=error["loc"][-1] == "[key]")
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> _Path:
+    """The longest prefix of ``loc`` that exists in the data, without pydantic's markers."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if part == "[key]" or part in _UNION_TAGS:
+            continue
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            break
+        path.append(part)
+    return tuple(path)
+
+
+def _key_hint(path: _Path) -> str:
+    """Suggest the key that was probably meant, or list the valid ones."""
+    match path[:-1]:
+        case ():
+            model: type[_Spec] = _FileSpec
+        case ("networks", _):
+            model = _NetworkSpec
+        case ("containers", _):
+            model = _ContainerSpec
+        case ("containers", _, "networks", _):
+            model = _AttachmentSpec
+        case _:
+            return ""
+    keys = list(model.model_fields)
+    close = difflib.get_close_matches(str(path[-1]), keys, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(keys)})"
+
+
+# --------------------------------------------------------------------------
+# Stage 3: cross-references, defaults, public model
+# --------------------------------------------------------------------------
+
+
+def _resolve(spec: _FileSpec, where: _SourceMap) -> Config:
+    problems: list[ConfigError] = []
+    defined = spec.networks or {}
+
+    networks: dict[str, Network] = {}
+    for name, net in defined.items():
+        network = _resolve_network(name, net or _NetworkSpec(), where, problems)
+        if network is not None:
+            networks[name] = network
+
+    containers = {
+        name: _resolve_container(name, cont or _ContainerSpec(), list(defined), where, problems)
+        for name, cont in (spec.containers or {}).items()
+    }
+    bridge_users = [
+        c.name for c in containers.values() if any(a.network == DEFAULT_NETWORK for a in c.attachments)
+    ]
+    if bridge_users and DEFAULT_NETWORK not in defined:
+        networks[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK, "bridge", DEFAULT_SUBNET, DEFAULT_GATEWAY, False)
+
+    _check_overlaps(networks, defined, bridge_users, where, problems)
+    _check_addresses(containers, networks, where, problems)
+    if problems:
+        raise min(problems, key=lambda e: (e.line, e.col))
+    return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source)
+
+
+def _not_a_host(address: IPv4Address, subnet: IPv4Network) -> str | None:
+    """Why ``address`` cannot be given to an interface in ``subnet``, if it cannot."""
+    if address not in subnet:
+        return f"is outside subnet {subnet}"
+    if address == subnet.network_address:
+        return f"is the network address of {subnet}"
+    if address == subnet.broadcast_address:
+        return f"is the broadcast address of {subnet}"
+    return None
+
+
+def _resolve_network(
+    name: str, spec: _NetworkSpec, where: _SourceMap, problems: list[ConfigError]
+) -> Network | None:
+    subnet = spec.subnet
+    if subnet is None:
+        if name != DEFAULT_NETWORK:
+            problem = "subnet is required, e.g. 'subnet: 10.90.1.0/24'"
+            problems.append(where.error(("networks", name), problem, key=True))
+            return None
+        subnet = DEFAULT_SUBNET
+    gateway = subnet.network_address + 1 if spec.gateway is None else spec.gateway
+    reason = _not_a_host(gateway, subnet)
+    if reason:
+        problems.append(where.error(("networks", name, "gateway"), f"gateway {gateway} {reason}"))
+    return Network(name, spec.driver, subnet, gateway, spec.internal)
+
+
+def _check_overlaps(
+    networks: dict[str, Network],
+    defined: dict[str, Any],
+    bridge_users: list[str],
+    where: _SourceMap,
+    problems: list[ConfigError],
+) -> None:
+    """Report each network whose subnet collides with one earlier in the file.
+
+    The implicit default network has no place in the file, so a collision
+    with it is reported at the user's network instead.
+    """
+    seen: list[Network] = []
+    for net in networks.values():
+        other = next((s for s in seen if s.subnet.overlaps(net.subnet)), None)
+        seen.append(net)
+        if other is None:
+            continue
+        if net.name not in defined:  # the implicit default network
+            problem = (
+                f"{other.subnet} overlaps {net.subnet} of the default network '{net.name}' "
+                f"(used by container {bridge_users[0]}); "
+                f"choose another subnet or set networks.{net.name}.subnet"
+            )
+            problems.append(where.error(("networks", other.name, "subnet"), problem))
+        elif net.subnet == other.subnet:
+            problem = f"{net.subnet} is already used by network {other.name}"
+            problems.append(where.error(("networks", net.name, "subnet"), problem))
+        else:
+            problem = f"{net.subnet} overlaps {other.subnet} of network {other.name}"
+            problems.append(where.error(("networks", net.name, "subnet"), problem))
+
+
+def _resolve_container(
+    name: str, spec: _ContainerSpec, defined: list[str], where: _SourceMap, problems: list[ConfigError]
+) -> Container:
+    path = ("containers", name, "networks")
+    refs: list[tuple[str, _AttachmentSpec | None, _Path, bool]]  # network, settings, position, at key
+    if isinstance(spec.networks, dict):
+        refs = [(net, attach, (*path, net), True) for net, attach in spec.networks.items()]
+    else:
+        refs = [(net, None, (*path, i), False) for i, net in enumerate(spec.networks or [])]
+
+    attachments: list[Attachment] = []
+    for net, attach, at, on_key in refs:
+        if net not in defined and net != DEFAULT_NETWORK:
+            known = ", ".join(dict.fromkeys([*defined, DEFAULT_NETWORK]))
+            problems.append(where.error(path, f"unknown network {net!r} (known: {known})", at=at, key=on_key))
+        elif any(a.network == net for a in attachments):
+            problems.append(where.error(path, f"network {net!r} is listed twice", at=at, key=on_key))
+        else:
+            attach = attach or _AttachmentSpec()
+            attachments.append(Attachment(net, attach.ipv4_address, tuple(attach.aliases)))
+    if not refs:
+        attachments.append(Attachment(DEFAULT_NETWORK, None, ()))
+    return Container(
+        name,
+        tuple(attachments),
+        tuple(spec.command) if spec.command is not None else None,
+        tuple(spec.publish or ()),
+    )
+
+
+def _check_addresses(
+    containers: dict[str, Container],
+    networks: dict[str, Network],
+    where: _SourceMap,
+    problems: list[ConfigError],
+) -> None:
+    """Check static addresses against their subnet, gateway and each other."""
+    owners: dict[tuple[str, IPv4Address], str] = {}
+    for container in containers.values():
+        for attach in container.attachments:
+            net = networks.get(attach.network)
+            address = attach.ipv4_address
+            if address is None or net is None:  # no static address, or the network is broken already
+                continue
+            path = ("containers", container.name, "networks", net.name, "ipv4_address")
+            reason = _not_a_host(address, net.subnet)
+            if reason:
+                problems.append(where.error(path, f"{address} {reason} (network {net.name})"))
+            elif address == net.gateway:
+                problems.append(where.error(path, f"{address} is the gateway of network {net.name}"))
+            elif (net.name, address) in owners:
+                owner = owners[net.name, address]
+                problem = f"{address} is already assigned to container {owner} on network {net.name}"
+                problems.append(where.error(path, problem))
+            else:
+                owners[net.name, address] = container.name

@@ -1,0 +1,324 @@
+"""`up` and `down`: validate, plan, apply with rollback, and tear down collecting errors.
+
+The per-container operations (create_container / attach_interface / remove_container) are
+callable one at a time, so a CNI-style caller can drive a single container later on.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pyroute2 import IPRoute
+
+from . import links, sandbox
+from . import state as statestore
+from .backends import backend_for
+from .backends.base import Backend
+from .config import Config
+from .host import Host, current_host, enter_agent_mounts, locked, start_agent, stop_agent
+from .plan import Observed, Plan, make_plan
+from .spec import ContainerSpec, InterfaceSpec, ProjectSpec, build
+from .state import CommandState, ProjectState, port_key
+
+
+class UpError(RuntimeError):
+    """A failure during `up`; the message is one line and the changes were rolled back."""
+
+
+@dataclass
+class Journal:
+    """Undo actions of the steps done so far, run in reverse on failure."""
+
+    undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def add(self, what: str, fn: Callable[[], None]) -> None:
+        self.undo.append((what, fn))
+
+    def rollback(self) -> list[str]:
+        errors = []
+        for what, fn in reversed(self.undo):
+            try:
+                fn()
+            except Exception as exc:  # keep undoing the rest
+                errors.append(f"undo {what}: {exc}")
+        self.undo.clear()
+        return errors
+
+
+@dataclass
+class UpResult:
+    project: str
+    plan: Plan
+    state: ProjectState
+
+
+def empty_state(desired: ProjectSpec, source: str) -> ProjectState:
+    return ProjectState(spec=ProjectSpec(desired.name, desired.backend, desired.uplink), source=source)
+
+
+class Project:
+    """One project on one host, inside the agent's mount namespace."""
+
+    def __init__(self, host: Host, st: ProjectState, backend: Backend, ipr: IPRoute):
+        self.host, self.st, self.backend, self.ipr = host, st, backend, ipr
+
+    def netns_path(self, c: ContainerSpec) -> Path:
+        return self.host.netns_dir / c.netns
+
+    # -- observe ----------------------------------------------------------------------------
+    def observe(self) -> Observed:
+        dead, missing, stopped = set(), set(), set()
+        for c in self.st.spec.containers.values():
+            if not sandbox.alive(self.netns_path(c)):
+                dead.add(c.name)
+                continue
+            for i in c.interfaces:
+                idx = self.ipr.link_lookup(ifname=i.host_ifname)
+                if not idx or idx[0] != self.st.ports.get(port_key(c.name, i.network)):
+                    missing.add(port_key(c.name, i.network))
+            cmd = self.st.commands.get(c.name)
+            if c.command and (cmd is None or not sandbox.linux.process_alive(cmd.pid, cmd.start_time)):
+                stopped.add(c.name)
+        return Observed(frozenset(dead), frozenset(missing), frozenset(stopped))
+
+    # -- single-object operations ---------------------------------------------------------
+    def add_network(self, net, journal: Journal) -> None:
+        self.backend.add_network(self.ipr, net)
+        self.st.spec.networks[net.name] = net
+        journal.add(f"network {net.name}", lambda: self.remove_network(net))
+
+    def remove_network(self, net) -> None:
+        self.backend.remove_network(self.ipr, net)
+        self.st.spec.networks.pop(net.name, None)
+
+    def create_container(self, c: ContainerSpec, journal: Journal) -> None:
+        sandbox.create(self.netns_path(c))
+        self.st.spec.containers[c.name] = dataclasses.replace(c, interfaces=())
+        journal.add(f"container {c.name}", lambda: self.remove_container(c.name))
+
+    def attach_interface(self, cname: str, iface: InterfaceSpec, journal: Journal) -> None:
+        c = self.st.spec.containers[cname]
+        net = self.st.spec.networks[iface.network]
+        ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
+        journal.add(f"interface {cname}/{iface.network}", lambda: self.detach_interface(cname, iface))
+        self.st.ports[port_key(cname, iface.network)] = ifindex
+        self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=c.interfaces + (iface,))
+        links.configure_container_side(self.netns_path(c), iface)
+        self.backend.attach_port(self.ipr, net, iface, ifindex)
+
+    def detach_interface(self, cname: str, iface: InterfaceSpec) -> None:
+        links.delete_link(self.ipr, iface.host_ifname)
+        self.st.ports.pop(port_key(cname, iface.network), None)
+        c = self.st.spec.containers.get(cname)
+        if c is not None:
+            rest = tuple(i for i in c.interfaces if i.network != iface.network)
+            self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=rest)
+
+    def remove_container(self, cname: str) -> list[str]:
+        """Stop its command, delete its ports and namespace. Keeps going past errors."""
+        errors = []
+        c = self.st.spec.containers.get(cname)
+        if c is None:
+            return errors
+        steps = [("command", lambda: self.stop_command(cname))]
+        steps += [(f"interface {i.network}", lambda i=i: self.detach_interface(cname, i)) for i in c.interfaces]
+        steps += [("namespace", lambda: sandbox.remove(self.netns_path(c)))]
+        for what, fn in steps:
+            try:
+                fn()
+            except Exception as exc:
+                errors.append(f"container {cname}: {what}: {exc}")
+        self.st.spec.containers.pop(cname, None)
+        return errors
+
+    def start_command(self, c: ContainerSpec, journal: Journal) -> None:
+        assert c.command
+        pid, start = sandbox.spawn(
+            self.netns_path(c),
+            c.command,
+            self.host.dir / "logs" / f"{self.st.name}-{c.name}.log",
+            f"{self.host.key}/{self.st.name}/{c.name}",
+        )
+        self.st.commands[c.name] = CommandState(pid, start, c.command)
+        journal.add(f"command of {c.name}", lambda: self.stop_command(c.name))
+
+    def stop_command(self, cname: str) -> None:
+        cmd = self.st.commands.pop(cname, None)
+        if cmd is not None:
+            sandbox.stop(cmd.pid, cmd.start_time)
+
+    # -- a whole plan -----------------------------------------------------------------------
+    def apply(self, plan: Plan, desired: ProjectSpec, journal: Journal) -> None:
+        for cname in plan.stop_commands:
+            self.stop_command(cname)
+        for cname, iface in plan.remove_interfaces:
+            self.detach_interface(cname, iface)
+        for c in plan.remove_containers:
+            errors = self.remove_container(c.name)
+            if errors:
+                raise UpError("; ".join(errors))
+        for net in plan.remove_networks:
+            self.remove_network(net)
+        if plan.remove_interfaces or plan.remove_containers or plan.remove_networks:
+            self.backend.sync(self.st)
+        for net in plan.add_networks:
+            self.add_network(net, journal)
+        for c in plan.add_containers:
+            self.create_container(c, journal)
+        for cname, iface in plan.add_interfaces:
+            self.attach_interface(cname, iface, journal)
+        journal.add("datapath tables", lambda: self.backend.sync(self.st))
+        self.backend.sync(self.st)
+        for cname in plan.start_commands:
+            self.start_command(desired.containers[cname], journal)
+        # The spec may change without a kernel change (e.g. an alias): record the desired one.
+        for cname, c in desired.containers.items():
+            if cname in self.st.spec.containers:
+                self.st.spec.containers[cname] = c
+        self.st.spec.networks.update(desired.networks)
+
+
+def preflight(desired: ProjectSpec, current: ProjectState | None, ipr: IPRoute) -> None:
+    """Everything that can be checked before the first change."""
+    if desired.uplink and not ipr.link_lookup(ifname=desired.uplink):
+        raise UpError(f"uplink: no interface named {desired.uplink!r} on this host")
+    ours = {n.subnet for n in current.spec.networks.values()} if current else set()
+    for net in desired.networks.values():
+        for route in ipr.get_routes(family=2, table=254):
+            plen = route["dst_len"]
+            dst = route.get_attr("RTA_DST")
+            if plen == 0 or dst is None:
+                continue
+            other = ipaddress.IPv4Network(f"{dst}/{plen}", strict=False)
+            if not other.overlaps(net.subnet):
+                continue
+            if route["proto"] == links.RTPROT_FASTNET and (other in ours or plen == 32):
+                continue
+            owner = "another fastnet project" if route["proto"] == links.RTPROT_FASTNET else "a route on this host"
+            raise UpError(f"networks.{net.name}.subnet: {net.subnet} overlaps {other} ({owner})")
+    for c in desired.containers.values():
+        if c.command and sandbox.resolve_command(c.command) is None:
+            raise UpError(f"containers.{c.name}.command: {c.command[0]!r} is not an executable on this host")
+
+
+def up(config: Config) -> UpResult:
+    host = current_host()
+    with locked(host):
+        current = statestore.load(host, config.name)
+        if current is not None and current.spec.backend != config.backend:
+            raise UpError(
+                f"backend: project {config.name} runs on {current.spec.backend}; "
+                f"run `fastnet down` before switching to {config.backend}"
+            )
+        try:
+            desired = build(config, current.spec if current else None)
+        except Exception as exc:  # ipam exhaustion and the like
+            raise UpError(str(exc)) from exc
+        with IPRoute() as ipr:
+            preflight(desired, current, ipr)
+        agent = host.live_agent() or start_agent(host)
+        enter_agent_mounts(agent)
+        st = current or empty_state(desired, config.source)
+        st.source = config.source
+        backend = backend_for(desired.backend, host, desired.name)
+        journal = Journal()
+        with IPRoute() as ipr:
+            project = Project(host, st, backend, ipr)
+            plan = make_plan(st.spec, desired, project.observe())
+            try:
+                backend.prepare()
+                project.apply(plan, desired, journal)
+            except BaseException as exc:
+                undo_errors = journal.rollback()
+                _finish(host, st, backend)
+                detail = f" (rollback: {'; '.join(undo_errors)})" if undo_errors else ""
+                raise UpError(f"{_one_line(exc)}; rolled back{detail}") from exc
+            statestore.save(host, st)
+        return UpResult(desired.name, plan, st)
+
+
+def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
+    """After a rollback: record what is left, or forget a project that has nothing left."""
+    if st.spec.containers or st.spec.networks:
+        statestore.save(host, st)
+        return
+    statestore.remove(host, st.name)
+    with contextlib.suppress(Exception):
+        backend.teardown()
+    _stop_agent_if_idle(host)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _stop_agent_if_idle(host: Host) -> None:
+    """With no project left, the host keeps no agent and no files but its lock (removing a
+    lock file others may be waiting on would let two invocations in at once)."""
+    if statestore.projects(host):
+        return
+    stop_agent(host)
+    for child in host.dir.iterdir():
+        if child.name == "lock":
+            continue
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def down(project_name: str, config: Config | None = None) -> list[str]:
+    """Remove every trace of the project on this host; returns the errors met (kept going)."""
+    host = current_host()
+    errors: list[str] = []
+    with locked(host):
+        st = statestore.load(host, project_name)
+        agent = host.live_agent()
+        if agent is not None:
+            enter_agent_mounts(agent)
+        backend_name = st.spec.backend if st else (config.backend if config else "ebpf")
+        backend = backend_for(backend_name, host, project_name)
+        st = st or ProjectState(spec=ProjectSpec(project_name, backend_name, None))
+        with IPRoute() as ipr:
+            project = Project(host, st, backend, ipr)
+            for cname in list(st.spec.containers):
+                errors += project.remove_container(cname)
+            # Whatever the state file does not know about, found by deterministic names and tags.
+            for _, name, alias in links.owned_links(ipr, project_name):
+                try:
+                    links.delete_link(ipr, name)
+                except Exception as exc:
+                    errors.append(f"link {name} ({alias}): {exc}")
+            if agent is not None and host.netns_dir.is_dir():
+                for path in host.netns_dir.glob(f"{project_name}-*"):
+                    try:
+                        sandbox.remove(path)
+                    except Exception as exc:
+                        errors.append(f"namespace {path.name}: {exc}")
+            nets = list(st.spec.networks.values())
+            if config is not None:
+                nets += [n for n in build_networks_only(config) if n.name not in st.spec.networks]
+            for net in nets:
+                try:
+                    project.remove_network(net)
+                except Exception as exc:
+                    errors.append(f"network {net.name}: {exc}")
+        try:
+            backend.teardown()
+        except Exception as exc:
+            errors.append(f"datapath: {exc}")
+        statestore.remove(host, project_name)
+        _stop_agent_if_idle(host)
+    return errors
+
+
+def build_networks_only(config: Config):
+    from .spec import NetworkSpec
+
+    return [NetworkSpec(n.name, 0, n.subnet, n.gateway, n.internal, n.driver) for n in config.networks.values()]

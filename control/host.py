@@ -1,0 +1,169 @@
+"""The host a fastnet invocation acts on, and the agent process that keeps its objects alive.
+
+A "host" is the network namespace fastnet runs in (the real host, or any namespace a test
+or an operator enters with `ip netns exec` or `nsenter`). Its state lives under
+`<state root>/hosts/net-<netns inode>/`.
+
+Container namespaces and the bpffs holding the datapath's pins must outlive the command
+that made them, and `ip netns exec` runs every command in a private mount namespace whose
+mounts die with it. So each host has one agent: a small process in its own mount namespace
+that owns a private tmpfs (`rt/`, holding container netns bind mounts) and a private bpffs.
+Every fastnet command joins the agent's mount namespace before it touches those. When the
+agent exits, the kernel frees everything it held: namespaces, veths, programs and maps.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import linux
+
+STATE_ROOT = Path(os.environ.get("FASTNET_STATE_DIR", "/run/fastnet"))
+AGENT_START_TIMEOUT = 10.0
+
+
+class HostError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Agent:
+    pid: int
+    start_time: int
+    netns_inode: int
+
+    def alive(self) -> bool:
+        if not linux.process_alive(self.pid, self.start_time):
+            return False
+        try:
+            return linux.ns_inode(f"/proc/{self.pid}/ns/net") == self.netns_inode
+        except OSError:
+            return False
+
+    def path_outside(self, path: Path) -> str:
+        """A path inside the agent's mount namespace as any process on the machine can open it."""
+        return f"/proc/{self.pid}/root{path}"
+
+
+@dataclass(frozen=True)
+class Host:
+    netns_inode: int
+
+    @property
+    def key(self) -> str:
+        return f"net-{self.netns_inode}"
+
+    @property
+    def dir(self) -> Path:
+        return STATE_ROOT / "hosts" / self.key
+
+    @property
+    def runtime(self) -> Path:
+        """The agent's private tmpfs."""
+        return self.dir / "rt"
+
+    @property
+    def netns_dir(self) -> Path:
+        return self.runtime / "netns"
+
+    @property
+    def bpffs(self) -> Path:
+        return self.runtime / "bpf"
+
+    @property
+    def projects_dir(self) -> Path:
+        return self.dir / "projects"
+
+    @property
+    def agent_file(self) -> Path:
+        return self.dir / "agent.json"
+
+    def read_agent(self) -> Agent | None:
+        try:
+            data = json.loads(self.agent_file.read_text())
+            return Agent(int(data["pid"]), int(data["start_time"]), int(data["netns_inode"]))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def live_agent(self) -> Agent | None:
+        agent = self.read_agent()
+        return agent if agent is not None and agent.alive() else None
+
+
+def current_host() -> Host:
+    return Host(linux.ns_inode("/proc/self/ns/net"))
+
+
+@contextlib.contextmanager
+def locked(host: Host):
+    """Serialise fastnet invocations on one host; the kernel drops the lock if we die."""
+    host.dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(host.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def start_agent(host: Host) -> Agent:
+    """Start the host's agent and wait until its mounts are ready."""
+    host.dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        host.agent_file.unlink()
+    read_fd, write_fd = os.pipe()
+    log = open(host.dir / "agent.log", "ab")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fastnet.control.agent", str(host.dir), str(write_fd)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
+    finally:
+        os.close(write_fd)
+        log.close()
+    deadline = time.monotonic() + AGENT_START_TIMEOUT
+    with os.fdopen(read_fd, "rb") as ready:
+        answer = ready.read()  # EOF when the agent signals readiness or dies
+    agent = host.read_agent()
+    if answer != b"ready" or agent is None or agent.pid != proc.pid or not agent.alive():
+        proc.kill()
+        raise HostError(f"the fastnet agent did not start; see {host.dir / 'agent.log'}")
+    if time.monotonic() > deadline:
+        raise HostError("the fastnet agent took too long to start")
+    return agent
+
+
+def stop_agent(host: Host) -> None:
+    agent = host.read_agent()
+    if agent is not None and agent.alive():
+        os.kill(agent.pid, signal.SIGTERM)
+        for _ in range(200):
+            if not agent.alive():
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(agent.pid, signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError):
+        host.agent_file.unlink()
+
+
+def enter_agent_mounts(agent: Agent) -> None:
+    """Join the agent's mount namespace (must happen before this process starts threads)."""
+    if linux.ns_inode(f"/proc/{agent.pid}/ns/mnt") == linux.ns_inode("/proc/self/ns/mnt"):
+        return
+    cwd = os.getcwd()
+    linux.setns_path(f"/proc/{agent.pid}/ns/mnt", linux.CLONE_NEWNS)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)  # setns(CLONE_NEWNS) moves us to the namespace's root

@@ -1,0 +1,118 @@
+"""Read-only views of what runs on this host, for `ps`, `inspect` and `exec`."""
+from __future__ import annotations
+
+from . import linux, sandbox
+from . import state as statestore
+from .backends import backend_for
+from .host import current_host, enter_agent_mounts
+
+
+class LookupError_(RuntimeError):
+    pass
+
+
+def _project_view(host, agent, st) -> dict:
+    containers = {}
+    for c in st.spec.containers.values():
+        netns_path = host.netns_dir / c.netns
+        cmd = st.commands.get(c.name)
+        containers[c.name] = {
+            "name": c.name,
+            "project": st.name,
+            "backend": st.spec.backend,
+            "netns": agent.path_outside(netns_path) if agent else None,
+            "running": bool(agent) and sandbox.alive(netns_path),
+            "networks": {
+                i.network: {
+                    "ifname": i.ifname,
+                    "ipv4": str(i.ipv4),
+                    "prefixlen": i.prefixlen,
+                    "mac": i.mac,
+                    "gateway": str(i.gateway),
+                    "aliases": list(i.aliases),
+                    "host_ifname": i.host_ifname,
+                    "host_ifindex": st.ports.get(f"{c.name}/{i.network}"),
+                }
+                for i in c.interfaces
+            },
+            "command": None
+            if not c.command
+            else {
+                "argv": list(c.command),
+                "pid": cmd.pid if cmd else None,
+                "running": bool(cmd) and linux.process_alive(cmd.pid, cmd.start_time),
+            },
+        }
+    counters = {}
+    if agent is not None:
+        try:
+            counters = backend_for(st.spec.backend, host, st.name).counters()
+        except Exception as exc:  # a view must not fail because one datapath is unreadable
+            counters = {"error": str(exc)}
+    return {
+        "name": st.name,
+        "backend": st.spec.backend,
+        "source": st.source,
+        "networks": {
+            n.name: {"subnet": str(n.subnet), "gateway": str(n.gateway), "internal": n.internal, "driver": n.driver}
+            for n in st.spec.networks.values()
+        },
+        "containers": containers,
+        "counters": {prog: {k: {"packets": p, "bytes": b} for k, (p, b) in c.items()} for prog, c in counters.items()}
+        if "error" not in counters
+        else counters,
+    }
+
+
+def host_inventory() -> dict:
+    host = current_host()
+    agent = host.live_agent()
+    if agent is not None:
+        enter_agent_mounts(agent)
+    projects = {}
+    for name in statestore.projects(host):
+        st = statestore.load(host, name)
+        if st is not None:
+            projects[name] = _project_view(host, agent, st)
+    return {"host": host.key, "agent_pid": agent.pid if agent else None, "projects": projects}
+
+
+def _resolve(name: str):
+    host = current_host()
+    project, _, cname = name.rpartition("/")
+    matches = []
+    for pname in statestore.projects(host):
+        if project and pname != project:
+            continue
+        st = statestore.load(host, pname)
+        if st is not None and cname in st.spec.containers:
+            matches.append(st)
+    if not matches:
+        raise LookupError_(f"no container named {name!r} on this host")
+    if len(matches) > 1:
+        options = ", ".join(f"{st.name}/{cname}" for st in matches)
+        raise LookupError_(f"container name {cname!r} is ambiguous: use one of {options}")
+    return host, matches[0], cname
+
+
+def find_container(name: str) -> dict:
+    host, st, cname = _resolve(name)
+    agent = host.live_agent()
+    if agent is not None:
+        enter_agent_mounts(agent)
+    view = _project_view(host, agent, st)
+    result = view["containers"][cname]
+    result["counters"] = view["counters"]
+    return result
+
+
+def enter_container(name: str) -> None:
+    host, st, cname = _resolve(name)
+    agent = host.live_agent()
+    path = host.netns_dir / st.spec.containers[cname].netns
+    if agent is None:
+        raise LookupError_(f"container {name!r} is not running (no fastnet agent on this host)")
+    enter_agent_mounts(agent)
+    if not sandbox.alive(path):
+        raise LookupError_(f"container {name!r} is not running (its namespace is gone)")
+    sandbox.enter(path)

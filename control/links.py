@@ -1,0 +1,74 @@
+"""Container interfaces: the veth pair and its container side, the same for every backend."""
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from . import sandbox
+from .spec import InterfaceSpec
+
+# Route protocol number tagging the routes fastnet installs (rtnetlink's rtm_protocol).
+RTPROT_FASTNET = 250
+
+
+def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str) -> int:
+    """Create the pair with its container end already inside netns; returns the host ifindex."""
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ipr.link(
+            "add",
+            ifname=iface.host_ifname,
+            kind="veth",
+            address=host_mac,
+            ifalias=iface.alias,
+            peer={"ifname": iface.ifname, "address": iface.mac, "net_ns_fd": fd},
+        )
+    finally:
+        os.close(fd)
+    index = ipr.link_lookup(ifname=iface.host_ifname)[0]
+    sandbox.write_sysctl(None, f"net.ipv6.conf.{iface.host_ifname}.disable_ipv6", "1")
+    ipr.link("set", index=index, state="up")
+    return index
+
+
+def configure_container_side(netns: Path, iface: InterfaceSpec) -> None:
+    """Address, link state and default route inside the container. IPv6 is off: fastnet's
+    networks are IPv4 and link-local chatter would only add noise to every port."""
+    sandbox.write_sysctl(netns, f"net.ipv6.conf.{iface.ifname}.disable_ipv6", "1")
+    with sandbox.netlink(netns) as ipr:
+        index = ipr.link_lookup(ifname=iface.ifname)[0]
+        ipr.addr("add", index=index, address=str(iface.ipv4), prefixlen=iface.prefixlen)
+        ipr.link("set", index=index, state="up")
+        lo = ipr.link_lookup(ifname="lo")[0]
+        ipr.link("set", index=lo, state="up")
+        if iface.default_route:
+            ipr.route("replace", dst="0.0.0.0/0", gateway=str(iface.gateway), oif=index)
+
+
+def delete_link(ipr: IPRoute, ifname: str) -> bool:
+    """Delete a link by name; False if it was already gone (idempotent)."""
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        return False
+    try:
+        ipr.link("del", index=found[0])
+    except NetlinkError as e:
+        if e.code not in (errno.ENODEV, errno.ENOENT):
+            raise
+        return False
+    return True
+
+
+def owned_links(ipr: IPRoute, project: str) -> list[tuple[int, str, str]]:
+    """(ifindex, name, alias) of every link tagged as the project's."""
+    prefix = f"fastnet:{project}/"
+    found = []
+    for link in ipr.get_links():
+        alias = link.get_attr("IFLA_IFALIAS") or ""
+        if alias.startswith(prefix):
+            found.append((link["index"], link.get_attr("IFLA_IFNAME"), alias))
+    return found

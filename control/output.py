@@ -1,0 +1,43 @@
+"""Terminal output (rich)."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def print_up(result) -> None:
+    lines = result.plan.summary()
+    if not lines:
+        console.print(f"project [bold]{result.project}[/] is up to date")
+        return
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+    n = len(result.state.spec.containers)
+    console.print(f"project [bold]{result.project}[/] is up: {n} container{'s' if n != 1 else ''}")
+
+
+def print_ps(inv: dict) -> None:
+    if not inv["projects"]:
+        console.print("no fastnet projects on this host")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("PROJECT", "CONTAINER", "BACKEND", "NETWORKS", "COMMAND"):
+        table.add_column(col)
+    for p in inv["projects"].values():
+        for c in p["containers"].values():
+            nets = ", ".join(f"{n}={v['ipv4']}/{v['prefixlen']}" for n, v in c["networks"].items())
+            if c["command"] is None:
+                cmd = "-"
+            else:
+                state = "running" if c["command"]["running"] else "exited"
+                cmd = f"{' '.join(c['command']['argv'])} ({state})"
+            table.add_row(p["name"], c["name"], p["backend"], nets, cmd)
+    console.print(table)
+    for p in inv["projects"].values():
+        for prog, counters in p["counters"].items():
+            if not isinstance(counters, dict) or not counters:
+                continue
+            parts = ", ".join(f"{k} {v['packets']}" for k, v in sorted(counters.items()))
+            console.print(f"{p['name']} {prog}: {parts}", markup=False, highlight=False)

@@ -1,0 +1,160 @@
+"""The desired shape of one project on this host, derived from its config and the previous run.
+
+Everything a run needs to name or address is decided here, deterministically and before
+anything is touched: network ids, interface names, addresses (via ipam), MACs and the names
+of the host-side links. Stable across runs: what existed keeps its id, name and address.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from . import ipam
+from .config import Config
+
+LINK_ALIAS_PREFIX = "fastnet:"
+
+
+def mac_for(address: IPv4Address) -> str:
+    """Locally administered MAC derived from an address (cf. Docker's 02:42:<ip>)."""
+    return "02:fa:" + ":".join(f"{b:02x}" for b in address.packed)
+
+
+def host_ifname(project: str, container: str, network: str) -> str:
+    """Host end of a container's veth: `<project prefix>-<hash>`, at most 15 characters."""
+    digest = hashlib.sha1(f"{project}/{container}/{network}".encode()).hexdigest()[:7]
+    return f"{project[:7]}-{digest}"
+
+
+def link_alias(project: str, container: str, network: str) -> str:
+    """The ownership tag on every host-side link (IFLA_IFALIAS): exact, unlike a name prefix."""
+    return f"{LINK_ALIAS_PREFIX}{project}/{container}/{network}"
+
+
+def netns_name(project: str, container: str) -> str:
+    return f"{project}-{container}"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    net_id: int
+    subnet: IPv4Network
+    gateway: IPv4Address
+    internal: bool = False
+    driver: str = "bridge"
+
+    @property
+    def gateway_mac(self) -> str:
+        return mac_for(self.gateway)
+
+
+@dataclass(frozen=True)
+class InterfaceSpec:
+    network: str
+    ifname: str  # inside the container: eth0, eth1, ...
+    host_ifname: str
+    alias: str
+    ipv4: IPv4Address
+    prefixlen: int
+    gateway: IPv4Address
+    default_route: bool
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def mac(self) -> str:
+        return mac_for(self.ipv4)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    netns: str
+    interfaces: tuple[InterfaceSpec, ...]
+    command: tuple[str, ...] | None = None
+
+    def interface(self, network: str) -> InterfaceSpec | None:
+        return next((i for i in self.interfaces if i.network == network), None)
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    backend: str
+    uplink: str | None
+    networks: dict[str, NetworkSpec] = field(default_factory=dict)
+    containers: dict[str, ContainerSpec] = field(default_factory=dict)
+
+
+def build(config: Config, previous: ProjectSpec | None) -> ProjectSpec:
+    prev_nets = previous.networks if previous else {}
+    prev_ctrs = previous.containers if previous else {}
+
+    networks: dict[str, NetworkSpec] = {}
+    used_ids = {n.net_id for name, n in prev_nets.items() if name in config.networks}
+    next_id = 1
+    for name, net in config.networks.items():
+        old = prev_nets.get(name)
+        if old is not None and old.subnet == net.subnet:
+            net_id = old.net_id
+        else:
+            while next_id in used_ids:
+                next_id += 1
+            net_id = next_id
+            used_ids.add(net_id)
+        networks[name] = NetworkSpec(name, net_id, net.subnet, net.gateway, net.internal, net.driver)
+
+    addresses: dict[str, dict[str, IPv4Address]] = {}
+    for name, net in config.networks.items():
+        requests = [
+            (c.name, a.ipv4_address)
+            for c in config.containers.values()
+            for a in c.attachments
+            if a.network == name
+        ]
+        existing = {}
+        for cname, ctr in prev_ctrs.items():
+            iface = ctr.interface(name)
+            if iface is not None and name in prev_nets and prev_nets[name].subnet == net.subnet:
+                existing[cname] = iface.ipv4
+        addresses[name] = ipam.allocate(net, requests, existing)
+
+    containers: dict[str, ContainerSpec] = {}
+    for c in config.containers.values():
+        old = prev_ctrs.get(c.name)
+        kept = {i.network: i.ifname for i in old.interfaces} if old else {}
+        taken = {kept[a.network] for a in c.attachments if a.network in kept}
+        interfaces = []
+        default_taken = False
+        for a in c.attachments:
+            ifname = kept.get(a.network)
+            if ifname is None:
+                n = 0
+                while f"eth{n}" in taken:
+                    n += 1
+                ifname = f"eth{n}"
+                taken.add(ifname)
+            net = networks[a.network]
+            default_route = not net.internal and not default_taken
+            default_taken = default_taken or default_route
+            interfaces.append(
+                InterfaceSpec(
+                    network=a.network,
+                    ifname=ifname,
+                    host_ifname=host_ifname(config.name, c.name, a.network),
+                    alias=link_alias(config.name, c.name, a.network),
+                    ipv4=addresses[a.network][c.name],
+                    prefixlen=net.subnet.prefixlen,
+                    gateway=net.gateway,
+                    default_route=default_route,
+                    aliases=tuple(a.aliases),
+                )
+            )
+        containers[c.name] = ContainerSpec(
+            name=c.name,
+            netns=netns_name(config.name, c.name),
+            interfaces=tuple(interfaces),
+            command=tuple(c.command) if c.command else None,
+        )
+    return ProjectSpec(config.name, config.backend, config.uplink, networks, containers)

@@ -1,0 +1,122 @@
+"""The ownership record of a project on a host: what fastnet made, as it exists now.
+
+One JSON file per project under the host's state directory, replaced atomically. It records
+the applied spec plus the facts the kernel assigned (ifindexes, command pids), and is
+rewritten after every run, including a failed one that rolled back.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from .host import Host
+from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
+
+FORMAT = 1
+
+
+@dataclass
+class CommandState:
+    pid: int
+    start_time: int
+    argv: tuple[str, ...]
+
+
+@dataclass
+class ProjectState:
+    """What exists. `spec` holds only containers/interfaces/networks that were made."""
+
+    spec: ProjectSpec
+    source: str = ""
+    ports: dict[str, int] = field(default_factory=dict)  # "container/network" -> host ifindex
+    commands: dict[str, CommandState] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def port_key(container: str, network: str) -> str:
+    return f"{container}/{network}"
+
+
+def _encode(obj):
+    if isinstance(obj, (IPv4Address, IPv4Network)):
+        return str(obj)
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_encode(v) for v in obj]
+    return obj
+
+
+def to_json(st: ProjectState) -> str:
+    return json.dumps({"format": FORMAT, **_encode(st)}, indent=1, sort_keys=True)
+
+
+def from_json(text: str) -> ProjectState:
+    d = json.loads(text)
+    if d.get("format") != FORMAT:
+        raise ValueError(f"unknown state format {d.get('format')!r}")
+    s = d["spec"]
+    networks = {
+        k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"])
+        for k, v in s["networks"].items()
+    }
+    containers = {}
+    for k, v in s["containers"].items():
+        ifaces = tuple(
+            InterfaceSpec(
+                network=i["network"],
+                ifname=i["ifname"],
+                host_ifname=i["host_ifname"],
+                alias=i["alias"],
+                ipv4=IPv4Address(i["ipv4"]),
+                prefixlen=i["prefixlen"],
+                gateway=IPv4Address(i["gateway"]),
+                default_route=i["default_route"],
+                aliases=tuple(i["aliases"]),
+            )
+            for i in v["interfaces"]
+        )
+        containers[k] = ContainerSpec(v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None)
+    spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers)
+    commands = {k: CommandState(v["pid"], v["start_time"], tuple(v["argv"])) for k, v in d["commands"].items()}
+    return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands)
+
+
+def path_of(host: Host, project: str) -> Path:
+    return host.projects_dir / f"{project}.json"
+
+
+def load(host: Host, project: str) -> ProjectState | None:
+    try:
+        return from_json(path_of(host, project).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def save(host: Host, st: ProjectState) -> None:
+    host.projects_dir.mkdir(parents=True, exist_ok=True)
+    path = path_of(host, st.name)
+    tmp = path.with_suffix(f".tmp.{os.getpid()}")
+    tmp.write_text(to_json(st))
+    os.replace(tmp, path)
+
+
+def remove(host: Host, project: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path_of(host, project).unlink()
+
+
+def projects(host: Host) -> list[str]:
+    if not host.projects_dir.is_dir():
+        return []
+    return sorted(p.stem for p in host.projects_dir.glob("*.json"))
