@@ -15,7 +15,7 @@ from typing import Callable
 
 from pyroute2 import IPRoute
 
-from . import links, sandbox
+from . import failpoints, links, sandbox
 from . import state as statestore
 from .backends import backend_for
 from .backends.base import Backend
@@ -110,6 +110,7 @@ class Project:
         self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=c.interfaces + (iface,))
         links.configure_container_side(self.netns_path(c), iface)
         self.backend.attach_port(self.ipr, net, iface, ifindex)
+        failpoints.check(f"attach_interface:{cname}/{iface.network}")
 
     def detach_interface(self, cname: str, iface: InterfaceSpec) -> None:
         links.delete_link(self.ipr, iface.host_ifname)
@@ -146,6 +147,7 @@ class Project:
         )
         self.st.commands[c.name] = CommandState(pid, start, c.command)
         journal.add(f"command of {c.name}", lambda: self.stop_command(c.name))
+        failpoints.check(f"start_command:{c.name}")
 
     def stop_command(self, cname: str) -> None:
         cmd = self.st.commands.pop(cname, None)
