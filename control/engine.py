@@ -183,12 +183,22 @@ class Project:
             if cname in self.st.spec.containers:
                 self.st.spec.containers[cname] = c
         self.st.spec.networks.update(desired.networks)
+        self.st.spec = dataclasses.replace(self.st.spec, uplink=desired.uplink)
 
 
 def preflight(desired: ProjectSpec, current: ProjectState | None, ipr: IPRoute) -> None:
     """Everything that can be checked before the first change."""
     if desired.uplink and not ipr.link_lookup(ifname=desired.uplink):
         raise UpError(f"uplink: no interface named {desired.uplink!r} on this host")
+    owned = {alias for _, _, alias in links.owned_links(ipr, desired.name)}
+    for c in desired.containers.values():
+        for i in c.interfaces:
+            found = ipr.link_lookup(ifname=i.host_ifname)
+            if found and i.alias not in owned:
+                raise UpError(
+                    f"containers.{c.name}: interface {i.host_ifname} (for network {i.network}) "
+                    "already exists on this host and is not fastnet's"
+                )
     ours = {n.subnet for n in current.spec.networks.values()} if current else set()
     for net in desired.networks.values():
         for route in ipr.get_routes(family=2, table=254):
@@ -208,6 +218,16 @@ def preflight(desired: ProjectSpec, current: ProjectState | None, ipr: IPRoute) 
             raise UpError(f"containers.{c.name}.command: {c.command[0]!r} is not an executable on this host")
 
 
+def default_uplink(ipr: IPRoute) -> str | None:
+    """The interface holding the host's IPv4 default route, if any."""
+    for route in ipr.get_routes(family=2, table=254):
+        if route["dst_len"] == 0 and route.get_attr("RTA_OIF"):
+            links_ = ipr.get_links(route.get_attr("RTA_OIF"))
+            if links_:
+                return links_[0].get_attr("IFLA_IFNAME")
+    return None
+
+
 def up(config: Config) -> UpResult:
     host = current_host()
     with locked(host):
@@ -222,6 +242,8 @@ def up(config: Config) -> UpResult:
         except Exception as exc:  # ipam exhaustion and the like
             raise UpError(str(exc)) from exc
         with IPRoute() as ipr:
+            if desired.uplink is None:
+                desired = dataclasses.replace(desired, uplink=default_uplink(ipr))
             preflight(desired, current, ipr)
         agent = host.live_agent() or start_agent(host)
         enter_agent_mounts(agent)
