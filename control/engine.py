@@ -237,8 +237,14 @@ def up(config: Config) -> UpResult:
                 f"backend: project {config.name} runs on {current.spec.backend}; "
                 f"run `fastnet down` before switching to {config.backend}"
             )
+        foreign = frozenset(
+            n.net_id
+            for other in statestore.projects(host)
+            if other != config.name and (ost := statestore.load(host, other)) is not None
+            for n in ost.spec.networks.values()
+        )
         try:
-            desired = build(config, current.spec if current else None)
+            desired = build(config, current.spec if current else None, foreign)
         except Exception as exc:  # ipam exhaustion and the like
             raise UpError(str(exc)) from exc
         with IPRoute() as ipr:
@@ -333,11 +339,11 @@ def down(project_name: str, config: Config | None = None) -> list[str]:
                     project.remove_network(net)
                 except Exception as exc:
                     errors.append(f"network {net.name}: {exc}")
+        statestore.remove(host, project_name)
         try:
             backend.teardown()
         except Exception as exc:
             errors.append(f"datapath: {exc}")
-        statestore.remove(host, project_name)
         _stop_agent_if_idle(host)
     return errors
 

@@ -146,6 +146,7 @@ def start_agent(host: Host) -> Agent:
 
 
 def stop_agent(host: Host) -> None:
+    leave_agent_mounts()  # else this process alone would keep the agent's mounts alive
     agent = host.read_agent()
     if agent is not None and agent.alive():
         os.kill(agent.pid, signal.SIGTERM)
@@ -159,11 +160,31 @@ def stop_agent(host: Host) -> None:
         host.agent_file.unlink()
 
 
+_outer_mounts: int | None = None
+
+
 def enter_agent_mounts(agent: Agent) -> None:
     """Join the agent's mount namespace (must happen before this process starts threads)."""
+    global _outer_mounts
     if linux.ns_inode(f"/proc/{agent.pid}/ns/mnt") == linux.ns_inode("/proc/self/ns/mnt"):
         return
+    if _outer_mounts is None:
+        _outer_mounts = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    _setns_mounts_keeping_cwd(f"/proc/{agent.pid}/ns/mnt")
+
+
+def leave_agent_mounts() -> None:
+    """Return to the mount namespace this process started in."""
+    global _outer_mounts
+    if _outer_mounts is None:
+        return
+    _setns_mounts_keeping_cwd(f"/proc/self/fd/{_outer_mounts}")
+    os.close(_outer_mounts)
+    _outer_mounts = None
+
+
+def _setns_mounts_keeping_cwd(path: str) -> None:
     cwd = os.getcwd()
-    linux.setns_path(f"/proc/{agent.pid}/ns/mnt", linux.CLONE_NEWNS)
+    linux.setns_path(path, linux.CLONE_NEWNS)
     with contextlib.suppress(OSError):
         os.chdir(cwd)  # setns(CLONE_NEWNS) moves us to the namespace's root

@@ -43,12 +43,6 @@ def _project_view(host, agent, st) -> dict:
                 "running": bool(cmd) and linux.process_alive(cmd.pid, cmd.start_time),
             },
         }
-    counters = {}
-    if agent is not None:
-        try:
-            counters = backend_for(st.spec.backend, host, st.name).counters()
-        except Exception as exc:  # a view must not fail because one datapath is unreadable
-            counters = {"error": str(exc)}
     return {
         "name": st.name,
         "backend": st.spec.backend,
@@ -58,10 +52,18 @@ def _project_view(host, agent, st) -> dict:
             for n in st.spec.networks.values()
         },
         "containers": containers,
-        "counters": {prog: {k: {"packets": p, "bytes": b} for k, (p, b) in c.items()} for prog, c in counters.items()}
-        if "error" not in counters
-        else counters,
     }
+
+
+def _datapath_counters(host, agent, backend: str) -> dict:
+    """The host's datapath counters (one datapath per host and backend)."""
+    if agent is None:
+        return {}
+    try:
+        counters = backend_for(backend, host, "").counters()
+    except Exception as exc:  # a view must not fail because the datapath is unreadable
+        return {"error": str(exc)}
+    return {prog: {k: {"packets": p, "bytes": b} for k, (p, b) in c.items()} for prog, c in counters.items()}
 
 
 def host_inventory() -> dict:
@@ -74,7 +76,13 @@ def host_inventory() -> dict:
         st = statestore.load(host, name)
         if st is not None:
             projects[name] = _project_view(host, agent, st)
-    return {"host": host.key, "agent_pid": agent.pid if agent else None, "projects": projects}
+    backends = sorted({p["backend"] for p in projects.values()})
+    return {
+        "host": host.key,
+        "agent_pid": agent.pid if agent else None,
+        "projects": projects,
+        "counters": {b: _datapath_counters(host, agent, b) for b in backends},
+    }
 
 
 def _resolve(name: str):
@@ -102,7 +110,7 @@ def find_container(name: str) -> dict:
         enter_agent_mounts(agent)
     view = _project_view(host, agent, st)
     result = view["containers"][cname]
-    result["counters"] = view["counters"]
+    result["counters"] = _datapath_counters(host, agent, st.spec.backend)
     return result
 
 

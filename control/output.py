@@ -35,9 +35,11 @@ def print_ps(inv: dict) -> None:
                 cmd = f"{' '.join(c['command']['argv'])} ({state})"
             table.add_row(p["name"], c["name"], p["backend"], nets, cmd)
     console.print(table)
-    for p in inv["projects"].values():
-        for prog, counters in p["counters"].items():
-            if not isinstance(counters, dict) or not counters:
-                continue
-            parts = ", ".join(f"{k} {v['packets']}" for k, v in sorted(counters.items()))
-            console.print(f"{p['name']} {prog}: {parts}", markup=False, highlight=False)
+    for backend, programs in inv["counters"].items():
+        if "error" in programs:
+            console.print(f"{backend} datapath: unreadable: {programs['error']}", markup=False)
+            continue
+        for prog, counters in programs.items():
+            if counters:
+                parts = ", ".join(f"{k} {v['packets']}" for k, v in sorted(counters.items()))
+                console.print(f"{backend} {prog}: {parts}", markup=False, highlight=False)

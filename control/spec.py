@@ -87,12 +87,13 @@ class ProjectSpec:
     containers: dict[str, ContainerSpec] = field(default_factory=dict)
 
 
-def build(config: Config, previous: ProjectSpec | None) -> ProjectSpec:
+def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset()) -> ProjectSpec:
+    """`foreign_net_ids`: ids held by other projects on the host (the datapath is shared)."""
     prev_nets = previous.networks if previous else {}
     prev_ctrs = previous.containers if previous else {}
 
     networks: dict[str, NetworkSpec] = {}
-    used_ids = {n.net_id for name, n in prev_nets.items() if name in config.networks}
+    used_ids = {n.net_id for name, n in prev_nets.items() if name in config.networks} | set(foreign_net_ids)
     next_id = 1
     for name, net in config.networks.items():
         old = prev_nets.get(name)
