@@ -1,7 +1,7 @@
 """Compile fastnet's datapath with bcc, pin it, and reopen the pins.
 
-One bcc object holds every program and map (bpf/fastnet.c). A project's pins live in
-`<pin_root>/v<ABI>-<source hash>/`: programs as `prog_<name>`, maps as `map_<name>`.
+One bcc object holds every program and map (bpf/fastnet.c). A host's pins live in
+`<pin_root>/v<ABI>_<source hash>/`: programs as `prog_<name>`, maps as `map_<name>`.
 The directory name ties the pins to the exact source and layout that made them, because
 bcc never checks a pinned map's layout: a directory made by other sources is never reused.
 """
@@ -30,7 +30,7 @@ def source_hash() -> str:
 
 
 def version_dir_name() -> str:
-    return f"v{abi.ABI_VERSION}-{source_hash()}"
+    return f"v{abi.ABI_VERSION}_{source_hash()}"  # bpffs refuses names containing '.'
 
 
 class DatapathError(RuntimeError):
@@ -98,7 +98,7 @@ def load_pinned(pin_root: Path) -> Datapath:
     if found is not None:
         return found
     pin_dir = pin_root / version_dir_name()
-    staging = pin_root / f".{version_dir_name()}.{os.getpid()}"
+    staging = pin_root / f"staging_{version_dir_name()}_{os.getpid()}"
     bpf, fresh = compile_datapath()
     try:
         staging.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def stale_pin_dirs(pin_root: Path) -> list[Path]:
     """Pin directories made by other sources or layouts (an upgrade left them)."""
     if not pin_root.is_dir():
         return []
-    return [p for p in pin_root.iterdir() if p.is_dir() and p.name != version_dir_name()]
+    return [p for p in pin_root.iterdir() if p.is_dir() and p.name != version_dir_name() and not p.name.startswith("staging_")]
 
 
 def remove_pins(pin_dir: Path) -> None:
