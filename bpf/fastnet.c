@@ -46,19 +46,84 @@ FN_INLINE struct fn_metric *fn_metric_slot(__u32 slot)
 	return fn_metrics.lookup(&slot);
 }
 
-#ifdef FN_TEST
-FN_INLINE void fn_test_record(__u32 kind, __u32 ifindex)
+FN_INLINE struct fn_host_config *fn_host_config_get(void)
 {
 	__u32 zero = 0;
-	struct fn_test_redirects *r = fn_test_redir.lookup(&zero);
 
-	if (r && r->count < FN_TEST_MAX_REDIRECTS) {
-		__u32 i = r->count;
+	return fn_config.lookup(&zero);
+}
 
-		r->ifindex[i] = ifindex;
-		r->kind[i] = kind;
-		r->count = i + 1;
+FN_INLINE __u32 *fn_host_addr_get(__be32 addr)
+{
+	return fn_host_addrs.lookup(&addr);
+}
+
+FN_INLINE struct fn_service *fn_svc_addr_get(struct fn_svc_addr_key *key)
+{
+	return fn_svc_addr.lookup(key);
+}
+
+FN_INLINE struct fn_service *fn_svc_any_get(struct fn_svc_any_key *key)
+{
+	return fn_svc_any.lookup(key);
+}
+
+FN_INLINE struct fn_ct_entry *fn_ct_confirmed_get(const struct fn_ct_key *key)
+{
+	return fn_ct.lookup((struct fn_ct_key *)key);
+}
+
+/* bcc spells BPF_NOEXIST as insert() and BPF_ANY as update(). */
+FN_INLINE int fn_ct_confirmed_insert(const struct fn_ct_key *key, struct fn_ct_entry *e, __u64 flags)
+{
+	if (flags == BPF_NOEXIST)
+		return fn_ct.insert((struct fn_ct_key *)key, e);
+	return fn_ct.update((struct fn_ct_key *)key, e);
+}
+
+FN_INLINE struct fn_ct_entry *fn_ct_new_get(const struct fn_ct_key *key)
+{
+	return fn_ct_new.lookup((struct fn_ct_key *)key);
+}
+
+FN_INLINE int fn_ct_new_insert(const struct fn_ct_key *key, struct fn_ct_entry *e, __u64 flags)
+{
+	if (flags == BPF_NOEXIST)
+		return fn_ct_new.insert((struct fn_ct_key *)key, e);
+	return fn_ct_new.update((struct fn_ct_key *)key, e);
+}
+
+FN_INLINE void fn_ct_new_remove(const struct fn_ct_key *key)
+{
+	fn_ct_new.delete((struct fn_ct_key *)key);
+}
+
+#ifdef FN_TEST
+FN_INLINE struct fn_test_state *fn_test_state_get(void)
+{
+	__u32 zero = 0;
+
+	return fn_test_state.lookup(&zero);
+}
+
+FN_INLINE void fn_test_record(__u32 kind, __u32 ifindex)
+{
+	struct fn_test_state *t = fn_test_state_get();
+
+	if (t && t->count < FN_TEST_MAX_REDIRECTS) {
+		__u32 i = t->count;
+
+		t->ifindex[i] = ifindex;
+		t->kind[i] = kind;
+		t->count = i + 1;
 	}
+}
+
+FN_INLINE __u64 fn_test_now(void)
+{
+	struct fn_test_state *t = fn_test_state_get();
+
+	return t ? t->now : 0;
 }
 #endif
 
@@ -68,8 +133,9 @@ FN_INLINE void fn_test_record(__u32 kind, __u32 ifindex)
 #include "lib/ipv4.h"
 #include "lib/arp.h"
 #include "lib/metrics.h"
-#include "lib/redirect.h"
+#include "lib/helpers.h"
 #include "lib/bridge.h"
+#include "lib/natpath.h"
 
 /*
  * fn_from_container — TC ingress on the host end of a container's veth: every frame the
@@ -81,7 +147,26 @@ int fn_from_container(struct __sk_buff *skb)
 	const __u32 prog = FN_PROG_FROM_CONTAINER;
 	int ret = fn_bridge_from_container(skb);
 
+	if (ret == FN_BR_TO_GATEWAY)
+		ret = fn_nat_from_container(skb, prog);
+	else if (ret >= 0)
+		ret = fn_bridge_verdict(skb, prog, ret);
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);
-	return fn_bridge_verdict(skb, prog, ret);
+	return ret;
+}
+
+/*
+ * fn_from_uplink — TC ingress on the host's uplink: every packet from the outside. Replies
+ * to SNAT and packets to published ports go straight into their container; packets for
+ * containers' own addresses are dropped; the rest is the host's.
+ */
+int fn_from_uplink(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_UPLINK;
+	int ret = fn_nat_from_uplink(skb, prog);
+
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	return ret;
 }

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from . import ipam
-from .config import Config
+from .config import Config, PortMapping
 
 LINK_ALIAS_PREFIX = "fastnet:"
 
@@ -73,9 +73,15 @@ class ContainerSpec:
     netns: str
     interfaces: tuple[InterfaceSpec, ...]
     command: tuple[str, ...] | None = None
+    publish: tuple[PortMapping, ...] = ()
 
     def interface(self, network: str) -> InterfaceSpec | None:
         return next((i for i in self.interfaces if i.network == network), None)
+
+    @property
+    def publish_interface(self) -> InterfaceSpec | None:
+        """Published ports lead to the interface holding the default route (as in Docker)."""
+        return next((i for i in self.interfaces if i.default_route), None)
 
 
 @dataclass(frozen=True)
@@ -157,5 +163,6 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             netns=netns_name(config.name, c.name),
             interfaces=tuple(interfaces),
             command=tuple(c.command) if c.command else None,
+            publish=tuple(c.publish),
         )
     return ProjectSpec(config.name, config.backend, config.uplink, networks, containers)

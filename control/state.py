@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from .config import PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 
@@ -86,7 +87,18 @@ def from_json(text: str) -> ProjectState:
             )
             for i in v["interfaces"]
         )
-        containers[k] = ContainerSpec(v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None)
+        publish = tuple(
+            PortMapping(
+                IPv4Address(m["host_ip"]) if m["host_ip"] else None,
+                m["host_port_first"],
+                m["host_port_last"],
+                m["container_port_first"],
+                m["container_port_last"],
+                m["proto"],
+            )
+            for m in v.get("publish", ())
+        )
+        containers[k] = ContainerSpec(v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None, publish)
     spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers)
     commands = {k: CommandState(v["pid"], v["start_time"], tuple(v["argv"])) for k, v in d["commands"].items()}
     return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands)

@@ -53,6 +53,60 @@ class Metric(ctypes.Structure):
     _fields_ = [("packets", u64), ("bytes", u64)]
 
 
+class HostConfig(ctypes.Structure):
+    _fields_ = [
+        ("netns_cookie", u64),
+        ("uplink_ifindex", u32),
+        ("uplink_ipv4", u32),
+        ("snat_port_min", u16),
+        ("snat_port_max", u16),
+        ("flags", u32),
+    ]
+
+
+class SvcAddrKey(ctypes.Structure):
+    _fields_ = [("prefixlen", u32), ("proto", u8), ("addr", u8 * 4), ("port", u8 * 2), ("pad", u8)]
+
+
+class SvcAnyKey(ctypes.Structure):
+    _fields_ = [("prefixlen", u32), ("proto", u8), ("port", u8 * 2), ("pad", u8)]
+
+
+class Service(ctypes.Structure):
+    _fields_ = [
+        ("backend_ipv4", u32),
+        ("backend_ifindex", u32),
+        ("host_port_first", u16),
+        ("backend_port_first", u16),
+        ("backend_mac", u8 * 6),
+        ("flags", u16),
+        ("gateway", u32),
+        ("gateway_mac", u8 * 6),
+        ("pad", u16),
+    ]
+
+
+class CtKey(ctypes.Structure):
+    _fields_ = [("saddr", u32), ("daddr", u32), ("sport", u16), ("dport", u16), ("proto", u8), ("pad", u8 * 3)]
+
+
+class CtEntry(ctypes.Structure):
+    _fields_ = [
+        ("expires", u64),
+        ("created", u64),
+        ("to_saddr", u32),
+        ("to_daddr", u32),
+        ("to_sport", u16),
+        ("to_dport", u16),
+        ("out_ifindex", u32),
+        ("out_dmac", u8 * 6),
+        ("out_smac", u8 * 6),
+        ("state", u8),
+        ("flags", u8),
+        ("pad", u16),
+    ]
+
+
 @lru_cache(maxsize=1)
 def constants() -> dict[str, int]:
     """Every `#define NAME <integer>` of abi.h."""
@@ -69,7 +123,10 @@ FN_COUNTER_SLOTS = constants()["FN_COUNTER_SLOTS"]
 FN_MAX_FLOOD_PORTS = constants()["FN_MAX_FLOOD_PORTS"]
 FN_MAX_ENDPOINTS = constants()["FN_MAX_ENDPOINTS"]
 FN_MAX_NETWORKS = constants()["FN_MAX_NETWORKS"]
-PROGRAMS = {"fn_from_container": constants()["FN_PROG_FROM_CONTAINER"]}
+PROGRAMS = {
+    "fn_from_container": constants()["FN_PROG_FROM_CONTAINER"],
+    "fn_from_uplink": constants()["FN_PROG_FROM_UPLINK"],
+}
 
 # map name -> (key mirror, value mirror); scalar keys are plain ctypes integers.
 MAP_LAYOUTS: dict[str, tuple[type, type]] = {
@@ -79,6 +136,12 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_ipcache": (u32, IpEntry),
     "fn_flood": (FloodKey, u32),
     "fn_metrics": (u32, Metric),
+    "fn_config": (u32, HostConfig),
+    "fn_host_addrs": (u32, u32),
+    "fn_svc_addr": (SvcAddrKey, Service),
+    "fn_svc_any": (SvcAnyKey, Service),
+    "fn_ct": (CtKey, CtEntry),
+    "fn_ct_new": (CtKey, CtEntry),
 }
 
 

@@ -66,11 +66,11 @@ def compile_datapath(test_mode: bool = False):
         bpf = BPF(src_file=str(abi.BPF_DIR / "fastnet.c").encode(), cflags=cflags)
     except Exception as exc:  # bcc raises bare Exception with the compiler's output on stderr
         raise DatapathError(f"compiling {abi.BPF_DIR / 'fastnet.c'} failed: {exc}") from exc
-    names = list(abi.MAP_LAYOUTS) + (["fn_test_redir"] if test_mode else [])
-    tables = {name: bpf.get_table(name) for name in names}
+    names = list(abi.MAP_LAYOUTS) + (["fn_test_state"] if test_mode else [])
+    tables = {name: bpf.get_table(name.encode()) for name in names}
     # per-CPU tables expose the per-CPU array as Leaf and one element as sLeaf
     abi.check_layout({name: (t.Key, getattr(t, "sLeaf", t.Leaf)) for name, t in tables.items()})
-    progs = {name: bpf.load_func(name, BPF.SCHED_CLS).fd for name in abi.PROGRAMS}
+    progs = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS).fd for name in abi.PROGRAMS}
     maps = {name: t.map_fd for name, t in tables.items()}
     return bpf, Datapath(progs=progs, maps=maps, _keepalive=bpf)
 

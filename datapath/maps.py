@@ -40,6 +40,46 @@ class PortRecord:
 
 
 @dataclass(frozen=True)
+class ServiceRecord:
+    """One published port range: (proto, host address or any, ports) -> a container port."""
+
+    proto: int  # IPPROTO_TCP / IPPROTO_UDP
+    host_addr: IPv4Address | None  # None: every address of the host
+    host_port_first: int
+    host_port_last: int
+    backend_ipv4: IPv4Address
+    backend_port_first: int
+    backend_ifindex: int
+    backend_mac: str
+    gateway: IPv4Address
+    gateway_mac: str
+    local_only: bool = False
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """The host as the datapath sees it."""
+
+    uplink_ifindex: int
+    uplink_ipv4: IPv4Address | None
+    snat_ports: tuple[int, int]
+    netns_cookie: int
+    addresses: tuple[tuple[IPv4Address, bool], ...]  # (address, is loopback)
+
+
+def port_prefixes(first: int, last: int) -> list[tuple[int, int]]:
+    """Cover [first, last] exactly with (port, prefix bits) blocks: at most 2 x 16 of them."""
+    blocks = []
+    while first <= last:
+        size = first & -first if first else 1 << 16
+        while first + size - 1 > last:
+            size >>= 1
+        blocks.append((first, 16 - size.bit_length() + 1))
+        first += size
+    return blocks
+
+
+@dataclass(frozen=True)
 class NetworkRecord:
     net_id: int
     subnet: IPv4Network
@@ -80,6 +120,47 @@ def desired_tables(networks: list[NetworkRecord], ports: list[PortRecord]) -> di
     return t
 
 
+def service_entries(services: list[ServiceRecord]) -> dict[str, list[tuple]]:
+    t: dict[str, list[tuple]] = {"fn_svc_addr": [], "fn_svc_any": []}
+    for svc in services:
+        value = abi.Service(
+            backend_ipv4=be32(svc.backend_ipv4),
+            backend_ifindex=svc.backend_ifindex,
+            host_port_first=svc.host_port_first,
+            backend_port_first=svc.backend_port_first,
+            backend_mac=(ctypes.c_uint8 * 6)(*mac_bytes(svc.backend_mac)),
+            flags=abi.constants()["FN_SVC_F_LOCAL_ONLY"] if svc.local_only else 0,
+            gateway=be32(svc.gateway),
+            gateway_mac=(ctypes.c_uint8 * 6)(*mac_bytes(svc.gateway_mac)),
+        )
+        for port, bits in port_prefixes(svc.host_port_first, svc.host_port_last):
+            port_be = (ctypes.c_uint8 * 2)(*port.to_bytes(2, "big"))
+            if svc.host_addr is None:
+                key = abi.SvcAnyKey(prefixlen=8 + bits, proto=svc.proto, port=port_be)
+                t["fn_svc_any"].append((key, value))
+            else:
+                addr = (ctypes.c_uint8 * 4)(*svc.host_addr.packed)
+                key = abi.SvcAddrKey(prefixlen=8 + 32 + bits, proto=svc.proto, addr=addr, port=port_be)
+                t["fn_svc_addr"].append((key, value))
+    return t
+
+
+def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
+    lo, hi = host.snat_ports
+    config = abi.HostConfig(
+        netns_cookie=host.netns_cookie,
+        uplink_ifindex=host.uplink_ifindex if host.uplink_ipv4 else 0,
+        uplink_ipv4=be32(host.uplink_ipv4) if host.uplink_ipv4 else 0,
+        snat_port_min=lo,
+        snat_port_max=hi,
+    )
+    loopback = abi.constants()["FN_ADDR_F_LOOPBACK"]
+    return {
+        "fn_config": [(ctypes.c_uint32(0), config)],
+        "fn_host_addrs": [(ctypes.c_uint32(be32(a)), ctypes.c_uint32(loopback if is_lo else 0)) for a, is_lo in host.addresses],
+    }
+
+
 class Maps:
     """Reads and reconciles the maps of one datapath."""
 
@@ -93,7 +174,7 @@ class Maps:
         """Make map `name` hold exactly `desired`; returns the number of writes."""
         key_type, value_type = abi.MAP_LAYOUTS[name]
         fd = self._fd(name)
-        current = {bytes(k): v for k, v in libbpf.map_lookup_batch(fd, key_type, value_type)}
+        current = {bytes(k): v for k, v in self._items(name)}
         writes = 0
         wanted = set()
         for key, value in desired:
@@ -107,6 +188,23 @@ class Maps:
             libbpf.map_delete(fd, key_type.from_buffer_copy(kb))
             writes += 1
         return writes
+
+    def _items(self, name: str) -> list[tuple]:
+        key_type, value_type = abi.MAP_LAYOUTS[name]
+        fd = self._fd(name)
+        if name in ("fn_svc_addr", "fn_svc_any", "fn_config"):  # no batch lookup for tries/arrays of one
+            out = []
+            for key in libbpf.map_keys(fd, key_type):
+                value = value_type()
+                if libbpf.map_lookup(fd, key, value):
+                    out.append((key, value))
+            return out
+        return libbpf.map_lookup_batch(fd, key_type, value_type)
+
+    def sync_host(self, host: HostRecord, services: list[ServiceRecord]) -> int:
+        """Reconcile the host configuration, its addresses and the published ports."""
+        tables = {**host_entries(host), **service_entries(services)}
+        return sum(self._reconcile(name, content) for name, content in tables.items())
 
     def sync(self, networks: list[NetworkRecord], ports: list[PortRecord]) -> int:
         """Reconcile every forwarding table with the given networks and ports.

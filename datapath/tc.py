@@ -27,11 +27,22 @@ HANDLE = 1
 ETH_P_ALL = 0x0003
 
 
-def ensure_clsact(ipr: IPRoute, ifindex: int) -> None:
+def ensure_clsact(ipr: IPRoute, ifindex: int) -> bool:
+    """Add the clsact qdisc; True if this call created it (so only then may we remove it)."""
     try:
         ipr.tc("add", "clsact", ifindex)
+        return True
     except NetlinkError as e:
         if e.code != errno.EEXIST:
+            raise
+        return False
+
+
+def remove_clsact(ipr: IPRoute, ifindex: int) -> None:
+    try:
+        ipr.tc("del", "clsact", ifindex)
+    except NetlinkError as e:
+        if e.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
             raise
 
 

@@ -14,10 +14,11 @@
 #include "ipv4.h"
 #include "arp.h"
 #include "metrics.h"
-#include "redirect.h"
+#include "helpers.h"
 
 enum fn_bridge_outcome {
 	FN_BR_TO_HOST = 0,   /* continue into the host stack */
+	FN_BR_TO_GATEWAY,    /* IPv4 to the gateway MAC: the NAT path decides */
 	FN_BR_REDIRECTED,    /* fn_redirect_*() already chose the target */
 	FN_BR_FLOODED,       /* clones sent; the original is consumed */
 	FN_BR_ARP_ANSWERED,  /* reply written in place; send it back out the same port */
@@ -107,7 +108,7 @@ FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep
 		if (target && target->net_id != ep->net_id)
 			return -FN_DROP_ISOLATION;
 	}
-	return FN_BR_TO_HOST;
+	return FN_BR_TO_GATEWAY;
 }
 
 FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb)

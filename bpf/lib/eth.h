@@ -12,9 +12,11 @@ FN_INLINE int fn_mac_equal(const __u8 *a, const __u8 *b)
 	       *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
 }
 
+/* Two-byte stores: stack slots must be accessed aligned, and MACs are only 2-aligned. */
 FN_INLINE void fn_mac_copy(__u8 *dst, const __u8 *src)
 {
-	*(__u32 *)dst = *(const __u32 *)src;
+	*(__u16 *)dst = *(const __u16 *)src;
+	*(__u16 *)(dst + 2) = *(const __u16 *)(src + 2);
 	*(__u16 *)(dst + 4) = *(const __u16 *)(src + 4);
 }
 

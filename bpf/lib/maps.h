@@ -19,8 +19,14 @@ BPF_TABLE("hash", __be32, struct fn_ip_entry, fn_ipcache, FN_MAX_ENDPOINTS);
 BPF_TABLE("hash", struct fn_flood_key, __u32, fn_flood, FN_MAX_ENDPOINTS);
 BPF_TABLE("percpu_array", __u32, struct fn_metric, fn_metrics,
 	  FN_PROG_MAX * FN_COUNTER_SLOTS);
+BPF_TABLE("array", __u32, struct fn_host_config, fn_config, 1);
+BPF_TABLE("hash", __be32, __u32, fn_host_addrs, FN_MAX_HOST_ADDRS);
+BPF_LPM_TRIE(fn_svc_addr, struct fn_svc_addr_key, struct fn_service, FN_MAX_SERVICES);
+BPF_LPM_TRIE(fn_svc_any, struct fn_svc_any_key, struct fn_service, FN_MAX_SERVICES);
+BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct, FN_CT_MAX);
+BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct_new, FN_CT_NEW_MAX);
 #ifdef FN_TEST
-BPF_TABLE("array", __u32, struct fn_test_redirects, fn_test_redir, 1);
+BPF_TABLE("array", __u32, struct fn_test_state, fn_test_state, 1);
 #endif
 
 #endif

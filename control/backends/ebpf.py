@@ -1,27 +1,35 @@
-"""The eBPF backend: no bridge device. Each port's host end carries fn_from_container; the
+"""The eBPF backend: no bridge device and no iptables.
+
+Each port's host end carries fn_from_container and the uplink carries fn_from_uplink. The
 host reaches containers through per-container /32 routes and owns each gateway address on
 the ports of its network (so the address lives exactly as long as a port does).
 
-The datapath is one per host, shared by every project on it (like the uplink, the port
-space and connection tracking it will carry): its tables are always computed from the
-states of all the host's projects."""
+The datapath is one per host, shared by every project on it, like the uplink, the port
+space and connection tracking it carries: its tables are always computed from the states of
+all the host's projects.
+"""
 from __future__ import annotations
 
 import errno
+import json
+import socket
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ...datapath import loader, tc
-from ...datapath.maps import Maps, NetworkRecord, PortRecord
+from ...datapath.maps import HostRecord, Maps, NetworkRecord, PortRecord, ServiceRecord
+from .. import observe
+from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET
 from ..spec import InterfaceSpec, NetworkSpec
-from .. import state as statestore
 from ..state import ProjectState, port_key
 
 NUD_PERMANENT = 0x80
-PROGRAM = "fn_from_container"
+PORT_PROGRAM = "fn_from_container"
+UPLINK_PROGRAM = "fn_from_uplink"
+PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
 class EbpfBackend:
@@ -31,6 +39,7 @@ class EbpfBackend:
         self.host = host
         self.project = project
         self.pin_root = host.bpffs
+        self.uplink_file = host.dir / "uplink.json"  # what fastnet attached to the uplink
         self.dp: loader.Datapath | None = None
 
     def host_mac(self, network: NetworkSpec) -> str:
@@ -68,7 +77,7 @@ class EbpfBackend:
             proto=RTPROT_FASTNET,
         )
         ipr.neigh("replace", dst=str(iface.ipv4), lladdr=iface.mac, ifindex=ifindex, state=NUD_PERMANENT)
-        tc.attach(ipr, ifindex, self.dp.progs[PROGRAM], PROGRAM)
+        tc.attach(ipr, ifindex, self.dp.progs[PORT_PROGRAM], PORT_PROGRAM)
 
     def _states(self, current: ProjectState | None) -> list[ProjectState]:
         """Every project of this backend on the host, with `current` as it is in memory."""
@@ -83,8 +92,9 @@ class EbpfBackend:
 
     def sync(self, state: ProjectState | None) -> None:
         assert self.dp is not None
-        networks, ports = [], []
-        for st in self._states(state):
+        states = self._states(state)
+        networks, ports, services = [], [], []
+        for st in states:
             for n in st.spec.networks.values():
                 networks.append(NetworkRecord(n.net_id, n.subnet, n.gateway, n.gateway_mac, n.internal))
             for c in st.spec.containers.values():
@@ -93,7 +103,79 @@ class EbpfBackend:
                     net = st.spec.networks.get(i.network)
                     if ifindex is not None and net is not None:
                         ports.append(PortRecord(ifindex, i.mac, i.ipv4, net.net_id))
-        Maps(self.dp).sync(networks, ports)
+                services += self._services(st, c)
+        maps = Maps(self.dp)
+        maps.sync(networks, ports)
+        uplink_name = next((st.spec.uplink for st in states if st.spec.uplink), None)
+        with IPRoute() as ipr:
+            ifindex, address = observe.uplink(ipr, uplink_name)
+            host = HostRecord(
+                uplink_ifindex=ifindex,
+                uplink_ipv4=address,
+                snat_ports=observe.snat_port_range(),
+                netns_cookie=observe.netns_cookie(),
+                addresses=tuple(observe.host_addresses(ipr)),
+            )
+            maps.sync_host(host, services)
+            self._attach_uplink(ipr, uplink_name if ifindex else None)
+
+    def _services(self, st: ProjectState, c) -> list[ServiceRecord]:
+        iface = c.publish_interface
+        ifindex = st.ports.get(port_key(c.name, iface.network)) if iface else None
+        if iface is None or ifindex is None:
+            return []
+        net = st.spec.networks[iface.network]
+        return [
+            ServiceRecord(
+                proto=PROTOCOLS[m.proto],
+                host_addr=m.host_ip,
+                host_port_first=m.host_port_first,
+                host_port_last=m.host_port_last,
+                backend_ipv4=iface.ipv4,
+                backend_port_first=m.container_port_first,
+                backend_ifindex=ifindex,
+                backend_mac=iface.mac,
+                gateway=net.gateway,
+                gateway_mac=net.gateway_mac,
+                local_only=m.host_ip is not None and m.host_ip.is_loopback,
+            )
+            for m in c.publish
+        ]
+
+    def _attach_uplink(self, ipr: IPRoute, name: str | None) -> None:
+        """Keep fn_from_uplink on exactly the current uplink (replace, never a gap)."""
+        assert self.dp is not None
+        record = self._uplink_record()
+        if record and record["ifname"] != name:
+            self._detach_uplink(ipr)
+            record = None
+        if name is None:
+            return
+        ifindex = ipr.link_lookup(ifname=name)[0]
+        created = tc.ensure_clsact(ipr, ifindex)
+        tc.attach(ipr, ifindex, self.dp.progs[UPLINK_PROGRAM], UPLINK_PROGRAM)
+        if record is None:
+            self.uplink_file.write_text(json.dumps({"ifname": name, "created_clsact": created}))
+
+    def _uplink_record(self) -> dict | None:
+        try:
+            return json.loads(self.uplink_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _detach_uplink(self, ipr: IPRoute) -> None:
+        """Remove fastnet's program from the uplink, and the clsact qdisc only if fastnet made it."""
+        record = self._uplink_record()
+        if record is None:
+            return
+        found = ipr.link_lookup(ifname=record["ifname"])
+        if found:
+            attached = tc.attached(ipr, found[0])
+            if attached and attached[1] == UPLINK_PROGRAM:
+                tc.detach(ipr, found[0])
+            if record.get("created_clsact"):
+                tc.remove_clsact(ipr, found[0])
+        self.uplink_file.unlink(missing_ok=True)
 
     def teardown(self) -> None:
         """Forget this project's entries; unpin the datapath when no project uses it."""
@@ -101,6 +183,8 @@ class EbpfBackend:
             self.prepare()
             self.sync(None)
             return
+        with IPRoute() as ipr:
+            self._detach_uplink(ipr)
         if self.dp is not None:
             self.dp.close()
             self.dp = None

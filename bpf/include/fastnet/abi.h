@@ -13,15 +13,38 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 1
+#define FASTNET_ABI_VERSION 2
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
 #define FN_MAX_NETWORKS        256
 #define FN_MAX_FLOOD_PORTS     256    /* ports per network that receive broadcast */
 
+/* Connection tracking capacities; the control plane may override them at compile time
+ * (they are part of the pinned layout's identity). */
+#ifndef FN_CT_MAX
+#define FN_CT_MAX              131072 /* confirmed flows x 2 directions */
+#endif
+#ifndef FN_CT_NEW_MAX
+#define FN_CT_NEW_MAX          16384  /* unconfirmed flows x 2 directions */
+#endif
+#define FN_MAX_SERVICES        65536  /* LPM prefixes of published ports */
+#define FN_MAX_HOST_ADDRS      256
+#define FN_SNAT_TRIES          32     /* bounded search for a free SNAT port */
+
+/* Conntrack timeouts in seconds (Linux/Cilium spirit). */
+#define FN_CT_TIMEOUT_TCP_SYN         60
+#define FN_CT_TIMEOUT_TCP_ESTABLISHED 21600
+#define FN_CT_TIMEOUT_TCP_CLOSING     10
+#define FN_CT_TIMEOUT_UDP             60
+#define FN_CT_TIMEOUT_ICMP            30
+/* Refresh a confirmed entry's deadline at most this often (seconds): fewer writes. */
+#define FN_CT_REFRESH_INTERVAL        1
+
 /* Programs that count into fn_metrics; each owns FN_COUNTER_SLOTS consecutive slots. */
 #define FN_PROG_FROM_CONTAINER 0
+#define FN_PROG_FROM_UPLINK    1
+#define FN_PROG_SOCK           2
 #define FN_PROG_MAX            8
 #define FN_COUNTER_SLOTS       64
 
@@ -94,10 +117,106 @@ struct fn_metric {
 	__u64 bytes;
 };
 
-/* fn_test_redirects: ARRAY used only by the test build (FN_TEST): what a run would redirect. */
+/*
+ * fn_config: ARRAY with one entry (key 0): the host. Written by the control plane at `up`.
+ */
+struct fn_host_config {
+	__u64  netns_cookie;   /* the host's network namespace, for the socket hooks */
+	__u32  uplink_ifindex; /* 0: no uplink, nothing is translated */
+	__be32 uplink_ipv4;    /* be: source address of SNAT */
+	__u16  snat_port_min;  /* first SNAT port (host order), outside ip_local_port_range */
+	__u16  snat_port_max;  /* last SNAT port (host order) */
+	__u32  flags;          /* unused, 0 */
+};
+
+/* fn_host_addrs: HASH, key = __be32 address local to the host -> __u32 FN_ADDR_F_*. */
+#define FN_ADDR_F_LOOPBACK 0x1
+
+/*
+ * Published ports. Two LPM tries so that a range costs O(log size) entries and a lookup is
+ * independent of how many ports are published: fn_svc_addr for ports published on one host
+ * address (data = proto, address, port), fn_svc_any for ports on every host address
+ * (data = proto, port). prefixlen counts bits of the data after it.
+ */
+struct fn_svc_addr_key {
+	__u32 prefixlen;       /* 8 + 32 + port prefix bits */
+	__u8  proto;
+	__u8  addr[4];         /* be */
+	__u8  port[2];         /* be */
+	__u8  pad;
+};
+
+struct fn_svc_any_key {
+	__u32 prefixlen;       /* 8 + port prefix bits */
+	__u8  proto;
+	__u8  port[2];         /* be */
+	__u8  pad;
+};
+
+struct fn_service {
+	__be32 backend_ipv4;       /* be */
+	__u32  backend_ifindex;    /* host end of the backend container's port */
+	__u16  host_port_first;    /* host order: published port = backend_port_first + (port - this) */
+	__u16  backend_port_first; /* host order */
+	__u8   backend_mac[6];
+	__u16  flags;              /* FN_SVC_F_* */
+	__be32 gateway;            /* be: gateway of the backend's network */
+	__u8   gateway_mac[6];
+	__u16  pad;
+};
+
+#define FN_SVC_F_LOCAL_ONLY 0x1    /* published on 127.0.0.1: host processes only */
+
+/*
+ * Connection tracking: fn_ct (confirmed flows) and fn_ct_new (flows without a reply yet, so a
+ * flood of new flows can never evict a confirmed one). LRU_HASH both. Each flow has two
+ * entries, one per direction, each keyed by the tuple of the packets it matches as they
+ * arrive, and holding the tuple they leave with.
+ */
+struct fn_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;          /* ICMP echo: the identifier, in both port fields */
+	__be16 dport;
+	__u8   proto;
+	__u8   pad[3];
+};
+
+struct fn_ct_entry {
+	__u64  expires;        /* bpf_ktime_get_ns() deadline (CLOCK_MONOTONIC) */
+	__u64  created;        /* bpf_ktime_get_ns() at creation */
+	__be32 to_saddr;       /* the packet after translation */
+	__be32 to_daddr;
+	__be16 to_sport;
+	__be16 to_dport;
+	__u32  out_ifindex;    /* container port to deliver to; 0: out of the uplink */
+	__u8   out_dmac[6];    /* delivering to a container: its MAC ... */
+	__u8   out_smac[6];    /* ... and its gateway's */
+	__u8   state;          /* FN_CT_* */
+	__u8   flags;          /* FN_CT_F_* */
+	__u16  pad;
+};
+
+#define FN_CT_NEW          1  /* no reply seen yet */
+#define FN_CT_ESTABLISHED  2
+#define FN_CT_CLOSING      3  /* FIN seen */
+#define FN_CT_CLOSED       4  /* RST seen */
+
+#define FN_CT_F_REPLY      0x1  /* the reply direction of its flow */
+#define FN_CT_F_SNAT       0x2  /* container -> outside through the uplink address */
+#define FN_CT_F_DNAT       0x4  /* to a published port */
+#define FN_CT_F_HAIRPIN    0x8  /* a container to a published port of this host */
+#define FN_CT_F_LOCAL      0x10 /* client is a host process (socket hook) */
+
+/*
+ * fn_test_state: ARRAY with one entry, only in the test build (FN_TEST): the clock the
+ * programs read, and the redirects a run would have performed.
+ */
 #define FN_TEST_MAX_REDIRECTS 16
-struct fn_test_redirects {
-	__u32 count;          /* entries written by the last run (the test zeroes it before a run) */
+struct fn_test_state {
+	__u64 now;            /* ns: what fn_now() returns */
+	__u32 count;          /* redirects recorded by the last run (the test zeroes it) */
+	__u32 pad;
 	__u32 ifindex[FN_TEST_MAX_REDIRECTS];
 	__u32 kind[FN_TEST_MAX_REDIRECTS]; /* FN_REDIRECT_* */
 };
@@ -105,5 +224,6 @@ struct fn_test_redirects {
 #define FN_REDIRECT_PEER    1 /* bpf_redirect_peer: into the namespace of the device's peer */
 #define FN_REDIRECT_EGRESS  2 /* bpf_redirect to the device's egress */
 #define FN_REDIRECT_CLONE   3 /* bpf_clone_redirect to the device's egress */
+#define FN_REDIRECT_NEIGH   4 /* bpf_redirect_neigh: out of the device, next hop resolved */
 
 #endif /* FASTNET_ABI_H */

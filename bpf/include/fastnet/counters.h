@@ -30,7 +30,22 @@
 	X(FN_DROP_VLAN,            15, DROP, "802.1Q-tagged frames are not forwarded") \
 	X(FN_DROP_UNSUPPORTED_L3,  16, DROP, "unicast protocol other than IPv4 and ARP") \
 	X(FN_DROP_NO_NETWORK,      17, DROP, "port's network is not configured") \
-	X(FN_DROP_REDIRECT,        18, DROP, "redirect to the destination failed")
+	X(FN_DROP_REDIRECT,        18, DROP, "redirect to the destination failed") \
+	X(FN_FWD_SNAT,             19, FWD,  "new flow to the outside, source translated (SNAT)") \
+	X(FN_FWD_DNAT,             20, FWD,  "new flow to a published port, destination translated (DNAT)") \
+	X(FN_FWD_CT,               21, FWD,  "translated by a tracked connection") \
+	X(FN_FWD_ICMP_ERROR,       22, FWD,  "ICMP error about a tracked connection translated") \
+	X(FN_FWD_UPLINK_HOST,      23, FWD,  "uplink traffic for the host itself") \
+	X(FN_DROP_DIRECT_ACCESS,   24, DROP, "packet from outside addressed to a container") \
+	X(FN_DROP_INTERNAL,        25, DROP, "internal network: nothing to or from the outside") \
+	X(FN_DROP_NAT_PROTO,       26, DROP, "protocol that cannot be translated") \
+	X(FN_DROP_SNAT_EXHAUSTED,  27, DROP, "no free SNAT port") \
+	X(FN_DROP_CT_INSERT,       28, DROP, "connection table insert failed") \
+	X(FN_DROP_MALFORMED_L4,    29, DROP, "truncated TCP/UDP/ICMP header") \
+	X(FN_DROP_FRAGMENT,        30, DROP, "IP fragment cannot be translated") \
+	X(FN_DROP_LOOPBACK_DST,    31, DROP, "packet from outside addressed to a loopback address") \
+	X(FN_FWD_SOCK_DNAT,        32, FWD,  "host process connection sent to a published port") \
+	X(FN_DROP_CSUM,            33, DROP, "checksum or header rewrite failed")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,

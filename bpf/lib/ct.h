@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Connection tracking over two LRU tables (see fn_ct_entry in abi.h):
+ *   fn_ct_new  flows that have not seen a reply: small, so a flood of new flows (spoofed SYNs
+ *              to a published port) churns only this table;
+ *   fn_ct      confirmed flows, promoted on their first reply, never displaced by new ones.
+ * Entries are created with BPF_NOEXIST so two CPUs racing on a flow's first packets agree
+ * on one translation. Needs the fn_ct_* accessors of fastnet.c.
+ */
+#ifndef FN_LIB_CT_H
+#define FN_LIB_CT_H
+
+#include "common.h"
+#include "helpers.h"
+#include "l4.h"
+
+FN_INLINE __u64 fn_ct_timeout(__u8 proto, __u8 state)
+{
+	__u64 s;
+
+	if (proto == IPPROTO_TCP) {
+		if (state == FN_CT_ESTABLISHED)
+			s = FN_CT_TIMEOUT_TCP_ESTABLISHED;
+		else if (state == FN_CT_NEW)
+			s = FN_CT_TIMEOUT_TCP_SYN;
+		else
+			s = FN_CT_TIMEOUT_TCP_CLOSING;
+	} else if (proto == IPPROTO_UDP) {
+		s = FN_CT_TIMEOUT_UDP;
+	} else {
+		s = FN_CT_TIMEOUT_ICMP;
+	}
+	return s * FN_NSEC_PER_SEC;
+}
+
+/* The key of the other direction's entry: the reverse of the translated tuple. */
+FN_INLINE void fn_ct_partner_key(const struct fn_ct_entry *e, __u8 proto, struct fn_ct_key *k)
+{
+	k->saddr = e->to_daddr;
+	k->daddr = e->to_saddr;
+	k->sport = e->to_dport;
+	k->dport = e->to_sport;
+	k->proto = proto;
+	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+}
+
+FN_INLINE struct fn_ct_entry *fn_ct_find(const struct fn_ct_key *key, int *confirmed)
+{
+	struct fn_ct_entry *e = fn_ct_confirmed_get(key);
+
+	*confirmed = e != NULL;
+	if (e)
+		return e;
+	return fn_ct_new_get(key);
+}
+
+/*
+ * Creates both entries of a new flow in fn_ct_new. The reply entry goes first: for SNAT its
+ * key is what claims the chosen port. Returns 0, or -1 if either key is taken (the caller
+ * retries with another port, or re-reads the entry another CPU just made).
+ */
+FN_INLINE int fn_ct_create(const struct fn_ct_key *fwd_key, struct fn_ct_entry *fwd,
+			   const struct fn_ct_key *rev_key, struct fn_ct_entry *rev)
+{
+	__u64 now = fn_now();
+
+	fwd->created = rev->created = now;
+	fwd->expires = rev->expires = now + fn_ct_timeout(fwd_key->proto, FN_CT_NEW);
+	fwd->state = rev->state = FN_CT_NEW;
+	rev->flags |= FN_CT_F_REPLY;
+	if (fn_ct_confirmed_get(rev_key))
+		return -1;
+	if (fn_ct_new_insert(rev_key, rev, BPF_NOEXIST))
+		return -1;
+	if (fn_ct_new_insert(fwd_key, fwd, BPF_NOEXIST)) {
+		fn_ct_new_remove(rev_key);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The first reply confirms a flow: both entries move to fn_ct. Returns the entry for key in
+ * fn_ct, or NULL if the move failed (the packet is still translated from the old copy).
+ */
+FN_INLINE struct fn_ct_entry *fn_ct_promote(const struct fn_ct_key *key, struct fn_ct_entry *e)
+{
+	struct fn_ct_key pkey = {};
+	struct fn_ct_entry mine = *e, partner;
+	struct fn_ct_entry *p;
+	__u64 now = fn_now();
+
+	fn_ct_partner_key(e, key->proto, &pkey);
+	p = fn_ct_new_get(&pkey);
+	if (!p)
+		return NULL;
+	partner = *p;
+	mine.state = partner.state = FN_CT_ESTABLISHED;
+	mine.expires = partner.expires = now + fn_ct_timeout(key->proto, FN_CT_ESTABLISHED);
+	if (fn_ct_confirmed_insert(&pkey, &partner, BPF_ANY) || fn_ct_confirmed_insert(key, &mine, BPF_ANY))
+		return NULL;
+	fn_ct_new_remove(&pkey);
+	fn_ct_new_remove(key);
+	return fn_ct_confirmed_get(key);
+}
+
+/* Follows the TCP state a packet implies and pushes the deadline out. */
+FN_INLINE void fn_ct_refresh(const struct fn_ct_key *key, struct fn_ct_entry *e, const struct fn_l4 *l4,
+			     int confirmed)
+{
+	__u64 now = fn_now();
+	__u8 state = e->state;
+
+	if (key->proto == IPPROTO_TCP) {
+		if (l4->tcp_flags & FN_TCP_RST) {
+			state = FN_CT_CLOSED;
+		} else if (l4->tcp_flags & FN_TCP_FIN) {
+			state = FN_CT_CLOSING;
+		} else if ((l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK)) == FN_TCP_SYN &&
+			   (state == FN_CT_CLOSING || state == FN_CT_CLOSED)) {
+			state = FN_CT_NEW; /* the tuple is reused for a new connection */
+		}
+	}
+	if (state != e->state) {
+		e->state = state;
+		e->expires = now + fn_ct_timeout(key->proto, state);
+		if (state == FN_CT_CLOSED || state == FN_CT_CLOSING) {
+			/* A closing flow dies as a whole: shorten the other direction too, unless it
+			 * still has data to send after a FIN (half-close keeps the longer timeout). */
+			struct fn_ct_key pkey = {};
+			struct fn_ct_entry *p;
+
+			fn_ct_partner_key(e, key->proto, &pkey);
+			p = confirmed ? fn_ct_confirmed_get(&pkey) : fn_ct_new_get(&pkey);
+			if (p && (state == FN_CT_CLOSED || p->state == FN_CT_CLOSING)) {
+				p->state = state;
+				p->expires = e->expires;
+			}
+		}
+		return;
+	}
+	if (state == FN_CT_ESTABLISHED || key->proto != IPPROTO_TCP) {
+		__u64 deadline = now + fn_ct_timeout(key->proto, confirmed ? FN_CT_ESTABLISHED : FN_CT_NEW);
+
+		if (deadline > e->expires + FN_CT_REFRESH_INTERVAL * FN_NSEC_PER_SEC)
+			e->expires = deadline;
+	}
+}
+
+#endif

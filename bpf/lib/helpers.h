@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The seam between the programs and the helpers a test run cannot observe or control:
+ * moving packets between devices, and the clock. The test build (FN_TEST) records each
+ * redirect in fn_test_state instead of performing it and reads the time from there; the
+ * production build calls the helpers directly. Needs fn_test_record() and fn_test_now()
+ * from the map accessor section in the test build.
+ */
+#ifndef FN_LIB_HELPERS_H
+#define FN_LIB_HELPERS_H
+
+#include "common.h"
+
+#ifdef FN_TEST
+FN_INLINE int fn_redirect_peer(__u32 ifindex)
+{
+	fn_test_record(FN_REDIRECT_PEER, ifindex);
+	return TC_ACT_REDIRECT;
+}
+
+FN_INLINE int fn_redirect_egress(__u32 ifindex)
+{
+	fn_test_record(FN_REDIRECT_EGRESS, ifindex);
+	return TC_ACT_REDIRECT;
+}
+
+FN_INLINE int fn_redirect_neigh(__u32 ifindex)
+{
+	fn_test_record(FN_REDIRECT_NEIGH, ifindex);
+	return TC_ACT_REDIRECT;
+}
+
+FN_INLINE int fn_clone_to(struct __sk_buff *skb, __u32 ifindex)
+{
+	fn_test_record(FN_REDIRECT_CLONE, ifindex);
+	return 0;
+}
+
+FN_INLINE __u64 fn_now(void)
+{
+	return fn_test_now();
+}
+#else
+/* Into the peer's namespace without a second pass through the backlog queue. */
+FN_INLINE int fn_redirect_peer(__u32 ifindex)
+{
+	return bpf_redirect_peer(ifindex, 0);
+}
+
+FN_INLINE int fn_redirect_egress(__u32 ifindex)
+{
+	return bpf_redirect(ifindex, 0);
+}
+
+/* Out of the device with the next hop's MAC resolved by the kernel's neighbour table.
+ * bcc 0.26 declares the pre-5.13 prototype (3 arguments): call the helper by its id. */
+static long (*fn_bpf_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 flags) =
+	(void *)BPF_FUNC_redirect_neigh;
+
+FN_INLINE int fn_redirect_neigh(__u32 ifindex)
+{
+	return fn_bpf_redirect_neigh(ifindex, NULL, 0, 0);
+}
+
+FN_INLINE int fn_clone_to(struct __sk_buff *skb, __u32 ifindex)
+{
+	return bpf_clone_redirect(skb, ifindex, 0);
+}
+
+FN_INLINE __u64 fn_now(void)
+{
+	return bpf_ktime_get_ns();
+}
+#endif
+
+#define FN_NSEC_PER_SEC 1000000000ULL
+
+#endif

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Address translation: creating a flow's two conntrack entries (SNAT, DNAT, hairpin) and
+ * rewriting a packet to the tuple its entry holds.
+ */
+#ifndef FN_LIB_NAT_H
+#define FN_LIB_NAT_H
+
+#include "common.h"
+#include "csum.h"
+#include "ct.h"
+#include "eth.h"
+#include "helpers.h"
+#include "l4.h"
+#include "service.h"
+
+/* Rewrites the packet from l4->key to the entry's tuple. 0 or -FN_DROP_CSUM. */
+FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_ct_entry *e)
+{
+	int pseudo = l4->key.proto != IPPROTO_ICMP;
+
+	if (fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, l4->csum_off, l4->csum_flags, pseudo) ||
+	    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, l4->csum_off, l4->csum_flags, pseudo))
+		return -FN_DROP_CSUM;
+	if (l4->key.proto == IPPROTO_ICMP) {
+		if (fn_rewrite_port(skb, l4->l4_off + 4, l4->key.sport, e->to_sport, l4->csum_off, 0))
+			return -FN_DROP_CSUM;
+		return 0;
+	}
+	if (fn_rewrite_port(skb, l4->l4_off, l4->key.sport, e->to_sport, l4->csum_off, l4->csum_flags) ||
+	    fn_rewrite_port(skb, l4->l4_off + 2, l4->key.dport, e->to_dport, l4->csum_off, l4->csum_flags))
+		return -FN_DROP_CSUM;
+	return 0;
+}
+
+/* Sends a translated packet where its entry says: into a container, or out of the uplink. */
+FN_INLINE int fn_nat_deliver(struct __sk_buff *skb, const struct fn_ct_entry *e, __u32 uplink_ifindex)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if (!e->out_ifindex)
+		return fn_redirect_neigh(uplink_ifindex);
+	if ((void *)(eth + 1) > data_end)
+		return -FN_DROP_MALFORMED_ETH;
+	fn_mac_copy(eth->h_dest, e->out_dmac);
+	fn_mac_copy(eth->h_source, e->out_smac);
+	return fn_redirect_peer(e->out_ifindex);
+}
+
+FN_INLINE void fn_entry_to(struct fn_ct_entry *e, __be32 saddr, __be32 daddr, __be16 sport, __be16 dport)
+{
+	e->to_saddr = saddr;
+	e->to_daddr = daddr;
+	e->to_sport = sport;
+	e->to_dport = dport;
+}
+
+/*
+ * Creates a flow whose reply comes back to (reply_daddr, port) where port is `want` if free,
+ * else one of a bounded number of random picks in [min, max] (never the host's ephemeral
+ * range). `fwd` and `rev` are complete but for that port. 0, or a negative drop reason.
+ */
+FN_INLINE int fn_nat_create_with_port(const struct fn_ct_key *fwd_key, struct fn_ct_entry *fwd,
+				      struct fn_ct_entry *rev, __be32 reply_saddr, __be16 reply_sport,
+				      __be32 reply_daddr, __be16 want, __u16 min, __u16 max)
+{
+	struct fn_ct_key rev_key = { .saddr = reply_saddr, .daddr = reply_daddr, .sport = reply_sport,
+				     .proto = fwd_key->proto };
+	__u32 span = max >= min ? (__u32)(max - min) + 1 : 1;
+	__be16 port = want;
+	int confirmed, i;
+
+	for (i = 0; i < FN_SNAT_TRIES; i++) {
+		rev_key.dport = port;
+		if (fwd_key->proto == IPPROTO_ICMP)
+			rev_key.sport = port; /* the echo identifier is both "ports" */
+		if (fwd_key->proto == IPPROTO_ICMP)
+			fwd->to_sport = fwd->to_dport = port;
+		else
+			fwd->to_sport = port;
+		if (!fn_ct_create(fwd_key, fwd, &rev_key, rev))
+			return 0;
+		if (fn_ct_find(fwd_key, &confirmed)) /* another CPU created this very flow */
+			return 0;
+		port = bpf_htons(min + bpf_get_prandom_u32() % span);
+	}
+	return -FN_DROP_SNAT_EXHAUSTED;
+}
+
+/* A container's new flow to the outside: source becomes the uplink address. */
+FN_INLINE int fn_snat_create(const struct fn_l4 *l4, const struct fn_host_config *cfg, __u32 port_ifindex,
+			     const __u8 *port_mac, const __u8 *gateway_mac)
+{
+	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT };
+	struct fn_ct_entry rev = { .flags = FN_CT_F_SNAT, .out_ifindex = port_ifindex };
+
+	fn_entry_to(&fwd, cfg->uplink_ipv4, l4->key.daddr, 0, l4->key.dport);
+	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
+	fn_mac_copy(rev.out_dmac, port_mac);
+	fn_mac_copy(rev.out_smac, gateway_mac);
+	return fn_nat_create_with_port(&l4->key, &fwd, &rev, l4->key.daddr, l4->key.dport, cfg->uplink_ipv4,
+				       l4->key.sport, cfg->snat_port_min, cfg->snat_port_max);
+}
+
+/*
+ * A new flow to a published port. From outside (client_ifindex 0) the client's address is
+ * kept. From a container (hairpin) the source also becomes the backend's gateway, so the
+ * backend's replies come back through the gateway (and this program) even when client and
+ * backend share a network.
+ */
+FN_INLINE int fn_dnat_create(const struct fn_l4 *l4, const struct fn_service *svc, const struct fn_host_config *cfg,
+			     __u32 client_ifindex, const __u8 *client_mac, const __u8 *client_gw_mac)
+{
+	__be16 bport = fn_service_backend_port(svc, l4->key.dport);
+	struct fn_ct_entry fwd = { .flags = FN_CT_F_DNAT, .out_ifindex = svc->backend_ifindex };
+	struct fn_ct_entry rev = { .flags = FN_CT_F_DNAT, .out_ifindex = client_ifindex };
+	__be32 src = client_ifindex ? svc->gateway : l4->key.saddr;
+
+	fn_entry_to(&fwd, src, svc->backend_ipv4, l4->key.sport, bport);
+	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
+	fn_mac_copy(fwd.out_dmac, svc->backend_mac);
+	fn_mac_copy(fwd.out_smac, svc->gateway_mac);
+	if (client_ifindex) {
+		fwd.flags |= FN_CT_F_HAIRPIN;
+		rev.flags |= FN_CT_F_HAIRPIN;
+		fn_mac_copy(rev.out_dmac, client_mac);
+		fn_mac_copy(rev.out_smac, client_gw_mac);
+		return fn_nat_create_with_port(&l4->key, &fwd, &rev, svc->backend_ipv4, bport, svc->gateway,
+					       l4->key.sport, cfg->snat_port_min, cfg->snat_port_max);
+	}
+	{
+		struct fn_ct_key rev_key = { .saddr = svc->backend_ipv4, .daddr = l4->key.saddr, .sport = bport,
+					     .dport = l4->key.sport, .proto = l4->key.proto };
+		int confirmed;
+
+		if (l4->key.proto == IPPROTO_ICMP)
+			return -FN_DROP_NAT_PROTO;
+		if (fn_ct_create(&l4->key, &fwd, &rev_key, &rev) && !fn_ct_find(&l4->key, &confirmed))
+			return -FN_DROP_CT_INSERT;
+		return 0;
+	}
+}
+
+#endif

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The translating paths of the two TC programs: traffic a container sends to its gateway
+ * that is not for the host itself, and traffic arriving on the uplink.
+ */
+#ifndef FN_LIB_NATPATH_H
+#define FN_LIB_NATPATH_H
+
+#include "common.h"
+#include "ct.h"
+#include "ipv4.h"
+#include "l4.h"
+#include "metrics.h"
+#include "nat.h"
+#include "service.h"
+
+/* Translates a packet of a tracked flow and sends it on. Verdict, or negative drop. */
+FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, struct fn_ct_entry *e,
+			     int confirmed, __u32 uplink_ifindex)
+{
+	struct fn_ct_entry copy;
+	int ret;
+
+	if (!confirmed && (e->flags & FN_CT_F_REPLY)) {
+		struct fn_ct_entry *promoted = fn_ct_promote(&l4->key, e);
+
+		if (promoted) {
+			e = promoted;
+			confirmed = 1;
+		}
+	}
+	fn_ct_refresh(&l4->key, e, l4, confirmed);
+	copy = *e; /* the rewrite helpers may not be called with map value pointers in flight */
+	if (copy.out_ifindex == 0 && fn_ttl_decrement(skb))
+		return TC_ACT_OK; /* TTL expired: let the host answer with time exceeded */
+	ret = fn_nat_apply(skb, l4, &copy);
+	if (ret < 0)
+		return ret;
+	fn_count(skb, prog, FN_FWD_CT);
+	return fn_nat_deliver(skb, &copy, uplink_ifindex);
+}
+
+FN_INLINE int fn_nat_new_flow(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, __u32 uplink_ifindex,
+			      __u32 counter)
+{
+	int confirmed;
+	struct fn_ct_entry *e = fn_ct_find(&l4->key, &confirmed);
+
+	if (!e)
+		return -FN_DROP_CT_INSERT;
+	fn_count(skb, prog, counter);
+	return fn_nat_tracked(skb, prog, l4, e, confirmed, uplink_ifindex);
+}
+
+/*
+ * A container's IPv4 packet to its gateway MAC that the bridge allowed. Tracked flows are
+ * translated; new flows to a published port of the host are hairpinned, new flows to the
+ * outside are SNATed; the rest (the host's own addresses, other containers) goes to the host.
+ */
+FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = fn_ipv4_header(skb, data + ETH_HLEN, data_end);
+	struct fn_host_config *cfg = fn_host_config_get();
+	struct fn_endpoint *ep;
+	struct fn_network *net;
+	struct fn_ct_entry *e;
+	struct fn_service *svc;
+	struct fn_l4 l4 = {};
+	int confirmed, ret;
+
+	if (!ip)
+		return -FN_DROP_MALFORMED_IP;
+	ep = fn_endpoint_of(skb->ingress_ifindex);
+	if (!ep)
+		return -FN_DROP_NO_ENDPOINT;
+	net = fn_network_of(ep->net_id);
+	if (!net)
+		return -FN_DROP_NO_NETWORK;
+	if (net->flags & FN_NET_F_INTERNAL) {
+		if ((ip->daddr & net->netmask) != net->subnet)
+			return -FN_DROP_INTERNAL;
+		fn_count(skb, prog, FN_FWD_HOST);
+		return TC_ACT_OK;
+	}
+	ret = fn_l4_parse(ip, data, data_end, &l4);
+	if (ret < 0 || l4.icmp_error) {
+		/* Untranslatable or an error the container sends: the host stack decides. */
+		fn_count(skb, prog, FN_FWD_HOST);
+		return TC_ACT_OK;
+	}
+	e = fn_ct_find(&l4.key, &confirmed);
+	if (e)
+		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0);
+	if (!cfg || !cfg->uplink_ifindex) {
+		fn_count(skb, prog, FN_FWD_HOST);
+		return TC_ACT_OK;
+	}
+	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
+		ret = fn_dnat_create(&l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
+		if (ret < 0)
+			return ret;
+		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
+	}
+	if (fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr)) {
+		fn_count(skb, prog, FN_FWD_HOST);
+		return TC_ACT_OK;
+	}
+	ret = fn_snat_create(&l4, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
+	if (ret < 0)
+		return ret;
+	return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_SNAT);
+}
+
+/*
+ * fn_from_uplink's logic: replies to SNAT, packets to published ports, and the drops that
+ * keep containers unreachable except through publishing.
+ */
+FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct fn_host_config *cfg = fn_host_config_get();
+	struct iphdr *ip;
+	struct fn_ct_entry *e;
+	struct fn_service *svc;
+	struct fn_l4 l4 = {};
+	int confirmed, ret;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP))
+		return TC_ACT_OK;
+	ip = fn_ipv4_header(skb, eth + 1, data_end);
+	if (!ip)
+		return TC_ACT_OK; /* not ours to judge: the host stack validates its own traffic */
+	if ((ip->daddr & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000))
+		return -FN_DROP_LOOPBACK_DST;
+	if (fn_ipcache_of(ip->daddr))
+		return -FN_DROP_DIRECT_ACCESS;
+	ret = fn_l4_parse(ip, data, data_end, &l4);
+	if (ret < 0 || l4.icmp_error || !cfg) {
+		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
+		return TC_ACT_OK;
+	}
+	e = fn_ct_find(&l4.key, &confirmed);
+	if (e)
+		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex);
+	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
+		ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);
+		if (ret < 0)
+			return ret;
+		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
+	}
+	fn_count(skb, prog, FN_FWD_UPLINK_HOST);
+	return TC_ACT_OK;
+}
+
+#endif

@@ -1,0 +1,46 @@
+"""Facts about the host read from the kernel, for the datapath's host configuration."""
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+SO_NETNS_COOKIE = 71  # asm-generic/socket.h; Python 3.11 has no constant for it
+LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def uplink(ipr: IPRoute, name: str | None) -> tuple[int, IPv4Address | None]:
+    """(ifindex, first IPv4 address) of the uplink; (0, None) when there is none."""
+    if not name:
+        return 0, None
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        return 0, None
+    for addr in ipr.get_addr(family=socket.AF_INET, index=found[0]):
+        return found[0], IPv4Address(addr.get_attr("IFA_ADDRESS"))
+    return found[0], None
+
+
+def host_addresses(ipr: IPRoute) -> list[tuple[IPv4Address, bool]]:
+    """Every IPv4 address of the host, with whether it is a loopback address."""
+    found = {IPv4Address("127.0.0.1"): True}
+    for addr in ipr.get_addr(family=socket.AF_INET):
+        a = IPv4Address(addr.get_attr("IFA_LOCAL") or addr.get_attr("IFA_ADDRESS"))
+        found[a] = a.is_loopback
+    return sorted(found.items())
+
+
+def snat_port_range() -> tuple[int, int]:
+    """The larger stretch of ports outside the host's ephemeral range (never below 1024), so
+    translated flows never collide with the host's own outgoing connections."""
+    lo, hi = (int(x) for x in LOCAL_PORT_RANGE.read_text().split())
+    below = (1024, lo - 1)
+    above = (hi + 1, 65535)
+    return max((r for r in (below, above) if r[1] >= r[0]), key=lambda r: r[1] - r[0], default=(1024, 65535))
+
+
+def netns_cookie() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
