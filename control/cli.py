@@ -62,10 +62,12 @@ def down(path: str | None, project: str | None) -> None:
 
     config = None if project and not path else _load(path)
     name = project or config.name
-    errors = do_down(name, config)
-    if errors:
-        for e in errors:
-            click.echo(f"fastnet: down {name}: {e}", err=True)
+    report = do_down(name, config)
+    for note in report.notes:
+        click.echo(f"fastnet: down {name}: {note}", err=True)
+    if report.errors:
+        for e in report.errors:
+            click.echo(f"fastnet: error: down {name}: {e}", err=True)
         sys.exit(1)
     click.echo(f"project {name} is down")
 
@@ -115,4 +117,14 @@ def exec_(name: str, command: tuple[str, ...]) -> None:
 
 
 def main() -> None:
-    cli(prog_name="fastnet")
+    try:
+        cli(prog_name="fastnet", standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug or an unforeseen system state: one line, not a traceback
+        if os.environ.get("FASTNET_DEBUG"):
+            raise
+        lines = str(exc).strip().splitlines()
+        click.echo(f"fastnet: error: {type(exc).__name__}: {lines[0] if lines else ''} "
+                   "(set FASTNET_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)

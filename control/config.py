@@ -35,8 +35,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
+    Field,
     PlainValidator,
     StrictBool,
+    StrictInt,
     StrictStr,
     Tag,
     ValidationError,
@@ -155,6 +157,24 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Conntrack:
+    """Connection-tracking sizes and timeouts (seconds). They apply to the whole host: every
+    project on it shares one datapath."""
+
+    max_flows: int = 65536
+    max_new_flows: int = 8192
+    tcp_syn: int = 60
+    tcp_established: int = 21600
+    tcp_closing: int = 10
+    udp: int = 60
+    icmp: int = 30
+
+    @property
+    def timeouts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")}
+
+
+@dataclass(frozen=True)
 class Config:
     """A fully validated project. Treat the dicts as read-only.
 
@@ -168,6 +188,7 @@ class Config:
     networks: dict[str, Network]
     containers: dict[str, Container]
     source: str
+    conntrack: Conntrack = Conntrack()
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -568,12 +589,30 @@ class _ContainerSpec(_Spec):
     publish: list[Annotated[PortMapping, PlainValidator(_parse_port_mapping)]] | None = None
 
 
+_Seconds = Annotated[StrictInt, Field(ge=1, le=7 * 86400)]
+
+
+class _TimeoutsSpec(_Spec):
+    tcp_syn: _Seconds = Conntrack.tcp_syn
+    tcp_established: _Seconds = Conntrack.tcp_established
+    tcp_closing: _Seconds = Conntrack.tcp_closing
+    udp: _Seconds = Conntrack.udp
+    icmp: _Seconds = Conntrack.icmp
+
+
+class _ConntrackSpec(_Spec):
+    max_flows: Annotated[StrictInt, Field(ge=1024, le=1 << 24)] = Conntrack.max_flows
+    max_new_flows: Annotated[StrictInt, Field(ge=256, le=1 << 22)] = Conntrack.max_new_flows
+    timeouts: _TimeoutsSpec = _TimeoutsSpec()
+
+
 class _FileSpec(_Spec):
     name: _ProjectName = "fastnet"
     uplink: Annotated[StrictStr, AfterValidator(_check_ifname)] | None = None
     backend: Annotated[StrictStr, AfterValidator(_check_backend)] = "ebpf"
     networks: dict[_NetworkName, _NetworkSpec | None] | None = None
     containers: dict[_ContainerName, _ContainerSpec | None] | None = None
+    conntrack: _ConntrackSpec = _ConntrackSpec()
 
 
 # How pydantic's own error types read in our messages: "expected X, got Y".
@@ -673,9 +712,50 @@ def _resolve(spec: _FileSpec, where: _SourceMap) -> Config:
 
     _check_overlaps(networks, defined, bridge_users, where, problems)
     _check_addresses(containers, networks, where, problems)
+    _check_publish(containers, networks, where, problems)
     if problems:
         raise min(problems, key=lambda e: (e.line, e.col))
-    return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source)
+    ct = spec.conntrack
+    conntrack = Conntrack(ct.max_flows, ct.max_new_flows, **ct.timeouts.model_dump())
+    return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source, conntrack)
+
+
+def describe_mapping(m: PortMapping) -> str:
+    """A published range as users write it, e.g. 127.0.0.1:8080-8081/tcp."""
+    ports = f"{m.host_port_first}" + (f"-{m.host_port_last}" if m.host_port_last != m.host_port_first else "")
+    return f"{m.host_ip}:{ports}/{m.proto}" if m.host_ip else f"{ports}/{m.proto}"
+
+
+def mappings_overlap(a: PortMapping, b: PortMapping) -> bool:
+    """Two published ranges compete for some (address, protocol, port)."""
+    return (
+        a.proto == b.proto
+        and (a.host_ip is None or b.host_ip is None or a.host_ip == b.host_ip)
+        and a.host_port_first <= b.host_port_last
+        and b.host_port_first <= a.host_port_last
+    )
+
+
+def _check_publish(
+    containers: dict[str, Container], networks: dict[str, Network], where: _SourceMap, problems: list[ConfigError]
+) -> None:
+    """A host (address, protocol, port) leads to one container; publishing needs a network
+    that reaches the outside."""
+    seen: list[tuple[str, PortMapping]] = []
+    for container in containers.values():
+        path = ("containers", container.name, "publish")
+        if container.publish and all(networks[a.network].internal for a in container.attachments if a.network in networks):
+            problems.append(where.error(path, "cannot publish ports: the container is only on internal networks", key=True))
+        for i, mapping in enumerate(container.publish):
+            other = next(((owner, m) for owner, m in seen if mappings_overlap(m, mapping)), None)
+            if other is not None:
+                owner, m = other
+                problem = (
+                    f"{describe_mapping(mapping)} overlaps {describe_mapping(m)} already published by "
+                    f"container {owner}"
+                )
+                problems.append(where.error(path, problem, at=(*path, i)))
+            seen.append((container.name, mapping))
 
 
 def _not_a_host(address: IPv4Address, subnet: IPv4Network) -> str | None:

@@ -19,7 +19,7 @@ from . import failpoints, links, sandbox
 from . import state as statestore
 from .backends import backend_for
 from .backends.base import Backend
-from .config import Config
+from .config import Config, describe_mapping, mappings_overlap
 from .host import Host, current_host, enter_agent_mounts, locked, start_agent, stop_agent
 from .plan import Observed, Plan, make_plan
 from .spec import ContainerSpec, InterfaceSpec, ProjectSpec, build
@@ -58,7 +58,8 @@ class UpResult:
 
 
 def empty_state(desired: ProjectSpec, source: str) -> ProjectState:
-    return ProjectState(spec=ProjectSpec(desired.name, desired.backend, desired.uplink), source=source)
+    spec = ProjectSpec(desired.name, desired.backend, desired.uplink, conntrack=desired.conntrack)
+    return ProjectState(spec=spec, source=source)
 
 
 class Project:
@@ -183,11 +184,28 @@ class Project:
             if cname in self.st.spec.containers:
                 self.st.spec.containers[cname] = c
         self.st.spec.networks.update(desired.networks)
-        self.st.spec = dataclasses.replace(self.st.spec, uplink=desired.uplink)
+        self.st.spec = dataclasses.replace(self.st.spec, uplink=desired.uplink, conntrack=desired.conntrack)
 
 
-def preflight(desired: ProjectSpec, current: ProjectState | None, ipr: IPRoute) -> None:
-    """Everything that can be checked before the first change."""
+def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[ProjectState], ipr: IPRoute) -> None:
+    """Everything that can be checked before the first change. `others`: the other projects
+    on this host, which share its addresses, ports and datapath."""
+    for other in others:
+        if other.spec.backend == desired.backend and other.spec.conntrack != desired.conntrack:
+            raise UpError(
+                f"conntrack: settings differ from those of project {other.name} on this host "
+                "(one datapath serves every project of a host)"
+            )
+    for c in desired.containers.values():
+        for m in c.publish:
+            for other in others:
+                for oc in other.spec.containers.values():
+                    clash = next((om for om in oc.publish if mappings_overlap(om, m)), None)
+                    if clash is not None:
+                        raise UpError(
+                            f"containers.{c.name}.publish: {describe_mapping(m)} overlaps "
+                            f"{describe_mapping(clash)} already published by {other.name}/{oc.name}"
+                        )
     if desired.uplink and not ipr.link_lookup(ifname=desired.uplink):
         raise UpError(f"uplink: no interface named {desired.uplink!r} on this host")
     owned = {alias for _, _, alias in links.owned_links(ipr, desired.name)}
@@ -231,18 +249,17 @@ def default_uplink(ipr: IPRoute) -> str | None:
 def up(config: Config) -> UpResult:
     host = current_host()
     with locked(host):
-        current = statestore.load(host, config.name)
+        try:
+            current = statestore.load(host, config.name)
+        except statestore.StateError as exc:
+            raise UpError(f"{exc}; run `fastnet down -p {config.name}` to remove what it owns") from exc
         if current is not None and current.spec.backend != config.backend:
             raise UpError(
                 f"backend: project {config.name} runs on {current.spec.backend}; "
                 f"run `fastnet down` before switching to {config.backend}"
             )
-        foreign = frozenset(
-            n.net_id
-            for other in statestore.projects(host)
-            if other != config.name and (ost := statestore.load(host, other)) is not None
-            for n in ost.spec.networks.values()
-        )
+        others = [ost for name in statestore.projects(host) if name != config.name and (ost := _load_or_none(host, name))]
+        foreign = frozenset(n.net_id for ost in others for n in ost.spec.networks.values())
         try:
             desired = build(config, current.spec if current else None, foreign)
         except Exception as exc:  # ipam exhaustion and the like
@@ -250,7 +267,7 @@ def up(config: Config) -> UpResult:
         with IPRoute() as ipr:
             if desired.uplink is None:
                 desired = dataclasses.replace(desired, uplink=default_uplink(ipr))
-            preflight(desired, current, ipr)
+            preflight(desired, current, others, ipr)
         agent = host.live_agent() or start_agent(host)
         enter_agent_mounts(agent)
         st = current or empty_state(desired, config.source)
@@ -261,7 +278,7 @@ def up(config: Config) -> UpResult:
             project = Project(host, st, backend, ipr)
             plan = make_plan(st.spec, desired, project.observe())
             try:
-                backend.prepare()
+                backend.prepare(desired)
                 project.apply(plan, desired, journal)
             except BaseException as exc:
                 undo_errors = journal.rollback()
@@ -270,6 +287,14 @@ def up(config: Config) -> UpResult:
                 raise UpError(f"{_one_line(exc)}; rolled back{detail}") from exc
             statestore.save(host, st)
         return UpResult(desired.name, plan, st)
+
+
+def _load_or_none(host: Host, name: str) -> ProjectState | None:
+    """Another project's state, for checks; an unreadable one is skipped, not fatal."""
+    try:
+        return statestore.load(host, name)
+    except statestore.StateError:
+        return None
 
 
 def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
@@ -303,12 +328,23 @@ def _stop_agent_if_idle(host: Host) -> None:
             child.unlink(missing_ok=True)
 
 
-def down(project_name: str, config: Config | None = None) -> list[str]:
-    """Remove every trace of the project on this host; returns the errors met (kept going)."""
+@dataclass
+class DownReport:
+    errors: list[str] = field(default_factory=list)  # what could not be removed
+    notes: list[str] = field(default_factory=list)  # what the user should know
+
+
+def down(project_name: str, config: Config | None = None) -> DownReport:
+    """Remove every trace of the project on this host, keeping going past errors."""
     host = current_host()
-    errors: list[str] = []
+    report = DownReport()
+    errors = report.errors
     with locked(host):
-        st = statestore.load(host, project_name)
+        try:
+            st = statestore.load(host, project_name)
+        except statestore.StateError as exc:
+            report.notes.append(f"{exc}: removed what the project owns by its names and tags")
+            st = None
         agent = host.live_agent()
         if agent is not None:
             enter_agent_mounts(agent)
@@ -345,7 +381,7 @@ def down(project_name: str, config: Config | None = None) -> list[str]:
         except Exception as exc:
             errors.append(f"datapath: {exc}")
         _stop_agent_if_idle(host)
-    return errors
+    return report
 
 
 def build_networks_only(config: Config):

@@ -73,10 +73,14 @@ def host_inventory() -> dict:
         enter_agent_mounts(agent)
     projects = {}
     for name in statestore.projects(host):
-        st = statestore.load(host, name)
+        try:
+            st = statestore.load(host, name)
+        except statestore.StateError as exc:
+            projects[name] = {"name": name, "error": str(exc), "backend": "?", "containers": {}, "networks": {}}
+            continue
         if st is not None:
             projects[name] = _project_view(host, agent, st)
-    backends = sorted({p["backend"] for p in projects.values()})
+    backends = sorted({p["backend"] for p in projects.values() if "error" not in p})
     return {
         "host": host.key,
         "agent_pid": agent.pid if agent else None,
@@ -92,7 +96,10 @@ def _resolve(name: str):
     for pname in statestore.projects(host):
         if project and pname != project:
             continue
-        st = statestore.load(host, pname)
+        try:
+            st = statestore.load(host, pname)
+        except statestore.StateError:
+            continue
         if st is not None and cname in st.spec.containers:
             matches.append(st)
     if not matches:

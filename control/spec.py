@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from . import ipam
-from .config import Config, PortMapping
+from .config import Config, Conntrack, PortMapping
 
 LINK_ALIAS_PREFIX = "fastnet:"
 
@@ -91,6 +91,7 @@ class ProjectSpec:
     uplink: str | None
     networks: dict[str, NetworkSpec] = field(default_factory=dict)
     containers: dict[str, ContainerSpec] = field(default_factory=dict)
+    conntrack: Conntrack = Conntrack()  # host-wide: every project on a host must agree
 
 
 def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset()) -> ProjectSpec:
@@ -165,4 +166,4 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             command=tuple(c.command) if c.command else None,
             publish=tuple(c.publish),
         )
-    return ProjectSpec(config.name, config.backend, config.uplink, networks, containers)
+    return ProjectSpec(config.name, config.backend, config.uplink, networks, containers, config.conntrack)

@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from .config import PortMapping
+from .config import Conntrack, PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 
-FORMAT = 1
+FORMAT = 2
+
+
+class StateError(RuntimeError):
+    """A state file that cannot be read (damaged, or written by another fastnet version)."""
 
 
 @dataclass
@@ -99,7 +103,7 @@ def from_json(text: str) -> ProjectState:
             for m in v.get("publish", ())
         )
         containers[k] = ContainerSpec(v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None, publish)
-    spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers)
+    spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers, Conntrack(**s["conntrack"]))
     commands = {k: CommandState(v["pid"], v["start_time"], tuple(v["argv"])) for k, v in d["commands"].items()}
     return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands)
 
@@ -109,10 +113,13 @@ def path_of(host: Host, project: str) -> Path:
 
 
 def load(host: Host, project: str) -> ProjectState | None:
+    path = path_of(host, project)
     try:
-        return from_json(path_of(host, project).read_text())
+        return from_json(path.read_text())
     except FileNotFoundError:
         return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"state file {path} is unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def save(host: Host, st: ProjectState) -> None:

@@ -61,6 +61,12 @@ class HostConfig(ctypes.Structure):
         ("snat_port_min", u16),
         ("snat_port_max", u16),
         ("flags", u32),
+        ("timeout_tcp_syn", u32),
+        ("timeout_tcp_established", u32),
+        ("timeout_tcp_closing", u32),
+        ("timeout_udp", u32),
+        ("timeout_icmp", u32),
+        ("pad", u32),
     ]
 
 

@@ -19,18 +19,20 @@ from pathlib import Path
 from . import abi, libbpf
 
 
-@lru_cache(maxsize=1)
-def source_hash() -> str:
+@lru_cache(maxsize=8)
+def source_hash(defines: tuple[tuple[str, int], ...] = ()) -> str:
+    """Identity of a build: every source file and the compile-time settings."""
     h = hashlib.sha256()
     for path in sorted(abi.BPF_DIR.rglob("*")):
         if path.suffix in (".c", ".h"):
             h.update(str(path.relative_to(abi.BPF_DIR)).encode())
             h.update(path.read_bytes())
+    h.update(repr(defines).encode())
     return h.hexdigest()[:12]
 
 
-def version_dir_name() -> str:
-    return f"v{abi.ABI_VERSION}_{source_hash()}"  # bpffs refuses names containing '.'
+def version_dir_name(defines: tuple[tuple[str, int], ...] = ()) -> str:
+    return f"v{abi.ABI_VERSION}_{source_hash(defines)}"  # bpffs refuses names containing '.'
 
 
 class DatapathError(RuntimeError):
@@ -44,6 +46,7 @@ class Datapath:
     progs: dict[str, int]
     maps: dict[str, int]
     pin_dir: Path | None = None
+    fresh: bool = False  # compiled by this process: whatever used older pins must move over
     _keepalive: object = field(default=None, repr=False)  # the bcc object, when not pinned
 
     def close(self) -> None:
@@ -55,11 +58,13 @@ class Datapath:
         self.progs, self.maps = {}, {}
 
 
-def compile_datapath(test_mode: bool = False):
-    """Compile and load bpf/fastnet.c; returns (bcc.BPF, Datapath). Checks the ABI mirror."""
+def compile_datapath(test_mode: bool = False, defines: tuple[tuple[str, int], ...] = ()):
+    """Compile and load bpf/fastnet.c; returns (bcc.BPF, Datapath). Checks the ABI mirror.
+    `defines` overrides compile-time settings such as FN_CT_MAX."""
     from bcc import BPF  # imported late: bcc is slow to import and absent on unit-test machines
 
     cflags = [f"-I{abi.BPF_DIR / 'include'}", f"-I{abi.BPF_DIR}", "-Wno-unused-function"]
+    cflags += [f"-D{name}={value}" for name, value in defines]
     if test_mode:
         cflags.append("-DFN_TEST")
     try:
@@ -75,9 +80,16 @@ def compile_datapath(test_mode: bool = False):
     return bpf, Datapath(progs=progs, maps=maps, _keepalive=bpf)
 
 
-def open_pinned(pin_root: Path) -> Datapath | None:
-    """The datapath pinned for the current sources, or None if there is no complete set."""
-    pin_dir = pin_root / version_dir_name()
+def open_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] | None = None) -> Datapath | None:
+    """The datapath pinned for the current sources and settings (None: whichever settings are
+    pinned), or None if there is no complete set."""
+    if defines is None:
+        current = [p for p in pin_root.glob(f"v{abi.ABI_VERSION}_*") if p.is_dir()] if pin_root.is_dir() else []
+        if len(current) != 1:
+            return None
+        pin_dir = current[0]
+    else:
+        pin_dir = pin_root / version_dir_name(defines)
     if not pin_dir.is_dir():
         return None
     progs, maps = {}, {}
@@ -92,14 +104,14 @@ def open_pinned(pin_root: Path) -> Datapath | None:
     return Datapath(progs=progs, maps=maps, pin_dir=pin_dir)
 
 
-def load_pinned(pin_root: Path) -> Datapath:
+def load_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] = ()) -> Datapath:
     """Open the pinned datapath, compiling and pinning it first if needed."""
-    found = open_pinned(pin_root)
+    found = open_pinned(pin_root, defines)
     if found is not None:
         return found
-    pin_dir = pin_root / version_dir_name()
-    staging = pin_root / f"staging_{version_dir_name()}_{os.getpid()}"
-    bpf, fresh = compile_datapath()
+    pin_dir = pin_root / version_dir_name(defines)
+    staging = pin_root / f"staging_{version_dir_name(defines)}_{os.getpid()}"
+    bpf, fresh = compile_datapath(defines=defines)
     try:
         staging.mkdir(parents=True, exist_ok=True)
         for name, fd in fresh.progs.items():
@@ -113,17 +125,19 @@ def load_pinned(pin_root: Path) -> Datapath:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
         bpf.cleanup()
-    found = open_pinned(pin_root)
+    found = open_pinned(pin_root, defines)
     if found is None:
         raise DatapathError(f"pinned datapath under {pin_dir} vanished right after pinning")
+    found.fresh = True
     return found
 
 
-def stale_pin_dirs(pin_root: Path) -> list[Path]:
-    """Pin directories made by other sources or layouts (an upgrade left them)."""
+def stale_pin_dirs(pin_root: Path, defines: tuple[tuple[str, int], ...] = ()) -> list[Path]:
+    """Pin directories made by other sources, layouts or settings (an upgrade left them)."""
     if not pin_root.is_dir():
         return []
-    return [p for p in pin_root.iterdir() if p.is_dir() and p.name != version_dir_name() and not p.name.startswith("staging_")]
+    keep = version_dir_name(defines)
+    return [p for p in pin_root.iterdir() if p.is_dir() and p.name != keep and not p.name.startswith("staging_")]
 
 
 def remove_pins(pin_dir: Path) -> None:

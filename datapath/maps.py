@@ -65,6 +65,14 @@ class HostRecord:
     snat_ports: tuple[int, int]
     netns_cookie: int
     addresses: tuple[tuple[IPv4Address, bool], ...]  # (address, is loopback)
+    timeouts: dict[str, int] | None = None  # seconds by CT_TIMEOUTS name; None: the defaults
+
+
+CT_TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")
+
+
+def default_timeouts() -> dict[str, int]:
+    return {name: abi.constants()[f"FN_CT_TIMEOUT_{name.upper()}"] for name in CT_TIMEOUTS}
 
 
 def port_prefixes(first: int, last: int) -> list[tuple[int, int]]:
@@ -153,12 +161,61 @@ def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
         uplink_ipv4=be32(host.uplink_ipv4) if host.uplink_ipv4 else 0,
         snat_port_min=lo,
         snat_port_max=hi,
+        **{f"timeout_{k}": v for k, v in (host.timeouts or default_timeouts()).items()},
     )
     loopback = abi.constants()["FN_ADDR_F_LOOPBACK"]
     return {
         "fn_config": [(ctypes.c_uint32(0), config)],
         "fn_host_addrs": [(ctypes.c_uint32(be32(a)), ctypes.c_uint32(loopback if is_lo else 0)) for a, is_lo in host.addresses],
     }
+
+
+CT_TABLES = ("fn_ct", "fn_ct_new")
+CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
+PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
+
+
+@dataclass(frozen=True)
+class CtRecord:
+    """One direction of a tracked connection."""
+
+    confirmed: bool
+    proto: str
+    orig: tuple[IPv4Address, int, IPv4Address, int]  # as the packets arrive
+    translated: tuple[IPv4Address, int, IPv4Address, int]  # as they leave
+    state: str
+    flags: int
+    created_ns: int
+    expires_ns: int
+
+    @property
+    def reply(self) -> bool:
+        return bool(self.flags & abi.constants()["FN_CT_F_REPLY"])
+
+    @property
+    def kind(self) -> str:
+        c = abi.constants()
+        for flag, name in (("FN_CT_F_HAIRPIN", "hairpin"), ("FN_CT_F_DNAT", "dnat"), ("FN_CT_F_SNAT", "snat")):
+            if self.flags & c[flag]:
+                return name
+        return "-"
+
+
+def _port(value: int) -> int:
+    return struct.unpack("!H", struct.pack("=H", value))[0]
+
+
+def ct_record(table: str, k: abi.CtKey, e: abi.CtEntry) -> CtRecord:
+    return CtRecord(
+        confirmed=table == "fn_ct",
+        proto=PROTO_NAMES.get(k.proto, str(k.proto)),
+        orig=(from_be32(k.saddr), _port(k.sport), from_be32(k.daddr), _port(k.dport)),
+        translated=(from_be32(e.to_saddr), _port(e.to_sport), from_be32(e.to_daddr), _port(e.to_dport)),
+        state=CT_STATES.get(e.state, str(e.state)),
+        flags=e.flags,
+        created_ns=e.created,
+        expires_ns=e.expires,
+    )
 
 
 class Maps:
@@ -212,6 +269,26 @@ class Maps:
         Entries are written before stale ones are deleted, and the tables a packet consults
         first (endpoints) are written last, so a port never sees a half-built network."""
         return sum(self._reconcile(name, content) for name, content in desired_tables(networks, ports).items())
+
+    def conntrack(self) -> list[CtRecord]:
+        return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]
+
+    def conntrack_flush(self) -> int:
+        n = 0
+        for t in CT_TABLES:
+            for key, _ in self._items(t):
+                n += libbpf.map_delete(self._fd(t), key)
+        return n
+
+    def conntrack_expire(self, now_ns: int) -> int:
+        """Delete entries past their deadline (the agent's garbage collection): one batch read
+        per table, then one delete per expired entry."""
+        n = 0
+        for t in CT_TABLES:
+            for key, entry in self._items(t):
+                if entry.expires < now_ns:
+                    n += libbpf.map_delete(self._fd(t), key)
+        return n
 
     def endpoints(self) -> dict[int, tuple[str, IPv4Address, int]]:
         rows = libbpf.map_lookup_batch(self._fd("fn_endpoints"), ctypes.c_uint32, abi.Endpoint)

@@ -16,19 +16,22 @@
 
 FN_INLINE __u64 fn_ct_timeout(__u8 proto, __u8 state)
 {
+	struct fn_host_config *cfg = fn_host_config_get();
 	__u64 s;
 
+	if (!cfg)
+		return FN_CT_TIMEOUT_ICMP * FN_NSEC_PER_SEC;
 	if (proto == IPPROTO_TCP) {
 		if (state == FN_CT_ESTABLISHED)
-			s = FN_CT_TIMEOUT_TCP_ESTABLISHED;
+			s = cfg->timeout_tcp_established;
 		else if (state == FN_CT_NEW)
-			s = FN_CT_TIMEOUT_TCP_SYN;
+			s = cfg->timeout_tcp_syn;
 		else
-			s = FN_CT_TIMEOUT_TCP_CLOSING;
+			s = cfg->timeout_tcp_closing;
 	} else if (proto == IPPROTO_UDP) {
-		s = FN_CT_TIMEOUT_UDP;
+		s = cfg->timeout_udp;
 	} else {
-		s = FN_CT_TIMEOUT_ICMP;
+		s = cfg->timeout_icmp;
 	}
 	return s * FN_NSEC_PER_SEC;
 }

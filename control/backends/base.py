@@ -5,7 +5,7 @@ from typing import Protocol
 
 from pyroute2 import IPRoute
 
-from ..spec import InterfaceSpec, NetworkSpec
+from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
 from ..state import ProjectState
 
 
@@ -15,8 +15,8 @@ class Backend(Protocol):
     def host_mac(self, network: NetworkSpec) -> str:
         """MAC of the host end of a port on this network."""
 
-    def prepare(self) -> None:
-        """Load whatever the backend's datapath needs (may compile)."""
+    def prepare(self, spec: ProjectSpec) -> None:
+        """Load whatever the backend's datapath needs for spec (may compile)."""
 
     def add_network(self, ipr: IPRoute, network: NetworkSpec) -> None: ...
 

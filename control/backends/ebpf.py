@@ -23,7 +23,7 @@ from .. import observe
 from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET
-from ..spec import InterfaceSpec, NetworkSpec
+from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
 from ..state import ProjectState, port_key
 
 NUD_PERMANENT = 0x80
@@ -47,11 +47,16 @@ class EbpfBackend:
         # gateway MAC are then addressed to the device itself and enter the host stack.
         return network.gateway_mac
 
-    def prepare(self) -> None:
+    @staticmethod
+    def defines(spec: ProjectSpec) -> tuple[tuple[str, int], ...]:
+        """Compile-time settings: each flow takes two entries, one per direction."""
+        ct = spec.conntrack
+        return (("FN_CT_MAX", 2 * ct.max_flows), ("FN_CT_NEW_MAX", 2 * ct.max_new_flows))
+
+    def prepare(self, spec: ProjectSpec) -> None:
         if self.dp is None:
-            self.dp = loader.load_pinned(self.pin_root)
-            for stale in loader.stale_pin_dirs(self.pin_root):
-                loader.remove_pins(stale)
+            self.dp = loader.load_pinned(self.pin_root, self.defines(spec))
+            self._defines = self.defines(spec)
 
     def add_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
         # Addresses of the subnet that are not (yet) containers must not follow the default
@@ -85,7 +90,10 @@ class EbpfBackend:
         for name in statestore.projects(self.host):
             if current is not None and name == current.name:
                 continue
-            other = statestore.load(self.host, name)
+            try:
+                other = statestore.load(self.host, name)
+            except statestore.StateError:
+                continue
             if other is not None and other.spec.backend == self.name:
                 states.append(other)
         return states
@@ -106,6 +114,8 @@ class EbpfBackend:
                 services += self._services(st, c)
         maps = Maps(self.dp)
         maps.sync(networks, ports)
+        if self.dp.fresh:
+            self._move_ports_to(self.dp, ports)
         uplink_name = next((st.spec.uplink for st in states if st.spec.uplink), None)
         with IPRoute() as ipr:
             ifindex, address = observe.uplink(ipr, uplink_name)
@@ -115,9 +125,20 @@ class EbpfBackend:
                 snat_ports=observe.snat_port_range(),
                 netns_cookie=observe.netns_cookie(),
                 addresses=tuple(observe.host_addresses(ipr)),
+                timeouts=states[0].spec.conntrack.timeouts if states else None,
             )
             maps.sync_host(host, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
+
+    def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord]) -> None:
+        """A new build replaced the pinned one: move every port to it (replace, no gap), then
+        drop the old pins. Flows tracked by the old build are forgotten."""
+        with IPRoute() as ipr:
+            for p in ports:
+                tc.attach(ipr, p.ifindex, dp.progs[PORT_PROGRAM], PORT_PROGRAM)
+        for stale in loader.stale_pin_dirs(self.pin_root, self._defines):
+            loader.remove_pins(stale)
+        dp.fresh = False
 
     def _services(self, st: ProjectState, c) -> list[ServiceRecord]:
         iface = c.publish_interface
@@ -179,8 +200,9 @@ class EbpfBackend:
 
     def teardown(self) -> None:
         """Forget this project's entries; unpin the datapath when no project uses it."""
-        if self._states(None):  # the caller has already removed this project's state
-            self.prepare()
+        others = self._states(None)  # the caller has already removed this project's state
+        if others:
+            self.prepare(others[0].spec)
             self.sync(None)
             return
         with IPRoute() as ipr:

@@ -480,7 +480,7 @@ def test_duplicate_network_in_list():
 @pytest.mark.parametrize(("text", "line", "col", "path", "fragment"), [
     ("nmae: x\n", 1, 1, "", "unknown key 'nmae' (did you mean 'name'?)"),
     ("name: x\nzzz: 1\n", 2, 1, "",
-     "unknown key 'zzz' (valid keys: name, uplink, backend, networks, containers)"),
+     "unknown key 'zzz' (valid keys: name, uplink, backend, networks, containers, conntrack)"),
     ("networks:\n  front:\n    subnet: 10.1.0.0/16\n    subent: 1\n", 4, 5, "networks.front",
      "unknown key 'subent' (did you mean 'subnet'?)"),
     ("containers:\n  web:\n    network: [a]\n", 3, 5, "containers.web",
@@ -680,3 +680,50 @@ def test_first_cross_check_error_in_file_order_wins():
           front: {subnet: 10.1.0.0/16}
           back: {subnet: 10.1.0.0/16}
     """, 3, 16, "containers.web.networks", "unknown network 'nope'")
+
+
+# --- publishing and conntrack settings --------------------------------------------------
+
+
+def test_publish_overlap_names_both_owners():
+    text = """\
+containers:
+  a: {publish: ["8080-8090:80-90"]}
+  b: {publish: ["192.0.2.1:8085:85/tcp"]}
+"""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "p.yaml")
+    assert str(exc.value) == (
+        "p.yaml:3:17: containers.b.publish: 192.0.2.1:8085/tcp overlaps 8080-8090/tcp "
+        "already published by container a"
+    )
+
+
+def test_publish_same_port_other_protocol_or_address_is_fine():
+    text = """\
+containers:
+  a: {publish: ["8080:80", "192.0.2.1:9000:90"]}
+  b: {publish: ["8080:80/udp", "192.0.2.2:9000:90"]}
+"""
+    assert len(parse_config(text).containers["b"].publish) == 2
+
+
+def test_publish_from_an_internal_only_container_is_refused():
+    text = """\
+networks:
+  v: {subnet: 10.1.0.0/24, internal: true}
+containers:
+  a: {networks: [v], publish: ["80:80"]}
+"""
+    with pytest.raises(ConfigError, match="only on internal networks"):
+        parse_config(text)
+
+
+def test_conntrack_settings():
+    cfg = parse_config("conntrack: {max_flows: 4096, timeouts: {udp: 5}}\n")
+    assert cfg.conntrack.max_flows == 4096 and cfg.conntrack.udp == 5
+    assert cfg.conntrack.timeouts["tcp_established"] == 21600
+    with pytest.raises(ConfigError, match="conntrack.timeouts.udp"):
+        parse_config("conntrack: {timeouts: {udp: 0}}\n")
+    with pytest.raises(ConfigError, match="conntrack.max_flows"):
+        parse_config("conntrack: {max_flows: 10}\n")

@@ -32,7 +32,8 @@
 #define FN_MAX_HOST_ADDRS      256
 #define FN_SNAT_TRIES          32     /* bounded search for a free SNAT port */
 
-/* Conntrack timeouts in seconds (Linux/Cilium spirit). */
+/* Default conntrack timeouts in seconds (Linux/Cilium spirit); fn_config carries the ones
+ * in force. */
 #define FN_CT_TIMEOUT_TCP_SYN         60
 #define FN_CT_TIMEOUT_TCP_ESTABLISHED 21600
 #define FN_CT_TIMEOUT_TCP_CLOSING     10
@@ -127,6 +128,12 @@ struct fn_host_config {
 	__u16  snat_port_min;  /* first SNAT port (host order), outside ip_local_port_range */
 	__u16  snat_port_max;  /* last SNAT port (host order) */
 	__u32  flags;          /* unused, 0 */
+	__u32  timeout_tcp_syn;         /* conntrack timeouts, seconds */
+	__u32  timeout_tcp_established;
+	__u32  timeout_tcp_closing;
+	__u32  timeout_udp;
+	__u32  timeout_icmp;
+	__u32  pad;
 };
 
 /* fn_host_addrs: HASH, key = __be32 address local to the host -> __u32 FN_ADDR_F_*. */
