@@ -145,12 +145,13 @@ FN_INLINE __u64 fn_test_now(void)
 int fn_from_container(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_CONTAINER;
-	int ret = fn_bridge_from_container(skb);
+	__u32 peer = 0;
+	int ret = fn_bridge_from_container(skb, &peer);
 
 	if (ret == FN_BR_TO_GATEWAY)
 		ret = fn_nat_from_container(skb, prog);
 	else if (ret >= 0)
-		ret = fn_bridge_verdict(skb, prog, ret);
+		ret = fn_bridge_verdict(skb, prog, ret, peer);
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);
 	return ret;

@@ -10,9 +10,12 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from . import linux
+
+GC_INTERVAL = 5.0  # seconds between conntrack garbage collections
 
 
 def prepare_mounts(host_dir: Path) -> None:
@@ -46,11 +49,30 @@ def main() -> int:
     os.write(ready_fd, b"ready")
     os.close(ready_fd)
     while True:
-        info = signal.sigwaitinfo(signals)
-        if info.si_signo == signal.SIGCHLD:
+        info = signal.sigtimedwait(signals, GC_INTERVAL)
+        if info is None:
+            collect_garbage(host_dir / "rt" / "bpf")
+        elif info.si_signo == signal.SIGCHLD:
             _reap()
         else:
             return 0
+
+
+def collect_garbage(pin_root: Path) -> None:
+    """Delete expired conntrack entries (LRU eviction alone would keep dead flows until the
+    table fills). The pins are reopened each time: an upgrade may have replaced them."""
+    from ..datapath import loader
+    from ..datapath.maps import Maps
+
+    dp = loader.open_pinned(pin_root)
+    if dp is None:
+        return
+    try:
+        Maps(dp).conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+    except OSError as exc:
+        print(f"fastnet agent: conntrack garbage collection failed: {exc}", file=sys.stderr, flush=True)
+    finally:
+        dp.close()
 
 
 def _reap() -> None:

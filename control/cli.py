@@ -116,6 +116,30 @@ def exec_(name: str, command: tuple[str, ...]) -> None:
         fail(f"exec {name}: {command[0]}: permission denied", 126)
 
 
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def conntrack(ctx: click.Context, as_json: bool) -> None:
+    """List the connections the datapath tracks and translates."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .inventory import conntrack as flows
+
+    found = flows()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    else:
+        output.print_conntrack(found)
+
+
+@conntrack.command()
+def flush() -> None:
+    """Forget every tracked connection (established flows lose their translation)."""
+    from .inventory import conntrack as flows
+
+    click.echo(f"removed {flows(flush=True)} conntrack entries")
+
+
 def main() -> None:
     try:
         cli(prog_name="fastnet", standalone_mode=True)

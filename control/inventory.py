@@ -131,3 +131,37 @@ def enter_container(name: str) -> None:
     if not sandbox.alive(path):
         raise LookupError_(f"container {name!r} is not running (its namespace is gone)")
     sandbox.enter(path)
+
+
+def conntrack(flush: bool = False) -> list[dict] | int:
+    """The host's tracked connections as flows (the original direction with its reply
+    tuple), or, with flush, the number of entries removed."""
+    import time
+
+    host = current_host()
+    agent = host.live_agent()
+    if agent is None:
+        return 0 if flush else []
+    enter_agent_mounts(agent)
+    backend = backend_for("ebpf", host, "")
+    if flush:
+        return backend.conntrack_flush()
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    flows = []
+    for r in backend.conntrack():
+        if r.reply:
+            continue
+        ts, tsp, td, tdp = r.translated
+        flows.append(
+            {
+                "proto": r.proto,
+                "kind": r.kind,
+                "state": r.state,
+                "confirmed": r.confirmed,
+                "original": {"src": str(r.orig[0]), "sport": r.orig[1], "dst": str(r.orig[2]), "dport": r.orig[3]},
+                "reply": {"src": str(td), "sport": tdp, "dst": str(ts), "dport": tsp},
+                "age_s": round((now - r.created_ns) / 1e9, 1),
+                "expires_in_s": round((r.expires_ns - now) / 1e9, 1),
+            }
+        )
+    return sorted(flows, key=lambda f: f["age_s"])

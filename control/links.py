@@ -24,14 +24,14 @@ def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str) 
             ifname=iface.host_ifname,
             kind="veth",
             address=host_mac,
-            ifalias=iface.alias,
             peer={"ifname": iface.ifname, "address": iface.mac, "net_ns_fd": fd},
         )
     finally:
         os.close(fd)
     index = ipr.link_lookup(ifname=iface.host_ifname)[0]
     sandbox.write_sysctl(None, f"net.ipv6.conf.{iface.host_ifname}.disable_ipv6", "1")
-    ipr.link("set", index=index, state="up")
+    # the kernel ignores IFLA_IFALIAS when creating a link: tag it in a second message
+    ipr.link("set", index=index, ifalias=iface.alias, state="up")
     return index
 
 

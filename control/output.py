@@ -1,10 +1,13 @@
 """Terminal output (rich)."""
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Tables are read by people and by scripts piping them: never fold rows to 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=250)
 
 
 def print_up(result) -> None:
@@ -43,3 +46,28 @@ def print_ps(inv: dict) -> None:
             if counters:
                 parts = ", ".join(f"{k} {v['packets']}" for k, v in sorted(counters.items()))
                 console.print(f"{backend} {prog}: {parts}", markup=False, highlight=False)
+
+
+def _ep(addr: str, port: int) -> str:
+    return f"{addr}:{port}"
+
+
+def print_conntrack(flows: list[dict]) -> None:
+    if not flows:
+        console.print("no tracked connections")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("PROTO", "KIND", "STATE", "ORIGINAL", "REPLY", "AGE", "EXPIRES IN"):
+        table.add_column(col)
+    for f in flows:
+        o, r = f["original"], f["reply"]
+        table.add_row(
+            f["proto"],
+            f["kind"],
+            f["state"] + ("" if f["confirmed"] else " (unconfirmed)"),
+            f"{_ep(o['src'], o['sport'])} -> {_ep(o['dst'], o['dport'])}",
+            f"{_ep(r['src'], r['sport'])} -> {_ep(r['dst'], r['dport'])}",
+            f"{f['age_s']:.0f}s",
+            f"{f['expires_in_s']:.0f}s",
+        )
+    console.print(table)

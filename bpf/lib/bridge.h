@@ -24,8 +24,6 @@ enum fn_bridge_outcome {
 	FN_BR_ARP_ANSWERED,  /* reply written in place; send it back out the same port */
 };
 
-/* Encodes "redirect to ifindex" in the positive return value alongside the outcome. */
-#define FN_BR_PEER(ifindex) ((int)(((ifindex) << 4) | FN_BR_REDIRECTED))
 
 FN_INLINE int fn_bridge_flood(struct __sk_buff *skb, const struct fn_endpoint *ep)
 {
@@ -80,8 +78,15 @@ FN_INLINE int fn_bridge_arp(struct __sk_buff *skb, const struct fn_endpoint *ep,
 	return -FN_DROP_ARP_UNKNOWN;
 }
 
+/* IEEE 802.1D reserved group addresses 01:80:c2:00:00:0x: never bridged. */
+FN_INLINE int fn_mac_is_link_local(const __u8 *mac)
+{
+	return mac[0] == 0x01 && mac[1] == 0x80 && mac[2] == 0xc2 && mac[3] == 0 && mac[4] == 0 &&
+	       (mac[5] & 0xf0) == 0;
+}
+
 FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep,
-			     struct ethhdr *eth, void *data_end)
+			     struct ethhdr *eth, void *data_end, __u32 *peer)
 {
 	struct iphdr *ip = fn_ipv4_header(skb, eth + 1, data_end);
 	struct fn_fdb_key key = { .net_id = ep->net_id };
@@ -98,8 +103,12 @@ FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep
 	dst = fn_fdb_of(&key);
 	if (!dst)
 		return -FN_DROP_UNKNOWN_DST_MAC;
-	if (fn_likely(!(dst->flags & FN_FDB_F_GATEWAY)))
-		return FN_BR_PEER(dst->ifindex);
+	if (fn_likely(!(dst->flags & FN_FDB_F_GATEWAY))) {
+		if (dst->ifindex == skb->ingress_ifindex)
+			return -FN_DROP_OWN_MAC;
+		*peer = dst->ifindex;
+		return FN_BR_REDIRECTED;
+	}
 
 	/* Routed by the host: never into a container of another network. */
 	{
@@ -111,7 +120,8 @@ FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep
 	return FN_BR_TO_GATEWAY;
 }
 
-FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb)
+/* The verdict for a frame from a container; *peer is the port a FN_BR_REDIRECTED goes to. */
+FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb, __u32 *peer)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -126,10 +136,15 @@ FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb)
 		return -FN_DROP_NO_ENDPOINT;
 	if (!fn_mac_equal(eth->h_source, ep->mac))
 		return -FN_DROP_SPOOF_MAC;
+	/* veth moves an outer 802.1Q tag out of the frame before TC sees it */
+	if (skb->vlan_present)
+		return -FN_DROP_VLAN;
+	if (fn_mac_is_link_local(eth->h_dest))
+		return -FN_DROP_LINK_LOCAL;
 
 	switch (eth->h_proto) {
 	case fn_htons_c(ETH_P_IP):
-		return fn_bridge_ipv4(skb, ep, eth, data_end);
+		return fn_bridge_ipv4(skb, ep, eth, data_end, peer);
 	case fn_htons_c(ETH_P_ARP):
 		return fn_bridge_arp(skb, ep, eth, data_end);
 	case fn_htons_c(ETH_P_8021Q):
@@ -144,12 +159,12 @@ FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb)
 	}
 }
 
-FN_INLINE int fn_bridge_verdict(struct __sk_buff *skb, __u32 prog, int outcome)
+FN_INLINE int fn_bridge_verdict(struct __sk_buff *skb, __u32 prog, int outcome, __u32 peer)
 {
-	switch (outcome & 0xf) {
+	switch (outcome) {
 	case FN_BR_REDIRECTED:
 		fn_count(skb, prog, FN_FWD_PEER);
-		return fn_redirect_peer((__u32)outcome >> 4);
+		return fn_redirect_peer(peer);
 	case FN_BR_FLOODED:
 		fn_count(skb, prog, FN_FWD_FLOOD);
 		return TC_ACT_SHOT;

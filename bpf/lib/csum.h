@@ -13,14 +13,14 @@
 #define FN_IP_SADDR_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
 #define FN_IP_DADDR_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
 
-/* Rewrites an IPv4 address at addr_off (of the outer header) and every checksum covering it. */
+/* Rewrites an IPv4 address at addr_off (of the outer header), its header checksum and, when
+ * l4_csum_off is not 0, the transport checksum whose pseudo-header includes it. */
 FN_INLINE int fn_rewrite_addr(struct __sk_buff *skb, __u32 addr_off, __be32 old, __be32 new,
-			      __u32 l4_csum_off, __u32 l4_flags, int pseudo)
+			      __u32 l4_csum_off, __u32 l4_flags)
 {
 	if (old == new)
 		return 0;
-	if (l4_csum_off &&
-	    bpf_l4_csum_replace(skb, l4_csum_off, old, new, l4_flags | sizeof(new) | (pseudo ? BPF_F_PSEUDO_HDR : 0)))
+	if (l4_csum_off && bpf_l4_csum_replace(skb, l4_csum_off, old, new, l4_flags | sizeof(new) | BPF_F_PSEUDO_HDR))
 		return -1;
 	if (bpf_l3_csum_replace(skb, FN_IP_CSUM_OFF, old, new, sizeof(new)))
 		return -1;

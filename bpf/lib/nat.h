@@ -17,10 +17,11 @@
 /* Rewrites the packet from l4->key to the entry's tuple. 0 or -FN_DROP_CSUM. */
 FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_ct_entry *e)
 {
-	int pseudo = l4->key.proto != IPPROTO_ICMP;
+	/* TCP and UDP checksums cover the addresses (pseudo-header); ICMP's does not. */
+	__u32 pseudo_csum_off = l4->key.proto == IPPROTO_ICMP ? 0 : l4->csum_off;
 
-	if (fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, l4->csum_off, l4->csum_flags, pseudo) ||
-	    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, l4->csum_off, l4->csum_flags, pseudo))
+	if (fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, pseudo_csum_off, l4->csum_flags) ||
+	    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, pseudo_csum_off, l4->csum_flags))
 		return -FN_DROP_CSUM;
 	if (l4->key.proto == IPPROTO_ICMP) {
 		if (fn_rewrite_port(skb, l4->l4_off + 4, l4->key.sport, e->to_sport, l4->csum_off, 0))

@@ -33,3 +33,9 @@ class Backend(Protocol):
         """Remove every project-level object of the backend. Idempotent."""
 
     def counters(self) -> dict[str, dict[str, tuple[int, int]]]: ...
+
+    def conntrack(self) -> list:
+        """The tracked connections (datapath.maps.CtRecord), one per direction."""
+
+    def conntrack_flush(self) -> int:
+        """Forget every tracked connection; returns how many entries went."""

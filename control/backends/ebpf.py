@@ -214,8 +214,18 @@ class EbpfBackend:
             for child in self.pin_root.iterdir():
                 loader.remove_pins(child)
 
-    def counters(self) -> dict[str, dict[str, tuple[int, int]]]:
+    def _maps(self) -> Maps | None:
         dp = self.dp or loader.open_pinned(self.pin_root)
-        if dp is None:
-            return {}
-        return Maps(dp).counters()
+        return Maps(dp) if dp is not None else None
+
+    def counters(self) -> dict[str, dict[str, tuple[int, int]]]:
+        maps = self._maps()
+        return maps.counters() if maps else {}
+
+    def conntrack(self) -> list:
+        maps = self._maps()
+        return maps.conntrack() if maps else []
+
+    def conntrack_flush(self) -> int:
+        maps = self._maps()
+        return maps.conntrack_flush() if maps else 0

@@ -45,7 +45,9 @@
 	X(FN_DROP_FRAGMENT,        30, DROP, "IP fragment cannot be translated") \
 	X(FN_DROP_LOOPBACK_DST,    31, DROP, "packet from outside addressed to a loopback address") \
 	X(FN_FWD_SOCK_DNAT,        32, FWD,  "host process connection sent to a published port") \
-	X(FN_DROP_CSUM,            33, DROP, "checksum or header rewrite failed")
+	X(FN_DROP_CSUM,            33, DROP, "checksum or header rewrite failed") \
+	X(FN_DROP_OWN_MAC,         34, DROP, "unicast addressed to the sender itself") \
+	X(FN_DROP_LINK_LOCAL,      35, DROP, "reserved link-local multicast (STP, LLDP, pause)")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,

@@ -1,0 +1,61 @@
+"""The counter table (bpf/include/fastnet/counters.h) and its coverage by the case tables.
+
+Adding a drop reason or outcome without a case that produces it fails here."""
+from __future__ import annotations
+
+from fastnet.datapath import abi
+from fastnet.datapath.counters import COUNTERS_HEADER, counters
+
+import test_bridge
+
+# Every table of cases whose .counter a parametrized test checks; add new ones here.
+CASES = [*test_bridge.CASES]
+
+# Counters no case can produce, each with the reason. Keep this list short and justified.
+NOT_PRODUCIBLE = {
+    "drop_redirect": "no path returns it yet (reserved for a failed bpf_redirect*)",
+    "drop_malformed_eth": "BPF_PROG_TEST_RUN refuses frames < ETH_HLEN (test_bridge.test_kernel_refuses)",
+}
+
+
+def test_every_counter_is_produced_by_a_case():
+    names = {c.short for c in counters()}
+    produced = {case.counter for case in CASES}
+    unknown = sorted(produced - names)
+    assert not unknown, f"cases name counters that counters.h does not have: {unknown}"
+    missing = sorted(names - produced - set(NOT_PRODUCIBLE))
+    assert not missing, f"counters that no case produces: {missing}"
+
+
+def test_exemptions_are_real_counters_without_cases():
+    names = {c.short for c in counters()}
+    produced = {case.counter for case in CASES}
+    assert set(NOT_PRODUCIBLE) <= names
+    assert set(NOT_PRODUCIBLE) & produced == set(), "a case produces it now: remove the exemption"
+
+
+def test_every_x_line_is_parsed():
+    """A line in another shape would be silently missing from every name and report."""
+    x_lines = [line for line in COUNTERS_HEADER.read_text().splitlines() if line.strip().startswith("X(")]
+    assert len(x_lines) == len(counters())
+
+
+def test_ids_are_contiguous_from_zero():
+    assert [c.id for c in counters()] == list(range(len(counters())))
+
+
+def test_ids_fit_in_a_programs_metric_slots():
+    assert len(counters()) <= abi.FN_COUNTER_SLOTS
+
+
+def test_names_are_unique_and_well_formed():
+    names = [c.name for c in counters()]
+    assert len(names) == len(set(names))
+    for c in counters():
+        assert c.name.startswith(f"FN_{c.kind}_"), c.name
+
+
+def test_texts_are_non_empty_and_unique():
+    texts = [c.text.strip() for c in counters()]
+    assert all(texts), texts
+    assert len(texts) == len(set(texts))
