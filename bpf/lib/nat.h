@@ -34,6 +34,100 @@ FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const 
 	return 0;
 }
 
+/* Rewrites 4 bytes inside an ICMP error's quoted packet, fixing the quoted IP checksum and
+ * the ICMP checksum (which covers the quoted packet, including that IP checksum). */
+FN_INLINE int fn_icmp_inner_rewrite32(struct __sk_buff *skb, __u32 off, __be32 old, __be32 new,
+				      __u32 inner_ip_csum_off, __u32 icmp_csum_off)
+{
+	__be16 csum_old, csum_new;
+
+	if (old == new)
+		return 0;
+	if (bpf_skb_load_bytes(skb, inner_ip_csum_off, &csum_old, 2) ||
+	    bpf_skb_store_bytes(skb, off, &new, 4, 0) ||
+	    bpf_l3_csum_replace(skb, inner_ip_csum_off, old, new, 4) ||
+	    bpf_skb_load_bytes(skb, inner_ip_csum_off, &csum_new, 2) ||
+	    bpf_l4_csum_replace(skb, icmp_csum_off, old, new, 4) ||
+	    bpf_l4_csum_replace(skb, icmp_csum_off, csum_old, csum_new, 2))
+		return -1;
+	return 0;
+}
+
+FN_INLINE int fn_icmp_inner_rewrite16(struct __sk_buff *skb, __u32 off, __be16 old, __be16 new, __u32 icmp_csum_off)
+{
+	if (old == new)
+		return 0;
+	if (bpf_skb_store_bytes(skb, off, &new, 2, 0) || bpf_l4_csum_replace(skb, icmp_csum_off, old, new, 2))
+		return -1;
+	return 0;
+}
+
+/*
+ * An ICMP error (unreachable, fragmentation needed, time exceeded, parameter problem) that
+ * quotes a packet of a tracked flow: the error travels the way the flow's reverse entry
+ * matches, so that entry translates the outer header, and the quoted header is translated
+ * the opposite way (it is a packet of the other direction). Returns 1 and fills *e when the
+ * error belongs to a flow, 0 when it does not, or a negative drop reason.
+ */
+FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, struct fn_ct_entry *e)
+{
+	__u32 inner = l4->l4_off + 8;
+	struct iphdr ip;
+	__be16 ports[2];
+	struct fn_ct_key key = {};
+	struct fn_ct_entry *found;
+	int confirmed;
+
+	if (bpf_skb_load_bytes(skb, inner, &ip, sizeof(ip)) || ip.ihl != 5 || ip.version != 4)
+		return 0;
+	if (ip.protocol == IPPROTO_ICMP) {
+		if (bpf_skb_load_bytes(skb, inner + sizeof(ip) + 4, &ports[0], 2))
+			return 0;
+		ports[1] = ports[0];
+	} else if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes(skb, inner + sizeof(ip), ports, 4))
+			return 0;
+	} else {
+		return 0;
+	}
+	/* the quoted packet went the other way: its reverse is what this direction matches */
+	key.saddr = ip.daddr;
+	key.daddr = ip.saddr;
+	key.sport = ports[1];
+	key.dport = ports[0];
+	key.proto = ip.protocol;
+	found = fn_ct_find(&key, &confirmed);
+	if (!found)
+		return 0;
+	*e = *found;
+
+	{
+		__u32 icmp_csum = l4->csum_off;
+		__u32 inner_csum = inner + offsetof(struct iphdr, check);
+		__u32 inner_l4 = inner + sizeof(ip);
+
+		if (l4->key.daddr == key.daddr &&
+		    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, 0, 0))
+			return -FN_DROP_CSUM;
+		if (l4->key.saddr == key.saddr &&
+		    fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, 0, 0))
+			return -FN_DROP_CSUM;
+		if (fn_icmp_inner_rewrite32(skb, inner + offsetof(struct iphdr, saddr), ip.saddr, e->to_daddr,
+					    inner_csum, icmp_csum) ||
+		    fn_icmp_inner_rewrite32(skb, inner + offsetof(struct iphdr, daddr), ip.daddr, e->to_saddr,
+					    inner_csum, icmp_csum))
+			return -FN_DROP_CSUM;
+		if (ip.protocol == IPPROTO_ICMP) {
+			if (fn_icmp_inner_rewrite16(skb, inner_l4 + 4, ports[0], e->to_dport, icmp_csum))
+				return -FN_DROP_CSUM;
+		} else if (fn_icmp_inner_rewrite16(skb, inner_l4, ports[0], e->to_dport, icmp_csum) ||
+			   fn_icmp_inner_rewrite16(skb, inner_l4 + 2, ports[1], e->to_sport, icmp_csum)) {
+			return -FN_DROP_CSUM;
+		}
+	}
+	return 1;
+}
+
 /* Sends a translated packet where its entry says: into a container, or out of the uplink. */
 FN_INLINE int fn_nat_deliver(struct __sk_buff *skb, const struct fn_ct_entry *e, __u32 uplink_ifindex)
 {

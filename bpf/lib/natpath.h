@@ -14,6 +14,25 @@
 #include "nat.h"
 #include "service.h"
 
+/* An ICMP error about a tracked flow, translated and sent where the flow's packets go. */
+FN_INLINE int fn_nat_error(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, __u32 uplink_ifindex,
+			   __u32 not_ours_counter)
+{
+	struct fn_ct_entry e;
+	int ret = fn_nat_icmp_error(skb, l4, &e);
+
+	if (ret < 0)
+		return ret;
+	if (ret == 0) {
+		fn_count(skb, prog, not_ours_counter);
+		return TC_ACT_OK;
+	}
+	if (e.out_ifindex == 0 && fn_ttl_decrement(skb))
+		return TC_ACT_OK;
+	fn_count(skb, prog, FN_FWD_ICMP_ERROR);
+	return fn_nat_deliver(skb, &e, uplink_ifindex);
+}
+
 /* Translates a packet of a tracked flow and sends it on. Verdict, or negative drop. */
 FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, struct fn_ct_entry *e,
 			     int confirmed, __u32 uplink_ifindex)
@@ -85,11 +104,13 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		return TC_ACT_OK;
 	}
 	ret = fn_l4_parse(ip, data, data_end, &l4);
-	if (ret < 0 || l4.icmp_error) {
-		/* Untranslatable or an error the container sends: the host stack decides. */
+	if (ret < 0) {
+		/* Untranslatable (a later fragment, another protocol): the host stack decides. */
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
+	if (l4.icmp_error)
+		return fn_nat_error(skb, prog, &l4, cfg ? cfg->uplink_ifindex : 0, FN_FWD_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
 	if (e)
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0);
@@ -140,10 +161,12 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if (fn_ipcache_of(ip->daddr))
 		return -FN_DROP_DIRECT_ACCESS;
 	ret = fn_l4_parse(ip, data, data_end, &l4);
-	if (ret < 0 || l4.icmp_error || !cfg) {
+	if (ret < 0 || !cfg) {
 		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 		return TC_ACT_OK;
 	}
+	if (l4.icmp_error)
+		return fn_nat_error(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_UPLINK_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
 	if (e)
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex);
