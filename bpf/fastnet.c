@@ -98,6 +98,11 @@ FN_INLINE void fn_ct_new_remove(const struct fn_ct_key *key)
 	fn_ct_new.delete((struct fn_ct_key *)key);
 }
 
+FN_INLINE struct fn_sock_orig *fn_sock_orig_get(struct bpf_sock *sk, int create)
+{
+	return fn_sock_orig.sk_storage_get(sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+}
+
 #ifdef FN_TEST
 FN_INLINE struct fn_test_state *fn_test_state_get(void)
 {
@@ -136,6 +141,7 @@ FN_INLINE __u64 fn_test_now(void)
 #include "lib/helpers.h"
 #include "lib/bridge.h"
 #include "lib/natpath.h"
+#include "lib/sock.h"
 
 /*
  * fn_from_container — TC ingress on the host end of a container's veth: every frame the
@@ -170,4 +176,31 @@ int fn_from_uplink(struct __sk_buff *skb)
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);
 	return ret;
+}
+
+/*
+ * The socket hooks (cgroup/connect4, sendmsg4, recvmsg4, getpeername4), attached to the root
+ * cgroup: a process of this host connecting to a published port (on 127.0.0.1 or any host
+ * address) is sent straight to the container's address, with no proxy and no per-packet
+ * translation; the process keeps seeing the address it asked for. They act only for
+ * sockets of the host's own network namespace.
+ */
+int fn_sock_connect4(struct bpf_sock_addr *ctx)
+{
+	return fn_sock_to_backend(ctx, ctx->protocol);
+}
+
+int fn_sock_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return fn_sock_to_backend(ctx, IPPROTO_UDP);
+}
+
+int fn_sock_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return fn_sock_from_backend(ctx);
+}
+
+int fn_sock_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return fn_sock_from_backend(ctx);
 }

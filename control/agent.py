@@ -28,6 +28,9 @@ def prepare_mounts(host_dir: Path) -> None:
     (runtime / "netns").mkdir()
     (runtime / "bpf").mkdir()
     linux.mount("bpf", str(runtime / "bpf"), "bpf", 0, "mode=0700")
+    # The socket hooks attach to the root cgroup; `ip netns exec` hides /sys/fs/cgroup.
+    (runtime / "cgroup").mkdir()
+    linux.mount("cgroup2", str(runtime / "cgroup"), "cgroup2")
 
 
 def main() -> int:

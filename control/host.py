@@ -79,6 +79,11 @@ class Host:
         return self.runtime / "bpf"
 
     @property
+    def cgroup(self) -> Path:
+        """The root of the cgroup2 hierarchy, mounted by the agent."""
+        return self.runtime / "cgroup"
+
+    @property
     def projects_dir(self) -> Path:
         return self.dir / "projects"
 

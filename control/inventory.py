@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import linux, sandbox
+from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
 from .host import current_host, enter_agent_mounts
@@ -35,6 +36,9 @@ def _project_view(host, agent, st) -> dict:
                 }
                 for i in c.interfaces
             },
+            "publish": [describe_mapping(m) + f"->{m.container_port_first}"
+                        + (f"-{m.container_port_last}" if m.container_port_last != m.container_port_first else "")
+                        for m in c.publish],
             "command": None
             if not c.command
             else {

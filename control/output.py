@@ -26,7 +26,7 @@ def print_ps(inv: dict) -> None:
         console.print("no fastnet projects on this host")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("PROJECT", "CONTAINER", "BACKEND", "NETWORKS", "COMMAND"):
+    for col in ("PROJECT", "CONTAINER", "BACKEND", "NETWORKS", "PORTS", "COMMAND"):
         table.add_column(col)
     for p in inv["projects"].values():
         for c in p["containers"].values():
@@ -36,7 +36,8 @@ def print_ps(inv: dict) -> None:
             else:
                 state = "running" if c["command"]["running"] else "exited"
                 cmd = f"{' '.join(c['command']['argv'])} ({state})"
-            table.add_row(p["name"], c["name"], p["backend"], nets, cmd)
+            ports = ", ".join(c.get("publish", [])) or "-"
+            table.add_row(p["name"], c["name"], p["backend"], nets, ports, cmd)
     console.print(table)
     for backend, programs in inv["counters"].items():
         if "error" in programs:

@@ -132,6 +132,15 @@ FN_MAX_NETWORKS = constants()["FN_MAX_NETWORKS"]
 PROGRAMS = {
     "fn_from_container": constants()["FN_PROG_FROM_CONTAINER"],
     "fn_from_uplink": constants()["FN_PROG_FROM_UPLINK"],
+    "fn_sock": constants()["FN_PROG_SOCK"],  # the socket hooks count together
+}
+TC_PROGRAMS = ("fn_from_container", "fn_from_uplink")
+# socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
+SOCK_PROGRAMS = {
+    "fn_sock_connect4": 10,  # BPF_CGROUP_INET4_CONNECT
+    "fn_sock_sendmsg4": 14,  # BPF_CGROUP_UDP4_SENDMSG
+    "fn_sock_recvmsg4": 19,  # BPF_CGROUP_UDP4_RECVMSG
+    "fn_sock_getpeername4": 29,  # BPF_CGROUP_INET4_GETPEERNAME
 }
 
 # map name -> (key mirror, value mirror); scalar keys are plain ctypes integers.

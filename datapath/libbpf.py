@@ -93,6 +93,7 @@ def lib() -> ctypes.CDLL:
         "bpf_prog_test_run_opts": [cint, ctypes.POINTER(TestRunOpts)],
         "bpf_obj_get_info_by_fd": [cint, vp, ctypes.POINTER(u32)],
         "bpf_prog_get_fd_by_id": [u32],
+        "bpf_link_create": [cint, cint, cint, vp],
         "bpf_map_get_fd_by_id": [u32],
     }.items():
         fn = getattr(so, name)
@@ -195,6 +196,11 @@ def map_info(fd: int) -> MapInfo:
     size = ctypes.c_uint32(ctypes.sizeof(info))
     _check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)), "map info")
     return info
+
+
+def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
+    """A BPF link: the attachment lives exactly as long as an fd or a pin holds the link."""
+    return _check(lib().bpf_link_create(prog_fd, target_fd, attach_type, None), "link create")
 
 
 def prog_fd_by_id(prog_id: int) -> int:

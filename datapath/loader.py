@@ -75,7 +75,9 @@ def compile_datapath(test_mode: bool = False, defines: tuple[tuple[str, int], ..
     tables = {name: bpf.get_table(name.encode()) for name in names}
     # per-CPU tables expose the per-CPU array as Leaf and one element as sLeaf
     abi.check_layout({name: (t.Key, getattr(t, "sLeaf", t.Leaf)) for name, t in tables.items()})
-    progs = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS).fd for name in abi.PROGRAMS}
+    progs = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS).fd for name in abi.TC_PROGRAMS}
+    for name, attach_type in abi.SOCK_PROGRAMS.items():
+        progs[name] = bpf.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR, attach_type=attach_type).fd
     maps = {name: t.map_fd for name, t in tables.items()}
     return bpf, Datapath(progs=progs, maps=maps, _keepalive=bpf)
 
@@ -94,7 +96,7 @@ def open_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] | None = No
         return None
     progs, maps = {}, {}
     try:
-        for name in abi.PROGRAMS:
+        for name in (*abi.TC_PROGRAMS, *abi.SOCK_PROGRAMS):
             progs[name] = libbpf.obj_get(str(pin_dir / f"prog_{name}"))
         for name in abi.MAP_LAYOUTS:
             maps[name] = libbpf.obj_get(str(pin_dir / f"map_{name}"))

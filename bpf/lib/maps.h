@@ -25,6 +25,7 @@ BPF_LPM_TRIE(fn_svc_addr, struct fn_svc_addr_key, struct fn_service, FN_MAX_SERV
 BPF_LPM_TRIE(fn_svc_any, struct fn_svc_any_key, struct fn_service, FN_MAX_SERVICES);
 BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct, FN_CT_MAX);
 BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct_new, FN_CT_NEW_MAX);
+BPF_SK_STORAGE(fn_sock_orig, struct fn_sock_orig);
 #ifdef FN_TEST
 BPF_TABLE("array", __u32, struct fn_test_state, fn_test_state, 1);
 #endif

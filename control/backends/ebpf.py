@@ -17,7 +17,7 @@ import socket
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ...datapath import loader, tc
+from ...datapath import loader, sockhooks, tc
 from ...datapath.maps import HostRecord, Maps, NetworkRecord, PortRecord, ServiceRecord
 from .. import observe
 from .. import state as statestore
@@ -129,6 +129,7 @@ class EbpfBackend:
             )
             maps.sync_host(host, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
+        sockhooks.attach(self.dp, self.host.cgroup)
 
     def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord]) -> None:
         """A new build replaced the pinned one: move every port to it (replace, no gap), then

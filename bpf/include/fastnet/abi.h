@@ -216,6 +216,18 @@ struct fn_ct_entry {
 #define FN_CT_F_LOCAL      0x10 /* client is a host process (socket hook) */
 
 /*
+ * fn_sock_orig: SK_STORAGE, per socket of a host process whose connect()/sendmsg() the socket
+ * hooks sent to a published port's container: the address it asked for, so that replies and
+ * getpeername() show that address again. Written and read by the programs only.
+ */
+struct fn_sock_orig {
+	__be32 orig_ipv4;
+	__be32 backend_ipv4;
+	__be16 orig_port;
+	__be16 backend_port;
+};
+
+/*
  * fn_test_state: ARRAY with one entry, only in the test build (FN_TEST): the clock the
  * programs read, and the redirects a run would have performed.
  */

@@ -1,0 +1,39 @@
+"""Attach the socket hooks (fn_sock_*) to a cgroup through BPF links pinned beside the
+programs: unpinning them (down, an upgrade removing old pins, or the agent's bpffs going
+away with the agent) detaches them, so a dead host never leaves hooks behind."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from . import abi, libbpf
+from .loader import Datapath
+
+
+def link_path(dp: Datapath, name: str) -> Path:
+    assert dp.pin_dir is not None
+    return dp.pin_dir / f"link_{name}"
+
+
+def attach(dp: Datapath, cgroup_dir: Path) -> None:
+    """Link every socket hook of dp to the cgroup (idempotent)."""
+    fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name, attach_type in abi.SOCK_PROGRAMS.items():
+            path = link_path(dp, name)
+            if path.exists():
+                continue
+            link = libbpf.link_create(dp.progs[name], fd, attach_type)
+            try:
+                libbpf.obj_pin(link, str(path))
+            finally:
+                os.close(link)
+    finally:
+        os.close(fd)
+
+
+def detach(dp: Datapath) -> None:
+    for name in abi.SOCK_PROGRAMS:
+        with contextlib.suppress(FileNotFoundError):
+            link_path(dp, name).unlink()
