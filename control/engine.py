@@ -175,16 +175,16 @@ class Project:
             self.create_container(c, journal)
         for cname, iface in plan.add_interfaces:
             self.attach_interface(cname, iface, journal)
-        journal.add("datapath tables", lambda: self.backend.sync(self.st))
-        self.backend.sync(self.st)
-        for cname in plan.start_commands:
-            self.start_command(desired.containers[cname], journal)
-        # The spec may change without a kernel change (e.g. an alias): record the desired one.
+        # What changes no kernel object (published ports, aliases, interface order) is
+        # recorded as desired before the tables are computed from it.
         for cname, c in desired.containers.items():
             if cname in self.st.spec.containers:
                 self.st.spec.containers[cname] = c
         self.st.spec.networks.update(desired.networks)
         self.st.spec = dataclasses.replace(self.st.spec, uplink=desired.uplink, conntrack=desired.conntrack)
+        self.backend.sync(self.st)
+        for cname in plan.start_commands:
+            self.start_command(desired.containers[cname], journal)
 
 
 def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[ProjectState], ipr: IPRoute) -> None:
@@ -298,9 +298,13 @@ def _load_or_none(host: Host, name: str) -> ProjectState | None:
 
 
 def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
-    """After a rollback: record what is left, or forget a project that has nothing left."""
+    """After a rollback: record what is left and bring the datapath in line with it, or forget
+    a project that has nothing left."""
     if st.spec.containers or st.spec.networks:
         statestore.save(host, st)
+        with contextlib.suppress(Exception):  # the rollback error is the one to report
+            backend.prepare(st.spec)
+            backend.sync(st)
         return
     statestore.remove(host, st.name)
     with contextlib.suppress(Exception):

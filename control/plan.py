@@ -25,6 +25,7 @@ class Plan:
     add_interfaces: list[tuple[str, InterfaceSpec]] = field(default_factory=list)
     stop_commands: list[str] = field(default_factory=list)
     start_commands: list[str] = field(default_factory=list)
+    republish: list[str] = field(default_factory=list)  # containers whose published ports change
 
     @property
     def empty(self) -> bool:
@@ -39,6 +40,7 @@ class Plan:
         lines += [f"+ container {c.name}" for c in self.add_containers]
         lines += [f"+ interface {c}/{i.network} {i.ifname} {i.ipv4}/{i.prefixlen}" for c, i in self.add_interfaces]
         lines += [f"~ command of {c} restarted" for c in self.start_commands if c not in {x.name for x in self.add_containers}]
+        lines += [f"~ published ports of {c}" for c in self.republish]
         return lines
 
 
@@ -85,6 +87,8 @@ def make_plan(current: ProjectSpec | None, desired: ProjectSpec, observed: Obser
             have = ctr.interface(iface.network)
             if have is None or (name, iface.network) in removed_ifaces:
                 p.add_interfaces.append((name, iface))
-        if want.command and name in p.stop_commands or (want.command and not ctr.command):
+        if want.command and (name in p.stop_commands or not ctr.command):
             p.start_commands.append(name)
+        if want.publish != ctr.publish:
+            p.republish.append(name)
     return p
