@@ -99,3 +99,11 @@ def test_exited_or_changed_command_restarts():
     p = make_plan(cur, spec(BASE.replace('"1000"', '"2000"'), cur))
     assert p.stop_commands == ["web"] and p.start_commands == ["web"]
     assert not p.add_containers
+
+
+def test_published_ports_change_without_touching_the_container():
+    cur = spec(BASE)
+    p = make_plan(cur, spec(BASE.replace('command: [sleep, "1000"]', 'command: [sleep, "1000"]\n    publish: ["8080:80"]'), cur))
+    assert p.republish == ["web"]
+    assert not p.remove_containers and not p.add_containers and not p.stop_commands
+    assert "~ published ports of web" in p.summary()
