@@ -122,31 +122,40 @@ FN_INLINE void fn_ct_refresh(const struct fn_ct_key *key, struct fn_ct_entry *e,
 		} else if ((l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK)) == FN_TCP_SYN &&
 			   (state == FN_CT_CLOSING || state == FN_CT_CLOSED)) {
 			state = FN_CT_NEW; /* the tuple is reused for a new connection */
+		} else if (confirmed && state == FN_CT_NEW && (e->flags & FN_CT_F_REPLY)) {
+			state = FN_CT_ESTABLISHED; /* the reused tuple's first reply */
 		}
 	}
 	if (state != e->state) {
+		struct fn_ct_key pkey = {};
+		struct fn_ct_entry *p;
+
 		e->state = state;
 		e->expires = now + fn_ct_timeout(key->proto, state);
-		if (state == FN_CT_CLOSED || state == FN_CT_CLOSING) {
-			/* A closing flow dies as a whole: shorten the other direction too, unless it
-			 * still has data to send after a FIN (half-close keeps the longer timeout). */
-			struct fn_ct_key pkey = {};
-			struct fn_ct_entry *p;
-
-			fn_ct_partner_key(e, key->proto, &pkey);
-			p = confirmed ? fn_ct_confirmed_get(&pkey) : fn_ct_new_get(&pkey);
-			if (p && (state == FN_CT_CLOSED || p->state == FN_CT_CLOSING)) {
-				p->state = state;
-				p->expires = e->expires;
-			}
+		/* The two directions move together, except at a first FIN: after a half-close
+		 * the other direction may still send, and keeps its longer timeout. */
+		fn_ct_partner_key(e, key->proto, &pkey);
+		p = confirmed ? fn_ct_confirmed_get(&pkey) : fn_ct_new_get(&pkey);
+		if (p && (state != FN_CT_CLOSING || p->state == FN_CT_CLOSING)) {
+			p->state = state;
+			p->expires = e->expires;
 		}
 		return;
 	}
 	if (state == FN_CT_ESTABLISHED || key->proto != IPPROTO_TCP) {
 		__u64 deadline = now + fn_ct_timeout(key->proto, confirmed ? FN_CT_ESTABLISHED : FN_CT_NEW);
 
-		if (deadline > e->expires + FN_CT_REFRESH_INTERVAL * FN_NSEC_PER_SEC)
+		if (deadline > e->expires + FN_CT_REFRESH_INTERVAL * FN_NSEC_PER_SEC) {
+			/* traffic in either direction keeps the whole flow (and its port) alive */
+			struct fn_ct_key pkey = {};
+			struct fn_ct_entry *p;
+
 			e->expires = deadline;
+			fn_ct_partner_key(e, key->proto, &pkey);
+			p = confirmed ? fn_ct_confirmed_get(&pkey) : fn_ct_new_get(&pkey);
+			if (p && p->expires < deadline)
+				p->expires = deadline;
+		}
 	}
 }
 

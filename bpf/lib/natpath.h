@@ -27,15 +27,18 @@ FN_INLINE int fn_nat_error(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, 
 		fn_count(skb, prog, not_ours_counter);
 		return TC_ACT_OK;
 	}
-	if (e.out_ifindex == 0 && fn_ttl_decrement(skb))
+	if (fn_ttl_decrement(skb)) {
+		fn_count(skb, prog, not_ours_counter);
 		return TC_ACT_OK;
+	}
 	fn_count(skb, prog, FN_FWD_ICMP_ERROR);
 	return fn_nat_deliver(skb, &e, uplink_ifindex);
 }
 
-/* Translates a packet of a tracked flow and sends it on. Verdict, or negative drop. */
+/* Translates a packet of a tracked flow and sends it on; new_flow_counter (FN_COUNTER_MAX: none)
+ * counts a flow's first packet once it is sure to be translated. Verdict, or negative drop. */
 FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, struct fn_ct_entry *e,
-			     int confirmed, __u32 uplink_ifindex)
+			     int confirmed, __u32 uplink_ifindex, __u32 new_flow_counter)
 {
 	struct fn_ct_entry copy;
 	int ret;
@@ -50,11 +53,16 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 	}
 	fn_ct_refresh(&l4->key, e, l4, confirmed);
 	copy = *e; /* the rewrite helpers may not be called with map value pointers in flight */
-	if (copy.out_ifindex == 0 && fn_ttl_decrement(skb))
-		return TC_ACT_OK; /* TTL expired: let the host answer with time exceeded */
+	if (fn_ttl_decrement(skb)) {
+		/* TTL expired: let the host answer with time exceeded */
+		fn_count(skb, prog, prog == FN_PROG_FROM_UPLINK ? FN_FWD_UPLINK_HOST : FN_FWD_HOST);
+		return TC_ACT_OK;
+	}
 	ret = fn_nat_apply(skb, l4, &copy);
 	if (ret < 0)
 		return ret;
+	if (new_flow_counter != FN_COUNTER_MAX)
+		fn_count(skb, prog, new_flow_counter);
 	fn_count(skb, prog, FN_FWD_CT);
 	return fn_nat_deliver(skb, &copy, uplink_ifindex);
 }
@@ -67,8 +75,7 @@ FN_INLINE int fn_nat_new_flow(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l
 
 	if (!e)
 		return -FN_DROP_CT_INSERT;
-	fn_count(skb, prog, counter);
-	return fn_nat_tracked(skb, prog, l4, e, confirmed, uplink_ifindex);
+	return fn_nat_tracked(skb, prog, l4, e, confirmed, uplink_ifindex, counter);
 }
 
 /*
@@ -113,7 +120,7 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		return fn_nat_error(skb, prog, &l4, cfg ? cfg->uplink_ifindex : 0, FN_FWD_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
 	if (e)
-		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0);
+		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0, FN_COUNTER_MAX);
 	if (!cfg || !cfg->uplink_ifindex) {
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
@@ -151,15 +158,21 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	struct fn_l4 l4 = {};
 	int confirmed, ret;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP))
+	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP)) {
+		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 		return TC_ACT_OK;
+	}
 	ip = fn_ipv4_header(skb, eth + 1, data_end);
-	if (!ip)
+	if (!ip) {
+		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 		return TC_ACT_OK; /* not ours to judge: the host stack validates its own traffic */
+	}
 	if ((ip->daddr & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000))
 		return -FN_DROP_LOOPBACK_DST;
 	if (fn_ipcache_of(ip->daddr))
 		return -FN_DROP_DIRECT_ACCESS;
+	if (fn_ipcache_of(ip->saddr))
+		return -FN_DROP_UPLINK_SPOOF; /* a container's address from outside: never a reply */
 	ret = fn_l4_parse(ip, data, data_end, &l4);
 	if (ret < 0 || !cfg) {
 		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
@@ -169,7 +182,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 		return fn_nat_error(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_UPLINK_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
 	if (e)
-		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex);
+		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX);
 	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
 	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
 		ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);

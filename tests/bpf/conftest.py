@@ -1,5 +1,7 @@
 """Fixtures of the BPF unit tests: one test build of the datapath per session, and maps reset
-to the standard topology (topology.py) before every test."""
+before every test — to the standard topology without an uplink (`bridge`), or to the NAT
+topology with the host's uplink and published ports (`nat`); see topology.py. Conntrack, the
+counters and the programs' clock are reset too, so no test sees another's flows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,12 +9,14 @@ from dataclasses import dataclass
 import pytest
 from scapy.packet import Packet
 
-from fastnet.datapath.maps import Maps
+from fastnet.datapath.maps import CtRecord, HostRecord, Maps, PortRecord
 from fastnet.datapath.testrun import RunResult, TestDatapath
 
-from topology import NETWORKS, PORTS
+from topology import HOST, NAT_NETWORKS, NAT_PORTS, NETWORKS, NO_UPLINK, PORTS, SERVICES, UPLINK_IFINDEX
 
 PROG = "fn_from_container"
+UPLINK_PROG = "fn_from_uplink"
+NSEC = 1_000_000_000
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +25,17 @@ def test_datapath():
     tdp = TestDatapath()
     yield tdp
     tdp.close()
+
+
+def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services) -> Maps:
+    """Every map back to the given configuration, no flows, zero counters, the start time."""
+    maps = Maps(datapath.dp)
+    maps.sync(networks, ports)
+    maps.sync_host(host, list(services))
+    maps.conntrack_flush()
+    maps.reset_counters()
+    datapath.now_ns = TestDatapath.now_ns
+    return maps
 
 
 @dataclass
@@ -40,7 +55,48 @@ class Bridge:
 
 @pytest.fixture
 def bridge(test_datapath) -> Bridge:
-    maps = Maps(test_datapath.dp)
-    maps.sync(NETWORKS, PORTS)
-    maps.reset_counters()
-    return Bridge(test_datapath, maps)
+    return Bridge(test_datapath, reset(test_datapath, NETWORKS, PORTS, NO_UPLINK, []))
+
+
+@dataclass
+class Nat:
+    """Both TC programs of the test build on the NAT topology: packets from a container's port
+    (fn_from_container) and from the uplink (fn_from_uplink), sharing conntrack."""
+
+    datapath: TestDatapath
+    maps: Maps
+
+    def configure(self, host: HostRecord = HOST, services=SERVICES) -> None:
+        self.maps.sync_host(host, list(services))
+
+    def from_container(self, port: PortRecord, frame: Packet | bytes) -> RunResult:
+        return self.datapath.run(PROG, bytes(frame), port.ifindex)
+
+    def from_uplink(self, frame: Packet | bytes) -> RunResult:
+        return self.datapath.run(UPLINK_PROG, bytes(frame), UPLINK_IFINDEX)
+
+    def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Non-zero counters of both TC programs: {(program, short name): (packets, bytes)}."""
+        table = self.maps.counters()
+        return {(prog, name): v for prog in (PROG, UPLINK_PROG) for name, v in table[prog].items()}
+
+    def conntrack(self) -> list[CtRecord]:
+        return self.maps.conntrack()
+
+    @property
+    def now(self) -> int:
+        return self.datapath.now_ns
+
+    def advance(self, seconds: float) -> int:
+        """Moves the programs' clock forward; returns the new time (ns)."""
+        self.datapath.now_ns += int(seconds * NSEC)
+        return self.datapath.now_ns
+
+    def expire(self) -> int:
+        """The agent's garbage collection at the current time."""
+        return self.maps.conntrack_expire(self.now)
+
+
+@pytest.fixture
+def nat(test_datapath) -> Nat:
+    return Nat(test_datapath, reset(test_datapath, NAT_NETWORKS, NAT_PORTS, HOST, SERVICES))

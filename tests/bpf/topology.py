@@ -1,14 +1,18 @@
-"""The standard topology every tests/bpf test starts from (drawn at the top of test_bridge.py).
+"""The standard topology every tests/bpf test starts from (drawn at the top of test_bridge.py),
+and what the NAT tests add to it: an internal network, the host's uplink and addresses, the
+outside, and published ports (drawn at the top of test_nat.py).
 
 conftest.py loads it into the maps before each test; the tests import the records to build
 frames and expectations, so each address is written down once, here.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
+from socket import IPPROTO_TCP, IPPROTO_UDP
 
 from fastnet.control.spec import mac_for
-from fastnet.datapath.maps import NetworkRecord, PortRecord
+from fastnet.datapath.maps import HostRecord, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
 
 
 def network(net_id: int, subnet: str) -> NetworkRecord:
@@ -36,3 +40,57 @@ NETWORKS = [FRONT, BACK]
 PORTS = [A, B, C, D, E]
 
 UNKNOWN_IFINDEX = 999
+
+
+# ---- the host and the outside (test_nat.py) -------------------------------------------------
+#
+# The NAT tests add an internal network and the host's uplink to the standard topology.
+
+INTERNAL = replace(network(4, "10.0.4.0/24"), internal=True)
+F = port(401, "10.0.4.2", INTERNAL.net_id)
+
+NAT_NETWORKS = [*NETWORKS, INTERNAL]
+NAT_PORTS = [*PORTS, F]
+
+
+def gateway_of(p: PortRecord) -> NetworkRecord:
+    return next(n for n in NAT_NETWORKS if n.net_id == p.net_id)
+
+
+UPLINK_IFINDEX = 900
+UPLINK_MAC = "02:00:00:00:09:00"  # the host's uplink
+ROUTER_MAC = "02:00:00:00:09:01"  # the next hop outside
+UPLINK_IP = IPv4Address("198.51.100.1")
+SECOND_IP = IPv4Address("198.51.100.2")  # a second address of the host, on the uplink
+LOOPBACK = IPv4Address("127.0.0.1")
+SERVER = IPv4Address("203.0.113.10")  # somewhere outside
+OTHER_SERVER = IPv4Address("203.0.113.11")
+CLIENT = IPv4Address("192.0.2.50")  # an outside client of published ports
+NOT_HOST = IPv4Address("198.51.100.99")  # on the uplink's subnet, not the host's
+
+SNAT_PORTS = (1024, 32767)
+HOST_ADDRESSES = ((UPLINK_IP, False), (SECOND_IP, False), (LOOPBACK, True), (FRONT.gateway, False),
+                  (BACK.gateway, False), (INTERNAL.gateway, False))
+
+
+def host(snat_ports: tuple[int, int] = SNAT_PORTS, **timeouts: int) -> HostRecord:
+    """The host with its uplink; keyword arguments override conntrack timeouts (seconds)."""
+    return HostRecord(UPLINK_IFINDEX, UPLINK_IP, snat_ports, 0, HOST_ADDRESSES, {**default_timeouts(), **timeouts})
+
+
+HOST = host()
+# What the bridge tests run with: no uplink, so nothing is translated.
+NO_UPLINK = HostRecord(0, None, SNAT_PORTS, 0, ())
+
+
+def publish(proto: int, host_addr, first: int, last: int, backend: PortRecord, backend_first: int,
+            local_only: bool = False) -> ServiceRecord:
+    net = gateway_of(backend)
+    return ServiceRecord(proto, host_addr, first, last, backend.ipv4, backend_first, backend.ifindex, backend.mac,
+                         net.gateway, net.gateway_mac, local_only)
+
+
+WEB = publish(IPPROTO_TCP, None, 7000, 7099, D, 8000)  # every host address, 7000-7099 -> D:8000-8099
+DNS = publish(IPPROTO_UDP, UPLINK_IP, 5353, 5353, B, 53)  # the uplink address only -> B:53
+ADMIN = publish(IPPROTO_TCP, LOOPBACK, 9000, 9000, C, 9000, local_only=True)  # host processes only
+SERVICES = (WEB, DNS, ADMIN)

@@ -47,7 +47,8 @@
 	X(FN_FWD_SOCK_DNAT,        32, FWD,  "host process connection sent to a published port") \
 	X(FN_DROP_CSUM,            33, DROP, "checksum or header rewrite failed") \
 	X(FN_DROP_OWN_MAC,         34, DROP, "unicast addressed to the sender itself") \
-	X(FN_DROP_LINK_LOCAL,      35, DROP, "reserved link-local multicast (STP, LLDP, pause)")
+	X(FN_DROP_LINK_LOCAL,      35, DROP, "reserved link-local multicast (STP, LLDP, pause)") \
+	X(FN_DROP_UPLINK_SPOOF,    36, DROP, "packet from outside with a container's source address")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,

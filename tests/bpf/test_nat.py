@@ -1,0 +1,768 @@
+"""The translating datapath: fn_from_container for a container's traffic to its gateway MAC,
+fn_from_uplink for everything arriving from outside, sharing conntrack (fn_ct_new, fn_ct).
+
+     outside: SERVER 203.0.113.10, OTHER_SERVER 203.0.113.11, CLIENT 192.0.2.50
+                                      |
+                       next hop ROUTER_MAC 02:00:00:00:09:01
+                                      |
+     ================================ # =================== fn_from_uplink (TC ingress, if 900)
+                                      |
+     host  uplink if 900 at UPLINK_MAC 02:00:00:00:09:00, UPLINK_IP 198.51.100.1 (+ SECOND_IP .2)
+           host addresses: UPLINK_IP, SECOND_IP, 127.0.0.1 (loopback), every gateway
+           SNAT ports 1024-32767; published ports:
+             WEB   tcp  *:7000-7099        -> D 10.0.2.2:8000-8099
+             DNS   udp  198.51.100.1:5353  -> B 10.0.1.3:53
+             ADMIN tcp  127.0.0.1:9000     -> C 10.0.1.4:9000   (local_only: host processes)
+                                      |
+     ========#==============#=========#====#================#======== fn_from_container
+             |              |              |                |         (TC ingress of each
+     +-------+--------------+--------+  +--+---------+  +---+------+    host-side veth)
+     | A 10.0.1.2  B .3  C .4        |  | D 10.0.2.2 |  | F        |
+     | if 101    if 102  if 103      |  | if 201     |  | 10.0.4.2 |
+     | "front" 10.0.1.0/24, gw .1    |  | "back"     |  | if 401   |
+     +-------------------------------+  | 10.0.2.0/24|  | internal |
+                                        +------------+  +----------+
+
+     Every container's MAC is 02:fa:<IPv4 bytes>, every gateway's too (topology.py).
+
+Each case of CASES is data: the packets that set a flow up (`given`), the one packet under
+test, and everything its run must show — verdict, recorded redirects, the counters it moved
+(each by 1 packet and len(frame) bytes; a new flow moves two: fwd_snat or fwd_dnat, then
+fwd_ct for its translation) and the exact output frame. Expected frames are rebuilt by scapy
+from the input with the translated fields, so every IP, TCP, UDP and ICMP checksum in them is
+computed from scratch: a byte-for-byte match proves the incremental updates right.
+The tests after the table follow flows over several packets: conntrack state, timeouts and
+expiry, port collisions, and the LRU split of the two conntrack tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from socket import IPPROTO_ICMP, IPPROTO_TCP
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
+from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Packet, Raw
+
+from fastnet.datapath import testrun
+from fastnet.datapath.loader import compile_datapath
+from fastnet.datapath.maps import CtRecord, HostRecord, PortRecord, ServiceRecord
+from fastnet.datapath.testrun import RunResult
+
+from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
+from topology import (A, B, BACK, C, CLIENT, D, F, FRONT, HOST, INTERNAL, LOOPBACK, NAT_NETWORKS, NAT_PORTS,
+                      NOT_HOST, OTHER_SERVER, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS, UPLINK_IFINDEX,
+                      UPLINK_IP, UPLINK_MAC, gateway_of, host, publish)
+
+UNCHANGED = "unchanged"
+NEIGH = [("neigh", UPLINK_IFINDEX)]  # out of the uplink, next hop resolved by the kernel
+
+# Every translated packet is routed by the host: its TTL goes down by one, into containers too.
+TTL_DECREMENT_INTO_CONTAINER = 1
+
+
+def peer(port: PortRecord) -> list[tuple[str, int]]:
+    return [("peer", port.ifindex)]
+
+
+# ---- frames -----------------------------------------------------------------------------------
+
+
+def tcp(sport: int, dport: int, flags: str = "S") -> Packet:
+    seq_ack = {"seq": 1000, "ack": 2000 if "A" in flags else 0}
+    payload = b"" if "S" in flags or "R" in flags else b"fastnet"
+    return TCP(sport=sport, dport=dport, flags=flags, window=64240, **seq_ack) / Raw(payload)
+
+
+def udp(sport: int, dport: int, chksum: int | None = None) -> Packet:
+    return UDP(sport=sport, dport=dport, chksum=chksum) / Raw(b"fastnet")
+
+
+def ping(ident: int, reply: bool = False) -> Packet:
+    return ICMP(type=0 if reply else 8, id=ident, seq=1) / Raw(b"fastnet ping")
+
+
+@dataclass(frozen=True)
+class Send:
+    """A frame and where it enters: a container's port, or the uplink (port None)."""
+
+    frame: Packet
+    port: PortRecord | None = None
+
+    @property
+    def prog(self) -> str:
+        return UPLINK_PROG if self.port is None else PROG
+
+
+def out(port: PortRecord, l4: Packet, dst: IPv4Address = SERVER, **ip_fields) -> Send:
+    """What container `port` sends through its gateway to dst."""
+    ip = IP(src=str(port.ipv4), dst=str(dst), **{"ttl": 64, **ip_fields})
+    return Send(Ether(src=port.mac, dst=gateway_of(port).gateway_mac) / ip / l4, port)
+
+
+def inbound(l4: Packet, src: IPv4Address = SERVER, dst: IPv4Address = UPLINK_IP, **ip_fields) -> Send:
+    """What arrives on the uplink from src."""
+    ip = IP(src=str(src), dst=str(dst), **{"ttl": 64, **ip_fields})
+    return Send(Ether(src=ROUTER_MAC, dst=UPLINK_MAC) / ip / l4)
+
+
+def run(nat: Nat, send: Send) -> RunResult:
+    return nat.from_uplink(send.frame) if send.port is None else nat.from_container(send.port, send.frame)
+
+
+def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: PortRecord | None = None,
+              ttl_decrement: int = 1) -> Packet:
+    """send's frame as it must leave: the given fields replaced, TTL decremented, every checksum
+    recomputed (a zero UDP checksum stays zero); `into` a container: Ethernet addresses set to
+    the container's and its gateway's MAC. For ICMP echo, sport is the identifier."""
+    p = send.frame.copy()
+    ip = p[IP]
+    if src is not None:
+        ip.src = str(src)
+    if dst is not None:
+        ip.dst = str(dst)
+    ip.ttl -= ttl_decrement
+    del ip.chksum
+    l4 = ip.payload
+    if isinstance(l4, ICMP):
+        if sport is not None:
+            l4.id = sport
+        del l4.chksum
+    else:
+        if sport is not None:
+            l4.sport = sport
+        if dport is not None:
+            l4.dport = dport
+        if not (isinstance(l4, UDP) and l4.chksum == 0):
+            del l4.chksum
+    if into is not None:
+        p[Ether].dst = into.mac
+        p[Ether].src = gateway_of(into).gateway_mac
+    return p
+
+
+def to_uplink(send: Send, **changes) -> Packet:
+    return rewritten(send, **changes)
+
+
+def into(port: PortRecord, send: Send, **changes) -> Packet:
+    return rewritten(send, into=port, ttl_decrement=TTL_DECREMENT_INTO_CONTAINER, **changes)
+
+
+# ---- cases --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    send: Send
+    verdict: str  # ok | shot | redirect
+    redirects: list[tuple[str, int]]
+    counters: tuple[str, ...]  # short names (counters.h), each moved by this one packet
+    output: Packet | str = UNCHANGED
+    given: tuple[Send, ...] = ()  # sent first, in order (each must be translated)
+    host: HostRecord = HOST
+    services: tuple[ServiceRecord, ...] = SERVICES
+    bug: str | None = None  # a datapath bug makes this case fail: xfail(strict) with this reason
+
+    @property
+    def counter(self) -> str:
+        """The counter this case is about (test_counters.py)."""
+        return self.counters[0]
+
+
+def host_bound(id: str, send: Send, **kw) -> Case:
+    """Not translated: handed to the host stack as it is."""
+    counter = "fwd_uplink_host" if send.port is None else "fwd_host"
+    return Case(id, send, "ok", [], (counter,), **kw)
+
+
+def drop(id: str, send: Send, counter: str, **kw) -> Case:
+    return Case(id, send, "shot", [], (counter,), **kw)
+
+
+SNAT_NEW, DNAT_NEW, CT = ("fwd_snat", "fwd_ct"), ("fwd_dnat", "fwd_ct"), ("fwd_ct",)
+
+# Flows the cases build on. A keeps its source port 40000 (free); the SNAT range is elsewhere.
+a_syn = out(A, tcp(40000, 80))
+a_udp = out(A, udp(40000, 53))
+a_udp_no_csum = out(A, udp(40000, 53, chksum=0))
+a_ping = out(A, ping(0x1234))
+a_syn_options = out(A, tcp(40000, 80), options=[IPOption_Router_Alert()])
+d_udp = out(D, udp(8005, 123))
+client_syn = inbound(tcp(5555, 7005), src=CLIENT)
+client_syn_second = inbound(tcp(5555, 7005), src=CLIENT, dst=SECOND_IP)
+client_syn_options = inbound(tcp(5555, 7005), src=CLIENT, options=[IPOption_Router_Alert()])
+client_dns = inbound(udp(5555, 5353), src=CLIENT)
+client_dns_no_csum = inbound(udp(5555, 5353, chksum=0), src=CLIENT)
+a_hairpin = out(A, tcp(40000, 7005), dst=UPLINK_IP)
+a_hairpin_dns = out(A, udp(40000, 5353), dst=UPLINK_IP)
+
+# Replies to those flows.
+server_synack = inbound(tcp(80, 40000, "SA"))
+server_udp = inbound(udp(53, 40000))
+server_udp_no_csum = inbound(udp(53, 40000, chksum=0))
+server_pong = inbound(ping(0x1234, reply=True))
+server_synack_options = inbound(tcp(80, 40000, "SA"), options=[IPOption_Router_Alert()])
+d_synack = out(D, tcp(8005, 5555, "SA"), dst=CLIENT)
+d_synack_options = out(D, tcp(8005, 5555, "SA"), dst=CLIENT, options=[IPOption_Router_Alert()])
+b_dns_answer = out(B, udp(53, 5555), dst=CLIENT)
+b_dns_answer_no_csum = out(B, udp(53, 5555, chksum=0), dst=CLIENT)
+d_hairpin_synack = out(D, tcp(8005, 40000, "SA"), dst=BACK.gateway)
+b_hairpin_dns_answer = out(B, udp(53, 40000), dst=FRONT.gateway)
+
+ONE_SNAT_PORT = host(snat_ports=(2000, 2000))
+# The same backend port published twice: a client using one source port for both collides.
+WEB_AGAIN = publish(IPPROTO_TCP, SECOND_IP, 9005, 9005, D, 8005)
+# The control plane publishes only TCP and UDP; an ICMP entry reaches the untranslatable branch.
+PING_SERVICE = publish(IPPROTO_ICMP, None, 7, 7, D, 7)
+
+CASES = [
+    # -- SNAT: a container's new flow to the outside leaves from the uplink address --
+    Case("snat_tcp_syn", a_syn, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn, src=UPLINK_IP)),
+    Case("snat_udp", a_udp, "redirect", NEIGH, SNAT_NEW, to_uplink(a_udp, src=UPLINK_IP)),
+    Case("snat_udp_zero_checksum", a_udp_no_csum, "redirect", NEIGH, SNAT_NEW, to_uplink(a_udp_no_csum, src=UPLINK_IP)),
+    Case("snat_icmp_echo", a_ping, "redirect", NEIGH, SNAT_NEW, to_uplink(a_ping, src=UPLINK_IP)),
+    Case("snat_ip_options", a_syn_options, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn_options, src=UPLINK_IP)),
+    Case("snat_from_other_network", d_udp, "redirect", NEIGH, SNAT_NEW, to_uplink(d_udp, src=UPLINK_IP)),
+    Case("snat_first_fragment", out(A, udp(40000, 53), flags="MF"), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(40000, 53), flags="MF"), src=UPLINK_IP)),
+    Case("snat_ttl_2_leaves_with_1", out(A, udp(40000, 53), ttl=2), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(40000, 53), ttl=2), src=UPLINK_IP)),
+    # a wildcard published port is the host's only on the host's addresses
+    Case("snat_to_published_port_of_other_host", out(A, tcp(40000, 7005), dst=NOT_HOST), "redirect", NEIGH,
+         SNAT_NEW, to_uplink(out(A, tcp(40000, 7005), dst=NOT_HOST), src=UPLINK_IP)),
+    Case("snat_second_packet", a_syn, "redirect", NEIGH, CT, to_uplink(a_syn, src=UPLINK_IP), given=(a_syn,)),
+    # with one SNAT port, the second flow from source port 40000 to the same server gets it
+    Case("snat_port_taken_then_range", out(B, tcp(40000, 80)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(B, tcp(40000, 80)), src=UPLINK_IP, sport=2000), given=(a_syn,), host=ONE_SNAT_PORT),
+    Case("snat_port_free_towards_other_server", out(B, tcp(40000, 80), dst=OTHER_SERVER), "redirect", NEIGH,
+         SNAT_NEW, to_uplink(out(B, tcp(40000, 80), dst=OTHER_SERVER), src=UPLINK_IP), given=(a_syn,),
+         host=ONE_SNAT_PORT),
+    drop("snat_exhausted", out(B, tcp(2000, 80)), "drop_snat_exhausted", given=(out(A, tcp(2000, 80)),),
+         host=ONE_SNAT_PORT),
+    # -- replies from outside to the uplink address and a translated port --
+    Case("reply_tcp_synack", server_synack, "redirect", peer(A), CT, into(A, server_synack, dst=A.ipv4),
+         given=(a_syn,)),
+    Case("reply_udp", server_udp, "redirect", peer(A), CT, into(A, server_udp, dst=A.ipv4), given=(a_udp,)),
+    Case("reply_udp_zero_checksum", server_udp_no_csum, "redirect", peer(A), CT,
+         into(A, server_udp_no_csum, dst=A.ipv4), given=(a_udp_no_csum,)),
+    Case("reply_icmp_echo", server_pong, "redirect", peer(A), CT, into(A, server_pong, dst=A.ipv4), given=(a_ping,)),
+    Case("reply_ip_options", server_synack_options, "redirect", peer(A), CT,
+         into(A, server_synack_options, dst=A.ipv4), given=(a_syn,)),
+    Case("reply_to_range_port", inbound(tcp(80, 2000, "SA")), "redirect", peer(B), CT,
+         into(B, inbound(tcp(80, 2000, "SA")), dst=B.ipv4, dport=40000), given=(a_syn, out(B, tcp(40000, 80))),
+         host=ONE_SNAT_PORT),
+    Case("reply_to_kept_port_despite_range", server_synack, "redirect", peer(A), CT,
+         into(A, server_synack, dst=A.ipv4), given=(a_syn, out(B, tcp(40000, 80))), host=ONE_SNAT_PORT),
+    Case("reply_to_other_network", inbound(udp(123, 8005)), "redirect", peer(D), CT,
+         into(D, inbound(udp(123, 8005)), dst=D.ipv4), given=(d_udp,)),
+    host_bound("reply_from_other_server", inbound(tcp(80, 40000, "SA"), src=OTHER_SERVER), given=(a_syn,)),
+    host_bound("reply_from_other_port", inbound(tcp(81, 40000, "SA")), given=(a_syn,)),
+    host_bound("reply_other_protocol", inbound(udp(80, 40000)), given=(a_syn,)),
+    host_bound("reply_to_other_host_address", inbound(tcp(80, 40000, "SA"), dst=SECOND_IP), given=(a_syn,)),
+    # -- DNAT: a published port, from outside; the client's address is kept --
+    Case("dnat_tcp", client_syn, "redirect", peer(D), DNAT_NEW, into(D, client_syn, dst=D.ipv4, dport=8005)),
+    Case("dnat_range_first", inbound(tcp(5555, 7000), src=CLIENT), "redirect", peer(D), DNAT_NEW,
+         into(D, inbound(tcp(5555, 7000), src=CLIENT), dst=D.ipv4, dport=8000)),
+    Case("dnat_range_last", inbound(tcp(5555, 7099), src=CLIENT), "redirect", peer(D), DNAT_NEW,
+         into(D, inbound(tcp(5555, 7099), src=CLIENT), dst=D.ipv4, dport=8099)),
+    Case("dnat_wildcard_second_address", client_syn_second, "redirect", peer(D), DNAT_NEW,
+         into(D, client_syn_second, dst=D.ipv4, dport=8005)),
+    Case("dnat_wildcard_gateway_address", inbound(tcp(5555, 7005), src=CLIENT, dst=FRONT.gateway), "redirect",
+         peer(D), DNAT_NEW, into(D, inbound(tcp(5555, 7005), src=CLIENT, dst=FRONT.gateway), dst=D.ipv4, dport=8005)),
+    Case("dnat_ip_options", client_syn_options, "redirect", peer(D), DNAT_NEW,
+         into(D, client_syn_options, dst=D.ipv4, dport=8005)),
+    Case("dnat_udp_on_its_address", client_dns, "redirect", peer(B), DNAT_NEW,
+         into(B, client_dns, dst=B.ipv4, dport=53)),
+    Case("dnat_udp_zero_checksum", client_dns_no_csum, "redirect", peer(B), DNAT_NEW,
+         into(B, client_dns_no_csum, dst=B.ipv4, dport=53)),
+    Case("dnat_second_packet", client_syn, "redirect", peer(D), CT, into(D, client_syn, dst=D.ipv4, dport=8005),
+         given=(client_syn,)),
+    host_bound("dnat_range_last_plus_one", inbound(tcp(5555, 7100), src=CLIENT)),
+    host_bound("dnat_range_first_minus_one", inbound(tcp(5555, 6999), src=CLIENT)),
+    host_bound("dnat_other_protocol", inbound(udp(5555, 7005), src=CLIENT)),
+    host_bound("dnat_wildcard_not_a_host_address", inbound(tcp(5555, 7005), src=CLIENT, dst=NOT_HOST)),
+    host_bound("dnat_address_specific_other_address", inbound(udp(5555, 5353), src=CLIENT, dst=SECOND_IP)),
+    host_bound("dnat_local_only_port_on_uplink_address", inbound(tcp(5555, 9000), src=CLIENT)),
+    drop("dnat_local_only_loopback", inbound(tcp(5555, 9000), src=CLIENT, dst=LOOPBACK), "drop_loopback_dst"),
+    drop("dnat_icmp_service", inbound(ping(7), src=CLIENT), "drop_nat_proto", services=(*SERVICES, PING_SERVICE)),
+    # both published ports lead to D:8005: the second flow's reply tuple is the first's
+    drop("dnat_reply_tuple_taken", inbound(tcp(5555, 9005), src=CLIENT, dst=SECOND_IP),
+         "drop_ct_insert", given=(client_syn,), services=(*SERVICES, WEB_AGAIN)),
+    # -- the backend's replies leave from the published address and port --
+    Case("dnat_reply", d_synack, "redirect", NEIGH, CT, to_uplink(d_synack, src=UPLINK_IP, sport=7005),
+         given=(client_syn,)),
+    Case("dnat_reply_second_address", d_synack, "redirect", NEIGH, CT, to_uplink(d_synack, src=SECOND_IP, sport=7005),
+         given=(client_syn_second,)),
+    Case("dnat_reply_ip_options", d_synack_options, "redirect", NEIGH, CT,
+         to_uplink(d_synack_options, src=UPLINK_IP, sport=7005), given=(client_syn,)),
+    Case("dnat_reply_udp", b_dns_answer, "redirect", NEIGH, CT, to_uplink(b_dns_answer, src=UPLINK_IP, sport=5353),
+         given=(client_dns,)),
+    Case("dnat_reply_udp_zero_checksum", b_dns_answer_no_csum, "redirect", NEIGH, CT,
+         to_uplink(b_dns_answer_no_csum, src=UPLINK_IP, sport=5353), given=(client_dns_no_csum,)),
+    # -- hairpin: a container to a published port of the host, from the backend's gateway --
+    Case("hairpin_uplink_address", a_hairpin, "redirect", peer(D), DNAT_NEW,
+         into(D, a_hairpin, src=BACK.gateway, dst=D.ipv4, dport=8005)),
+    Case("hairpin_own_gateway_address", out(A, tcp(40000, 7005), dst=FRONT.gateway), "redirect", peer(D), DNAT_NEW,
+         into(D, out(A, tcp(40000, 7005), dst=FRONT.gateway), src=BACK.gateway, dst=D.ipv4, dport=8005)),
+    Case("hairpin_same_network", a_hairpin_dns, "redirect", peer(B), DNAT_NEW,
+         into(B, a_hairpin_dns, src=FRONT.gateway, dst=B.ipv4, dport=53)),
+    Case("hairpin_to_itself", out(D, tcp(40000, 7005), dst=UPLINK_IP), "redirect", peer(D), DNAT_NEW,
+         into(D, out(D, tcp(40000, 7005), dst=UPLINK_IP), src=BACK.gateway, dst=D.ipv4, dport=8005)),
+    Case("hairpin_reply", d_hairpin_synack, "redirect", peer(A), CT,
+         into(A, d_hairpin_synack, src=UPLINK_IP, dst=A.ipv4, sport=7005), given=(a_hairpin,)),
+    Case("hairpin_reply_same_network", b_hairpin_dns_answer, "redirect", peer(A), CT,
+         into(A, b_hairpin_dns_answer, src=UPLINK_IP, dst=A.ipv4, sport=5353), given=(a_hairpin_dns,)),
+    # a port published on 127.0.0.1 is for host processes only
+    host_bound("hairpin_local_only", out(A, tcp(40000, 9000), dst=LOOPBACK)),
+    # -- from a container, to the host itself or untranslatable: the host stack decides --
+    host_bound("container_to_host_unpublished_port", out(A, tcp(40000, 22), dst=UPLINK_IP)),
+    host_bound("container_to_published_port_other_protocol", out(A, udp(40000, 7005), dst=UPLINK_IP)),
+    host_bound("container_to_address_specific_port_other_address", out(A, udp(40000, 5353), dst=SECOND_IP)),
+    host_bound("container_to_peer_via_gateway", out(A, udp(40000, 53), dst=B.ipv4)),
+    host_bound("container_non_first_fragment", out(A, Raw(bytes(16)), proto=17, frag=100)),
+    host_bound("container_other_protocol", out(A, Raw(bytes(16)), proto=132)),
+    host_bound("container_icmp_error",
+               out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=40001))),
+    host_bound("container_icmp_not_echo", out(A, ICMP(type=13))),
+    host_bound("container_tcp_header_truncated", out(A, Raw(bytes(10)), proto=6)),
+    host_bound("internal_to_own_gateway", out(F, udp(40000, 53), dst=INTERNAL.gateway)),
+    host_bound("internal_to_own_subnet", out(F, udp(40000, 53), dst="10.0.4.3")),
+    drop("internal_to_outside", out(F, udp(40000, 53)), "drop_internal"),
+    drop("internal_to_host_uplink_address", out(F, udp(40000, 53), dst=UPLINK_IP), "drop_internal"),
+    # -- from the uplink: drops, and the host's own traffic --
+    drop("uplink_to_container_address", inbound(tcp(5555, 8005), src=CLIENT, dst=D.ipv4), "drop_direct_access"),
+    drop("uplink_to_container_address_icmp", inbound(ping(1), dst=A.ipv4), "drop_direct_access"),
+    drop("uplink_to_loopback", inbound(udp(5555, 53), dst=LOOPBACK), "drop_loopback_dst"),
+    drop("uplink_to_loopback_net", inbound(udp(5555, 53), dst="127.0.0.53"), "drop_loopback_dst"),
+    drop("uplink_from_container_address", inbound(tcp(40000, 80, "A"), src=A.ipv4, dst=SERVER), "drop_uplink_spoof"),
+    host_bound("uplink_unknown_flow", inbound(tcp(5555, 22), src=CLIENT)),
+    host_bound("uplink_ping_to_host", inbound(ping(1))),
+    host_bound("uplink_non_first_fragment", inbound(Raw(bytes(16)), proto=17, frag=100)),
+    host_bound("uplink_other_protocol", inbound(Raw(bytes(16)), proto=47)),
+    host_bound("uplink_tcp_header_truncated", inbound(Raw(bytes(10)), proto=6)),
+    host_bound("uplink_arp", Send(Ether(src=ROUTER_MAC, dst="ff:ff:ff:ff:ff:ff")
+                                  / ARP(hwsrc=ROUTER_MAC, psrc="198.51.100.254", pdst=str(UPLINK_IP)))),
+    host_bound("uplink_ipv6", Send(Ether(src=ROUTER_MAC, dst="33:33:00:00:00:02") / IPv6(dst="ff02::2")
+                                   / ICMPv6ND_RS())),
+    host_bound("uplink_ipv4_ihl_4", inbound(udp(5555, 53), ihl=4)),
+    host_bound("uplink_ipv4_total_length_beyond_frame", inbound(udp(5555, 53), len=100)),
+]
+
+
+def params(cases: list[Case]) -> list:
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.bug)] if c.bug else [])
+            for c in cases]
+
+
+def delta(before: dict, after: dict) -> dict:
+    keys = before.keys() | after.keys()
+    diff = {k: tuple(a - b for a, b in zip(after.get(k, (0, 0)), before.get(k, (0, 0)))) for k in keys}
+    return {k: v for k, v in diff.items() if v != (0, 0)}
+
+
+@pytest.mark.parametrize("case", params(CASES))
+def test_nat(nat, case: Case):
+    nat.configure(case.host, case.services)
+    for earlier in case.given:
+        assert run(nat, earlier).verdict == "redirect", "a packet this case builds on was not translated"
+    frame = bytes(case.send.frame)
+    expected_output = frame if case.output == UNCHANGED else bytes(case.output)
+    before = nat.counters()
+
+    result = run(nat, case.send)
+
+    assert (result.verdict, result.redirects) == (case.verdict, case.redirects)
+    assert result.output.hex() == expected_output.hex()
+    assert delta(before, nat.counters()) == {(case.send.prog, c): (1, len(frame)) for c in case.counters}
+
+
+def test_case_ids_are_unique():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+# ---- conntrack: entries, states, timeouts, expiry -------------------------------------------------
+
+# Distinct short timeouts (seconds), so each check shows which one the datapath applied.
+SHORT = {"tcp_syn": 11, "tcp_established": 22, "tcp_closing": 3, "udp": 4, "icmp": 5}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a test expects of one conntrack entry (one direction of a flow)."""
+
+    orig: tuple  # (saddr, sport, daddr, dport) as packets arrive
+    translated: tuple  # as they leave
+    reply: bool
+    kind: str  # snat | dnat | hairpin
+
+
+def entries(nat: Nat) -> dict[tuple, CtRecord]:
+    """{(orig, translated, reply, kind): record} of every conntrack entry."""
+    return {(r.orig, r.translated, r.reply, r.kind): r for r in nat.conntrack()}
+
+
+def key(e: Entry) -> tuple:
+    """e in the shape of an entries() key."""
+    def tuple_of(t):
+        return (IPv4Address(t[0]), t[1], IPv4Address(t[2]), t[3])
+    return (tuple_of(e.orig), tuple_of(e.translated), e.reply, e.kind)
+
+
+@dataclass(frozen=True)
+class Flow:
+    id: str
+    first: Send
+    reply: Send
+    entries: tuple[Entry, Entry]  # the forward direction, then the reply direction
+    new_timeout: str  # SHORT key of an unconfirmed flow
+    confirmed_timeout: str
+
+
+FLOWS = [
+    Flow("snat_tcp", a_syn, server_synack,
+         (Entry((A.ipv4, 40000, SERVER, 80), (UPLINK_IP, 40000, SERVER, 80), False, "snat"),
+          Entry((SERVER, 80, UPLINK_IP, 40000), (SERVER, 80, A.ipv4, 40000), True, "snat")),
+         "tcp_syn", "tcp_established"),
+    Flow("snat_udp", a_udp, server_udp,
+         (Entry((A.ipv4, 40000, SERVER, 53), (UPLINK_IP, 40000, SERVER, 53), False, "snat"),
+          Entry((SERVER, 53, UPLINK_IP, 40000), (SERVER, 53, A.ipv4, 40000), True, "snat")),
+         "udp", "udp"),
+    Flow("snat_icmp_echo", a_ping, server_pong,
+         (Entry((A.ipv4, 0x1234, SERVER, 0x1234), (UPLINK_IP, 0x1234, SERVER, 0x1234), False, "snat"),
+          Entry((SERVER, 0x1234, UPLINK_IP, 0x1234), (SERVER, 0x1234, A.ipv4, 0x1234), True, "snat")),
+         "icmp", "icmp"),
+    Flow("dnat_tcp", client_syn, d_synack,
+         (Entry((CLIENT, 5555, UPLINK_IP, 7005), (CLIENT, 5555, D.ipv4, 8005), False, "dnat"),
+          Entry((D.ipv4, 8005, CLIENT, 5555), (UPLINK_IP, 7005, CLIENT, 5555), True, "dnat")),
+         "tcp_syn", "tcp_established"),
+    Flow("dnat_udp", client_dns, b_dns_answer,
+         (Entry((CLIENT, 5555, UPLINK_IP, 5353), (CLIENT, 5555, B.ipv4, 53), False, "dnat"),
+          Entry((B.ipv4, 53, CLIENT, 5555), (UPLINK_IP, 5353, CLIENT, 5555), True, "dnat")),
+         "udp", "udp"),
+    Flow("hairpin_tcp", a_hairpin, d_hairpin_synack,
+         (Entry((A.ipv4, 40000, UPLINK_IP, 7005), (BACK.gateway, 40000, D.ipv4, 8005), False, "hairpin"),
+          Entry((D.ipv4, 8005, BACK.gateway, 40000), (UPLINK_IP, 7005, A.ipv4, 40000), True, "hairpin")),
+         "tcp_syn", "tcp_established"),
+]
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=[f.id for f in FLOWS])
+def test_new_flow_is_unconfirmed_until_its_first_reply(nat, flow: Flow):
+    """Both entries of a new flow go to fn_ct_new (state new, the short timeout for new flows of
+    the host config); the first reply moves both to fn_ct (established, the longer one)."""
+    nat.configure(host(**SHORT))
+    t0 = nat.now
+    assert run(nat, flow.first).verdict == "redirect"
+    ct = entries(nat)
+    assert set(ct) == {key(e) for e in flow.entries}
+    for r in ct.values():
+        assert (r.confirmed, r.state, r.created_ns) == (False, "new", t0)
+        assert r.expires_ns == t0 + SHORT[flow.new_timeout] * NSEC
+
+    t1 = nat.advance(1)
+    assert run(nat, flow.reply).verdict == "redirect"
+    ct = entries(nat)
+    assert set(ct) == {key(e) for e in flow.entries}
+    for r in ct.values():
+        assert (r.confirmed, r.state, r.created_ns) == (True, "established", t0)
+        assert r.expires_ns == t1 + SHORT[flow.confirmed_timeout] * NSEC
+
+
+def states(nat: Nat) -> dict[bool, tuple[str, int]]:
+    """{reply direction?: (state, expires_ns)} of the one flow in conntrack."""
+    records = nat.conntrack()
+    assert len(records) == 2 and all(r.confirmed for r in records)
+    return {r.reply: (r.state, r.expires_ns) for r in records}
+
+
+def test_tcp_fin_in_both_directions_closes_with_the_short_timeout(nat):
+    nat.configure(host(**SHORT))
+    for send in (a_syn, server_synack, out(A, tcp(40000, 80, "A")), inbound(tcp(80, 40000, "PA"))):
+        assert run(nat, send).verdict == "redirect"
+    established = nat.now + SHORT["tcp_established"] * NSEC
+    assert states(nat) == {False: ("established", established), True: ("established", established)}
+
+    t1 = nat.advance(2)
+    assert run(nat, out(A, tcp(40000, 80, "FA"))).verdict == "redirect"
+    # half-closed: the server may still send, its direction keeps the long timeout
+    assert states(nat) == {False: ("closing", t1 + 3 * NSEC), True: ("established", established)}
+
+    t2 = nat.advance(1)
+    assert run(nat, inbound(tcp(80, 40000, "FA"))).verdict == "redirect"
+    assert states(nat) == {False: ("closing", t2 + 3 * NSEC), True: ("closing", t2 + 3 * NSEC)}
+    assert run(nat, out(A, tcp(40000, 80, "A"))).verdict == "redirect"  # the last ACK: no refresh
+    assert states(nat) == {False: ("closing", t2 + 3 * NSEC), True: ("closing", t2 + 3 * NSEC)}
+
+    nat.advance(3 + 1)
+    assert nat.expire() == 2
+    assert nat.conntrack() == []
+    late = run(nat, inbound(tcp(80, 40000, "A")))
+    assert (late.verdict, late.redirects) == ("ok", [])
+
+
+@pytest.mark.parametrize("rst", [out(A, tcp(40000, 80, "R")), inbound(tcp(80, 40000, "R"))],
+                         ids=["from_container", "from_server"])
+def test_tcp_rst_closes_both_directions(nat, rst: Send):
+    nat.configure(host(**SHORT))
+    for send in (a_syn, server_synack):
+        run(nat, send)
+    t1 = nat.advance(1)
+    assert run(nat, rst).verdict == "redirect"
+    assert states(nat) == {False: ("closed", t1 + 3 * NSEC), True: ("closed", t1 + 3 * NSEC)}
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=[f.id for f in FLOWS])
+def test_expired_flow_is_removed_and_forgotten(nat, flow: Flow):
+    """Nothing expires before its deadline; past it, the agent's GC removes both entries and
+    the reply is no longer translated."""
+    nat.configure(host(**SHORT))
+    run(nat, flow.first)
+    timeout = SHORT[flow.new_timeout]
+    nat.advance(timeout)
+    assert nat.expire() == 0
+    nat.advance(0.001)
+    assert nat.expire() == 2
+    assert nat.conntrack() == []
+    late = run(nat, flow.reply)
+    assert not set(entries(nat)) & {key(e) for e in flow.entries}, "the expired flow came back"
+    if flow.reply.port is None:
+        assert (late.verdict, late.redirects) == ("ok", [])
+
+
+def test_traffic_refreshes_both_directions_of_a_flow(nat):
+    nat.configure(host(**SHORT))
+    run(nat, a_udp)
+    run(nat, server_udp)
+    t1 = nat.advance(3)
+    run(nat, a_udp)
+    run(nat, server_udp)
+    assert states(nat) == {False: ("established", t1 + 4 * NSEC), True: ("established", t1 + 4 * NSEC)}
+    nat.advance(3)  # past the first deadline, before the refreshed one
+    assert nat.expire() == 0
+    assert run(nat, server_udp).redirects == peer(A)
+
+
+def test_refresh_is_rate_limited(nat):
+    """A confirmed entry's deadline moves only when it would move by more than
+    FN_CT_REFRESH_INTERVAL (1 s): fewer map writes."""
+    nat.configure(host(**SHORT))
+    run(nat, a_udp)
+    run(nat, server_udp)
+    t0 = nat.now
+    nat.advance(1)
+    run(nat, a_udp)
+    assert states(nat)[False] == ("established", t0 + 4 * NSEC)
+    t2 = nat.advance(0.5)
+    run(nat, a_udp)
+    assert states(nat)[False] == ("established", t2 + 4 * NSEC)
+
+
+def test_one_way_traffic_keeps_the_whole_flow(nat):
+    nat.configure(host(**SHORT))
+    run(nat, a_udp)
+    run(nat, server_udp)  # confirmed; both entries expire at t0 + 4 s
+    for _ in range(3):  # the container keeps sending, every 2 s; the server is silent
+        nat.advance(2)
+        assert run(nat, a_udp).redirects == NEIGH
+        nat.expire()
+    assert len(nat.conntrack()) == 2
+    assert run(nat, server_udp).redirects == peer(A)
+
+
+def test_tcp_tuple_reopened_after_rst_becomes_established(nat):
+    nat.configure(host(**SHORT))
+    for send in (a_syn, server_synack, inbound(tcp(80, 40000, "R"))):
+        run(nat, send)
+    t1 = nat.advance(1)
+    for send in (a_syn, server_synack, out(A, tcp(40000, 80, "A"))):  # the same tuple, again
+        assert run(nat, send).verdict == "redirect"
+    established = t1 + SHORT["tcp_established"] * NSEC
+    assert states(nat) == {False: ("established", established), True: ("established", established)}
+
+
+# ---- port collisions ----------------------------------------------------------------------------
+
+COLLIDING = {  # the request from source port 40000; the server's reply to a port; that reply delivered
+    "tcp": (tcp(40000, 80), lambda port: tcp(80, port, "SA"), {"dport": 40000}),
+    "udp": (udp(40000, 53), lambda port: udp(53, port), {"dport": 40000}),
+    "icmp_echo": (ping(40000), lambda port: ping(port, reply=True), {"sport": 40000}),  # sport: the identifier
+}
+
+
+def translated_sport(result: RunResult) -> int:
+    l4 = IP(result.output[14:]).payload
+    return l4.id if isinstance(l4, ICMP) else l4.sport
+
+
+@pytest.mark.parametrize("proto", COLLIDING)
+def test_same_source_port_to_the_same_server_gets_distinct_ports(nat, proto: str):
+    """A keeps 40000; B and C, sending from 40000 to the same server and port, get other
+    ports of the SNAT range; each reply reaches the container whose flow it belongs to."""
+    request, reply, back = COLLIDING[proto]
+    ports = {}
+    for container in (A, B, C):
+        send = out(container, request.copy())
+        result = run(nat, send)
+        port = ports[container] = translated_sport(result)
+        assert (result.verdict, result.redirects) == ("redirect", NEIGH)
+        assert result.output.hex() == bytes(to_uplink(send, src=UPLINK_IP, sport=port)).hex()
+    assert ports[A] == 40000
+    assert len(set(ports.values())) == 3
+    assert all(SNAT_PORTS[0] <= ports[c] <= SNAT_PORTS[1] for c in (B, C))
+
+    for container in (C, A, B):
+        answer = inbound(reply(ports[container]))
+        result = run(nat, answer)
+        assert (result.verdict, result.redirects) == ("redirect", peer(container))
+        assert result.output.hex() == bytes(into(container, answer, dst=container.ipv4, **back)).hex()
+    request_len, reply_len = len(out(A, request.copy()).frame), len(inbound(reply(40000)).frame)
+    assert nat.counters() == {(PROG, "fwd_snat"): (3, 3 * request_len), (PROG, "fwd_ct"): (3, 3 * request_len),
+                              (UPLINK_PROG, "fwd_ct"): (3, 3 * reply_len)}
+
+
+def test_hairpin_clients_with_the_same_source_port_get_distinct_ports(nat):
+    """Hairpinned, both clients come from the backend's gateway: the second one's port moves."""
+    first, second = out(A, tcp(40000, 7005), dst=UPLINK_IP), out(B, tcp(40000, 7005), dst=UPLINK_IP)
+    run(nat, first)
+    result = run(nat, second)
+    port = translated_sport(result)
+    assert port != 40000 and SNAT_PORTS[0] <= port <= SNAT_PORTS[1]
+    assert result.output.hex() == bytes(into(D, second, src=BACK.gateway, dst=D.ipv4, sport=port, dport=8005)).hex()
+
+    for client, client_port in ((B, port), (A, 40000)):
+        answer = out(D, tcp(8005, client_port, "SA"), dst=BACK.gateway)
+        result = run(nat, answer)
+        assert (result.verdict, result.redirects) == ("redirect", peer(client))
+        assert result.output.hex() == bytes(into(client, answer, src=UPLINK_IP, dst=client.ipv4, sport=7005,
+                                                 dport=40000)).hex()
+
+
+def assert_checksums_valid(frame: bytes) -> None:
+    """The IP and transport checksums of frame are what scapy computes from scratch."""
+    p = Ether(frame)
+    del p[IP].chksum
+    del p[IP].payload.chksum
+    assert bytes(Ether(bytes(p))).hex() == frame.hex()
+
+
+# ---- TTL ------------------------------------------------------------------------------------------
+
+INTO_CONTAINERS = [  # (given, the packet delivered into a container)
+    pytest.param((a_syn,), server_synack, id="snat_reply"),
+    pytest.param((), client_syn, id="dnat"),
+    pytest.param((), a_hairpin, id="hairpin"),
+    pytest.param((a_hairpin,), d_hairpin_synack, id="hairpin_reply"),
+]
+
+
+@pytest.mark.parametrize(("given", "send"), INTO_CONTAINERS)
+def test_ttl_is_decremented_into_containers(nat, given, send: Send):
+    for earlier in given:
+        run(nat, earlier)
+    result = run(nat, send)
+    assert result.verdict == "redirect"
+    assert IP(result.output[14:]).ttl == send.frame[IP].ttl - 1
+    assert_checksums_valid(result.output)
+
+
+@pytest.mark.parametrize(("given", "send"), [
+    pytest.param((a_syn, server_synack), out(A, tcp(40000, 80, "A"), ttl=1), id="tracked_flow"),
+    pytest.param((), out(A, udp(40001, 33434), ttl=1), id="new_flow"),
+    pytest.param((client_syn,), out(D, tcp(8005, 5555, "SA"), dst=CLIENT, ttl=1), id="dnat_reply"),
+])
+def test_ttl_expiring_packet_goes_to_the_host_counted(nat, given, send: Send):
+    for earlier in given:
+        run(nat, earlier)
+    before = nat.counters()
+    result = run(nat, send)
+    assert (result.verdict, result.redirects, result.output) == ("ok", [], bytes(send.frame))
+    assert delta(before, nat.counters()) == {(PROG, "fwd_host"): (1, len(send.frame))}
+
+
+# ---- what the uplink must not reach -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "spoofed"), [
+    pytest.param((a_hairpin,), inbound(tcp(40000, 7005, "A"), src=A.ipv4), id="into_hairpin_backend"),
+    pytest.param((a_syn,), inbound(tcp(40000, 80, "A"), src=A.ipv4, dst=SERVER), id="reflected_by_snat"),
+])
+def test_uplink_packet_with_a_container_source_is_not_translated(nat, given, spoofed: Send):
+    for earlier in given:
+        run(nat, earlier)
+    before = nat.counters()
+    result = run(nat, spoofed)
+    assert result.redirects == []
+    assert (UPLINK_PROG, "fwd_ct") not in delta(before, nat.counters())
+
+
+# ---- the two conntrack tables under a flood of new flows -------------------------------------------
+
+CT_NEW_MAX = 64  # fn_ct_new of the small build (the default, 16384, takes seconds to fill)
+
+
+class SmallConntrackDatapath(testrun.TestDatapath):
+    """The test build with compile-time overrides (TestDatapath takes none)."""
+
+    def __init__(self, defines: tuple[tuple[str, int], ...]):
+        self.bpf, self.dp = compile_datapath(test_mode=True, defines=defines)
+
+
+@pytest.fixture(scope="module")
+def small_ct_datapath():
+    tdp = SmallConntrackDatapath((("FN_CT_NEW_MAX", CT_NEW_MAX),))
+    yield tdp
+    tdp.close()
+
+
+@pytest.fixture
+def small_nat(small_ct_datapath) -> Nat:
+    return Nat(small_ct_datapath, reset(small_ct_datapath, NAT_NETWORKS, NAT_PORTS, HOST, SERVICES))
+
+
+def spoofed_syn(i: int) -> Send:
+    return inbound(tcp(1024 + i, 7005), src=IPv4Address("100.64.0.0") + i)
+
+
+def test_flood_of_new_flows_never_evicts_a_confirmed_one(small_nat):
+    nat = small_nat
+    run(nat, a_syn)
+    run(nat, server_synack)
+    flood = 4 * CT_NEW_MAX  # new flows, two entries each: fn_ct_new overflows 8 times
+    for i in range(flood):
+        assert run(nat, spoofed_syn(i)).redirects == peer(D)  # a full table makes room, never refuses
+
+    confirmed = [r for r in nat.conntrack() if r.confirmed]
+    unconfirmed = [r for r in nat.conntrack() if not r.confirmed]
+    assert {(r.orig, r.translated) for r in confirmed} == {
+        ((A.ipv4, 40000, SERVER, 80), (UPLINK_IP, 40000, SERVER, 80)),
+        ((SERVER, 80, UPLINK_IP, 40000), (SERVER, 80, A.ipv4, 40000)),
+    }
+    assert 0 < len(unconfirmed) <= CT_NEW_MAX
+    assert all((r.kind, r.state) == ("dnat", "new") for r in unconfirmed)
+
+    syn_len = len(bytes(spoofed_syn(0).frame))
+    assert nat.counters() == {
+        (PROG, "fwd_snat"): (1, len(bytes(a_syn.frame))), (PROG, "fwd_ct"): (1, len(bytes(a_syn.frame))),
+        (UPLINK_PROG, "fwd_ct"): (1 + flood, len(bytes(server_synack.frame)) + flood * syn_len),
+        (UPLINK_PROG, "fwd_dnat"): (flood, flood * syn_len),
+    }
+    # the established flow still translates both ways, as a tracked flow (no new SNAT)
+    data_out, data_in = out(A, tcp(40000, 80, "PA")), inbound(tcp(80, 40000, "PA"))
+    assert run(nat, data_out).output.hex() == bytes(to_uplink(data_out, src=UPLINK_IP)).hex()
+    assert run(nat, data_in).output.hex() == bytes(into(A, data_in, dst=A.ipv4)).hex()
+    assert len([r for r in nat.conntrack() if r.confirmed]) == 2
+
+
+def test_unconfirmed_flows_never_reach_fn_ct(nat):
+    """In the default build too: only a reply moves a flow to fn_ct."""
+    for i in range(200):
+        run(nat, spoofed_syn(i))
+        run(nat, out(A, udp(20000 + i, 53)))
+    records = nat.conntrack()
+    assert len(records) == 800
+    assert not any(r.confirmed for r in records)
