@@ -219,6 +219,78 @@ WEB_AGAIN = publish(IPPROTO_TCP, SECOND_IP, 9005, 9005, D, 8005)
 # The control plane publishes only TCP and UDP; an ICMP entry reaches the untranslatable branch.
 PING_SERVICE = publish(IPPROTO_ICMP, None, 7, 7, D, 7)
 
+# ICMP errors quoting a translated packet. The quoted transport checksum is left as it was
+# (receivers do not check it); every other checksum, the quoted IP one included, is rebuilt
+# by scapy in the expected frames.
+ROUTER = IPv4Address("203.0.113.1")
+
+
+def quoted(ip_src, ip_dst, l4: Packet) -> Packet:
+    """The first bytes of a packet as an ICMP error quotes them, checksums frozen."""
+    q = IP(bytes(IP(src=str(ip_src), dst=str(ip_dst), ttl=63, id=7) / l4))
+    return q
+
+
+def icmp_error(outer_src, outer_dst, q: Packet, type_: int = 3, code: int = 3, port: PortRecord | None = None,
+               **fields) -> Send:
+    ip = IP(src=str(outer_src), dst=str(outer_dst), ttl=64)
+    l3 = ip / ICMP(type=type_, code=code, **fields) / q
+    if port is None:
+        return Send(Ether(src=ROUTER_MAC, dst=UPLINK_MAC) / l3)
+    return Send(Ether(src=port.mac, dst=gateway_of(port).gateway_mac) / l3, port)
+
+
+def error_rewritten(send: Send, *, outer_src=None, outer_dst=None, q_src=None, q_dst=None, q_sport=None,
+                    q_dport=None, into: PortRecord | None = None) -> Packet:
+    p = send.frame.copy()
+    outer = p[IP]
+    if outer_src is not None:
+        outer.src = str(outer_src)
+    if outer_dst is not None:
+        outer.dst = str(outer_dst)
+    outer.ttl -= 1
+    del outer.chksum
+    del p[ICMP].chksum
+    q = p[ICMP].payload
+    if q_src is not None:
+        q.src = str(q_src)
+    if q_dst is not None:
+        q.dst = str(q_dst)
+    del q.chksum
+    l4 = q.payload
+    if isinstance(l4, ICMP):
+        if q_sport is not None:
+            l4.id = q_sport
+    else:
+        if q_sport is not None:
+            l4.sport = q_sport
+        if q_dport is not None:
+            l4.dport = q_dport
+    if into is not None:
+        p[Ether].dst = into.mac
+        p[Ether].src = gateway_of(into).gateway_mac
+    return Ether(bytes(p))
+
+
+udp_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(40000, 53)))
+tcp_frag_needed = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, tcp(40000, 80)), code=4, nexthopmtu=1400)
+ping_time_exceeded = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, ping(0x1234)), type_=11, code=0)
+d_port_unreachable = icmp_error(D.ipv4, CLIENT, quoted(CLIENT, D.ipv4, tcp(5555, 8005)), port=D)
+stray_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(41000, 53)))
+
+ICMP_ERROR_CASES = [
+    Case("icmp_error_unreachable_for_snat_udp", udp_unreachable, "redirect", peer(A), ("fwd_icmp_error",),
+         error_rewritten(udp_unreachable, outer_dst=A.ipv4, q_src=A.ipv4, into=A), given=(a_udp,)),
+    Case("icmp_error_frag_needed_from_a_router", tcp_frag_needed, "redirect", peer(A), ("fwd_icmp_error",),
+         error_rewritten(tcp_frag_needed, outer_dst=A.ipv4, q_src=A.ipv4, into=A), given=(a_syn,)),
+    Case("icmp_error_time_exceeded_for_snat_ping", ping_time_exceeded, "redirect", peer(A), ("fwd_icmp_error",),
+         error_rewritten(ping_time_exceeded, outer_dst=A.ipv4, q_src=A.ipv4, into=A), given=(a_ping,)),
+    Case("icmp_error_from_dnat_backend", d_port_unreachable, "redirect", NEIGH, ("fwd_icmp_error",),
+         error_rewritten(d_port_unreachable, outer_src=UPLINK_IP, q_dst=UPLINK_IP, q_dport=7005),
+         given=(client_syn,)),
+    host_bound("icmp_error_about_no_tracked_flow", stray_unreachable, given=(a_udp,)),
+]
+
 CASES = [
     # -- SNAT: a container's new flow to the outside leaves from the uplink address --
     Case("snat_tcp_syn", a_syn, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn, src=UPLINK_IP)),
@@ -350,6 +422,7 @@ CASES = [
                                    / ICMPv6ND_RS())),
     host_bound("uplink_ipv4_ihl_4", inbound(udp(5555, 53), ihl=4)),
     host_bound("uplink_ipv4_total_length_beyond_frame", inbound(udp(5555, 53), len=100)),
+    *ICMP_ERROR_CASES,
 ]
 
 
