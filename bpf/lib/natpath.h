@@ -52,7 +52,7 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 		}
 	}
 	fn_ct_refresh(&l4->key, e, l4, confirmed);
-	copy = *e; /* the rewrite helpers may not be called with map value pointers in flight */
+	copy = *e; /* one consistent translation, though another CPU may update the entry meanwhile */
 	if (fn_ttl_decrement(skb)) {
 		/* TTL expired: let the host answer with time exceeded */
 		fn_count(skb, prog, prog == FN_PROG_FROM_UPLINK ? FN_FWD_UPLINK_HOST : FN_FWD_HOST);
