@@ -30,6 +30,9 @@ def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str) 
         os.close(fd)
     index = ipr.link_lookup(ifname=iface.host_ifname)[0]
     sandbox.write_sysctl(None, f"net.ipv6.conf.{iface.host_ifname}.disable_ipv6", "1")
+    # Fail closed: what a container sends is forwarded only by fastnet's program (its
+    # redirects bypass this), never by the host's stack, even if someone removes the program.
+    sandbox.write_sysctl(None, f"net.ipv4.conf.{iface.host_ifname}.forwarding", "0")
     # the kernel ignores IFLA_IFALIAS when creating a link: tag it in a second message
     ipr.link("set", index=index, ifalias=iface.alias, state="up")
     return index
