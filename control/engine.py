@@ -155,18 +155,43 @@ class Project:
         if cmd is not None:
             sandbox.stop(cmd.pid, cmd.start_time)
 
+    # -- undoing removals ---------------------------------------------------------------------
+    def restore_container(self, c: ContainerSpec, command: CommandState | None) -> None:
+        """Rebuild a removed container as it was (its interfaces get new ifindexes)."""
+        scratch = Journal()
+        self.create_container(c, scratch)
+        for iface in c.interfaces:
+            self.attach_interface(cname=c.name, iface=iface, journal=scratch)
+        if command is not None:
+            self.start_command(dataclasses.replace(c, command=command.argv), scratch)
+
+    def restart_command(self, cname: str, command: CommandState) -> None:
+        c = self.st.spec.containers.get(cname)
+        if c is not None:
+            self.start_command(dataclasses.replace(c, command=command.argv), Journal())
+
     # -- a whole plan -----------------------------------------------------------------------
     def apply(self, plan: Plan, desired: ProjectSpec, journal: Journal) -> None:
+        """Removals first (names and addresses are reused by what replaces them), each with an
+        undo that rebuilds what it removed, then additions; the journal undoes all of it."""
         for cname in plan.stop_commands:
+            old = self.st.commands.get(cname)
             self.stop_command(cname)
+            if old is not None:
+                journal.add(f"stopped command of {cname}", lambda cname=cname, old=old: self.restart_command(cname, old))
         for cname, iface in plan.remove_interfaces:
             self.detach_interface(cname, iface)
+            journal.add(f"removed interface {cname}/{iface.network}",
+                        lambda cname=cname, iface=iface: self.attach_interface(cname, iface, Journal()))
         for c in plan.remove_containers:
+            old, command = self.st.spec.containers[c.name], self.st.commands.get(c.name)
             errors = self.remove_container(c.name)
+            journal.add(f"removed container {c.name}", lambda old=old, command=command: self.restore_container(old, command))
             if errors:
                 raise UpError("; ".join(errors))
         for net in plan.remove_networks:
             self.remove_network(net)
+            journal.add(f"removed network {net.name}", lambda net=net: self.add_network(net, Journal()))
         if plan.remove_interfaces or plan.remove_containers or plan.remove_networks:
             self.backend.sync(self.st)
         for net in plan.add_networks:
@@ -177,6 +202,8 @@ class Project:
             self.attach_interface(cname, iface, journal)
         # What changes no kernel object (published ports, aliases, interface order) is
         # recorded as desired before the tables are computed from it.
+        before = (dict(self.st.spec.containers), dict(self.st.spec.networks), self.st.spec)
+        journal.add("recorded settings", lambda: self._restore_records(*before))
         for cname, c in desired.containers.items():
             if cname in self.st.spec.containers:
                 self.st.spec.containers[cname] = c
@@ -185,6 +212,10 @@ class Project:
         self.backend.sync(self.st)
         for cname in plan.start_commands:
             self.start_command(desired.containers[cname], journal)
+
+    def _restore_records(self, containers: dict, networks: dict, spec: ProjectSpec) -> None:
+        kept = {name: c for name, c in containers.items() if name in self.st.spec.containers}
+        self.st.spec = dataclasses.replace(spec, containers={**self.st.spec.containers, **kept}, networks=networks)
 
 
 def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[ProjectState], ipr: IPRoute) -> None:
@@ -227,7 +258,9 @@ def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[P
             other = ipaddress.IPv4Network(f"{dst}/{plen}", strict=False)
             if not other.overlaps(net.subnet):
                 continue
-            if route["proto"] == links.RTPROT_FASTNET and (other in ours or plen == 32):
+            if route["proto"] == links.RTPROT_FASTNET and (
+                other in ours or plen == 32 or route.get_attr("RTA_PRIORITY") == links.route_metric(desired.name)
+            ):
                 continue
             owner = "another fastnet project" if route["proto"] == links.RTPROT_FASTNET else "a route on this host"
             raise UpError(f"networks.{net.name}.subnet: {net.subnet} overlaps {other} ({owner})")
@@ -372,8 +405,8 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
                     except Exception as exc:
                         errors.append(f"namespace {path.name}: {exc}")
             nets = list(st.spec.networks.values())
-            if config is not None:
-                nets += [n for n in build_networks_only(config) if n.name not in st.spec.networks]
+            known = {n.subnet for n in nets}
+            nets += [n for n in backend.owned_networks(ipr) if n.subnet not in known]
             for net in nets:
                 try:
                     project.remove_network(net)
@@ -387,8 +420,3 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
         _stop_agent_if_idle(host)
     return report
 
-
-def build_networks_only(config: Config):
-    from .spec import NetworkSpec
-
-    return [NetworkSpec(n.name, 0, n.subnet, n.gateway, n.internal, n.driver) for n in config.networks.values()]

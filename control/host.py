@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import linux
+from .observe import netns_cookie
 
 STATE_ROOT = Path(os.environ.get("FASTNET_STATE_DIR", "/run/fastnet"))
 AGENT_START_TIMEOUT = 10.0
@@ -91,6 +93,21 @@ class Host:
     def agent_file(self) -> Path:
         return self.dir / "agent.json"
 
+    @property
+    def identity_file(self) -> Path:
+        return self.dir / "host.json"
+
+    def recorded_cookie(self) -> int | None:
+        try:
+            return int(json.loads(self.identity_file.read_text())["netns_cookie"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def is_current(self) -> bool:
+        """Whether the host directory belongs to this very namespace: an inode is reused once
+        its namespace is gone, the namespace cookie never (within a boot)."""
+        return self.recorded_cookie() == netns_cookie()
+
     def read_agent(self) -> Agent | None:
         try:
             data = json.loads(self.agent_file.read_text())
@@ -109,19 +126,47 @@ def current_host() -> Host:
 
 @contextlib.contextmanager
 def locked(host: Host):
-    """Serialise fastnet invocations on one host; the kernel drops the lock if we die."""
+    """Serialise fastnet invocations on one host; the kernel drops the lock if we die. The
+    directory is claimed for this namespace first (see forget_dead_namespace)."""
     host.dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(host.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        forget_dead_namespace(host)
         yield
     finally:
         os.close(fd)
 
 
+def forget_dead_namespace(host: Host) -> None:
+    """A host directory left by a namespace that died without `down` (its inode now names
+    ours) describes objects that died with it: clear it, keeping only the lock."""
+    cookie = netns_cookie()
+    recorded = host.recorded_cookie()
+    if recorded == cookie:
+        return
+    leftovers = [p for p in host.dir.iterdir() if p.name not in ("lock", host.identity_file.name)]
+    agent = host.read_agent()
+    if leftovers and (recorded is not None or agent is None or not agent.alive()):
+        for path in leftovers:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        host.identity_file.unlink(missing_ok=True)
+
+
+def claim(host: Host) -> None:
+    """Record that the host directory belongs to this namespace (when its agent starts)."""
+    tmp = host.dir / f".host.json.{os.getpid()}"
+    tmp.write_text(json.dumps({"netns_cookie": netns_cookie()}))
+    tmp.rename(host.identity_file)
+
+
 def start_agent(host: Host) -> Agent:
     """Start the host's agent and wait until its mounts are ready."""
     host.dir.mkdir(parents=True, exist_ok=True)
+    claim(host)
     with contextlib.suppress(FileNotFoundError):
         host.agent_file.unlink()
     read_fd, write_fd = os.pipe()

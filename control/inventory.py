@@ -72,6 +72,8 @@ def _datapath_counters(host, agent, backend: str) -> dict:
 
 def host_inventory() -> dict:
     host = current_host()
+    if not host.is_current():  # nothing, or what a dead namespace left
+        return {"host": host.key, "agent_pid": None, "projects": {}, "counters": {}}
     agent = host.live_agent()
     if agent is not None:
         enter_agent_mounts(agent)
@@ -95,6 +97,8 @@ def host_inventory() -> dict:
 
 def _resolve(name: str):
     host = current_host()
+    if not host.is_current():
+        raise LookupError_(f"no container named {name!r} on this host")
     project, _, cname = name.rpartition("/")
     matches = []
     for pname in statestore.projects(host):
@@ -143,7 +147,7 @@ def conntrack(flush: bool = False) -> list[dict] | int:
     import time
 
     host = current_host()
-    agent = host.live_agent()
+    agent = host.live_agent() if host.is_current() else None
     if agent is None:
         return 0 if flush else []
     enter_agent_mounts(agent)

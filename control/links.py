@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import zlib
 from pathlib import Path
 
 from pyroute2 import IPRoute
@@ -13,6 +14,12 @@ from .spec import InterfaceSpec
 
 # Route protocol number tagging the routes fastnet installs (rtnetlink's rtm_protocol).
 RTPROT_FASTNET = 250
+
+
+def route_metric(project: str) -> int:
+    """A project's network routes carry a metric derived from its name, so that they can be
+    found by project without any state file."""
+    return 0x7A000000 | (zlib.crc32(project.encode()) & 0xFFFFFF)
 
 
 def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str) -> int:

@@ -65,20 +65,26 @@ def is_nsfs_mount(path: str) -> bool:
         return False
 
 
-def proc_start_time(pid: int) -> int | None:
-    """Start time of pid in clock ticks since boot: with the pid it identifies a process."""
+def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     # the command name may contain spaces and parentheses: fields follow the last ')'
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of pid in clock ticks since boot: with the pid it identifies a process."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
 
 
 def process_alive(pid: int, start_time: int) -> bool:
-    return pid > 0 and proc_start_time(pid) == start_time
+    """The process still runs (a zombie waiting to be reaped does not count)."""
+    fields = _stat_fields(pid) if pid > 0 else None
+    return bool(fields) and fields[0] != b"Z" and int(fields[19]) == start_time
 
 
 def pids_in_netns(inode: int) -> list[int]:

@@ -23,6 +23,9 @@ class Backend(Protocol):
     def remove_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
         """Idempotent."""
 
+    def owned_networks(self, ipr: IPRoute) -> list[NetworkSpec]:
+        """The project's networks found in the kernel by their tags (down without state)."""
+
     def attach_port(self, ipr: IPRoute, network: NetworkSpec, iface: InterfaceSpec, ifindex: int) -> None:
         """Host-side setup of a port whose veth exists; undone by deleting the veth."""
 

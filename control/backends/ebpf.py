@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import socket
+from ipaddress import IPv4Network
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -22,7 +23,7 @@ from ...datapath.maps import HostRecord, Maps, NetworkRecord, PortRecord, Servic
 from .. import observe
 from .. import state as statestore
 from ..host import Host
-from ..links import RTPROT_FASTNET
+from ..links import RTPROT_FASTNET, route_metric
 from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
 from ..state import ProjectState, port_key
 
@@ -61,14 +62,35 @@ class EbpfBackend:
     def add_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
         # Addresses of the subnet that are not (yet) containers must not follow the default
         # route out of the host.
-        ipr.route("replace", dst=str(network.subnet), type="unreachable", proto=RTPROT_FASTNET)
+        ipr.route(
+            "replace",
+            dst=str(network.subnet),
+            type="unreachable",
+            proto=RTPROT_FASTNET,
+            priority=route_metric(self.project),
+        )
 
     def remove_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
         try:
-            ipr.route("del", dst=str(network.subnet), type="unreachable", proto=RTPROT_FASTNET)
+            ipr.route(
+                "del",
+                dst=str(network.subnet),
+                type="unreachable",
+                proto=RTPROT_FASTNET,
+                priority=route_metric(self.project),
+            )
         except NetlinkError as e:
             if e.code not in (errno.ESRCH, errno.ENOENT):
                 raise
+
+    def owned_networks(self, ipr: IPRoute) -> list[NetworkSpec]:
+        """The project's network routes as the kernel shows them (for down without state)."""
+        found = []
+        for route in ipr.get_routes(family=socket.AF_INET, table=254, proto=RTPROT_FASTNET):
+            if route.get_attr("RTA_PRIORITY") == route_metric(self.project) and route.get_attr("RTA_DST"):
+                subnet = IPv4Network(f"{route.get_attr('RTA_DST')}/{route['dst_len']}")
+                found.append(NetworkSpec(str(subnet), 0, subnet, subnet.network_address + 1))
+        return found
 
     def attach_port(self, ipr: IPRoute, network: NetworkSpec, iface: InterfaceSpec, ifindex: int) -> None:
         assert self.dp is not None
