@@ -31,6 +31,13 @@ def _load(path: str | None):
         fail(str(exc), 2)
 
 
+def show(data, as_json: bool, table) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        table(data)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fastnet")
 def cli() -> None:
@@ -78,11 +85,7 @@ def ps(as_json: bool) -> None:
     """List projects and containers on this host, with the datapath's counters."""
     from .inventory import host_inventory
 
-    inv = host_inventory()
-    if as_json:
-        click.echo(json.dumps(inv, indent=2))
-    else:
-        output.print_ps(inv)
+    show(host_inventory(), as_json, output.print_ps)
 
 
 @cli.command()
@@ -125,11 +128,7 @@ def conntrack(ctx: click.Context, as_json: bool) -> None:
         return
     from .inventory import conntrack as flows
 
-    found = flows()
-    if as_json:
-        click.echo(json.dumps(found, indent=2))
-    else:
-        output.print_conntrack(found)
+    show(flows(), as_json, output.print_conntrack)
 
 
 @conntrack.command()

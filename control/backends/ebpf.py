@@ -59,26 +59,22 @@ class EbpfBackend:
             self.dp = loader.load_pinned(self.pin_root, self.defines(spec))
             self._defines = self.defines(spec)
 
-    def add_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
+    def _subnet_route(self, network: NetworkSpec) -> dict:
         # Addresses of the subnet that are not (yet) containers must not follow the default
-        # route out of the host.
-        ipr.route(
-            "replace",
-            dst=str(network.subnet),
-            type="unreachable",
-            proto=RTPROT_FASTNET,
-            priority=route_metric(self.project),
-        )
+        # route out of the host; the metric tags the route with its project.
+        return {
+            "dst": str(network.subnet),
+            "type": "unreachable",
+            "proto": RTPROT_FASTNET,
+            "priority": route_metric(self.project),
+        }
+
+    def add_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
+        ipr.route("replace", **self._subnet_route(network))
 
     def remove_network(self, ipr: IPRoute, network: NetworkSpec) -> None:
         try:
-            ipr.route(
-                "del",
-                dst=str(network.subnet),
-                type="unreachable",
-                proto=RTPROT_FASTNET,
-                priority=route_metric(self.project),
-            )
+            ipr.route("del", **self._subnet_route(network))
         except NetlinkError as e:
             if e.code not in (errno.ESRCH, errno.ENOENT):
                 raise
