@@ -35,6 +35,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -86,6 +87,18 @@ def netns(path: str | os.PathLike):
 
 def ns_inode(path: str | os.PathLike) -> int:
     return os.stat(path).st_ino
+
+
+SO_NETNS_COOKIE = 71
+
+
+def ns_cookie(path: str | os.PathLike) -> int | None:
+    """The network namespace's cookie: unlike its inode, never reused (within a boot)."""
+    try:
+        with netns(path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+    except OSError:
+        return None
 
 
 def run(*cmd: str, check: bool = True, env: dict | None = None, timeout: float = CMD_TIMEOUT, input: str | None = None):
@@ -164,17 +177,19 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: 
         time.sleep(interval)
 
 
-def netns_references(inodes: set[int]) -> list[str]:
-    """Who still holds one of these network namespaces: a process in it, or an nsfs bind mount
-    of it in any mount namespace (scanned once per mount namespace)."""
+def netns_references(cookies: dict[int, int | None]) -> list[str]:
+    """Who still holds one of these network namespaces (inode -> cookie): a process in it, or
+    an nsfs bind mount of it in any mount namespace (scanned once per mount namespace). A
+    namespace with a recorded inode but another cookie is a newer one that reused the inode."""
     found = []
     seen_mnt = set()
+    inodes = set(cookies)
     targets = {f"net:[{i}]": i for i in inodes}
     for pid in processes():
         if pid == os.getpid():
             continue
         ino = netns_of(pid)
-        if ino in inodes:
+        if ino in inodes and ns_cookie(f"/proc/{pid}/ns/net") in (cookies[ino], None):
             found.append(f"netns net:[{ino}] has process {pid} ({cmdline(pid)[:80]})")
         try:
             mnt = os.readlink(f"/proc/{pid}/ns/mnt")
@@ -186,6 +201,9 @@ def netns_references(inodes: set[int]) -> list[str]:
         for line in _read(f"/proc/{pid}/mountinfo").decode(errors="replace").splitlines():
             fields = line.split()
             if len(fields) > 4 and fields[3] in targets:
+                ino = targets[fields[3]]
+                if ns_cookie(f"/proc/{pid}/root{fields[4]}") not in (cookies[ino], None):
+                    continue  # a newer namespace that reused the inode
                 found.append(f"netns {fields[3]} is still mounted at {fields[4]} (mount ns of pid {pid})")
     return sorted(set(found))
 
@@ -211,7 +229,7 @@ class Host:
     files: list[Path] = field(default_factory=list)
     prog_ids: set[int] = field(default_factory=set)  # BPF programs fastnet attached here
     map_ids: set[int] = field(default_factory=set)
-    container_netns: set[int] = field(default_factory=set)  # inodes of container netns seen
+    container_netns: dict[int, int | None] = field(default_factory=dict)  # inode -> cookie of container netns seen
     inode: int = 0  # of HOST's netns, fixed at creation (the key of fastnet's state dir)
 
     # -- creation / destruction ----------------------------------------------------------
@@ -411,7 +429,7 @@ class Host:
             for c in project["containers"].values():
                 if c.get("netns"):
                     with contextlib.suppress(OSError):
-                        self.container_netns.add(ns_inode(c["netns"]))
+                        self.container_netns[ns_inode(c["netns"])] = ns_cookie(c["netns"])
 
     def snapshot(self, project: str) -> dict[str, dict]:
         """What must not change for a container that a run leaves alone: netns inode, host-side
@@ -1063,3 +1081,41 @@ def iptables_rules(ns: str) -> list[str]:
     if nft:
         found += [f"nft: {line}" for line in nft.splitlines()]
     return found
+
+
+@dataclass
+class IcmpError:
+    """One ICMP error queued on a socket (IP_RECVERR): errno, ICMP type/code, and the address
+    of the node that sent it."""
+
+    errno: int
+    icmp_type: int
+    icmp_code: int
+    offender: str
+
+
+IP_RECVERR = 11  # linux/in.h
+SO_EE_ORIGIN_ICMP = 2
+
+
+def queue_icmp_errors(s: socket.socket) -> None:
+    """Have the kernel queue every ICMP error about s's packets (IP_RECVERR): before sending."""
+    s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+
+
+def wait_for_icmp_error(s: socket.socket, timeout: float = 1.5) -> IcmpError | None:
+    """The first ICMP error on s's error queue (see queue_icmp_errors), or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _data, ancillary, _flags, _addr = s.recvmsg(512, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            time.sleep(0.02)
+            continue
+        for level, kind, raw in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_RECVERR:
+                err, origin, icmp_type, icmp_code = struct.unpack_from("=IBBB", raw)
+                if origin == SO_EE_ORIGIN_ICMP:
+                    offender = socket.inet_ntoa(raw[16 + 4 : 16 + 8])  # sockaddr_in after the 16-byte header
+                    return IcmpError(err, icmp_type, icmp_code, offender)
+    return None
