@@ -1,6 +1,7 @@
 """The `fastnet` command line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -48,11 +49,14 @@ def cli() -> None:
 
 @cli.command()
 @click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Config file (default ./fastnet.yaml, else the bundled example).")
-def up(path: str | None) -> None:
+@click.option("--backend", type=click.Choice(["ebpf", "iptables"]), help="Override the file's backend.")
+def up(path: str | None, backend: str | None) -> None:
     """Create or converge the project's networks and containers."""
     from .engine import UpError, up as do_up
 
     config = _load(path)
+    if backend is not None:
+        config = dataclasses.replace(config, backend=backend)
     try:
         result = do_up(config)
     except UpError as exc:
