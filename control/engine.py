@@ -12,7 +12,7 @@ from pyroute2 import IPRoute
 
 from . import links, sandbox
 from . import state as statestore
-from .backends import backend_for
+from .backends import BACKENDS, backend_for
 from .backends.base import Backend
 from .config import Config, describe_mapping, mappings_overlap
 from .host import Host, current_host, enter_agent_mounts, locked, start_agent, stop_agent
@@ -200,6 +200,7 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
         agent = host.live_agent()
         if agent is not None:
             enter_agent_mounts(agent)
+        known_backend = st is not None or config is not None
         backend_name = st.spec.backend if st else (config.backend if config else "ebpf")
         backend = backend_for(backend_name, host, project_name)
         st = st or ProjectState(spec=ProjectSpec(project_name, backend_name, None))
@@ -228,10 +229,14 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
                 except Exception as exc:
                     errors.append(f"network {net.name}: {exc}")
         statestore.remove(host, project_name)
-        try:
-            backend.teardown()
-        except Exception as exc:
-            errors.append(f"datapath: {exc}")
+        # Without a state file the backend is unknown: every backend lets go of the project
+        # (a backend's teardown is harmless when it owns nothing of it).
+        backends = [backend] if known_backend else [backend_for(b, host, project_name) for b in BACKENDS]
+        for b in backends:
+            try:
+                b.teardown()
+            except Exception as exc:
+                errors.append(f"{b.name} datapath: {exc}")
         _stop_agent_if_idle(host)
     return report
 

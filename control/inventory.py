@@ -143,7 +143,7 @@ def enter_container(name: str) -> None:
 
 def conntrack(flush: bool = False) -> list[dict] | int:
     """The host's tracked connections as flows (the original direction with its reply
-    tuple), or, with flush, the number of entries removed."""
+    tuple), from every backend in use, or, with flush, the number of entries removed."""
     import time
 
     host = current_host()
@@ -151,12 +151,19 @@ def conntrack(flush: bool = False) -> list[dict] | int:
     if agent is None:
         return 0 if flush else []
     enter_agent_mounts(agent)
-    backend = backend_for("ebpf", host, "")
+    backends = []
+    for name in statestore.projects(host):
+        try:
+            st = statestore.load(host, name)
+        except statestore.StateError:
+            continue
+        if st is not None and st.spec.backend not in backends:
+            backends.append(st.spec.backend)
     if flush:
-        return backend.conntrack_flush()
+        return sum(backend_for(b, host, "").conntrack_flush() for b in backends)
     now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     flows = []
-    for r in backend.conntrack():
+    for r in (r for b in backends for r in backend_for(b, host, "").conntrack()):
         if r.reply:
             continue
         ts, tsp, td, tdp = r.translated

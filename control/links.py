@@ -22,8 +22,9 @@ def route_metric(project: str) -> int:
     return 0x7A000000 | (zlib.crc32(project.encode()) & 0xFFFFFF)
 
 
-def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str) -> int:
-    """Create the pair with its container end already inside netns; returns the host ifindex."""
+def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str | None) -> int:
+    """Create the pair with its container end already inside netns; returns the host ifindex.
+    host_mac None: the kernel picks one."""
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
         ipr.link(
@@ -36,10 +37,10 @@ def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str) 
     finally:
         os.close(fd)
     index = ipr.link_lookup(ifname=iface.host_ifname)[0]
-    sandbox.write_sysctl(None, f"net.ipv6.conf.{iface.host_ifname}.disable_ipv6", "1")
+    sandbox.write_sysctl(None, f"net/ipv6/conf/{iface.host_ifname}/disable_ipv6", "1")
     # Fail closed: what a container sends is forwarded only by fastnet's program (its
     # redirects bypass this), never by the host's stack, even if someone removes the program.
-    sandbox.write_sysctl(None, f"net.ipv4.conf.{iface.host_ifname}.forwarding", "0")
+    sandbox.write_sysctl(None, f"net/ipv4/conf/{iface.host_ifname}/forwarding", "0")
     # the kernel ignores IFLA_IFALIAS when creating a link: tag it in a second message
     ipr.link("set", index=index, ifalias=iface.alias, state="up")
     return index
@@ -48,7 +49,7 @@ def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str) 
 def configure_container_side(netns: Path, iface: InterfaceSpec) -> None:
     """Address, link state and default route inside the container. IPv6 is off: fastnet's
     networks are IPv4 and link-local chatter would only add noise to every port."""
-    sandbox.write_sysctl(netns, f"net.ipv6.conf.{iface.ifname}.disable_ipv6", "1")
+    sandbox.write_sysctl(netns, f"net/ipv6/conf/{iface.ifname}/disable_ipv6", "1")
     with sandbox.netlink(netns) as ipr:
         index = ipr.link_lookup(ifname=iface.ifname)[0]
         ipr.addr("add", index=index, address=str(iface.ipv4), prefixlen=iface.prefixlen)

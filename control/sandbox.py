@@ -96,9 +96,10 @@ def netlink(path: Path):
 
 
 def write_sysctl(path: Path | None, key: str, value: str) -> None:
-    """Write a net.* sysctl in the namespace at path (None: the current one). /proc/sys/net
-    shows the namespace of the task that opens it, so we open it from inside."""
-    proc_path = "/proc/sys/" + key.replace(".", "/")
+    """Write a sysctl given as its /proc/sys path (e.g. "net/ipv4/conf/eth0/forwarding": an
+    interface name may hold dots) in the namespace at path (None: the current one).
+    /proc/sys/net shows the namespace of the task that opens it, so we open it from inside."""
+    proc_path = "/proc/sys/" + key
     if path is None:
         Path(proc_path).write_text(value)
         return

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from .base import Backend
 from .ebpf import EbpfBackend
+from .iptables import IptablesBackend
+
+
+BACKENDS = {"ebpf": EbpfBackend, "iptables": IptablesBackend}
 
 
 def backend_for(name: str, host, project: str) -> Backend:
-    if name == "ebpf":
-        return EbpfBackend(host, project)
-    raise ValueError(f"backend {name!r} is not available yet")
+    return BACKENDS[name](host, project)

@@ -12,8 +12,8 @@ from ..state import ProjectState
 class Backend(Protocol):
     name: str
 
-    def host_mac(self, network: NetworkSpec) -> str:
-        """MAC of the host end of a port on this network."""
+    def host_mac(self, network: NetworkSpec) -> str | None:
+        """MAC of the host end of a port on this network (None: the kernel's choice)."""
 
     def prepare(self, spec: ProjectSpec) -> None:
         """Load whatever the backend's datapath needs for spec (may compile)."""

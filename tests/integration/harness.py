@@ -21,6 +21,15 @@ Made to be reused by later suites (e.g. NAT through up0 to WORLD):
     l2socket, Capture, marker                       scapy frames in and sniffing on containers
     leftovers, assert_no_leftovers                  what fastnet left behind
     TWO_NETWORKS, containers, assert_project_works  the common topology and a quick health check
+NAT (test_nat*.py, test_publish.py):
+    EchoServer.peers, tcp_echo/udp_echo(bind=PORT)   who the server saw; a fixed source port
+    open_tcp, roundtrip, udp_stream                 long-lived flows; many datagrams, reply source checked
+    conntrack, flows, moved                         `fastnet conntrack --json`, counter deltas
+    nstat, tx_checksum_off                          checksum error counters; TX offload off on veths
+    far_network, sysctl, queue_icmp_errors, wait_for_icmp_error, icmp_echo_socket
+                                                    a lower-MTU hop behind WORLD; ICMP errors on sockets
+    uplink_program, sock_hook_ids, cgroup_tree_ids, prog_map_ids, iptables_rules
+                                                    what fastnet attached, and that nothing else is there
 """
 from __future__ import annotations
 
@@ -1119,3 +1128,42 @@ def wait_for_icmp_error(s: socket.socket, timeout: float = 1.5) -> IcmpError | N
                     offender = socket.inet_ntoa(raw[16 + 4 : 16 + 8])  # sockaddr_in after the 16-byte header
                     return IcmpError(err, icmp_type, icmp_code, offender)
     return None
+
+
+# ----------------------------------------------------------------------------------------
+# the iptables backend: the host's firewall and bridges
+# ----------------------------------------------------------------------------------------
+FIREWALL_SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
+
+
+def firewall(ns: str) -> dict[str, object]:
+    """What the iptables backend may change in the namespace named ns, comparable before `up`
+    and after `down`: `iptables-save` (counters zeroed, comments dropped), `nft list ruleset`,
+    and the sysctls it sets."""
+    save = run("ip", "netns", "exec", ns, "iptables-save").stdout
+    lines = [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in save.splitlines() if line and not line.startswith("#")]
+    nft = run("ip", "netns", "exec", ns, "nft", "list", "ruleset").stdout
+    nft = re.sub(r"packets \d+ bytes \d+", "packets 0 bytes 0", nft)
+    sysctls = {k: run("ip", "netns", "exec", ns, "sysctl", "-n", k).stdout.strip() for k in FIREWALL_SYSCTLS}
+    return {"iptables-save": lines, "nft": nft.strip(), "sysctls": sysctls}
+
+
+def bridges(host: Host) -> dict[str, dict]:
+    """HOST's bridge devices by name (`ip -d link` JSON)."""
+    return {l["ifname"]: l for l in host.links() if l.get("linkinfo", {}).get("info_kind") == "bridge"}
+
+
+def icmp_echo_socket(ns_path: str, ident: int) -> socket.socket:
+    """An unprivileged ICMP echo ("ping") socket in ns_path whose echo identifier is ident
+    (the kernel writes it and the checksum into every request). Enables ping sockets for
+    root in that namespace (net.ipv4.ping_group_range)."""
+    sysctl(ns_path, "net.ipv4.ping_group_range", "0 0")
+    with netns(ns_path):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    s.bind(("0.0.0.0", ident))
+    return s
+
+
+def icmp_echo_request(seq: int, payload: bytes) -> bytes:
+    """An echo request for an ICMP echo socket (identifier and checksum filled by the kernel)."""
+    return struct.pack("!BBHHH", 8, 0, 0, 0, seq) + payload
