@@ -107,6 +107,28 @@ FN_INLINE struct fn_ct_entry *fn_ct_promote(const struct fn_ct_key *key, struct 
 	return fn_ct_confirmed_get(key);
 }
 
+/*
+ * Whether this packet of an unconfirmed flow confirms it. UDP and ICMP: the first reply. TCP:
+ * the client's ACK after the server's SYN-ACK, so that a flood of spoofed SYNs answered by a
+ * published container never reaches the confirmed table (the SYN-ACK only marks the flow).
+ */
+FN_INLINE int fn_ct_confirms(const struct fn_l4 *l4, struct fn_ct_entry *e)
+{
+	struct fn_ct_key pkey = {};
+	struct fn_ct_entry *p;
+
+	if (l4->key.proto != IPPROTO_TCP)
+		return e->flags & FN_CT_F_REPLY;
+	if (e->flags & FN_CT_F_REPLY) {
+		fn_ct_partner_key(e, IPPROTO_TCP, &pkey);
+		p = fn_ct_new_get(&pkey);
+		if (p && (l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK)) == (FN_TCP_SYN | FN_TCP_ACK))
+			p->flags |= FN_CT_F_SEEN_REPLY;
+		return 0;
+	}
+	return (e->flags & FN_CT_F_SEEN_REPLY) && (l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK)) == FN_TCP_ACK;
+}
+
 /* Follows the TCP state a packet implies and pushes the deadline out. */
 FN_INLINE void fn_ct_refresh(const struct fn_ct_key *key, struct fn_ct_entry *e, const struct fn_l4 *l4,
 			     int confirmed)

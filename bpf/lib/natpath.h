@@ -43,7 +43,7 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 	struct fn_ct_entry copy;
 	int ret;
 
-	if (!confirmed && (e->flags & FN_CT_F_REPLY)) {
+	if (!confirmed && fn_ct_confirms(l4, e)) {
 		struct fn_ct_entry *promoted = fn_ct_promote(&l4->key, e);
 
 		if (promoted) {

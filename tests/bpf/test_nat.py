@@ -187,6 +187,7 @@ SNAT_NEW, DNAT_NEW, CT = ("fwd_snat", "fwd_ct"), ("fwd_dnat", "fwd_ct"), ("fwd_c
 
 # Flows the cases build on. A keeps its source port 40000 (free); the SNAT range is elsewhere.
 a_syn = out(A, tcp(40000, 80))
+a_ack = out(A, tcp(40000, 80, "A"))  # completes the handshake: confirms the flow
 a_udp = out(A, udp(40000, 53))
 a_udp_no_csum = out(A, udp(40000, 53, chksum=0))
 a_ping = out(A, ping(0x1234))
@@ -494,13 +495,14 @@ class Flow:
     entries: tuple[Entry, Entry]  # the forward direction, then the reply direction
     new_timeout: str  # SHORT key of an unconfirmed flow
     confirmed_timeout: str
+    handshake_ack: Send | None = None  # TCP: the client's ACK, which confirms (the SYN-ACK does not)
 
 
 FLOWS = [
     Flow("snat_tcp", a_syn, server_synack,
          (Entry((A.ipv4, 40000, SERVER, 80), (UPLINK_IP, 40000, SERVER, 80), False, "snat"),
           Entry((SERVER, 80, UPLINK_IP, 40000), (SERVER, 80, A.ipv4, 40000), True, "snat")),
-         "tcp_syn", "tcp_established"),
+         "tcp_syn", "tcp_established", out(A, tcp(40000, 80, "A"))),
     Flow("snat_udp", a_udp, server_udp,
          (Entry((A.ipv4, 40000, SERVER, 53), (UPLINK_IP, 40000, SERVER, 53), False, "snat"),
           Entry((SERVER, 53, UPLINK_IP, 40000), (SERVER, 53, A.ipv4, 40000), True, "snat")),
@@ -512,7 +514,7 @@ FLOWS = [
     Flow("dnat_tcp", client_syn, d_synack,
          (Entry((CLIENT, 5555, UPLINK_IP, 7005), (CLIENT, 5555, D.ipv4, 8005), False, "dnat"),
           Entry((D.ipv4, 8005, CLIENT, 5555), (UPLINK_IP, 7005, CLIENT, 5555), True, "dnat")),
-         "tcp_syn", "tcp_established"),
+         "tcp_syn", "tcp_established", inbound(tcp(5555, 7005, "A"), src=CLIENT)),
     Flow("dnat_udp", client_dns, b_dns_answer,
          (Entry((CLIENT, 5555, UPLINK_IP, 5353), (CLIENT, 5555, B.ipv4, 53), False, "dnat"),
           Entry((B.ipv4, 53, CLIENT, 5555), (UPLINK_IP, 5353, CLIENT, 5555), True, "dnat")),
@@ -520,14 +522,15 @@ FLOWS = [
     Flow("hairpin_tcp", a_hairpin, d_hairpin_synack,
          (Entry((A.ipv4, 40000, UPLINK_IP, 7005), (BACK.gateway, 40000, D.ipv4, 8005), False, "hairpin"),
           Entry((D.ipv4, 8005, BACK.gateway, 40000), (UPLINK_IP, 7005, A.ipv4, 40000), True, "hairpin")),
-         "tcp_syn", "tcp_established"),
+         "tcp_syn", "tcp_established", out(A, tcp(40000, 7005, "A"), dst=UPLINK_IP)),
 ]
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=[f.id for f in FLOWS])
 def test_new_flow_is_unconfirmed_until_its_first_reply(nat, flow: Flow):
     """Both entries of a new flow go to fn_ct_new (state new, the short timeout for new flows of
-    the host config); the first reply moves both to fn_ct (established, the longer one)."""
+    the host config); the first reply moves both to fn_ct (established, the longer one) — for
+    TCP the client's ACK after the SYN-ACK, so that answered spoofed SYNs stay unconfirmed."""
     nat.configure(host(**SHORT))
     t0 = nat.now
     assert run(nat, flow.first).verdict == "redirect"
@@ -539,6 +542,9 @@ def test_new_flow_is_unconfirmed_until_its_first_reply(nat, flow: Flow):
 
     t1 = nat.advance(1)
     assert run(nat, flow.reply).verdict == "redirect"
+    if flow.handshake_ack is not None:
+        assert {(r.confirmed, r.state) for r in entries(nat).values()} == {(False, "new")}
+        assert run(nat, flow.handshake_ack).verdict == "redirect"
     ct = entries(nat)
     assert set(ct) == {key(e) for e in flow.entries}
     for r in ct.values():
@@ -582,7 +588,7 @@ def test_tcp_fin_in_both_directions_closes_with_the_short_timeout(nat):
                          ids=["from_container", "from_server"])
 def test_tcp_rst_closes_both_directions(nat, rst: Send):
     nat.configure(host(**SHORT))
-    for send in (a_syn, server_synack):
+    for send in (a_syn, server_synack, a_ack):
         run(nat, send)
     t1 = nat.advance(1)
     assert run(nat, rst).verdict == "redirect"
@@ -803,8 +809,8 @@ def spoofed_syn(i: int) -> Send:
 
 def test_flood_of_new_flows_never_evicts_a_confirmed_one(small_nat):
     nat = small_nat
-    run(nat, a_syn)
-    run(nat, server_synack)
+    for send in (a_syn, server_synack, a_ack):
+        run(nat, send)
     flood = 4 * CT_NEW_MAX  # new flows, two entries each: fn_ct_new overflows 8 times
     for i in range(flood):
         assert run(nat, spoofed_syn(i)).redirects == peer(D)  # a full table makes room, never refuses
@@ -820,7 +826,8 @@ def test_flood_of_new_flows_never_evicts_a_confirmed_one(small_nat):
 
     syn_len = len(bytes(spoofed_syn(0).frame))
     assert nat.counters() == {
-        (PROG, "fwd_snat"): (1, len(bytes(a_syn.frame))), (PROG, "fwd_ct"): (1, len(bytes(a_syn.frame))),
+        (PROG, "fwd_snat"): (1, len(bytes(a_syn.frame))),
+        (PROG, "fwd_ct"): (2, len(bytes(a_syn.frame)) + len(bytes(a_ack.frame))),
         (UPLINK_PROG, "fwd_ct"): (1 + flood, len(bytes(server_synack.frame)) + flood * syn_len),
         (UPLINK_PROG, "fwd_dnat"): (flood, flood * syn_len),
     }

@@ -214,6 +214,7 @@ struct fn_ct_entry {
 #define FN_CT_F_DNAT       0x4  /* to a published port */
 #define FN_CT_F_HAIRPIN    0x8  /* a container to a published port of this host */
 #define FN_CT_F_LOCAL      0x10 /* client is a host process (socket hook) */
+#define FN_CT_F_SEEN_REPLY 0x20 /* TCP: the server answered the SYN; the client's ACK confirms */
 
 /*
  * fn_sock_orig: SK_STORAGE, per socket of a host process whose connect()/sendmsg() the socket
