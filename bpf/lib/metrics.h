@@ -10,14 +10,20 @@
 
 #include "common.h"
 
-FN_INLINE void fn_count(struct __sk_buff *skb, __u32 prog, __u32 counter)
+FN_INLINE void fn_count_bytes(__u32 prog, __u32 counter, __u32 bytes)
 {
 	struct fn_metric *m = fn_metric_slot(prog * FN_COUNTER_SLOTS + counter);
 
 	if (m) {
 		m->packets++;
-		m->bytes += skb->len;
+		m->bytes += bytes;
 	}
+}
+
+/* Counts the packet as it arrived (call before rewriting it to another length). */
+FN_INLINE void fn_count(struct __sk_buff *skb, __u32 prog, __u32 counter)
+{
+	fn_count_bytes(prog, counter, skb->len);
 }
 
 FN_INLINE int fn_drop(struct __sk_buff *skb, __u32 prog, __u32 reason)

@@ -8,11 +8,24 @@
 
 #include "common.h"
 #include "ct.h"
+#include "icmp_reply.h"
 #include "ipv4.h"
 #include "l4.h"
 #include "metrics.h"
 #include "nat.h"
 #include "service.h"
+
+/* A packet to be routed whose TTL runs out here: the gateway (`from`) answers it. */
+FN_INLINE int fn_nat_ttl_exceeded(struct __sk_buff *skb, __u32 prog, __be32 from)
+{
+	__u32 arrived = skb->len;
+	int ret = fn_icmp_time_exceeded(skb, from);
+
+	if (ret < 0)
+		return ret;
+	fn_count_bytes(prog, FN_FWD_TTL_EXCEEDED, arrived);
+	return fn_redirect_egress(skb->ingress_ifindex);
+}
 
 /* An ICMP error about a tracked flow, translated and sent where the flow's packets go. */
 FN_INLINE int fn_nat_error(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, __u32 uplink_ifindex,
@@ -95,9 +108,11 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	struct fn_service *svc;
 	struct fn_l4 l4 = {};
 	int confirmed, ret;
+	__u8 ttl;
 
 	if (!ip)
 		return -FN_DROP_MALFORMED_IP;
+	ttl = ip->ttl;
 	ep = fn_endpoint_of(skb->ingress_ifindex);
 	if (!ep)
 		return -FN_DROP_NO_ENDPOINT;
@@ -119,13 +134,18 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg ? cfg->uplink_ifindex : 0, FN_FWD_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
-	if (e)
+	if (e) {
+		if (ttl <= 1)
+			return fn_nat_ttl_exceeded(skb, prog, net->gateway);
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0, FN_COUNTER_MAX);
+	}
 	if (!cfg || !cfg->uplink_ifindex) {
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
 	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	if (ttl <= 1 && (svc || !(fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr))))
+		return fn_nat_ttl_exceeded(skb, prog, net->gateway); /* it would be routed: no flow */
 	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
 		ret = fn_dnat_create(&l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
 		if (ret < 0)
@@ -157,6 +177,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	struct fn_service *svc;
 	struct fn_l4 l4 = {};
 	int confirmed, ret;
+	__u8 ttl;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP)) {
 		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
@@ -173,6 +194,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 		return -FN_DROP_DIRECT_ACCESS;
 	if (fn_ipcache_of(ip->saddr))
 		return -FN_DROP_UPLINK_SPOOF; /* a container's address from outside: never a reply */
+	ttl = ip->ttl;
 	ret = fn_l4_parse(ip, data, data_end, &l4);
 	if (ret < 0 || !cfg) {
 		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
@@ -181,10 +203,14 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_UPLINK_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
+	svc = e ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	if (svc && (svc->flags & FN_SVC_F_LOCAL_ONLY))
+		svc = NULL;
+	if ((e || svc) && ttl <= 1)
+		return fn_nat_ttl_exceeded(skb, prog, cfg->uplink_ipv4);
 	if (e)
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX);
-	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
-	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
+	if (svc) {
 		ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);
 		if (ret < 0)
 			return ret;

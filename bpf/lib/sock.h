@@ -8,18 +8,11 @@
 #define FN_LIB_SOCK_H
 
 #include "common.h"
+#include "metrics.h"
 #include "service.h"
 
 /* cgroup/sock_addr programs must return 1 (allow); 0 would fail the system call. */
 #define FN_SOCK_ALLOW 1
-
-FN_INLINE void fn_count_sock(__u32 prog, __u32 counter)
-{
-	struct fn_metric *m = fn_metric_slot(prog * FN_COUNTER_SLOTS + counter);
-
-	if (m)
-		m->packets++;
-}
 
 FN_INLINE int fn_sock_is_ours(struct bpf_sock_addr *ctx)
 {
@@ -51,7 +44,7 @@ FN_INLINE int fn_sock_to_backend(struct bpf_sock_addr *ctx, __u32 proto)
 	}
 	ctx->user_ip4 = svc->backend_ipv4;
 	ctx->user_port = bport;
-	fn_count_sock(FN_PROG_SOCK, FN_FWD_SOCK_DNAT);
+	fn_count_bytes(FN_PROG_SOCK, FN_FWD_SOCK_DNAT, 0); /* a connection, not a packet */
 	return FN_SOCK_ALLOW;
 }
 

@@ -279,6 +279,17 @@ ping_time_exceeded = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, pin
 d_port_unreachable = icmp_error(D.ipv4, CLIENT, quoted(CLIENT, D.ipv4, tcp(5555, 8005)), port=D)
 stray_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(41000, 53)))
 
+def time_exceeded(send: Send, gateway: IPv4Address) -> Packet:
+    """The gateway's answer to send's frame: ICMP time exceeded (RFC 792), quoting the expired
+    packet's IP header and 8 bytes of its payload, back to the sender's MAC."""
+    frame = send.frame
+    ip = bytes(frame[IP])
+    quote = ip[: (ip[0] & 0xF) * 4 + 8]
+    return (Ether(src=frame[Ether].dst, dst=frame[Ether].src)
+            / IP(src=str(gateway), dst=frame[IP].src, ttl=64, id=0, flags=0)
+            / ICMP(type=11, code=0) / Raw(quote))
+
+
 ICMP_ERROR_CASES = [
     Case("icmp_error_unreachable_for_snat_udp", udp_unreachable, "redirect", peer(A), ("fwd_icmp_error",),
          error_rewritten(udp_unreachable, outer_dst=A.ipv4, q_src=A.ipv4, into=A), given=(a_udp,)),
@@ -290,6 +301,8 @@ ICMP_ERROR_CASES = [
          error_rewritten(d_port_unreachable, outer_src=UPLINK_IP, q_dst=UPLINK_IP, q_dport=7005),
          given=(client_syn,)),
     host_bound("icmp_error_about_no_tracked_flow", stray_unreachable, given=(a_udp,)),
+    Case("ttl_expires_at_the_gateway", out(A, udp(40001, 33434), ttl=1), "redirect", [("egress", A.ifindex)],
+         ("fwd_ttl_exceeded",), time_exceeded(out(A, udp(40001, 33434), ttl=1), FRONT.gateway)),
 ]
 
 CASES = [
@@ -749,18 +762,28 @@ def test_ttl_is_decremented_into_containers(nat, given, send: Send):
     assert_checksums_valid(result.output)
 
 
-@pytest.mark.parametrize(("given", "send"), [
-    pytest.param((a_syn, server_synack), out(A, tcp(40000, 80, "A"), ttl=1), id="tracked_flow"),
-    pytest.param((), out(A, udp(40001, 33434), ttl=1), id="new_flow"),
-    pytest.param((client_syn,), out(D, tcp(8005, 5555, "SA"), dst=CLIENT, ttl=1), id="dnat_reply"),
-])
-def test_ttl_expiring_packet_goes_to_the_host_counted(nat, given, send: Send):
+TTL_EXPIRES = [  # (given, a packet with TTL 1 that would be routed, who answers, its port)
+    pytest.param((a_syn, server_synack), out(A, tcp(40000, 80, "A"), ttl=1), FRONT.gateway, A, id="tracked_flow"),
+    pytest.param((), out(A, udp(40001, 33434), ttl=1), FRONT.gateway, A, id="new_flow"),
+    pytest.param((client_syn,), out(D, tcp(8005, 5555, "SA"), dst=CLIENT, ttl=1), BACK.gateway, D, id="dnat_reply"),
+    pytest.param((), inbound(tcp(5555, 7005), src=CLIENT, ttl=1), UPLINK_IP, None, id="dnat_from_outside"),
+]
+
+
+@pytest.mark.parametrize(("given", "send", "gateway", "port"), TTL_EXPIRES)
+def test_the_gateway_answers_an_expiring_ttl(nat, given, send: Send, gateway, port):
+    """A packet that would be routed but has TTL 1 gets the gateway's time exceeded (no flow
+    is created for it); traceroute's first hop answers without the host routing anything."""
     for earlier in given:
         run(nat, earlier)
+    flows_before = len(nat.conntrack())
     before = nat.counters()
     result = run(nat, send)
-    assert (result.verdict, result.redirects, result.output) == ("ok", [], bytes(send.frame))
-    assert delta(before, nat.counters()) == {(PROG, "fwd_host"): (1, len(send.frame))}
+    back_out = port.ifindex if port else UPLINK_IFINDEX
+    assert (result.verdict, result.redirects) == ("redirect", [("egress", back_out)])
+    assert result.output.hex() == bytes(time_exceeded(send, gateway)).hex()
+    assert delta(before, nat.counters()) == {(send.prog, "fwd_ttl_exceeded"): (1, len(send.frame))}
+    assert len(nat.conntrack()) == flows_before
 
 
 # ---- what the uplink must not reach -----------------------------------------------------------------

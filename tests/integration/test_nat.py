@@ -300,13 +300,6 @@ class NoTimeExceeded(AssertionError):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NoTimeExceeded,
-    reason="fastnet bug: a TTL-1 packet to the outside is handed to the host stack "
-    "(natpath.h fn_nat_tracked: 'let the host answer with time exceeded'), which drops it "
-    "silently unless HOST has ip_forward=1, so a traceroute's first hop never answers",
-)
 def test_the_gateway_answers_an_expiring_ttl(nat):
     host, c = nat
     assert in_netns(host.netns_path, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"

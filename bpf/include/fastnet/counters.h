@@ -48,7 +48,8 @@
 	X(FN_DROP_CSUM,            33, DROP, "checksum or header rewrite failed") \
 	X(FN_DROP_OWN_MAC,         34, DROP, "unicast addressed to the sender itself") \
 	X(FN_DROP_LINK_LOCAL,      35, DROP, "reserved link-local multicast (STP, LLDP, pause)") \
-	X(FN_DROP_UPLINK_SPOOF,    36, DROP, "packet from outside with a container's source address")
+	X(FN_DROP_UPLINK_SPOOF,    36, DROP, "packet from outside with a container's source address") \
+	X(FN_FWD_TTL_EXCEEDED,     37, FWD,  "TTL expired at the gateway: ICMP time exceeded sent back")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
