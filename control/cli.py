@@ -143,6 +143,27 @@ def flush() -> None:
     click.echo(f"removed {flows(flush=True)} conntrack entries")
 
 
+@cli.command()
+@click.option("--quick", is_flag=True, help="Short durations and small sizes (a few minutes).")
+@click.option("--variants", help="Comma-separated subset of ebpf,iptables,direct (default: all).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every sample and the environment here.")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Write a bar chart here.")
+@click.option("--repeat", type=click.IntRange(1, 100), help="Repetitions (default 2 quick, 5 full).")
+@click.option("--tiny", is_flag=True, hidden=True, help="Smallest sizes (for the test suite).")
+def bench(quick: bool, variants: str | None, json_path: str | None, png_path: str | None, repeat: int | None,
+          tiny: bool) -> None:
+    """Measure fastnet against the iptables backend and a bare veth, side by side."""
+    from .bench import BenchError, bench as run_bench
+
+    chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    try:
+        run_bench(quick or tiny, chosen, json_path, png_path, repeat, tiny)
+    except BenchError as exc:
+        fail(f"bench: {exc}")
+    except KeyboardInterrupt:
+        fail("bench: interrupted (everything it created was removed)", 130)
+
+
 def main() -> None:
     try:
         cli(prog_name="fastnet", standalone_mode=True)

@@ -21,10 +21,16 @@ def mac_for(address: IPv4Address) -> str:
     return "02:fa:" + ":".join(f"{b:02x}" for b in address.packed)
 
 
-def host_ifname(project: str, container: str, network: str) -> str:
-    """Host end of a container's veth: `<project prefix>-<hash>`, at most 15 characters."""
-    digest = hashlib.sha1(f"{project}/{container}/{network}".encode()).hexdigest()[:7]
+def link_name(project: str, *parts: str) -> str:
+    """A host link fastnet makes: `<project prefix>-<hash of project and parts>`, at most 15
+    characters (the kernel's limit); its alias carries the exact owner."""
+    digest = hashlib.sha1("/".join((project, *parts)).encode()).hexdigest()[:7]
     return f"{project[:7]}-{digest}"
+
+
+def host_ifname(project: str, container: str, network: str) -> str:
+    """Host end of a container's veth."""
+    return link_name(project, container, network)
 
 
 def link_alias(project: str, container: str, network: str) -> str:

@@ -139,3 +139,19 @@ def projects(host: Host) -> list[str]:
     if not host.projects_dir.is_dir():
         return []
     return sorted(p.stem for p in host.projects_dir.glob("*.json"))
+
+
+def backend_states(host: Host, backend: str, current: ProjectState | None) -> list[ProjectState]:
+    """Every project of `backend` on the host, with `current` as it is in memory (one backend's
+    tables serve all of them). Unreadable state files are skipped."""
+    states = [current] if current is not None else []
+    for name in projects(host):
+        if current is not None and name == current.name:
+            continue
+        try:
+            other = load(host, name)
+        except StateError:
+            continue
+        if other is not None and other.spec.backend == backend:
+            states.append(other)
+    return states

@@ -103,18 +103,7 @@ class EbpfBackend:
         tc.attach(ipr, ifindex, self.dp.progs[PORT_PROGRAM], PORT_PROGRAM)
 
     def _states(self, current: ProjectState | None) -> list[ProjectState]:
-        """Every project of this backend on the host, with `current` as it is in memory."""
-        states = [current] if current is not None else []
-        for name in statestore.projects(self.host):
-            if current is not None and name == current.name:
-                continue
-            try:
-                other = statestore.load(self.host, name)
-            except statestore.StateError:
-                continue
-            if other is not None and other.spec.backend == self.name:
-                states.append(other)
-        return states
+        return statestore.backend_states(self.host, self.name, current)
 
     def sync(self, state: ProjectState | None) -> None:
         assert self.dp is not None

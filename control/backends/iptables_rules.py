@@ -36,13 +36,12 @@ FASTNET-PREROUTING (appended, as Docker appends its raw rules).
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable
 
-from ..spec import ProjectSpec
+from ..spec import ProjectSpec, link_name
 from ..state import ProjectState, port_key
 
 USER = "FASTNET-USER"
@@ -95,9 +94,8 @@ JUMPS: dict[str, tuple[Jump, ...]] = {
 
 
 def bridge_name(project: str, network: str) -> str:
-    """The bridge of a network: `<project prefix>-<hash>`, like the ports' host ends."""
-    digest = hashlib.sha1(f"{project}/{network}".encode()).hexdigest()[:7]
-    return f"{project[:7]}-{digest}"
+    """The bridge of a network, named like the ports' host ends."""
+    return link_name(project, network)
 
 
 def bridge_alias(project: str, network: str) -> str:

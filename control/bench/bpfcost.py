@@ -1,0 +1,186 @@
+"""What the eBPF datapath costs per packet, measured in the kernel:
+
+- bpf_testrun_ns_{bridge,snat,dnat}: BPF_PROG_TEST_RUN (repeat) on the test build of the
+  datapath (datapath.testrun.TestDatapath), maps set to a small topology below; one TCP
+  data segment container -> container on one network (bridge), container -> outside (SNAT,
+  an established flow), outside -> published port (DNAT, an established flow).
+- bpf_stats_ns_per_pkt: kernel.bpf_stats_enabled=1 during a load on the live ebpf testbed,
+  then run_time_ns / run_cnt of fn_from_container (bpftool prog show); sysctl restored after.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import statistics
+import struct
+import subprocess
+import time
+from ipaddress import IPv4Address, IPv4Network
+
+TCP_ACK, TCP_SYN = 0x10, 0x02
+UPLINK_IFINDEX = 900
+ROUTER_MAC, UPLINK_MAC = "02:00:00:00:09:01", "02:00:00:00:09:00"
+UPLINK_IP, SERVER, CLIENT = IPv4Address("198.51.100.1"), IPv4Address("203.0.113.10"), IPv4Address("192.0.2.50")
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def tcp_frame(smac: str, dmac: str, src, dst, sport: int, dport: int, flags: int = TCP_ACK, payload: bytes = b"x" * 64) -> bytes:
+    """Ethernet/IPv4/TCP with correct checksums."""
+    s, d = socket.inet_aton(str(src)), socket.inet_aton(str(dst))
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000 if flags & TCP_ACK else 0, 5 << 4, flags, 64240, 0, 0) + payload
+    pseudo = s + d + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, socket.IPPROTO_TCP, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return _mac(dmac) + _mac(smac) + b"\x08\x00" + ip + tcp
+
+
+def _setup(tdp):
+    """Maps of the test build: network 10.0.1.0/24 with ports A (if 101) and B (if 102), the
+    uplink, and tcp *:7000 published to B:8000."""
+    from fastnet.control.spec import mac_for
+    from fastnet.datapath.maps import HostRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
+
+    net = IPv4Network("10.0.1.0/24")
+    gw = net.network_address + 1
+    front = NetworkRecord(1, net, gw, mac_for(gw))
+    a = PortRecord(101, mac_for(IPv4Address("10.0.1.2")), IPv4Address("10.0.1.2"), 1)
+    b = PortRecord(102, mac_for(IPv4Address("10.0.1.3")), IPv4Address("10.0.1.3"), 1)
+    host = HostRecord(UPLINK_IFINDEX, UPLINK_IP, (1024, 32767), 0, ((UPLINK_IP, False), (gw, False)), default_timeouts())
+    web = ServiceRecord(socket.IPPROTO_TCP, None, 7000, 7000, b.ipv4, 8000, b.ifindex, b.mac, gw, front.gateway_mac)
+    maps = Maps(tdp.dp)
+    maps.sync([front], [a, b])
+    maps.sync_host(host, [web])
+    maps.conntrack_flush()
+    return front, a, b
+
+
+def _timed(tdp, prog: str, frame: bytes, ifindex: int, runs: int) -> float:
+    """Median ns of `runs` single runs (repeat=1), each on a fresh copy of the frame."""
+    durations = []
+    for _ in range(runs):
+        res = tdp.run(prog, frame, ifindex, repeat=1)
+        if res.verdict != "redirect":
+            raise RuntimeError(f"{prog}: the benchmark frame was not forwarded ({res.verdict})")
+        durations.append(res.duration_ns)
+    return float(statistics.median(durations))
+
+
+def testrun_ns(tdp, runs: int = 2000, repeat: int = 10000) -> dict[str, float]:
+    """ns per run of each path, a TCP data segment of an established flow. repeat>1 reruns the
+    program on the *same* buffer: right for the bridge (nothing is rewritten) but a NAT rerun
+    sees its own rewritten packet and takes the drop path; so every path is the median of
+    single runs (which include ~100 ns of test-run overhead), and the bridge is also given
+    with repeat (`bpf_testrun_ns_bridge_repeat`, without that overhead)."""
+    front, a, b = _setup(tdp)
+    bridge = tcp_frame(a.mac, b.mac, a.ipv4, b.ipv4, 40000, 80)
+    out = tcp_frame(a.mac, front.gateway_mac, a.ipv4, SERVER, 40001, 80)
+    inbound = tcp_frame(ROUTER_MAC, UPLINK_MAC, CLIENT, UPLINK_IP, 50000, 7000)
+    for frame, prog, ifi in ((out, "fn_from_container", a.ifindex), (inbound, "fn_from_uplink", UPLINK_IFINDEX)):
+        syn = frame[:47] + bytes([TCP_SYN]) + frame[48:]  # open the flow first (checksum unchecked)
+        tdp.run(prog, syn, ifi)
+    return {
+        "bpf_testrun_ns_bridge": _timed(tdp, "fn_from_container", bridge, a.ifindex, runs),
+        "bpf_testrun_ns_snat": _timed(tdp, "fn_from_container", out, a.ifindex, runs),
+        "bpf_testrun_ns_dnat": _timed(tdp, "fn_from_uplink", inbound, UPLINK_IFINDEX, runs),
+        "bpf_testrun_ns_bridge_repeat": float(tdp.run("fn_from_container", bridge, a.ifindex, repeat=repeat).duration_ns),
+    }
+
+
+# ---- bpf_stats on the live datapath ----------------------------------------------------------
+def _sysctl(key: str, value: str | None = None) -> str:
+    if value is None:
+        return subprocess.run(["sysctl", "-n", key], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["sysctl", "-qw", f"{key}={value}"], check=True)
+    return value
+
+
+@contextlib.contextmanager
+def bpf_stats_enabled():
+    old = _sysctl("kernel.bpf_stats_enabled")
+    _sysctl("kernel.bpf_stats_enabled", "1")
+    try:
+        yield
+    finally:
+        _sysctl("kernel.bpf_stats_enabled", old or "0")
+
+
+def prog_stats(prog_ids: set[int]) -> tuple[int, int]:
+    """Sum of (run_time_ns, run_cnt) over the given programs."""
+    progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout or "[]")
+    sel = [p for p in progs if p.get("id") in prog_ids]
+    return sum(p.get("run_time_ns", 0) for p in sel), sum(p.get("run_cnt", 0) for p in sel)
+
+
+def attached_progs(host_ns: str, name: str = "fn_from_container") -> set[int]:
+    """Ids of the programs called `name` on the TC ingress of any link in host_ns."""
+    links = json.loads(subprocess.run(["ip", "-n", host_ns, "-j", "link", "show"], capture_output=True, text=True).stdout or "[]")
+    ids = set()
+    for link in links:
+        cp = subprocess.run(["ip", "netns", "exec", host_ns, "tc", "-j", "filter", "show", "dev", link["ifname"], "ingress"],
+                            capture_output=True, text=True)
+        for f in json.loads(cp.stdout or "[]") if cp.returncode == 0 else []:
+            prog = f.get("options", {}).get("prog", {})
+            if prog.get("id") and str(prog.get("name", "")).startswith(name[:15]):
+                ids.add(prog["id"])
+    return ids
+
+
+def stats_ns_per_pkt(host_ns: str, load) -> float | None:
+    """Run load() with bpf_stats on; ns per run of fn_from_container during it."""
+    ids = attached_progs(host_ns)
+    if not ids:
+        return None
+    with bpf_stats_enabled():
+        t0, n0 = prog_stats(ids)
+        load()
+        t1, n1 = prog_stats(ids)
+    return (t1 - t0) / (n1 - n0) if n1 > n0 else None
+
+
+# ---- publishing one more port: the datapath's map reconcile ----------------------------------
+def services_for(entries: list[str]):
+    """ServiceRecords (tcp, every host address) of publish entries "H[-H2]:C[-C2]", all to B."""
+    from fastnet.datapath.maps import ServiceRecord
+
+    from fastnet.control.spec import mac_for
+
+    gw = IPv4Address("10.0.1.1")
+    b = IPv4Address("10.0.1.3")
+    out = []
+    for e in entries:
+        host, cont = e.split(":")
+        first, _, last = host.partition("-")
+        out.append(ServiceRecord(socket.IPPROTO_TCP, None, int(first), int(last or first), b, int(cont.split("-")[0]),
+                                 102, mac_for(b), gw, mac_for(gw)))
+    return out
+
+
+def add_port_ms(tdp, entries: list[str], extra: str) -> float:
+    """ms that Maps.sync_host (what `up` does to the live datapath's maps) takes to publish one
+    more port `extra` when `entries` are published, on the test build's maps."""
+    from fastnet.datapath.maps import HostRecord, Maps, default_timeouts
+
+    gw = IPv4Address("10.0.1.1")
+    host = HostRecord(UPLINK_IFINDEX, UPLINK_IP, (1024, 32767), 0, ((UPLINK_IP, False), (gw, False)), default_timeouts())
+    maps = Maps(tdp.dp)
+    before, after = services_for(entries), services_for(entries + [extra])
+    maps.sync_host(host, before)
+    t0 = time.perf_counter()
+    maps.sync_host(host, after)
+    took = time.perf_counter() - t0
+    maps.sync_host(host, [])
+    return took * 1000

@@ -1,0 +1,300 @@
+"""The testbeds `fastnet bench` compares, each built in namespaces the bench creates.
+
+    ebpf / iptables (one bench host namespace each, like the integration tests' harness):
+      HOST fnb-<pid>-<v>  runs `fastnet up [--backend iptables]`; containers a, b on one network,
+                          b publishes 8080:80; up0 198.51.100.1/24, default via WORLD
+      WORLD fnbw-<pid>-<v> up0 198.51.100.2/24: the outside (published-port clients, SNAT servers)
+    direct: two namespaces joined by one plain veth, 10.99.0.1 <-> 10.99.0.2; every metric
+      (container to container, "published" port, "SNAT") runs over that one veth.
+
+Every testbed exposes the same endpoints (Path, netns path, address, port) so that the
+load generators in tools.py do not care which one they measure.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FASTNET = str(Path(sys.executable).parent / "fastnet")
+STATE_ROOT = Path(os.environ.get("FASTNET_STATE_DIR", "/run/fastnet"))
+HOST_UPLINK_IP, WORLD_UPLINK_IP = "198.51.100.1", "198.51.100.2"
+# Each tool listens on its own port (one tool's TIME_WAIT sockets must not stop the next from
+# binding): container port -> published host port.
+TOOL_PORTS = {"http": 80, "sockperf": 81, "iperf3": 82}
+PUB_PORT, CONTAINER_PORT = 8080, 80  # the busy port of the scaling tests (http)
+SUBNET = "10.77.{n}.0/24"
+
+
+class BenchError(RuntimeError):
+    """A one-line failure of the bench."""
+
+
+def run(*cmd: str, check: bool = True, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    cp = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env=env)
+    if check and cp.returncode != 0:
+        err = (cp.stderr or cp.stdout).strip().splitlines()
+        raise BenchError(f"{' '.join(map(str, cmd[:6]))} exited {cp.returncode}: {err[-1] if err else ''}")
+    return cp
+
+
+def ns_path(name: str) -> str:
+    return f"/run/netns/{name}"
+
+
+def add_netns(name: str) -> str:
+    run("ip", "netns", "add", name)
+    run("ip", "-n", name, "link", "set", "lo", "up")
+    return ns_path(name)
+
+
+def kill_netns_processes(path: str) -> None:
+    """SIGKILL every process whose network namespace is the one at path."""
+    try:
+        inode = os.stat(path).st_ino
+    except OSError:
+        return
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/net") == f"net:[{inode}]":
+                os.kill(int(pid), 9)
+
+
+def del_netns(name: str) -> None:
+    if Path(ns_path(name)).exists():
+        kill_netns_processes(ns_path(name))
+        run("ip", "netns", "del", name, check=False)
+
+
+@dataclass
+class Endpoint:
+    """Where a load generator runs (client netns) and what it connects to; the server runs
+    in server_ns. pub_offset: connect to port + offset (a published port) instead of port."""
+
+    client_ns: str
+    server_ns: str
+    ip: str
+    pub_offset: int = 0
+
+    def ports(self, tool: str) -> tuple[int, int]:
+        """(port the client connects to, port the server listens on) for a tool."""
+        listen = TOOL_PORTS[tool]
+        return listen + self.pub_offset, listen
+
+
+EXTRA_PORT = "19999:19999"  # the one more port of scale_add_port_ms
+
+
+def project_yaml(name: str, net: int, containers: int = 2, ports: int = 1, extra: bool = False) -> str:
+    """A project: containers a, b, ... on one network; b publishes `ports` host ports
+    (8080:80 first, then single ports and ranges mixed) when ports > 0."""
+    lines = [f"name: {name}", "networks:", "  net:", f"    subnet: {SUBNET.format(n=net)}", "containers:"]
+    names = ["a", "b"] + [f"c{i}" for i in range(max(0, containers - 2))]
+    for i, c in enumerate(names[:containers]):
+        lines += [f"  {c}:", "    networks: [net]"]
+        if c == "b" and ports > 0:
+            entries = publish_entries(ports) + ([EXTRA_PORT] if extra else [])
+            lines += ["    publish:"] + [f'      - "{m}"' for m in entries]
+    return "\n".join(lines) + "\n"
+
+
+def publish_entries(n: int) -> list[str]:
+    """n published host ports to b: 8080:80, then alternately a single port and a 9-port range
+    (ranges and single ports mixed), from host port 20000 up; plus 8081:81 and 8082:82 for
+    sockperf and iperf3 (not counted in n)."""
+    out = [f"{PUB_PORT + p - CONTAINER_PORT}:{p}" for p in TOOL_PORTS.values()]
+    left, base = n - 1, 20000
+    while left > 0:
+        if left >= 10 and len(out) % 2 == 0:
+            out.append(f"{base}-{base + 8}:{base}-{base + 8}")
+            base, left = base + 9, left - 9
+        else:
+            out.append(f"{base}:{base}")
+            base, left = base + 1, left - 1
+    return out
+
+
+RESTORE_SHIM = """#!/bin/sh
+s=$(date +%s%N)
+{real} "$@"
+rc=$?
+e=$(date +%s%N)
+echo $((e - s)) >> {log}
+exit $rc
+"""
+
+
+class Testbed:
+    name = "?"
+    applies_to_fastnet = False  # has a control plane (up_s, scale_*) to measure
+
+    def setup(self) -> None: ...
+
+    def teardown(self) -> list[str]:
+        return []
+
+    c2c: Endpoint
+    pub: Endpoint
+    snat: Endpoint
+
+
+@dataclass
+class DirectBed(Testbed):
+    """Two namespaces, one veth: the bound no datapath can beat."""
+
+    tag: str
+    name: str = "direct"
+    made: list[str] = field(default_factory=list)
+
+    def setup(self) -> None:
+        a, b = f"fnbd-{self.tag}-a", f"fnbd-{self.tag}-b"
+        for n in (a, b):
+            add_netns(n)
+            self.made.append(n)
+        run("ip", "-n", a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b)
+        for n, ip in ((a, "10.99.0.1"), (b, "10.99.0.2")):
+            run("ip", "-n", n, "addr", "add", f"{ip}/24", "dev", "eth0")
+            run("ip", "-n", n, "link", "set", "eth0", "up")
+        self.c2c = Endpoint(ns_path(a), ns_path(b), "10.99.0.2")
+        self.pub = self.c2c
+        self.snat = self.c2c
+
+    def teardown(self) -> list[str]:
+        for n in self.made:
+            del_netns(n)
+        return []
+
+
+@dataclass
+class FastnetBed(Testbed):
+    """A bench host namespace with its WORLD, running one fastnet project (ebpf or iptables)."""
+
+    tag: str
+    backend: str
+    net: int
+    workdir: Path
+    name: str = ""
+    applies_to_fastnet = True
+    made: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)  # project -> config file
+
+    def __post_init__(self):
+        self.name = self.name or self.backend
+        self.host, self.world = f"fnb-{self.tag}-{self.backend}", f"fnbw-{self.tag}-{self.backend}"
+        self.project = f"bench{self.backend[:3]}"
+
+    @property
+    def host_path(self) -> str:
+        return ns_path(self.host)
+
+    @property
+    def world_path(self) -> str:
+        return ns_path(self.world)
+
+    def setup(self) -> None:
+        for n in (self.host, self.world):
+            add_netns(n)
+            self.made.append(n)
+        run("ip", "-n", self.host, "link", "add", "up0", "type", "veth", "peer", "name", "up0", "netns", self.world)
+        for n, ip in ((self.host, HOST_UPLINK_IP), (self.world, WORLD_UPLINK_IP)):
+            run("ip", "-n", n, "addr", "add", f"{ip}/24", "dev", "up0")
+            run("ip", "-n", n, "link", "set", "up0", "up")
+        run("ip", "-n", self.host, "route", "add", "default", "via", WORLD_UPLINK_IP)
+        self.state_dir = STATE_ROOT / "hosts" / f"net-{os.stat(self.host_path).st_ino}"
+        if self.state_dir.exists():  # left by a namespace that reused the inode: not ours
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.up(self.project, project_yaml(self.project, self.net))
+        a, b = self.container_netns("a"), self.container_netns("b")
+        self.c2c = Endpoint(a, b, self.container_ip("b"))
+        self.pub = Endpoint(self.world_path, b, HOST_UPLINK_IP, PUB_PORT - CONTAINER_PORT)
+        self.snat = Endpoint(a, self.world_path, WORLD_UPLINK_IP)
+
+    def fastnet(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        return run("ip", "netns", "exec", self.host, FASTNET, *args, check=check, env=env)
+
+    def up(self, project: str, yaml_text: str, env: dict | None = None) -> float:
+        """`fastnet up` of the config (written to a file); returns the wall time in seconds."""
+        path = self.workdir / f"{self.backend}-{project}.yaml"
+        path.write_text(yaml_text)
+        self.files[project] = path
+        t0 = time.perf_counter()
+        self.fastnet("up", "-f", str(path), "--backend", self.backend, env=env)
+        return time.perf_counter() - t0
+
+    def up_timing_restores(self, project: str, yaml_text: str) -> tuple[float, float]:
+        """`fastnet up`, with iptables-restore wrapped by a shim that logs how long each call
+        takes; returns (wall time of the up in s, total ms fastnet spent in iptables-restore)."""
+        shim_dir = self.workdir / "shim"
+        log = self.workdir / "restore-times"
+        if not (shim_dir / "iptables-restore").exists():
+            shim_dir.mkdir(exist_ok=True)
+            real = shutil.which("iptables-restore")
+            shim = shim_dir / "iptables-restore"
+            shim.write_text(RESTORE_SHIM.format(real=real, log=log))
+            shim.chmod(0o755)
+        log.write_text("")
+        env = {**os.environ, "PATH": f"{shim_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}"}
+        wall = self.up(project, yaml_text, env=env)
+        return wall, sum(int(x) for x in log.read_text().split()) / 1e6
+
+    def down(self, project: str) -> str | None:
+        cp = self.fastnet("down", "-p", project, check=False)
+        self.files.pop(project, None)
+        return None if cp.returncode == 0 else f"{self.name}: fastnet down -p {project}: {cp.stderr.strip()}"
+
+    def inspect(self, container: str) -> dict:
+        return json.loads(self.fastnet("inspect", f"{self.project}/{container}").stdout)
+
+    def container_netns(self, container: str) -> str:
+        return self.inspect(container)["netns"]
+
+    def container_ip(self, container: str) -> str:
+        nets = self.inspect(container)["networks"]
+        return next(iter(nets.values()))["ipv4"]
+
+    def teardown(self) -> list[str]:
+        """`fastnet down` every project, note what it left in the state dir, then remove the
+        state dir and the namespaces (even if down failed)."""
+        problems = []
+        try:
+            for project in list(self.files):
+                if (p := self.down(project)) is not None:
+                    problems.append(p)
+            problems += self.leftovers()
+        finally:
+            if getattr(self, "state_dir", None) is not None:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+            for n in self.made:
+                del_netns(n)
+        return problems
+
+    def leftovers(self) -> list[str]:
+        if getattr(self, "state_dir", None) is None or not self.state_dir.exists():
+            return []
+        left = [str(p.relative_to(self.state_dir)) for p in self.state_dir.rglob("*") if p.name != "lock"]
+        return [f"{self.name}: fastnet down left {', '.join(sorted(left))} in {self.state_dir}"] if left else []
+
+
+def make_testbeds(names: list[str], workdir: Path) -> list[Testbed]:
+    tag = str(os.getpid())
+    beds = {
+        "ebpf": lambda: FastnetBed(tag, "ebpf", 1, workdir),
+        "iptables": lambda: FastnetBed(tag, "iptables", 2, workdir),
+        "direct": lambda: DirectBed(tag),
+    }
+    unknown = [n for n in names if n not in beds]
+    if unknown:
+        raise BenchError(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(beds)}")
+    return [beds[n]() for n in names]
+
+
+def cleanup_workdir(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
