@@ -37,7 +37,8 @@ FN_INLINE int fn_icmp_is_error(__u8 type)
 /*
  * Fills l4 for TCP, UDP and ICMP (echo and errors). Returns 0, or a negative drop reason:
  * -FN_DROP_FRAGMENT for a non-first fragment (no ports to track it by), -FN_DROP_NAT_PROTO
- * for other protocols, -FN_DROP_MALFORMED_L4 for a truncated header.
+ * for other protocols (both left to the host stack by the callers), -FN_DROP_MALFORMED_L4
+ * for a truncated header or an impossible UDP length (dropped: never forwarded rewritten).
  */
 FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct fn_l4 *l4)
 {
@@ -66,8 +67,16 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 	}
 	case IPPROTO_UDP: {
 		struct udphdr *uh = l4h;
+		__u32 udp_len;
 
 		if ((void *)(uh + 1) > data_end)
+			return -FN_DROP_MALFORMED_L4;
+		/* the length must cover the header and fit the IP payload (a length the IP layer
+		 * does not cover would be rewritten and forwarded, still malformed); a first
+		 * fragment carries the whole datagram's length */
+		udp_len = bpf_ntohs(uh->len);
+		if (udp_len < sizeof(*uh) ||
+		    (!(ip->frag_off & bpf_htons(FN_IP_MF)) && udp_len > bpf_ntohs(ip->tot_len) - ip->ihl * 4))
 			return -FN_DROP_MALFORMED_L4;
 		l4->key.sport = uh->source;
 		l4->key.dport = uh->dest;

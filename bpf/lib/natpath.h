@@ -126,6 +126,8 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		return TC_ACT_OK;
 	}
 	ret = fn_l4_parse(ip, data, data_end, &l4);
+	if (ret == -FN_DROP_MALFORMED_L4)
+		return ret;
 	if (ret < 0) {
 		/* Untranslatable (a later fragment, another protocol): the host stack decides. */
 		fn_count(skb, prog, FN_FWD_HOST);
@@ -196,7 +198,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 		return -FN_DROP_UPLINK_SPOOF; /* a container's address from outside: never a reply */
 	ttl = ip->ttl;
 	ret = fn_l4_parse(ip, data, data_end, &l4);
-	if (ret < 0 || !cfg) {
+	if (ret < 0 || !cfg) { /* never translated; the host's own stack judges its traffic */
 		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 		return TC_ACT_OK;
 	}

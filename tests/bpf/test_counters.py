@@ -22,8 +22,6 @@ NOT_PRODUCIBLE = {
                  "bpf_skb_load_bytes), and a test run's skb is linear and unshared",
     "drop_fragment": "fn_l4_parse returns it, but both callers hand the packet to the host instead "
                      "(fwd_host, fwd_uplink_host: test_nat *_non_first_fragment)",
-    "drop_malformed_l4": "fn_l4_parse returns it, but both callers hand the packet to the host instead "
-                         "(fwd_host, fwd_uplink_host: test_nat *_tcp_header_truncated)",
     "fwd_sock_dnat": "cgroup/sock_addr programs have no BPF_PROG_TEST_RUN: the integration tests drive the socket hooks",
 }
 
