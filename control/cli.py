@@ -145,7 +145,8 @@ def flush() -> None:
 
 @cli.command()
 @click.option("--quick", is_flag=True, help="Short durations and small sizes (a few minutes).")
-@click.option("--variants", help="Comma-separated subset of ebpf,iptables,direct (default: all).")
+@click.option("--variants", help="Comma-separated subset of ebpf,iptables,nftables,direct "
+              "(default: all; --quick: all but nftables).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every sample and the environment here.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Write a bar chart here.")
 @click.option("--repeat", type=click.IntRange(1, 100), help="Repetitions (default 2 quick, 5 full).")

@@ -83,7 +83,7 @@ def testrun_ns(tdp, runs: int = 2000, repeat: int = 10000) -> dict[str, float]:
     """ns per run of each path, a TCP data segment of an established flow. repeat>1 reruns the
     program on the *same* buffer: right for the bridge (nothing is rewritten) but a NAT rerun
     sees its own rewritten packet and takes the drop path; so every path is the median of
-    single runs (which include ~100 ns of test-run overhead), and the bridge is also given
+    single runs (which include ~60 ns of test-run overhead), and the bridge is also given
     with repeat (`bpf_testrun_ns_bridge_repeat`, without that overhead)."""
     front, a, b = _setup(tdp)
     bridge = tcp_frame(a.mac, b.mac, a.ipv4, b.ipv4, 40000, 80)

@@ -42,12 +42,13 @@ def table(summary: dict, variants: list[str]) -> Table:
     t.add_column("unit")
     for v in variants:
         t.add_column(v, justify="right")
-    t.add_column("ebpf/iptables", justify="right")
-    t.add_column("ebpf/direct", justify="right")
+    ratios = [f"ebpf/{v}" for v in ("iptables", "nftables", "direct") if v in variants and "ebpf" in variants]
+    for r in ratios:
+        t.add_column(r, justify="right")
     for metric, row in summary.items():
         arrow = "↓" if row["better"] == "lower" else "↑"
         t.add_row(metric, f"{row['unit']} {arrow}", *(_cell(row["variants"].get(v)) for v in variants),
-                  _ratio(row["ratios"].get("ebpf/iptables")), _ratio(row["ratios"].get("ebpf/direct")))
+                  *(_ratio(row["ratios"].get(r)) for r in ratios))
     return t
 
 
@@ -104,12 +105,15 @@ METHODS = {
                "connection per request; p50 is wrk's latency (request to response, after connect)",
     "snat_*": "container a to WORLD 198.51.100.2 through SNAT (direct: over the veth)",
     "scale_crr_p50_us@N": "pub_crr_p50_us with N host ports published on b (single ports and 9-port ranges)",
-    "scale_add_port_ms@N": "wall time of `fastnet up` with N+1 published ports minus a no-op `fastnet up` "
-                           "with N (both backends: the whole reconcile incl. process start; for iptables "
-                           "that includes its iptables-restore)",
+    "scale_add_port_ms@N": "publishing one more port with N published: ebpf: Maps.sync_host (the map "
+                           "reconcile `up` does) timed in-process on the test build's maps; iptables: total "
+                           "time of the iptables-restore calls of that `fastnet up` (a timing shim in PATH); "
+                           "extra.scale_up_delta_ms@N[v]: wall time of that up minus a no-op up",
+    "nftables": "the iptables testbed with published ports DNATed by one nft map (table ip fnbench, map pub) "
+                "in a nat chain before iptables-nft's; scale_add_port_ms: wall time of one `nft add element`",
     "up_s@N": "wall time of `fastnet up` of a new project with N containers on one network",
     "bpf_testrun_ns_*": "median of single BPF_PROG_TEST_RUN runs (repeat=1, fresh buffer) of the test "
-                        "build, established TCP flow; includes ~100 ns test-run overhead (see "
+                        "build, established TCP flow; includes ~60 ns test-run overhead (see "
                         "extra.bpf_testrun_ns_bridge_repeat for the bridge with repeat=10000)",
     "bpf_stats_ns_per_pkt": "kernel.bpf_stats_enabled=1 during c2c UDP load, delta run_time_ns/run_cnt "
                             "of fn_from_container on the live ebpf testbed",

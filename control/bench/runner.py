@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import bpfcost, tools
-from .variants import BenchError, FastnetBed, Testbed, make_testbeds, EXTRA_PORT, project_yaml, publish_entries
+from .variants import BenchError, FastnetBed, NftBed, Testbed, make_testbeds, EXTRA_PORT, project_yaml, publish_entries
 
 # metric -> (unit, which way is better)
 METRICS: dict[str, tuple[str, str]] = {
@@ -149,6 +149,8 @@ def scale_sample(bed: Testbed, n: int, s: Settings, ctx) -> dict:
     if not isinstance(bed, FastnetBed):
         return dict.fromkeys(keys)
     p50 = tools.crr(bed.pub, s.seconds, ctx["httpd"])["p50_us"]
+    if isinstance(bed, NftBed):
+        return {keys[0]: p50, keys[1]: bed.add_port_ms()}
     noop = bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n))
     if bed.backend == "iptables":
         add, add_ms = bed.up_timing_restores(bed.project, project_yaml(bed.project, bed.net, ports=n, extra=True))
@@ -178,7 +180,7 @@ def add_port_ms(ctx, n: int) -> float:
 def up_sample(bed: Testbed, n: int) -> dict:
     """Wall time of `fastnet up` of a new project with n containers (then `down`, untimed)."""
     key = f"up_s@{n}"
-    if not isinstance(bed, FastnetBed):
+    if not isinstance(bed, FastnetBed) or isinstance(bed, NftBed):  # nftables: the iptables backend
         return {key: None}
     project = f"bup{bed.backend[:3]}"
     try:
@@ -230,7 +232,7 @@ def measure(beds: list[Testbed], s: Settings, res: Results, ctx, progress) -> No
         for bed in beds:
             if isinstance(bed, FastnetBed):
                 progress(f"publishing {n} ports on {bed.name}")
-                bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n))
+                bed.publish(n)
         for rep in range(s.repeat):
             for bed in beds:
                 progress(f"rep {rep + 1}/{s.repeat}: {n} published ports on {bed.name}")
@@ -261,7 +263,7 @@ def summarize(res: Results) -> dict[str, dict]:
         by_var = res.samples[metric]
         unit, better = unit_of(metric)
         row = {"unit": unit, "better": better, "variants": {v: spread(x) for v, x in by_var.items()}, "ratios": {}}
-        for other in ("iptables", "direct"):
+        for other in ("iptables", "nftables", "direct"):
             if "ebpf" in by_var and other in by_var:
                 r = pair_ratios(by_var["ebpf"], by_var[other])
                 row["ratios"][f"ebpf/{other}"] = statistics.median(r) if r else None

@@ -36,8 +36,9 @@ class BenchError(RuntimeError):
     """A one-line failure of the bench."""
 
 
-def run(*cmd: str, check: bool = True, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    cp = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env=env)
+def run(*cmd: str, check: bool = True, timeout: float = 300, env: dict | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    cp = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env=env, input=input)
     if check and cp.returncode != 0:
         err = (cp.stderr or cp.stdout).strip().splitlines()
         raise BenchError(f"{' '.join(map(str, cmd[:6]))} exited {cp.returncode}: {err[-1] if err else ''}")
@@ -188,8 +189,8 @@ class FastnetBed(Testbed):
 
     def __post_init__(self):
         self.name = self.name or self.backend
-        self.host, self.world = f"fnb-{self.tag}-{self.backend}", f"fnbw-{self.tag}-{self.backend}"
-        self.project = f"bench{self.backend[:3]}"
+        self.host, self.world = f"fnb-{self.tag}-{self.name}", f"fnbw-{self.tag}-{self.name}"
+        self.project = f"bench{self.name[:3]}"
 
     @property
     def host_path(self) -> str:
@@ -217,12 +218,16 @@ class FastnetBed(Testbed):
         self.pub = Endpoint(self.world_path, b, HOST_UPLINK_IP, PUB_PORT - CONTAINER_PORT)
         self.snat = Endpoint(a, self.world_path, WORLD_UPLINK_IP)
 
+    def publish(self, n: int) -> None:
+        """Have n host ports published to b (see publish_entries)."""
+        self.up(self.project, project_yaml(self.project, self.net, ports=n))
+
     def fastnet(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         return run("ip", "netns", "exec", self.host, FASTNET, *args, check=check, env=env)
 
     def up(self, project: str, yaml_text: str, env: dict | None = None) -> float:
         """`fastnet up` of the config (written to a file); returns the wall time in seconds."""
-        path = self.workdir / f"{self.backend}-{project}.yaml"
+        path = self.workdir / f"{self.name}-{project}.yaml"
         path.write_text(yaml_text)
         self.files[project] = path
         t0 = time.perf_counter()
@@ -283,12 +288,66 @@ class FastnetBed(Testbed):
         return [f"{self.name}: fastnet down left {', '.join(sorted(left))} in {self.state_dir}"] if left else []
 
 
+NFT_RULESET = """table ip fnbench {{
+  map pub {{
+    type inet_service : ipv4_addr . inet_service
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat - 10; policy accept;
+    ip daddr {host_ip} counter dnat ip to tcp dport map @pub
+  }}
+}}
+"""
+
+
+@dataclass
+class NftBed(FastnetBed):
+    """The iptables testbed (bridge, filter, masquerade by the iptables backend), but published
+    ports DNATed by one nft verdict map (host port -> container address . port) in a nat chain
+    that runs before iptables-nft's: the strongest non-eBPF baseline for port scaling. Ports
+    beyond 8080-8082 (which the iptables project also publishes, for its FORWARD ACCEPTs) all
+    go to b:80. Made as NftBed(tag, "iptables", net, workdir, name="nftables")."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.b_ip = self.container_ip("b")
+        run("ip", "netns", "exec", self.host, "nft", "-f", "-", input=NFT_RULESET.format(host_ip=HOST_UPLINK_IP))
+        self.publish(1)
+
+    def _elements(self, n: int) -> list[str]:
+        out = [f"{PUB_PORT + p - CONTAINER_PORT} : {self.b_ip} . {p}" for p in TOOL_PORTS.values()]
+        return out + [f"{20000 + i} : {self.b_ip} . {CONTAINER_PORT}" for i in range(n - 1)]
+
+    def publish(self, n: int) -> None:
+        """Replace the map's content with n host ports (one `nft -f` transaction)."""
+        elements = self._elements(n)
+        batch = ["flush map ip fnbench pub"]
+        for i in range(0, len(elements), 1000):
+            batch.append(f"add element ip fnbench pub {{ {', '.join(elements[i:i + 1000])} }}")
+        run("ip", "netns", "exec", self.host, "nft", "-f", "-", input="\n".join(batch) + "\n")
+
+    def add_port_ms(self) -> float:
+        """Wall time of `nft add element` of one more port (process start included), then removed."""
+        element = f"{{ 19999 : {self.b_ip} . {CONTAINER_PORT} }}"
+        t0 = time.perf_counter()
+        run("ip", "netns", "exec", self.host, "nft", "add", "element", "ip", "fnbench", "pub", element)
+        took = time.perf_counter() - t0
+        run("ip", "netns", "exec", self.host, "nft", "delete", "element", "ip", "fnbench", "pub", "{ 19999 }")
+        return took * 1000
+
+    def teardown(self) -> list[str]:
+        if Path(self.host_path).exists():
+            run("ip", "netns", "exec", self.host, "nft", "delete", "table", "ip", "fnbench", check=False)
+        return super().teardown()
+
+
 def make_testbeds(names: list[str], workdir: Path) -> list[Testbed]:
     tag = str(os.getpid())
     beds = {
         "ebpf": lambda: FastnetBed(tag, "ebpf", 1, workdir),
         "iptables": lambda: FastnetBed(tag, "iptables", 2, workdir),
         "direct": lambda: DirectBed(tag),
+        "nftables": lambda: NftBed(tag, "iptables", 3, workdir, name="nftables"),
     }
     unknown = [n for n in names if n not in beds]
     if unknown:

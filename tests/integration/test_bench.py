@@ -1,0 +1,87 @@
+"""`fastnet bench`: the quick mode runs end to end on a tiny setting, its JSON holds every
+metric for every variant (not checking the values), and it leaves nothing behind."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import FASTNET
+
+pytestmark = pytest.mark.root
+
+METRICS = [
+    "c2c_tcp_rr_p50_us", "c2c_tcp_rr_p99_us", "c2c_tcp_rr_p50_us_crosscpu", "c2c_udp_pps", "c2c_tcp_gbps",
+    "c2c_tcp_gbps_4", "pub_tcp_rr_p50_us", "pub_crr_per_s", "pub_crr_p50_us", "pub_tcp_gbps", "snat_crr_per_s",
+    "snat_tcp_gbps", "bpf_testrun_ns_bridge", "bpf_testrun_ns_snat", "bpf_testrun_ns_dnat", "bpf_stats_ns_per_pkt",
+    "scale_crr_p50_us@1", "scale_crr_p50_us@10", "scale_add_port_ms@1", "scale_add_port_ms@10", "up_s@1", "up_s@2",
+]
+VARIANTS = ["ebpf", "iptables", "nftables", "direct"]
+# metrics a variant has no value for (no control plane, no eBPF datapath)
+NOT_APPLICABLE = {"direct": ("bpf_", "scale_", "up_s"), "iptables": ("bpf_",), "nftables": ("bpf_", "up_s"), "ebpf": ()}
+
+
+def bench_namespaces() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(("fnb-", "fnbw-", "fnbd-"))]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    before = set(bench_namespaces())
+    cp = subprocess.run([str(FASTNET), "bench", "--quick", "--tiny", "--repeat", "1", "--variants", ",".join(VARIANTS),
+                         "--json", str(tmp / "b.json"),
+                         "--png", str(tmp / "b.png")], capture_output=True, text=True, timeout=600)
+    return cp, tmp, before
+
+
+def test_quick_bench_runs(quick_run):
+    cp, tmp, _ = quick_run
+    assert cp.returncode == 0, cp.stderr + cp.stdout
+    assert "ebpf/iptables" in cp.stdout and "ebpf/nftables" in cp.stdout
+    assert (tmp / "b.png").stat().st_size > 0
+
+
+def test_json_has_every_metric_for_every_variant(quick_run):
+    cp, tmp, _ = quick_run
+    data = json.loads((tmp / "b.json").read_text())
+    assert data["variants"] == VARIANTS
+    assert set(METRICS) <= set(data["metrics"])
+    for metric in METRICS:
+        row = data["metrics"][metric]
+        assert {"unit", "better", "variants", "ratios", "samples"} <= set(row), metric
+        for v in VARIANTS:
+            samples = row["samples"][v]
+            assert len(samples) == 1, (metric, v)
+            if not metric.startswith(NOT_APPLICABLE[v]):
+                assert isinstance(samples[0], (int, float)), (metric, v, samples)
+        if not metric.startswith(("bpf_", "scale_", "up_s")):
+            assert set(row["ratios"]) == {f"ebpf/{v}" for v in VARIANTS[1:]}, metric
+    env = data["environment"]
+    for key in ("kernel", "cpu_model", "cores", "fastnet", "python", "bcc", "tools", "date"):
+        assert key in env, key
+
+
+def test_bench_leaves_nothing(quick_run):
+    """No bench namespace remains, and `fastnet down` left nothing in the bench hosts' state
+    dirs (the bench checks them before removing them, and reports what it found as notes)."""
+    _, tmp, before = quick_run
+    assert set(bench_namespaces()) - before == set()
+    assert json.loads((tmp / "b.json").read_text())["notes"] == []
+
+
+def test_missing_tool_is_a_one_line_error(tmp_path: Path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sockperf", "iperf3"):  # wrk, the next one checked, is missing
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    cp = subprocess.run([str(FASTNET), "bench", "--quick"], capture_output=True, text=True,
+                        env={**os.environ, "PATH": str(bin_dir)}, timeout=60)
+    assert cp.returncode == 1
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1, cp.stderr
+    assert "wrk" in lines[0] and "apt-get install wrk" in lines[0]
