@@ -76,8 +76,13 @@ stamp="$VENV/.fastnet-installed"
 want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   log "installing fastnet (editable) into $VENV"
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e "$REPO[test]"
+  # pip's build chatter goes to a log, shown only when the install fails
+  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e "$REPO[test]"; } \
+      >"$VENV/install.log" 2>&1; then
+    cat "$VENV/install.log" >&2
+    echo "setup: installing fastnet failed (log above, also in $VENV/install.log)" >&2
+    exit 1
+  fi
   echo "$want" >"$stamp"
 fi
 
