@@ -10,7 +10,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import sandbox
-from .spec import InterfaceSpec
+from .spec import InterfaceSpec, link_alias
 
 # Route protocol number tagging the routes fastnet installs (rtnetlink's rtm_protocol).
 RTPROT_FASTNET = 250
@@ -76,7 +76,7 @@ def delete_link(ipr: IPRoute, ifname: str) -> bool:
 
 def owned_links(ipr: IPRoute, project: str) -> list[tuple[int, str, str]]:
     """(ifindex, name, alias) of every link tagged as the project's."""
-    prefix = f"fastnet:{project}/"
+    prefix = link_alias(project) + "/"
     found = []
     for link in ipr.get_links():
         alias = link.get_attr("IFLA_IFALIAS") or ""

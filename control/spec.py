@@ -33,9 +33,9 @@ def host_ifname(project: str, container: str, network: str) -> str:
     return link_name(project, container, network)
 
 
-def link_alias(project: str, container: str, network: str) -> str:
+def link_alias(project: str, *parts: str) -> str:
     """The ownership tag on every host-side link (IFLA_IFALIAS): exact, unlike a name prefix."""
-    return f"{LINK_ALIAS_PREFIX}{project}/{container}/{network}"
+    return LINK_ALIAS_PREFIX + "/".join((project, *parts))
 
 
 def netns_name(project: str, container: str) -> str:

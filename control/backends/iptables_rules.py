@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable
 
-from ..spec import ProjectSpec, link_name
+from ..spec import ProjectSpec, link_alias, link_name
 from ..state import ProjectState, port_key
 
 USER = "FASTNET-USER"
@@ -99,7 +99,7 @@ def bridge_name(project: str, network: str) -> str:
 
 
 def bridge_alias(project: str, network: str) -> str:
-    return f"fastnet:{project}/{network}"
+    return link_alias(project, network)
 
 
 # -- the model: what the rules are made of ------------------------------------------------------

@@ -165,7 +165,6 @@ class Case:
     given: tuple[Send, ...] = ()  # sent first, in order (each must be translated)
     host: HostRecord = HOST
     services: tuple[ServiceRecord, ...] = SERVICES
-    bug: str | None = None  # a datapath bug makes this case fail: xfail(strict) with this reason
 
     @property
     def counter(self) -> str:
@@ -447,8 +446,7 @@ CASES = [
 
 
 def params(cases: list[Case]) -> list:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.bug)] if c.bug else [])
-            for c in cases]
+    return [pytest.param(c, id=c.id) for c in cases]
 
 
 def delta(before: dict, after: dict) -> dict:

@@ -7,17 +7,11 @@ the datapath's drop reasons (bpf/include/fastnet/counters.h). The matrix then sh
 documented" with that backend's text. Values are compared as JSON (tuples are lists).
 
 A fastnet bug is not a difference: its EXPECT says what the reference does (what users trust),
-and the test marks the eBPF run xfail(strict=True) with one of the BUG_* reasons below.
+so the eBPF run fails until the datapath is fixed.
 """
 from __future__ import annotations
 
-import pytest
-
 PEER, A_IP, GW_FRONT = "10.90.1.11", "10.90.1.10", "10.90.1.1"
-
-def bug(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
 
 def differs(ebpf, ebpf_why: str, iptables, iptables_why: str) -> dict:
     return {"ebpf": (ebpf, ebpf_why), "iptables": (iptables, iptables_why)}

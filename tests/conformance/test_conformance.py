@@ -12,12 +12,10 @@ import struct
 import threading
 import time
 
-import pytest
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPOption_NOP, Raw, fragment
 from scapy.layers.inet import IPerror, UDPerror
 
 from checks import dst, ip_bytes, problems, src
-from conformance import EXPECT, bug  # noqa: F401
 from harness import (
     BLOCKED,
     HOST_UPLINK_IP,
@@ -29,7 +27,6 @@ from harness import (
     run,
     tcp_echo,
     udp_echo,
-    wait_until,
 )
 from testbed import GW, HOST_IP2, WORLD2_IP
 from testbed import IP as ADDR, has, quiet, send, taps
@@ -234,7 +231,7 @@ def test_fragments_through_snat(env, record):
 
 
 def test_pmtu_fragmentation_needed_through_nat(env, record):
-    with far_network(env.host, 1280) as far:
+    with far_network(env.host, 1280):
         with taps(env, "a") as t:
             m = marker("pmtu")
             send(env, "a", frame(env, "a", "203.0.113.2", ICMP(id=0x5151, seq=1) / Raw(m + b"x" * 1400), flags="DF"))
@@ -580,7 +577,7 @@ def _reach(r: str) -> str:
 
 
 def test_publish_address_bound(env, record):
-    with EchoServer(env.ns("b"), "tcp", port=9000) as s9, EchoServer(env.ns("b"), "tcp", port=80) as s80:
+    with EchoServer(env.ns("b"), "tcp", port=9000), EchoServer(env.ns("b"), "tcp", port=80):
         record.expect({
             "9000 on 198.51.100.1": _reach(tcp_echo(env.ns("world"), HOST_UPLINK_IP, 9000, timeout=1)),
             "9000 on 198.51.100.4": _reach(tcp_echo(env.ns("world"), HOST_IP2, 9000, timeout=1)),

@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass
 
 from harness import (
-    HOST_UPLINK_IP,
-    WORLD_UPLINK_IP,
     Host,
     containers,
     l2socket,
