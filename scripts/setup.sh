@@ -12,7 +12,7 @@ SYSTEM_PYTHON=/usr/bin/python3   # bcc is packaged for the distribution's interp
 PACKAGES=(
   python3-bpfcc bpfcc-tools libbpf1 bpftool python3-venv python3-dev
   iproute2 ethtool iputils-ping netcat-openbsd tcpdump
-  iptables nftables conntrack iperf3 sockperf wrk dnsutils
+  iptables nftables conntrack iperf3 sockperf wrk dnsutils dnsperf
 )
 
 log() { printf 'setup: %s\n' "$*"; }
