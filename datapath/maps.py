@@ -3,8 +3,10 @@ map bytes happens here; callers pass ipaddress objects, MAC strings and ifindexe
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 from dataclasses import dataclass
+from typing import Iterable, NamedTuple
 from ipaddress import IPv4Address, IPv4Network
 
 from . import abi, libbpf
@@ -12,6 +14,7 @@ from .counters import counters
 from .loader import Datapath, percpu_value_type
 
 
+@functools.lru_cache(maxsize=4096)  # a host has few distinct MACs; tables repeat them
 def mac_bytes(mac: str) -> bytes:
     return bytes(int(part, 16) for part in mac.split(":"))
 
@@ -39,9 +42,10 @@ class PortRecord:
     net_id: int
 
 
-@dataclass(frozen=True)
-class ServiceRecord:
-    """One published port range: (proto, host address or any, ports) -> a container port."""
+class ServiceRecord(NamedTuple):
+    """One published port range: (proto, host address or any, ports) -> a container port.
+
+    A tuple, so that the sets of them a sync compares hash and compare in C."""
 
     proto: int  # IPPROTO_TCP / IPPROTO_UDP
     host_addr: IPv4Address | None  # None: every address of the host
@@ -258,10 +262,36 @@ class Maps:
             return out
         return libbpf.map_lookup_batch(fd, key_type, value_type)
 
-    def sync_host(self, host: HostRecord, services: list[ServiceRecord]) -> int:
-        """Reconcile the host configuration, its addresses and the published ports."""
-        tables = {**host_entries(host), **service_entries(services)}
-        return sum(self._reconcile(name, content) for name, content in tables.items())
+    def sync_host(self, host: HostRecord) -> int:
+        """Reconcile the host configuration and its addresses."""
+        return sum(self._reconcile(name, content) for name, content in host_entries(host).items())
+
+    def sync_services(self, services: Iterable[ServiceRecord], previous: frozenset[ServiceRecord] | None = None) -> int:
+        """Make the published-port tables hold exactly `services`.
+
+        With `previous` (what this caller knows the tables hold) only the difference is written:
+        publishing one more port is one map update whatever else is published. Without it the
+        tables are read back and reconciled in full, which costs time in proportion to all of them."""
+        if previous is None:
+            return sum(self._reconcile(name, content) for name, content in service_entries(list(services)).items())
+        wanted = frozenset(services)
+        return self.publish(wanted - previous, previous - wanted)
+
+    def publish(self, added: Iterable[ServiceRecord], withdrawn: Iterable[ServiceRecord]) -> int:
+        """Write the entries of `added`, then delete those of `withdrawn` that `added` did not
+        rewrite (a changed service keeps its keys: it is updated in place, never missing)."""
+        writes, rewritten = 0, set()
+        for name, content in service_entries(list(added)).items():
+            for key, value in content:
+                libbpf.map_update(self._fd(name), key, value)
+                rewritten.add((name, bytes(key)))
+                writes += 1
+        for name, content in service_entries(list(withdrawn)).items():
+            for key, _ in content:
+                if (name, bytes(key)) not in rewritten:
+                    libbpf.map_delete(self._fd(name), key)
+                    writes += 1
+        return writes
 
     def sync(self, networks: list[NetworkRecord], ports: list[PortRecord]) -> int:
         """Reconcile every forwarding table with the given networks and ports.

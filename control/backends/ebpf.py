@@ -42,6 +42,9 @@ class EbpfBackend:
         self.pin_root = host.bpffs
         self.uplink_file = host.dir / "uplink.json"  # what fastnet attached to the uplink
         self.dp: loader.Datapath | None = None
+        # The published ports this process last wrote to the datapath: later syncs write only
+        # the difference. None: unknown (first sync, or a write failed), so reconcile in full.
+        self._published: frozenset[ServiceRecord] | None = None
 
     def host_mac(self, network: NetworkSpec) -> str:
         # Every port's host end answers as the gateway: frames the container sends to the
@@ -134,9 +137,15 @@ class EbpfBackend:
                 addresses=tuple(observe.host_addresses(ipr)),
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
             )
-            maps.sync_host(host, services)
+            maps.sync_host(host)
+            self._sync_services(maps, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
         sockhooks.attach(self.dp, self.host.cgroup)
+
+    def _sync_services(self, maps: Maps, services: list[ServiceRecord]) -> None:
+        previous, self._published = self._published, None
+        maps.sync_services(services, previous)
+        self._published = frozenset(services)
 
     def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord]) -> None:
         """A new build replaced the pinned one: move every port to it (replace, no gap), then
@@ -218,6 +227,7 @@ class EbpfBackend:
         if self.dp is not None:
             self.dp.close()
             self.dp = None
+            self._published = None
         if self.pin_root.exists():
             for child in self.pin_root.iterdir():
                 loader.remove_pins(child)
