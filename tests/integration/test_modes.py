@@ -30,6 +30,8 @@ from harness import (
     assert_no_leftovers,
     edit,
     in_netns,
+    netns_references,
+    ns_cookie,
     ns_inode,
     one_line_error,
     pid_alive,
@@ -265,6 +267,20 @@ def test_changed_mode_recreates_the_container(modes_up, echo_script):
     wait_for_echo(host.world_path, HOST_UPLINK_IP, HOST_PORT)
 
 
+def test_running_commands_keep_no_removed_namespace_alive(modes_up):
+    """Commands (the host-mode one included) start in a copy of the agent's mounts, which
+    bind every container namespace of that moment: removing a container while they run must
+    still free its namespace (checked in every mount namespace on the machine)."""
+    host, cp = modes_up
+    box = host.inspect("box")["netns"]
+    gone = {ns_inode(box): ns_cookie(box)}
+    pids = [command_pid(host, n) for n in ("hostsrv", "web", "db")]
+    out = host.up(edit(cp.path.read_text(), "  box:\n    network_mode: none\n", "")).stdout
+    assert "- container box" in out and "~ command" not in out, out
+    assert [command_pid(host, n) for n in ("hostsrv", "web", "db")] == pids
+    wait_until(lambda: not netns_references(gone), what=f"box's namespace to go: {netns_references(gone)}")
+
+
 def test_recreated_namespace_takes_its_sharers_along(modes_up):
     host, cp = modes_up
     old_ns = ns_inode(host.inspect("db")["netns"])
@@ -318,4 +334,19 @@ def test_bad_mode_is_a_one_line_error_and_creates_nothing(host, snippet, problem
     assert cp.returncode == 2, cp
     err = one_line_error(cp)
     assert f".yaml:6:" in err and "containers.solo.network_mode: " in err and problem in err, err
+    assert_no_leftovers(host)
+
+
+def test_modes_on_the_iptables_backend(host, echo_script):
+    """The modes own no datapath object: the Docker-style backend serves them the same way."""
+    cp = host.up(edit(modes_config(echo_script), "name: modes\n", "name: modes\nbackend: iptables\n"))
+    assert host.inspect("db")["backend"] == "iptables"
+    wait_for_echo(host.world_path, HOST_UPLINK_IP, HOST_PORT)
+    db = host.inspect("db")["netns"]
+    assert ns_inode(host.inspect("web")["netns"]) == ns_inode(db)
+    wait_for_echo(db, "127.0.0.1", LOCAL_PORT)
+    assert ping(host, "web", "10.91.1.20")
+    assert [l["ifname"] for l in ip_json(host, "box", "link")] == ["lo"]
+    assert not ping(host, "box", WORLD_UPLINK_IP, expect=False)
+    host.down(cp.path)
     assert_no_leftovers(host)
