@@ -78,6 +78,8 @@ PROJECT_NAME_MAX = 12
 NAME_MAX = 32  # containers and networks
 ALIAS_MAX = 63  # one DNS label
 BACKENDS = ("ebpf", "iptables")
+NETWORK_MODES = ("host", "none")  # and container:NAME
+CONTAINER_MODE_PREFIX = "container:"
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _PUBLISH_RE = re.compile(
@@ -154,6 +156,10 @@ class Container:
     attachments: tuple[Attachment, ...]
     command: tuple[str, ...] | None
     publish: tuple[PortMapping, ...]
+    # None: attached to its `attachments` (the default). Else exactly "host" (the host's
+    # namespace), "none" (its own namespace with only lo) or "container:NAME" (NAME's
+    # namespace); such a container has no attachments.
+    network_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -435,6 +441,21 @@ def _check_backend(value: str) -> str:
     return value
 
 
+def _check_network_mode(value: str) -> str:
+    """Only the form is checked here; what `container:NAME` names is checked in stage 3."""
+    if value in NETWORK_MODES:
+        return value
+    if value.startswith(CONTAINER_MODE_PREFIX):
+        target = value[len(CONTAINER_MODE_PREFIX):]
+        if not target:
+            _fail("'container:' needs the name of a container of this file, e.g. 'container:db'")
+        if not _NAME_RE.fullmatch(target):
+            _fail(f"{value!r} does not name a container: {target!r} is not a valid container name")
+        return value
+    hint = " (leave network_mode out to attach the container to its 'networks')" if value in ("bridge", "default") else ""
+    _fail(f"unknown network mode {value!r}: use host, none or container:NAME{hint}")
+
+
 def _check_driver(value: str) -> str:
     if value != "bridge":
         _fail(f"driver {value!r} is not supported yet (only 'bridge' is)")
@@ -587,6 +608,7 @@ class _ContainerSpec(_Spec):
     networks: _NetworkRefs | None = None
     command: _Command | None = None
     publish: list[Annotated[PortMapping, PlainValidator(_parse_port_mapping)]] | None = None
+    network_mode: Annotated[StrictStr, AfterValidator(_check_network_mode)] | None = None
 
 
 _Seconds = Annotated[StrictInt, Field(ge=1, le=7 * 86400)]
@@ -710,6 +732,7 @@ def _resolve(spec: _FileSpec, where: _SourceMap) -> Config:
     if bridge_users and DEFAULT_NETWORK not in defined:
         networks[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK, "bridge", DEFAULT_SUBNET, DEFAULT_GATEWAY, False)
 
+    _check_network_modes(spec.containers or {}, containers, where, problems)
     _check_overlaps(networks, defined, bridge_users, where, problems)
     _check_addresses(containers, networks, where, problems)
     _check_publish(containers, networks, where, problems)
@@ -744,7 +767,7 @@ def _check_publish(
     seen: list[tuple[str, PortMapping]] = []
     for container in containers.values():
         path = ("containers", container.name, "publish")
-        if container.publish and all(networks[a.network].internal for a in container.attachments if a.network in networks):
+        if container.publish and container.network_mode is None and all(networks[a.network].internal for a in container.attachments if a.network in networks):
             problems.append(where.error(path, "cannot publish ports: the container is only on internal networks", key=True))
         for i, mapping in enumerate(container.publish):
             other = next(((owner, m) for owner, m in seen if mappings_overlap(m, mapping)), None)
@@ -839,14 +862,53 @@ def _resolve_container(
         else:
             attach = attach or _AttachmentSpec()
             attachments.append(Attachment(net, attach.ipv4_address, tuple(attach.aliases)))
-    if not refs:
+    if not refs and spec.network_mode is None:
         attachments.append(Attachment(DEFAULT_NETWORK, None, ()))
     return Container(
         name,
         tuple(attachments),
         tuple(spec.command) if spec.command is not None else None,
         tuple(spec.publish or ()),
+        spec.network_mode,
     )
+
+
+def _check_network_modes(
+    specs: dict[str, _ContainerSpec | None],
+    containers: dict[str, Container],
+    where: _SourceMap,
+    problems: list[ConfigError],
+) -> None:
+    """A moded container has no interfaces of its own to attach or publish on, and
+    `container:NAME` names another container of this file that owns a namespace (no chains:
+    fastnet creates NAME first and removes it last, which one level of sharing keeps simple)."""
+    for name, spec in specs.items():
+        mode = spec.network_mode if spec else None
+        if mode is None:
+            continue
+        path = ("containers", name, "network_mode")
+        publish_why = {
+            "host": "its servers listen on the host's own addresses and ports",
+            "none": "it has no network to publish from",
+        }.get(mode, f"publish the ports on {mode[len(CONTAINER_MODE_PREFIX):]}, whose namespace it shares")
+        for key, why in (("networks", "the container has no interfaces of its own"), ("publish", publish_why)):
+            if getattr(spec, key) is not None:
+                problems.append(where.error(path, f"network_mode {mode} cannot be combined with {key!r} ({why})"))
+        if not mode.startswith(CONTAINER_MODE_PREFIX):
+            continue
+        target = mode[len(CONTAINER_MODE_PREFIX):]
+        other = containers.get(target)
+        if target == name:
+            problems.append(where.error(path, f"{mode} names the container itself"))
+        elif other is None:
+            known = ", ".join(n for n in containers if n != name) or "none"
+            problems.append(where.error(path, f"{mode}: no container {target!r} in this file (known: {known})"))
+        elif other.network_mode is not None and other.network_mode.startswith(CONTAINER_MODE_PREFIX):
+            owner = other.network_mode[len(CONTAINER_MODE_PREFIX):]
+            problems.append(where.error(
+                path, f"{mode}: {target} itself shares the namespace of {owner} (network_mode {other.network_mode}); "
+                      f"use container:{owner}",
+            ))
 
 
 def _check_addresses(

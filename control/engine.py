@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import links, sandbox
+from . import links, modes, sandbox
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
@@ -206,8 +206,8 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
         st = st or ProjectState(spec=ProjectSpec(project_name, backend_name, None))
         with IPRoute() as ipr:
             project = Project(host, st, backend, ipr)
-            for cname in list(st.spec.containers):
-                errors += project.remove_container(cname)
+            for c in modes.removal_order(list(st.spec.containers.values())):
+                errors += project.remove_container(c.name)
             # Whatever the state file does not know about, found by deterministic names and tags.
             for _, name, alias in links.owned_links(ipr, project_name):
                 try:
@@ -220,6 +220,11 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
                         sandbox.remove(path)
                     except Exception as exc:
                         errors.append(f"namespace {path.name}: {exc}")
+            # A host-mode command is in no namespace of ours: found by the tag it was started with.
+            try:
+                modes.stop_tagged(f"{host.key}/{project_name}/")
+            except Exception as exc:
+                errors.append(f"commands: {exc}")
             nets = list(st.spec.networks.values())
             known = {n.subnet for n in nets}
             nets += [n for n in backend.owned_networks(ipr) if n.subnet not in known]

@@ -1,7 +1,7 @@
 """Read-only views of what runs on this host, for `ps`, `inspect` and `exec`."""
 from __future__ import annotations
 
-from . import linux, sandbox
+from . import linux, modes, sandbox
 from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
@@ -15,16 +15,19 @@ class LookupError_(RuntimeError):
 def _project_view(host, agent, st) -> dict:
     containers = {}
     for c in st.spec.containers.values():
-        netns_path = host.netns_dir / c.netns
+        netns_path = None if modes.in_host_namespace(c) else host.netns_dir / c.netns
         cmd = st.commands.get(c.name)
         containers[c.name] = {
             "name": c.name,
             "project": st.name,
             "backend": st.spec.backend,
-            "netns": agent.path_outside(netns_path) if agent else None,
-            "running": bool(agent) and sandbox.alive(netns_path),
+            "mode": modes.mode_of(c),
+            # None in host mode: the host's own namespace is not the container's to report
+            "netns": agent.path_outside(netns_path) if agent and netns_path else None,
+            "running": bool(agent) and (netns_path is None or sandbox.alive(netns_path)),
             "networks": {
                 i.network: {
+                    "driver": st.spec.networks[i.network].driver if i.network in st.spec.networks else None,
                     "ifname": i.ifname,
                     "ipv4": str(i.ipv4),
                     "prefixlen": i.prefixlen,
@@ -132,11 +135,12 @@ def find_container(name: str) -> dict:
 def enter_container(name: str) -> None:
     host, st, cname = _resolve(name)
     agent = host.live_agent()
-    path = host.netns_dir / st.spec.containers[cname].netns
+    c = st.spec.containers[cname]
+    path = None if modes.in_host_namespace(c) else host.netns_dir / c.netns
     if agent is None:
         raise LookupError_(f"container {name!r} is not running (no fastnet agent on this host)")
     enter_agent_mounts(agent)
-    if not sandbox.alive(path):
+    if path is not None and not sandbox.alive(path):
         raise LookupError_(f"container {name!r} is not running (its namespace is gone)")
     sandbox.enter(path)
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 from pyroute2 import IPRoute
 
-from . import failpoints, links, sandbox
+from . import failpoints, links, modes, sandbox
 from .backends.base import Backend
 from .host import Host
 from .plan import Observed, Plan
@@ -53,14 +53,16 @@ class Project:
     def __init__(self, host: Host, st: ProjectState, backend: Backend, ipr: IPRoute):
         self.host, self.st, self.backend, self.ipr = host, st, backend, ipr
 
-    def netns_path(self, c: ContainerSpec) -> Path:
-        return self.host.netns_dir / c.netns
+    def netns_path(self, c: ContainerSpec) -> Path | None:
+        """Where the namespace its processes run in is bound; None: the host's (host mode)."""
+        return None if modes.in_host_namespace(c) else self.host.netns_dir / c.netns
 
     # -- observe ----------------------------------------------------------------------------
     def observe(self) -> Observed:
         dead, missing, stopped = set(), set(), set()
         for c in self.st.spec.containers.values():
-            if not sandbox.alive(self.netns_path(c)):
+            path = self.netns_path(c)
+            if path is not None and not sandbox.alive(path):  # for container:NAME, NAME's
                 dead.add(c.name)
                 continue
             for i in c.interfaces:
@@ -83,7 +85,10 @@ class Project:
         self.st.spec.networks.pop(net.name, None)
 
     def create_container(self, c: ContainerSpec, journal: Journal) -> None:
-        sandbox.create(self.netns_path(c))
+        if modes.owns_namespace(c):
+            sandbox.create(self.netns_path(c))
+            if c.network_mode == "none":
+                modes.loopback_up(self.netns_path(c))
         self.st.spec.containers[c.name] = dataclasses.replace(c, interfaces=())
         journal.add(f"container {c.name}", lambda: self.remove_container(c.name))
 
@@ -114,7 +119,8 @@ class Project:
             return errors
         steps = [("command", lambda: self.stop_command(cname))]
         steps += [(f"interface {i.network}", lambda i=i: self.detach_interface(cname, i)) for i in c.interfaces]
-        steps += [("namespace", lambda: sandbox.remove(self.netns_path(c)))]
+        if modes.owns_namespace(c):  # never the host's or another container's
+            steps += [("namespace", lambda: sandbox.remove(self.netns_path(c)))]
         for what, fn in steps:
             try:
                 fn()

@@ -114,10 +114,12 @@ def write_sysctl(path: Path | None, key: str, value: str) -> None:
         os.close(saved)
 
 
-def enter(path: Path) -> None:
-    """Become a process of the container: its network namespace, and (like `ip netns exec`) a
-    private mount namespace whose /sys shows that network namespace's devices."""
-    linux.setns_path(str(path), linux.CLONE_NEWNET)
+def enter(path: Path | None) -> None:
+    """Become a process of the container: its network namespace (None: stay in the host's, for
+    host mode), and (like `ip netns exec`) a private mount namespace whose /sys shows that
+    network namespace's devices."""
+    if path is not None:
+        linux.setns_path(str(path), linux.CLONE_NEWNET)
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     with contextlib.suppress(OSError):
@@ -132,8 +134,9 @@ def resolve_command(argv: tuple[str, ...]) -> str | None:
     return shutil.which(argv[0])
 
 
-def spawn(path: Path, argv: tuple[str, ...], log_path: Path, env_tag: str) -> tuple[int, int]:
-    """Start argv inside the container, detached; returns (pid, start time)."""
+def spawn(path: Path | None, argv: tuple[str, ...], log_path: Path, env_tag: str) -> tuple[int, int]:
+    """Start argv inside the container (path None: in the host's namespace), detached; returns
+    (pid, start time)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, FASTNET_CONTAINER=env_tag)
     with open(log_path, "ab") as log:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from . import ipam
-from .config import Config, Conntrack, PortMapping
+from .config import CONTAINER_MODE_PREFIX, Config, Conntrack, PortMapping
 
 LINK_ALIAS_PREFIX = "fastnet:"
 
@@ -76,10 +76,11 @@ class InterfaceSpec:
 @dataclass(frozen=True)
 class ContainerSpec:
     name: str
-    netns: str
+    netns: str  # the namespace its processes run in; "" = the host's (control/modes.py)
     interfaces: tuple[InterfaceSpec, ...]
     command: tuple[str, ...] | None = None
     publish: tuple[PortMapping, ...] = ()
+    network_mode: str | None = None  # as in config.Container
 
     def interface(self, network: str) -> InterfaceSpec | None:
         return next((i for i in self.interfaces if i.network == network), None)
@@ -98,6 +99,17 @@ class ProjectSpec:
     networks: dict[str, NetworkSpec] = field(default_factory=dict)
     containers: dict[str, ContainerSpec] = field(default_factory=dict)
     conntrack: Conntrack = Conntrack()  # host-wide: every project on a host must agree
+
+
+def _namespace(config: Config, name: str) -> str:
+    """The namespace a container's processes run in: its own, the host's ("") in host mode,
+    or, for container:OTHER, OTHER's (config forbids chains, so one step resolves it)."""
+    mode = config.containers[name].network_mode
+    if mode == "host":
+        return ""
+    if mode is not None and mode.startswith(CONTAINER_MODE_PREFIX):
+        return _namespace(config, mode[len(CONTAINER_MODE_PREFIX):])
+    return netns_name(config.name, name)
 
 
 def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset()) -> ProjectSpec:
@@ -167,9 +179,10 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             )
         containers[c.name] = ContainerSpec(
             name=c.name,
-            netns=netns_name(config.name, c.name),
+            netns=_namespace(config, c.name),
             interfaces=tuple(interfaces),
             command=tuple(c.command) if c.command else None,
             publish=tuple(c.publish),
+            network_mode=c.network_mode,
         )
     return ProjectSpec(config.name, config.backend, config.uplink, networks, containers, config.conntrack)
