@@ -674,3 +674,18 @@ def test_load_config_reads_a_compose_file(tmp_path):
     assert cfg.name == "blog"
     assert list(cfg.containers) == ["blog-web-1", "blog-api-1"]
     assert cfg.containers["blog-web-1"].attachments[0].aliases == ("www", "web")
+
+
+def test_readme_examples_are_the_same_project():
+    """The README shows one project in both formats; they must stay equivalent."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Compose files", 1)[1]
+    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:3]]
+    native_text, compose_text = blocks
+    assert native_text.startswith("# fastnet.yaml") and compose_text.startswith("# compose.yaml")
+    native = parse_config(native_text, "/srv/shop/fastnet.yaml")
+    from_compose = parse_config(compose_text, "/srv/shop/compose.yaml")
+    assert (from_compose.name, from_compose.networks, from_compose.containers) == (
+        native.name, native.networks, native.containers)
+    assert from_compose.warnings == (
+        "/srv/shop/compose.yaml: ignoring Compose keys fastnet does not implement: services.web.image",)
