@@ -251,8 +251,8 @@ class _Translator:
 
         networks = self.mapping(data.get("networks"), ("networks",))
         services = self.mapping(data.get("services"), ("services",))
-        self.network_names = {net: self.network_name(net, spec) for net, spec in networks.items()}
-        self.container_names = {svc: self.container_name(svc, spec) for svc, spec in services.items()}
+        self.network_names = self.unique("network", networks, self.network_name)
+        self.container_names = self.unique("container", services, self.container_name)
 
         self.doc["networks"] = {}
         self.map.route(("networks",), ("networks",))
@@ -274,6 +274,21 @@ class _Translator:
             listed = ", ".join(dict.fromkeys(render_path(p) for p in self.ignored))
             warnings = (f"{self.cw.source}: ignoring Compose keys fastnet does not implement: {listed}",)
         return self.doc, self.map, warnings
+
+    def unique(self, kind: str, entries: dict[str, Any], derive) -> dict[str, str]:
+        """fastnet names derived for Compose entries; two entries may not end up with one name
+        (e.g. a `container_name:` equal to another service's derived name)."""
+        names: dict[str, str] = {}
+        section = "services" if kind == "container" else "networks"
+        for entry, spec in entries.items():
+            name = derive(entry, spec)
+            owner = next((e for e, n in names.items() if n == name), None)
+            if owner is not None:
+                raise self.fail(
+                    (section, entry), f"{kind} name {name!r} is already the name of {section}.{owner}", key=True
+                )
+            names[entry] = name
+        return names
 
     def extension(self, value: Any) -> None:
         """`x-fastnet:` carries fastnet settings Compose has no key for (uplink, backend, conntrack)."""

@@ -689,3 +689,37 @@ def test_readme_examples_are_the_same_project():
         native.name, native.networks, native.containers)
     assert from_compose.warnings == (
         "/srv/shop/compose.yaml: ignoring Compose keys fastnet does not implement: services.web.image",)
+
+
+def test_two_entries_with_one_fastnet_name():
+    fails(
+        """\
+        services:
+          web: {}
+          front: {container_name: shop-web-1}
+        """,
+        3, 3, "services.front", "container name 'shop-web-1' is already the name of services.web",
+    )
+    fails(
+        """\
+        services: {}
+        networks:
+          a: {}
+          b: {name: shop_a}
+        """,
+        4, 3, "networks.b", "network name 'shop_a' is already the name of networks.a",
+    )
+
+
+def test_aliases_must_be_a_list():
+    fails(
+        """\
+        services:
+          web:
+            networks:
+              n: {aliases: www}
+        networks:
+          n: {}
+        """,
+        4, 20, "services.web.networks.n.aliases", "expected a list, got string 'www'",
+    )
