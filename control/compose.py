@@ -9,10 +9,11 @@ of the translated document, the Compose key path it came from, and locates error
 
     compose.yaml:12:9: services.web.ports[0]: invalid port mapping '80:x': ...
 
-Only what cannot be said in fastnet's document is checked here, in Compose terms: the Compose
-schema's keys (unknown ones are errors, known ones fastnet does not implement are collected
-for one warning), references between services and networks, the port syntaxes, and the
-names derived from the project name.
+Variables are interpolated first, as Compose does (``${PORT:-8080}``), from the environment;
+a ``.env`` file is not read. Only what cannot be said in fastnet's document is checked here,
+in Compose terms: the Compose schema's keys (unknown ones are errors, known ones fastnet does
+not implement are collected for one warning), references between services and networks, the
+port syntaxes, and the names derived from the project name.
 
 Names follow Compose: the project is ``name:`` or the file's directory (normalised the way
 Compose does: lowercase, only ``[a-z0-9_-]``, no leading ``_``/``-``); networks are
@@ -32,6 +33,7 @@ import hashlib
 import os
 import re
 from ipaddress import IPv4Network
+from collections.abc import Mapping
 from typing import Any
 
 from .config import (
@@ -44,7 +46,7 @@ from .config import (
     _SourceMap,
 )
 
-__all__ = ["COMPOSE_FILE_NAMES", "ComposeSourceMap", "is_compose", "project_name", "translate"]
+__all__ = ["COMPOSE_FILE_NAMES", "ComposeSourceMap", "interpolate", "is_compose", "project_name", "translate"]
 
 # The names `docker compose` looks for in a directory, in its order of preference.
 COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -180,12 +182,69 @@ def _error(where: _SourceMap, path: _Path, problem: str, *, key: bool = False) -
 
 
 def translate(
-    data: dict[str, Any], where: _SourceMap, project_dir: str
+    data: dict[str, Any], where: _SourceMap, project_dir: str, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], ComposeSourceMap, tuple[str, ...]]:
     """The fastnet document for a Compose file (plain data as read by config._read_yaml), the
-    source map that places its errors in the Compose file, and the warnings (at most one: the
-    keys ignored)."""
-    return _Translator(data, where, project_dir).run()
+    source map that places its errors in the Compose file, and the warnings (one line for the
+    keys ignored, one for variables that are not set). ``environ`` (default: the process
+    environment) supplies the variables that Compose interpolates."""
+    data, unset = interpolate(data, where, os.environ if environ is None else environ)
+    doc, source_map, warnings = _Translator(data, where, project_dir).run()
+    if unset:
+        listed = ", ".join(unset)
+        warnings += (f"{where.source}: variables not set, replaced by an empty string (as Compose does): {listed}",)
+    return doc, source_map, warnings
+
+
+# Compose's interpolation: $$ is a '$'; $VAR and ${VAR}; ${VAR:-default} / ${VAR-default}
+# (unset or empty / unset); ${VAR:?error} / ${VAR?error}; ${VAR:+other} / ${VAR+other}.
+_VARIABLE_RE = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|(?P<plain>[_a-zA-Z][_a-zA-Z0-9]*)"
+    r"|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<invalid>))"
+)
+
+
+def interpolate(data: Any, where: _SourceMap, environ: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """``data`` with variables substituted in every string value (keys are left as written),
+    and the names of the variables that were used but not set."""
+    unset: list[str] = []
+
+    def walk(node: Any, path: _Path) -> Any:
+        if isinstance(node, dict):
+            return {key: walk(value, (*path, key)) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item, (*path, index)) for index, item in enumerate(node)]
+        if isinstance(node, str) and "$" in node:
+            return _VARIABLE_RE.sub(lambda match: substitute(match, node, path), node)
+        return node
+
+    def substitute(match: re.Match[str], text: str, path: _Path) -> str:
+        if match["escaped"]:
+            return "$"
+        if match["invalid"] is not None:
+            raise _error(where, path, f"invalid interpolation in {text!r}: write '$$' for a literal '$'")
+        name = match["plain"] or match["braced"]
+        value = environ.get(name)
+        op, arg = match["op"], match["arg"]
+        empty_counts = op is not None and op.startswith(":")  # the ':' forms treat "" as unset
+        missing = value is None or (empty_counts and value == "")
+        if op in (":-", "-"):
+            return arg if missing else value
+        if op in (":?", "?"):
+            if missing:
+                raise _error(where, path, f"variable {name} is required: {arg or 'it is not set'}")
+            return value
+        if op in (":+", "+"):
+            return "" if missing else arg
+        if value is None:
+            if name not in unset:
+                unset.append(name)
+            return ""
+        return value
+
+    return walk(data, ()), unset
 
 
 class _Translator:

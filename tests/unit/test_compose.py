@@ -723,3 +723,55 @@ def test_aliases_must_be_a_list():
         """,
         4, 20, "services.web.networks.n.aliases", "expected a list, got string 'www'",
     )
+
+
+# ---------------------------------------------------------------- variables
+
+
+def translate_with(text: str, environ: dict[str, str]):
+    data, where = _read_yaml(textwrap.dedent(text), "compose.yaml")
+    doc, _, warnings = compose.translate(data, where, "/srv/shop", environ)
+    return doc, warnings
+
+
+@pytest.mark.parametrize(
+    ("entry", "environ", "expected"),
+    [
+        ('"${PORT}:80"', {"PORT": "8081"}, "8081:80"),
+        ('"$PORT:80"', {"PORT": "8081"}, "8081:80"),
+        ('"${PORT:-8080}:80"', {}, "8080:80"),
+        ('"${PORT:-8080}:80"', {"PORT": ""}, "8080:80"),
+        ('"${PORT-8080}:80"', {"PORT": "9"}, "9:80"),
+        ('"${IP:+127.0.0.1:}8080:80"', {"IP": "yes"}, "127.0.0.1:8080:80"),
+        ('"${IP:+127.0.0.1:}8080:80"', {}, "8080:80"),
+        ('"${PORT:?set PORT}:80"', {"PORT": "7"}, "7:80"),
+    ],
+)
+def test_variables_are_interpolated_like_compose(entry, environ, expected):
+    doc, warnings = translate_with(f"services:\n  web:\n    ports: [{entry}]\n", environ)
+    assert doc["containers"]["shop-web-1"]["publish"] == [expected]
+    assert warnings == ()
+
+
+def test_double_dollar_is_a_literal_dollar():
+    doc, _ = translate_with("services:\n  web:\n    command: [sh, -c, 'echo $$HOME']\n", {"HOME": "/x"})
+    assert doc["containers"]["shop-web-1"]["command"] == ["sh", "-c", "echo $HOME"]
+
+
+def test_unset_variables_become_empty_with_one_warning():
+    doc, warnings = translate_with(
+        "name: ${PROJECT}shop\nservices:\n  web:\n    command: [echo, $A, $B, $A]\n    image: x\n", {})
+    assert doc["name"] == "shop"
+    assert doc["containers"]["shop-web-1"]["command"] == ["echo", "", "", ""]
+    assert warnings == (
+        "compose.yaml: ignoring Compose keys fastnet does not implement: services.web.image",
+        "compose.yaml: variables not set, replaced by an empty string (as Compose does): PROJECT, A, B",
+    )
+
+
+def test_required_variable_and_bad_syntax_are_errors_at_the_value(monkeypatch):
+    monkeypatch.delenv("PORT", raising=False)
+    fails("services:\n  web:\n    ports: ['${PORT:?give PORT}:80']\n", 3, 13, "services.web.ports[0]",
+          "variable PORT is required: give PORT")
+    fails("services:\n  web:\n    ports: ['${PORT:80']\n", 3, 13, "services.web.ports[0]",
+          "invalid interpolation in '${PORT:80'")
