@@ -32,21 +32,27 @@ import difflib
 import hashlib
 import os
 import re
-from ipaddress import IPv4Network
 from collections.abc import Mapping
+from ipaddress import IPv4Network
 from typing import Any
 
-from .config import (
-    NAME_MAX,
-    PROJECT_NAME_MAX,
-    ConfigError,
-    _describe,
-    _Path,
-    _Pos,
-    _SourceMap,
+from .compose_keys import (
+    EXTENSION,
+    EXTENSION_KEYS,
+    IPAM_CONFIG_KEYS,
+    IPAM_KEYS,
+    NETWORK_KEYS,
+    PORT_KEYS,
+    SERVICE_KEYS,
+    SERVICE_NETWORK_KEYS,
+    TOP_KEYS,
+    compose_error,
+    render_path,
 )
+from .compose_vars import interpolate
+from .config import NAME_MAX, NAME_PATTERN, PROJECT_NAME_MAX, ConfigError, _describe, _Path, _Pos, _SourceMap
 
-__all__ = ["COMPOSE_FILE_NAMES", "ComposeSourceMap", "interpolate", "is_compose", "project_name", "translate"]
+__all__ = ["COMPOSE_FILE_NAMES", "ComposeSourceMap", "is_compose", "project_name", "translate"]
 
 # The names `docker compose` looks for in a directory, in its order of preference.
 COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -61,42 +67,7 @@ _AUTO_SUBNETS = tuple(IPv4Network(f"172.{n}.0.0/16") for n in range(18, 32)) + t
 )
 _FASTNET_DEFAULT_BRIDGE = IPv4Network("172.17.0.0/16")
 
-# Keys of the Compose specification (compose-spec/schema/compose-spec.json). Those fastnet
-# translates are handled below; the others are ignored with one warning. Keys in none of
-# these lists are errors, as in `docker compose`. `x-*` extension keys are always allowed.
-_TOP_KEYS = ("version", "name", "services", "networks", "volumes", "secrets", "configs", "include", "models")
-_SERVICE_KEYS = (
-    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup", "cgroup_parent",
-    "command", "configs", "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota",
-    "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset", "credential_spec", "depends_on",
-    "deploy", "develop", "device_cgroup_rules", "devices", "dns", "dns_opt", "dns_search", "domainname",
-    "entrypoint", "env_file", "environment", "expose", "extends", "external_links", "extra_hosts", "gpus",
-    "group_add", "healthcheck", "hostname", "image", "init", "ipc", "isolation", "label_file", "labels",
-    "links", "logging", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit",
-    "models", "network_mode", "networks", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit",
-    "platform", "ports", "post_start", "pre_stop", "privileged", "profiles", "provider", "pull_policy",
-    "pull_refresh_after", "read_only", "restart", "runtime", "scale", "secrets", "security_opt",
-    "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs",
-    "tty", "ulimits", "use_api_socket", "user", "userns_mode", "uts", "volumes", "volumes_from",
-    "working_dir",
-)
-_SERVICE_NETWORK_KEYS = (
-    "aliases", "interface_name", "ipv4_address", "ipv6_address", "link_local_ips", "mac_address",
-    "driver_opts", "priority", "gw_priority",
-)
-_NETWORK_KEYS = (
-    "attachable", "driver", "driver_opts", "enable_ipv4", "enable_ipv6", "external", "internal", "ipam",
-    "labels", "name",
-)
-_IPAM_KEYS = ("config", "driver", "options")
-_IPAM_CONFIG_KEYS = ("subnet", "ip_range", "gateway", "aux_addresses")
-_PORT_KEYS = ("name", "mode", "host_ip", "target", "published", "protocol", "app_protocol")
-# fastnet's own settings that Compose has no key for, under a Compose extension key.
-_EXTENSION = "x-fastnet"
-_EXTENSION_KEYS = ("uplink", "backend", "conntrack")
-
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_NAME_RE = re.compile(NAME_PATTERN)  # fastnet's names; service names become parts of them
 _PROJECT_STRIP_RE = re.compile(r"[^a-z0-9_-]")
 _MODE_KEY = {"macvlan": "macvlan_mode", "ipvlan": "ipvlan_mode"}
 
@@ -105,14 +76,6 @@ def is_compose(source: str, data: dict[str, Any]) -> bool:
     """A Compose file: named like one, or with a top-level `services:` (fastnet's own has `containers:`)."""
     base = os.path.basename(source)
     return base in COMPOSE_FILE_NAMES or bool(_COMPOSE_NAME_RE.match(base)) or "services" in data
-
-
-def render_path(path: _Path) -> str:
-    """A Compose key path as Compose's own messages write it: services.web.ports[0]."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 class ComposeSourceMap(_SourceMap):
@@ -151,9 +114,9 @@ def project_name(data: dict[str, Any], project_dir: str, where: _SourceMap) -> s
     if "name" in data:
         name = data["name"]
         if not isinstance(name, str):
-            raise _error(where, ("name",), f"expected a string, got {_describe(name)}")
+            raise compose_error(where, ("name",), f"expected a string, got {_describe(name)}")
         if not name or _normalise(name) != name:
-            raise _error(
+            raise compose_error(
                 where, ("name",),
                 f"invalid project name {name!r}: use lowercase letters, digits, '_' and '-', "
                 f"starting with a letter or digit",
@@ -162,7 +125,7 @@ def project_name(data: dict[str, Any], project_dir: str, where: _SourceMap) -> s
     directory = os.path.basename(os.path.abspath(project_dir))
     name = _normalise(directory)
     if not name:
-        raise _error(
+        raise compose_error(
             where, (), f"cannot derive a project name from the directory name {directory!r}; set 'name:'"
         )
     if len(name) > PROJECT_NAME_MAX:
@@ -174,11 +137,6 @@ def project_name(data: dict[str, Any], project_dir: str, where: _SourceMap) -> s
 def _normalise(name: str) -> str:
     """Compose's normalisation of project names."""
     return _PROJECT_STRIP_RE.sub("", name.lower()).lstrip("_-")
-
-
-def _error(where: _SourceMap, path: _Path, problem: str, *, key: bool = False) -> ConfigError:
-    line, col = where.locate(path, key=key)
-    return ConfigError(where.source, line + 1, col + 1, render_path(path), problem)
 
 
 def translate(
@@ -196,57 +154,6 @@ def translate(
     return doc, source_map, warnings
 
 
-# Compose's interpolation: $$ is a '$'; $VAR and ${VAR}; ${VAR:-default} / ${VAR-default}
-# (unset or empty / unset); ${VAR:?error} / ${VAR?error}; ${VAR:+other} / ${VAR+other}.
-_VARIABLE_RE = re.compile(
-    r"\$(?:(?P<escaped>\$)"
-    r"|(?P<plain>[_a-zA-Z][_a-zA-Z0-9]*)"
-    r"|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
-    r"|(?P<invalid>))"
-)
-
-
-def interpolate(data: Any, where: _SourceMap, environ: Mapping[str, str]) -> tuple[Any, list[str]]:
-    """``data`` with variables substituted in every string value (keys are left as written),
-    and the names of the variables that were used but not set."""
-    unset: list[str] = []
-
-    def walk(node: Any, path: _Path) -> Any:
-        if isinstance(node, dict):
-            return {key: walk(value, (*path, key)) for key, value in node.items()}
-        if isinstance(node, list):
-            return [walk(item, (*path, index)) for index, item in enumerate(node)]
-        if isinstance(node, str) and "$" in node:
-            return _VARIABLE_RE.sub(lambda match: substitute(match, node, path), node)
-        return node
-
-    def substitute(match: re.Match[str], text: str, path: _Path) -> str:
-        if match["escaped"]:
-            return "$"
-        if match["invalid"] is not None:
-            raise _error(where, path, f"invalid interpolation in {text!r}: write '$$' for a literal '$'")
-        name = match["plain"] or match["braced"]
-        value = environ.get(name)
-        op, arg = match["op"], match["arg"]
-        empty_counts = op is not None and op.startswith(":")  # the ':' forms treat "" as unset
-        missing = value is None or (empty_counts and value == "")
-        if op in (":-", "-"):
-            return arg if missing else value
-        if op in (":?", "?"):
-            if missing:
-                raise _error(where, path, f"variable {name} is required: {arg or 'it is not set'}")
-            return value
-        if op in (":+", "+"):
-            return "" if missing else arg
-        if value is None:
-            if name not in unset:
-                unset.append(name)
-            return ""
-        return value
-
-    return walk(data, ()), unset
-
-
 class _Translator:
     def __init__(self, data: dict[str, Any], where: _SourceMap, project_dir: str) -> None:
         self.data = data
@@ -259,7 +166,7 @@ class _Translator:
     # ---------------------------------------------------------------- helpers
 
     def fail(self, path: _Path, problem: str, *, key: bool = False) -> ConfigError:
-        return _error(self.cw, path, problem, key=key)
+        return compose_error(self.cw, path, problem, key=key)
 
     def mapping(self, value: Any, path: _Path, what: str = "a mapping") -> dict[str, Any]:
         if value is None:
@@ -303,10 +210,10 @@ class _Translator:
 
     def run(self) -> tuple[dict[str, Any], ComposeSourceMap, tuple[str, ...]]:
         data = self.data
-        self.keys(data, (), ("name", "services", "networks"), _TOP_KEYS)
+        self.keys(data, (), ("name", "services", "networks"), TOP_KEYS)
         self.project = project_name(data, self.project_dir, self.cw)
         self.put(("name",), self.project, ("name",) if "name" in data else ())
-        self.extension(data.get(_EXTENSION))
+        self.extension(data.get(EXTENSION))
 
         networks = self.mapping(data.get("networks"), ("networks",))
         services = self.mapping(data.get("services"), ("services",))
@@ -353,13 +260,13 @@ class _Translator:
         """`x-fastnet:` carries fastnet settings Compose has no key for (uplink, backend, conntrack)."""
         if value is None:
             return
-        ext = self.mapping(value, (_EXTENSION,))
+        ext = self.mapping(value, (EXTENSION,))
         for key, item in ext.items():
-            if key not in _EXTENSION_KEYS:
+            if key not in EXTENSION_KEYS:
                 raise self.fail(
-                    (_EXTENSION, key), f"unknown key {key!r} (valid keys: {', '.join(_EXTENSION_KEYS)})", key=True
+                    (EXTENSION, key), f"unknown key {key!r} (valid keys: {', '.join(EXTENSION_KEYS)})", key=True
                 )
-            self.put((key,), item, (_EXTENSION, key))
+            self.put((key,), item, (EXTENSION, key))
 
     # ---------------------------------------------------------------- networks
 
@@ -379,7 +286,7 @@ class _Translator:
     def network(self, net: str, spec: Any) -> None:
         cpath = ("networks", net)
         spec = self.mapping(spec, cpath)
-        self.keys(spec, cpath, ("name", "driver", "driver_opts", "internal", "ipam", "external"), _NETWORK_KEYS)
+        self.keys(spec, cpath, ("name", "driver", "driver_opts", "internal", "ipam", "external"), NETWORK_KEYS)
         if spec.get("external"):
             raise self.fail(
                 (*cpath, "external"),
@@ -399,7 +306,7 @@ class _Translator:
         if value is None:
             return
         ipam = self.mapping(value, (*cpath, "ipam"))
-        self.keys(ipam, (*cpath, "ipam"), ("config",), _IPAM_KEYS)
+        self.keys(ipam, (*cpath, "ipam"), ("config",), IPAM_KEYS)
         configs = ipam.get("config")
         if configs is None:
             return
@@ -412,7 +319,7 @@ class _Translator:
             )
         for index, item in enumerate(configs):
             item = self.mapping(item, (*cfg_path, index))
-            self.keys(item, (*cfg_path, index), ("subnet", "gateway"), _IPAM_CONFIG_KEYS)
+            self.keys(item, (*cfg_path, index), ("subnet", "gateway"), IPAM_CONFIG_KEYS)
             for key in ("subnet", "gateway"):
                 if key in item:
                     self.put((*dpath, key), item[key], (*cfg_path, index, key))
@@ -458,7 +365,7 @@ class _Translator:
     def container_name(self, svc: str, spec: Any) -> str:
         path = ("services", svc)
         spec = self.mapping(spec, path)
-        if not _SERVICE_RE.fullmatch(svc):
+        if not _NAME_RE.fullmatch(svc):
             raise self.fail(
                 path, f"invalid service name {svc!r}: fastnet names use lowercase letters, digits, '_', '.' "
                 f"and '-', starting with a letter or digit", key=True,
@@ -479,7 +386,7 @@ class _Translator:
     def service(self, svc: str, spec: Any) -> None:
         cpath = ("services", svc)
         spec = self.mapping(spec, cpath)
-        self.keys(spec, cpath, ("command", "ports", "networks", "network_mode", "container_name"), _SERVICE_KEYS)
+        self.keys(spec, cpath, ("command", "ports", "networks", "network_mode", "container_name"), SERVICE_KEYS)
         dpath = ("containers", self.container_names[svc])
         self.put(dpath, {}, cpath)
         if "command" in spec:
@@ -531,7 +438,7 @@ class _Translator:
             refs = []
             for net, settings in value.items():
                 settings = self.mapping(settings, (*npath, net))
-                self.keys(settings, (*npath, net), ("aliases", "ipv4_address"), _SERVICE_NETWORK_KEYS)
+                self.keys(settings, (*npath, net), ("aliases", "ipv4_address"), SERVICE_NETWORK_KEYS)
                 refs.append((net, settings, (*npath, net), True))
         else:
             raise self.fail(
@@ -594,7 +501,7 @@ class _Translator:
         return self.long_port(item, path)
 
     def long_port(self, item: dict[str, Any], path: _Path) -> str:
-        self.keys(item, path, ("target", "published", "host_ip", "protocol"), _PORT_KEYS)
+        self.keys(item, path, ("target", "published", "host_ip", "protocol"), PORT_KEYS)
         if "target" not in item:
             raise self.fail(path, "'target' (the container port) is required")
         parts = {}
