@@ -73,9 +73,11 @@ _MODE_KEY = {"macvlan": "macvlan_mode", "ipvlan": "ipvlan_mode"}
 
 
 def is_compose(source: str, data: dict[str, Any]) -> bool:
-    """A Compose file: named like one, or with a top-level `services:` (fastnet's own has `containers:`)."""
+    """A Compose file has a top-level `services:`, or is named like one and has no `containers:`
+    (fastnet's own section, so a fastnet file keeps working whatever its name)."""
     base = os.path.basename(source)
-    return base in COMPOSE_FILE_NAMES or bool(_COMPOSE_NAME_RE.match(base)) or "services" in data
+    named = base in COMPOSE_FILE_NAMES or bool(_COMPOSE_NAME_RE.match(base))
+    return "services" in data or (named and "containers" not in data)
 
 
 class ComposeSourceMap(_SourceMap):

@@ -643,6 +643,7 @@ def test_service_must_be_a_mapping():
         ("compose.override.yaml", "{}\n", True),
         ("stack.yaml", "services: {}\n", True),
         ("fastnet.yaml", "containers: {}\n", False),
+        ("compose.yaml", "name: x\ncontainers: {}\n", False),  # fastnet's format under a Compose name
         ("composer.yaml", "containers: {}\n", False),
     ],
 )
@@ -775,3 +776,17 @@ def test_required_variable_and_bad_syntax_are_errors_at_the_value(monkeypatch):
           "variable PORT is required: give PORT")
     fails("services:\n  web:\n    ports: ['${PORT:80']\n", 3, 13, "services.web.ports[0]",
           "invalid interpolation in '${PORT:80'")
+
+
+def test_ports_of_a_service_only_on_internal_networks():
+    fails(
+        """\
+        services:
+          web:
+            networks: [vault]
+            ports: ["8080:80"]
+        networks:
+          vault: {internal: true}
+        """,
+        4, 5, "services.web.ports", "cannot publish ports: the container is only on internal networks",
+    )
