@@ -790,3 +790,25 @@ def test_ports_of_a_service_only_on_internal_networks():
         """,
         4, 5, "services.web.ports", "cannot publish ports: the container is only on internal networks",
     )
+
+
+def test_yaml_merge_keys_are_read_like_any_other():
+    text = """\
+        x-base: &base
+          image: busybox
+          networks: [n]
+        services:
+          a:
+            <<: *base
+            ports: ["8080:80"]
+          b:
+            <<: *base
+            ports: ["8080:81"]
+        networks:
+          n: {}
+        """
+    doc, warnings = translate(text)
+    assert doc["containers"]["shop-a-1"]["networks"] == {"shop_n": {"aliases": ["a"]}}
+    assert warnings == ("compose.yaml: ignoring Compose keys fastnet does not implement: "
+                        "services.a.image, services.b.image",)
+    fails(text, 10, 13, "services.b.ports", "8080/tcp overlaps 8080/tcp already published by container shop-a-1")
