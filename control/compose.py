@@ -107,7 +107,16 @@ class ComposeSourceMap(_SourceMap):
 
     def error(self, path: _Path, problem: str, *, at: _Path | None = None, key: bool = False) -> ConfigError:
         line, col = self.locate(path if at is None else at, key=key)
+        for fastnet_words, compose_words in _IN_COMPOSE_WORDS:
+            problem = problem.replace(fastnet_words, compose_words)
         return ConfigError(self.source, line + 1, col + 1, render_path(self.to_compose(path)), problem)
+
+
+# fastnet's messages quote its own keys here and there; in a Compose file, say Compose's.
+_IN_COMPOSE_WORDS = (
+    ("'publish'", "'ports'"),
+    ("'subnet: 10.90.1.0/24'", "'ipam: {config: [{subnet: 10.90.1.0/24}]}'"),
+)
 
 
 def project_name(data: dict[str, Any], project_dir: str, where: _SourceMap) -> str:

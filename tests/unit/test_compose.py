@@ -812,3 +812,15 @@ def test_yaml_merge_keys_are_read_like_any_other():
     assert warnings == ("compose.yaml: ignoring Compose keys fastnet does not implement: "
                         "services.a.image, services.b.image",)
     fails(text, 10, 13, "services.b.ports", "8080/tcp overlaps 8080/tcp already published by container shop-a-1")
+
+
+def test_messages_name_compose_keys():
+    """fastnet's messages that quote its own keys (e.g. those of the network-mode and driver
+    checks) read in Compose's keys when the file is a Compose file."""
+    data, where = _read_yaml("services:\n  web: {network_mode: host}\n", "compose.yaml")
+    _, source_map, _ = compose.translate(data, where, "/srv/shop", {})
+    err = source_map.error(("containers", "shop-web-1", "network_mode"),
+                           "network_mode host cannot be combined with 'publish'")
+    assert str(err) == "compose.yaml:2:23: services.web.network_mode: network_mode host cannot be combined with 'ports'"
+    err = source_map.error(("networks",), "subnet is required, e.g. 'subnet: 10.90.1.0/24'")
+    assert err.problem == "subnet is required, e.g. 'ipam: {config: [{subnet: 10.90.1.0/24}]}'"
