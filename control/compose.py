@@ -32,7 +32,7 @@ import difflib
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -243,7 +243,13 @@ class _Translator:
         if self.default_used and DEFAULT_NETWORK not in networks:
             name = f"{self.project}_{DEFAULT_NETWORK}"
             self.check_name("network", name, NAME_MAX, ("services",), "the project's default network")
-            self.put(("networks", name), {}, ())
+            taken_by = next((net for net, n in self.network_names.items() if n == name), None)
+            if taken_by is not None:
+                raise self.fail(
+                    ("networks", taken_by), f"network name {name!r} is the name of the project's default "
+                    f"network, which services without 'networks:' join", key=True,
+                )
+            self.put(("networks", name), {}, ())  # no place in the file: errors about it point at its top
         self.auto_subnets()
 
         warnings = ()
@@ -252,7 +258,7 @@ class _Translator:
             warnings = (f"{self.cw.source}: ignoring Compose keys fastnet does not implement: {listed}",)
         return self.doc, self.map, warnings
 
-    def unique(self, kind: str, entries: dict[str, Any], derive) -> dict[str, str]:
+    def unique(self, kind: str, entries: dict[str, Any], derive: Callable[[str, Any], str]) -> dict[str, str]:
         """fastnet names derived for Compose entries; two entries may not end up with one name
         (e.g. a `container_name:` equal to another service's derived name)."""
         names: dict[str, str] = {}
@@ -303,8 +309,6 @@ class _Translator:
                 (*cpath, "external"),
                 "external networks are not supported: fastnet creates every network of the project",
             )
-        if "external" in spec:
-            self.ignored.append((*cpath, "external"))
         dpath = ("networks", self.network_names[net])
         self.put(dpath, {}, cpath)
         for key in ("driver", "internal"):

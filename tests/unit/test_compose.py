@@ -824,3 +824,21 @@ def test_messages_name_compose_keys():
     assert str(err) == "compose.yaml:2:23: services.web.network_mode: network_mode host cannot be combined with 'ports'"
     err = source_map.error(("networks",), "subnet is required, e.g. 'subnet: 10.90.1.0/24'")
     assert err.problem == "subnet is required, e.g. 'ipam: {config: [{subnet: 10.90.1.0/24}]}'"
+
+
+def test_a_network_named_like_the_implicit_default_network():
+    fails(
+        """\
+        services:
+          web: {}
+        networks:
+          other: {name: shop_default}
+        """,
+        4, 3, "networks.other", "'shop_default' is the name of the project's default network",
+    )
+
+
+def test_external_false_is_an_ordinary_network():
+    doc, warnings = translate("services: {}\nnetworks:\n  n: {external: false}\n")
+    assert doc["networks"] == {"shop_n": {"subnet": "172.18.0.0/16"}}
+    assert warnings == ()
