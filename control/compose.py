@@ -371,7 +371,8 @@ class _Translator:
                 continue  # macvlan/ipvlan need the segment's subnet: fastnet's validation asks for it
             free = next((s for s in _AUTO_SUBNETS if not any(s.overlaps(t) for t in taken)), None)
             if free is None:
-                raise self.map.error(("networks", name), "no free subnet left in Docker's default pools; set ipam.config[0].subnet", key=True)
+                problem = "no free subnet left in Docker's default pools; set ipam.config[0].subnet"
+                raise self.map.error(("networks", name), problem, key=True)
             spec["subnet"] = str(free)
             taken.append(free)
 
@@ -500,11 +501,12 @@ class _Translator:
         """One `ports:` entry in fastnet's `[IP:]HOST:CONTAINER[/PROTO]` form. Entries without a
         host port (Compose then picks a random one) are errors: fastnet publishes fixed ports."""
         if isinstance(item, bool) or not isinstance(item, (int, str, dict)):
-            raise self.fail(path, f"expected a port mapping like \"8080:80\" or a mapping with 'target', got {_describe(item)}")
+            problem = f"expected a port mapping like \"8080:80\" or a mapping with 'target', got {_describe(item)}"
+            raise self.fail(path, problem)
         if isinstance(item, int):
             raise self.fail(path, _random_port(str(item)))
         if isinstance(item, str):
-            spec, _, proto = item.partition("/")
+            spec = item.partition("/")[0]
             if spec.startswith("["):
                 raise self.fail(path, f"invalid port mapping {item!r}: IPv6 host addresses are not supported")
             parts = spec.split(":")
