@@ -102,13 +102,13 @@ def compose_dir(host, text: str = COMPOSE) -> Path:
     return path
 
 
-def up_in(host, directory: Path) -> subprocess.CompletedProcess:
-    """`fastnet up` with no -f, run in `directory`: it finds compose.yaml there."""
+def run_in(host, directory: Path, command: str) -> subprocess.CompletedProcess:
+    """`fastnet up`/`down` with no -f, run in `directory`: it finds compose.yaml there."""
     cp = subprocess.run(
-        ["ip", "netns", "exec", host.name, str(FASTNET), "up"],
+        ["ip", "netns", "exec", host.name, str(FASTNET), command],
         cwd=directory, capture_output=True, text=True, timeout=120,
     )
-    if cp.returncode == 0:
+    if cp.returncode == 0 and command == "up":
         host.record_objects()
     return cp
 
@@ -175,7 +175,8 @@ def summarised(outcomes: dict[str, str]) -> dict[str, str]:
 def test_compose_file_matches_the_equivalent_fastnet_file(make_host):
     compose_host, native_host = make_host(), make_host()
 
-    cp = up_in(compose_host, compose_dir(compose_host).parent)
+    directory = compose_dir(compose_host).parent
+    cp = run_in(compose_host, directory, "up")
     assert cp.returncode == 0, cp.stdout + cp.stderr
     warnings = [line for line in cp.stderr.splitlines() if "warning" in line]
     assert warnings == [
@@ -196,8 +197,9 @@ def test_compose_file_matches_the_equivalent_fastnet_file(make_host):
     assert compose_paths == EXPECTED
     assert summarised(reachability(native_host)) == compose_paths
 
-    # `down -f compose.yaml` removes the project like any other.
-    compose_host.down(compose_host.files[-1])
+    # `down` finds compose.yaml the same way and removes the project like any other.
+    cp = run_in(compose_host, directory, "down")
+    assert cp.returncode == 0 and f"project {PROJECT} is down" in cp.stdout, cp.stdout + cp.stderr
     assert PROJECT not in compose_host.ps()["projects"]
     assert_no_leftovers(compose_host)
 
