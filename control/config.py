@@ -22,6 +22,7 @@ Each stage reports the problem that comes first in the file, as a
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -195,6 +196,7 @@ class Config:
     containers: dict[str, Container]
     source: str
     conntrack: Conntrack = Conntrack()
+    warnings: tuple[str, ...] = ()  # one line each, for stderr (e.g. Compose keys ignored)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -209,10 +211,17 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def parse_config(text: str, source: str = "<string>") -> Config:
-    """Validate project-file text; ``source`` names it in error messages."""
+    """Validate project-file text; ``source`` names it in error messages. A Compose file is
+    translated into this format first, keeping its positions (see compose.py)."""
     data, where = _read_yaml(text, source)
+    warnings: tuple[str, ...] = ()
+    from . import compose  # imports this module
+
+    if compose.is_compose(source, data):
+        data, where, warnings = compose.translate(data, where, os.path.dirname(os.path.abspath(source)))
     spec = _check_schema(data, where)
-    return _resolve(spec, where)
+    config = _resolve(spec, where)
+    return dataclasses.replace(config, warnings=warnings) if warnings else config
 
 
 # --------------------------------------------------------------------------
