@@ -111,12 +111,13 @@ class EbpfBackend:
         networks, ports, services = [], [], []
         for st in states:
             for n in st.spec.networks.values():
-                networks.append(NetworkRecord(n.net_id, n.subnet, n.gateway, n.gateway_mac, n.internal))
+                if n.driver == "bridge":
+                    networks.append(NetworkRecord(n.net_id, n.subnet, n.gateway, n.gateway_mac, n.internal))
             for c in st.spec.containers.values():
                 for i in c.interfaces:
                     ifindex = st.ports.get(port_key(c.name, i.network))
                     net = st.spec.networks.get(i.network)
-                    if ifindex is not None and net is not None:
+                    if ifindex is not None and net is not None and net.driver == "bridge":
                         ports.append(PortRecord(ifindex, i.mac, i.ipv4, net.net_id))
                 services += self._services(st, c)
         maps = Maps(self.dp)
