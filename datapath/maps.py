@@ -170,6 +170,31 @@ def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
     }
 
 
+@dataclass(frozen=True)
+class IpvlanPortRecord:
+    """One container interface of an ipvlan network."""
+
+    ifindex: int  # host end of the veth
+    parent_ifindex: int
+    parent_mac: str  # also the container interface's MAC
+    ipv4: IPv4Address
+    l3: bool
+
+
+def ipvlan_tables(ports: list[IpvlanPortRecord]) -> dict[str, list[tuple]]:
+    t: dict[str, list[tuple]] = {"fn_ipvlan_addrs": [], "fn_ipvlan_ports": []}
+    if len(ports) > abi.FN_MAX_ENDPOINTS:
+        raise ValueError(f"{len(ports)} ipvlan interfaces exceed the datapath's {abi.FN_MAX_ENDPOINTS}")
+    for p in ports:
+        mac = (ctypes.c_uint8 * 6)(*mac_bytes(p.parent_mac))
+        flags = abi.FN_IPVLAN_F_L3 if p.l3 else 0
+        t["fn_ipvlan_addrs"].append((abi.IpvlanKey(parent_ifindex=p.parent_ifindex, ipv4=be32(p.ipv4)),
+                                     abi.IpvlanDst(ifindex=p.ifindex, mac=mac, flags=flags)))
+        t["fn_ipvlan_ports"].append((ctypes.c_uint32(p.ifindex), abi.IpvlanPort(
+            mac=mac, flags=flags, ipv4=be32(p.ipv4), parent_ifindex=p.parent_ifindex)))
+    return t
+
+
 CT_TABLES = ("fn_ct", "fn_ct_new")
 CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
@@ -269,6 +294,10 @@ class Maps:
         Entries are written before stale ones are deleted, and the tables a packet consults
         first (endpoints) are written last, so a port never sees a half-built network."""
         return sum(self._reconcile(name, content) for name, content in desired_tables(networks, ports).items())
+
+    def sync_ipvlan(self, ports: list[IpvlanPortRecord]) -> int:
+        """Reconcile the ipvlan tables (destinations first, then the ports that send to them)."""
+        return sum(self._reconcile(name, content) for name, content in ipvlan_tables(ports).items())
 
     def conntrack(self) -> list[CtRecord]:
         return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]

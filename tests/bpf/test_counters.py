@@ -8,10 +8,11 @@ from fastnet.datapath import abi
 from fastnet.datapath.counters import COUNTERS_HEADER, counters
 
 import test_bridge
+import test_ipvlan
 import test_nat
 
 # Every table of cases whose counters a parametrized test checks; add new ones here.
-CASES = [*test_bridge.CASES, *test_nat.CASES]
+CASES = [*test_bridge.CASES, *test_nat.CASES, *test_ipvlan.CASES]
 
 # Counters no case can produce, each with the reason. Keep this list short and justified.
 NOT_PRODUCIBLE = {
@@ -28,7 +29,7 @@ NOT_PRODUCIBLE = {
 
 def produced_by(case) -> tuple[str, ...]:
     """The counters a case checks."""
-    return tuple(getattr(case, "counters", (case.counter,)))
+    return tuple(case.counters) if hasattr(case, "counters") else (case.counter,)
 
 
 def test_every_counter_is_produced_by_a_case():

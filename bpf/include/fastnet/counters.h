@@ -49,7 +49,11 @@
 	X(FN_DROP_OWN_MAC,         34, DROP, "unicast addressed to the sender itself") \
 	X(FN_DROP_LINK_LOCAL,      35, DROP, "reserved link-local multicast (STP, LLDP, pause)") \
 	X(FN_DROP_UPLINK_SPOOF,    36, DROP, "packet from outside with a container's source address") \
-	X(FN_FWD_TTL_EXCEEDED,     37, FWD,  "TTL expired at the gateway: ICMP time exceeded sent back")
+	X(FN_FWD_TTL_EXCEEDED,     37, FWD,  "TTL expired at the gateway: ICMP time exceeded sent back") \
+	X(FN_FWD_IPVLAN_IN,        38, FWD,  "from the parent into an ipvlan container") \
+	X(FN_FWD_IPVLAN_OUT,       39, FWD,  "from an ipvlan l2 container out of the parent") \
+	X(FN_FWD_IPVLAN_ROUTED,    40, FWD,  "from an ipvlan l3 container, routed out of the parent") \
+	X(FN_DROP_IPVLAN_L3_ARP,   41, DROP, "ARP from an ipvlan l3 container (its interface is NOARP)")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
