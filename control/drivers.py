@@ -187,3 +187,14 @@ def configure_container_side(netns: Path, net: NetworkSpec, iface: InterfaceSpec
         ipr.link("set", index=index, flags=IFF_NOARP, change=IFF_NOARP)
         if iface.default_route:
             ipr.route("replace", dst="0.0.0.0/0", oif=index, scope=253)
+
+
+def interface_mac(net: NetworkSpec | None, iface: InterfaceSpec) -> str:
+    """The MAC a container interface has: an ipvlan (or passthru macvlan) one has its parent's."""
+    if net is None or not (net.driver == "ipvlan" or net.mode == "passthru"):
+        return iface.mac
+    try:
+        with IPRoute() as ipr:
+            return parent_mac(ipr, net)
+    except (DriverError, NetlinkError, IndexError):
+        return iface.mac
