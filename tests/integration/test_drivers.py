@@ -60,8 +60,9 @@ def parent_configuration(host, dev: str = UPLINK) -> dict:
     """Everything of the parent that fastnet must leave alone: link settings, addresses,
     routes of every table, and its IPv4 sysctls (and the host's forwarding switch)."""
     link = json.loads(host.sh("ip", "-j", "-d", "link", "show", "dev", dev).stdout)[0]
-    addrs = [(a["local"], a["prefixlen"], a.get("scope")) for a in
-             json.loads(host.sh("ip", "-4", "-j", "addr", "show", "dev", dev).stdout)[0]["addr_info"]]
+    addrs = [(a["local"], a["prefixlen"], a.get("scope"))
+             for entry in json.loads(host.sh("ip", "-4", "-j", "addr", "show", "dev", dev).stdout or "[]")
+             for a in entry.get("addr_info", [])]
     routes = sorted(json.dumps(r, sort_keys=True) for r in
                     json.loads(host.sh("ip", "-4", "-j", "route", "show", "table", "all").stdout or "[]"))
     sysctls = host.sh("sh", "-c", f"grep -r . /proc/sys/net/ipv4/conf/{dev}/ /proc/sys/net/ipv4/ip_forward").stdout
@@ -138,7 +139,10 @@ def _ctrs(host, project: str, net: str) -> dict:
 
 def test_macvlan_bridge_mode_from_the_segment(host):
     add_segment_router(host)
-    host.up(MACVLAN.format(mode="bridge"))
+    cp = host.up(MACVLAN.format(mode="bridge"))
+    first = host.snapshot("mv")
+    assert "nothing to do" in host.up(cp.path).stdout.lower() or host.snapshot("mv") == first
+    assert host.snapshot("mv") == first, "a second up changes nothing"
     ctrs = _ctrs(host, "mv", "lan")
     a, b = ctrs["a"], ctrs["b"]
     assert (a.ip("lan"), b.ip("lan")) == ("203.0.113.2", "203.0.113.3")
@@ -254,7 +258,10 @@ containers:
 def test_ipvlan_l2_one_mac_on_the_wire(host):
     add_segment_router(host)
     before = parent_configuration(host)
-    host.up(IPVLAN_L2)
+    cp = host.up(IPVLAN_L2)
+    first = host.snapshot("iv")
+    host.up(cp.path)
+    assert host.snapshot("iv") == first, "a second up changes nothing"
     parent_mac = uplink_mac(host)
     ctrs = _ctrs(host, "iv", "lan")
     assert host.inspect("a")["networks"]["lan"]["mac"] == parent_mac
