@@ -358,3 +358,16 @@ def test_down_removes_parent_programs(host, with_state):
             f.unlink()
     host.down(cp.path)
     assert_no_leftovers(host)
+
+
+def test_macvlan_passthru_takes_the_parents_mac(host):
+    """passthru: one container owns the parent's station (and its MAC), as with Docker."""
+    add_segment_router(host)
+    host.up(MACVLAN.format(mode="passthru").replace("  b:\n    networks: [lan]\n", ""))
+    ctrs = _ctrs(host, "mv", "lan")
+    parent_mac = uplink_mac(host)
+    assert host.inspect("a")["networks"]["lan"]["mac"] == parent_mac
+    assert world_ping(host, ctrs["a"].ip("lan"))
+    assert sources_seen_from_world(host, ctrs, SEGMENT_ROUTER) == {"a": parent_mac}
+    host.down("mv")
+    assert_no_leftovers(host)

@@ -105,3 +105,21 @@ def test_publish_allowed_when_the_default_route_is_on_a_bridge_network():
             publish: ["8080:80"]
         """)
     assert len(cfg.containers["web"].publish) == 1
+
+
+def test_spec_and_state_keep_parent_and_mode():
+    from fastnet.control import state
+    from fastnet.control.spec import build
+
+    cfg = parse("""\
+        networks:
+          lan: {driver: ipvlan, parent: up0, mode: l3, subnet: 10.1.0.0/24}
+          mv: {driver: macvlan, parent: up0.7, subnet: 10.2.0.0/24}
+        containers:
+          web: {networks: [lan, mv]}
+        """)
+    spec = build(cfg, None)
+    assert (spec.networks["lan"].parent, spec.networks["lan"].mode) == ("up0", "l3")
+    assert (spec.networks["mv"].parent, spec.networks["mv"].mode) == ("up0.7", "bridge")
+    st = state.ProjectState(spec=spec, ports={"web/lan": 7})
+    assert state.from_json(state.to_json(st)) == st
