@@ -125,6 +125,14 @@ class IpvlanDst(ctypes.Structure):
     _fields_ = [("ifindex", u32), ("mac", u8 * 6), ("flags", u16)]
 
 
+class VlanKey(ctypes.Structure):
+    _fields_ = [("ifindex", u32), ("vid", u32)]
+
+
+class Vlan(ctypes.Structure):
+    _fields_ = [("ifindex", u32), ("vid", u32)]
+
+
 @lru_cache(maxsize=1)
 def constants() -> dict[str, int]:
     """Every `#define NAME <integer>` of abi.h."""
@@ -147,8 +155,9 @@ PROGRAMS = {
     "fn_sock": constants()["FN_PROG_SOCK"],  # the socket hooks count together
     "fn_from_ipvlan": constants()["FN_PROG_FROM_IPVLAN"],
     "fn_from_parent": constants()["FN_PROG_FROM_PARENT"],
+    "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
 }
-TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent")
+TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger")
 FN_IPVLAN_F_L3 = constants()["FN_IPVLAN_F_L3"]
 # socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
 SOCK_PROGRAMS = {
@@ -174,6 +183,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_ct_new": (CtKey, CtEntry),
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
+    "fn_vlans": (VlanKey, Vlan),
 }
 
 

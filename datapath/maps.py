@@ -195,6 +195,23 @@ def ipvlan_tables(ports: list[IpvlanPortRecord]) -> dict[str, list[tuple]]:
     return t
 
 
+@dataclass(frozen=True)
+class VlanRecord:
+    """An 802.1Q sub-interface fastnet emulates: IF.VLAN's veth peer (the tagger) and its parent."""
+
+    parent_ifindex: int
+    vid: int
+    tagger_ifindex: int
+
+
+def vlan_entries(vlans: list[VlanRecord]) -> list[tuple]:
+    out = []
+    for v in vlans:
+        out.append((abi.VlanKey(ifindex=v.parent_ifindex, vid=v.vid), abi.Vlan(ifindex=v.tagger_ifindex, vid=v.vid)))
+        out.append((abi.VlanKey(ifindex=v.tagger_ifindex, vid=0), abi.Vlan(ifindex=v.parent_ifindex, vid=v.vid)))
+    return out
+
+
 CT_TABLES = ("fn_ct", "fn_ct_new")
 CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
@@ -298,6 +315,9 @@ class Maps:
     def sync_ipvlan(self, ports: list[IpvlanPortRecord]) -> int:
         """Reconcile the ipvlan tables (destinations first, then the ports that send to them)."""
         return sum(self._reconcile(name, content) for name, content in ipvlan_tables(ports).items())
+
+    def sync_vlans(self, vlans: list[VlanRecord]) -> int:
+        return self._reconcile("fn_vlans", vlan_entries(vlans))
 
     def conntrack(self) -> list[CtRecord]:
         return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]

@@ -48,6 +48,7 @@
 #define FN_PROG_SOCK           2
 #define FN_PROG_FROM_IPVLAN    3
 #define FN_PROG_FROM_PARENT    4
+#define FN_PROG_FROM_TAGGER    5
 #define FN_PROG_MAX            8
 #define FN_COUNTER_SLOTS       64
 
@@ -169,6 +170,23 @@ struct fn_ipvlan_dst {
 	__u32  ifindex;         /* host end of the container's veth (bpf_redirect_peer target) */
 	__u8   mac[6];          /* the parent's MAC: unicast for the container is addressed to it */
 	__u16  flags;           /* FN_IPVLAN_F_* */
+};
+
+/*
+ * fn_vlans: HASH. An 802.1Q sub-interface IF.VLAN where the kernel has no 802.1Q driver
+ * (control/drivers.py): IF.VLAN is one end of a veth pair, its "tagger" the other end.
+ *   key (parent ifindex, VLAN id) -> (tagger ifindex, VLAN id): tagged frames from the wire
+ *   key (tagger ifindex, 0)       -> (parent ifindex, VLAN id): frames IF.VLAN sends
+ * Written by the control plane; read by fn_from_parent / fn_from_uplink and fn_from_tagger.
+ */
+struct fn_vlan_key {
+	__u32 ifindex;
+	__u32 vid;             /* 1..4094; 0 in a tagger's key */
+};
+
+struct fn_vlan {
+	__u32 ifindex;         /* where the frame goes (bpf_redirect to its egress) */
+	__u32 vid;
 };
 
 /* fn_host_addrs: HASH, key = __be32 address local to the host -> __u32 FN_ADDR_F_*. */
