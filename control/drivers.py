@@ -21,7 +21,10 @@ Docker's drivers, next to fastnet's:
 - **parent IF.VLAN**: the 802.1Q sub-interface is created by fastnet when missing (tagged
   with an alias that belongs to no project, since several projects may share it) and
   deleted when the last network of the host that uses it goes; one that existed before is
-  used and never deleted.
+  used and never deleted. Where the kernel has no 802.1Q driver (this one), IF.VLAN is a
+  veth end with the parent's MAC whose peer, the "tagger", carries `fn_from_tagger` (tag and
+  send out of the parent); the parent's program hands frames of that VLAN to the tagger
+  untagged (bpf/lib/vlan.h). That needs the eBPF backend.
 - **gateway** of a macvlan/ipvlan network is the segment's router (default: the subnet's
   first address, as Docker's IPAM picks it); containers route through it (ipvlan l3:
   `default dev eth0`, the host routes). Nothing is published on these networks.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import os
 from pathlib import Path
 
@@ -46,6 +50,12 @@ IFF_NOARP = 0x80
 # Sub-interfaces are the host's, shared by projects: their tag cannot be a project's
 # (project names never start with '-'), so no project's `down` takes them by alias.
 VLAN_ALIAS_PREFIX = LINK_ALIAS_PREFIX + "-host/vlan/"
+# Where the kernel has no 802.1Q driver, IF.VLAN is one end of a veth pair and this its peer.
+TAGGER_ALIAS_PREFIX = LINK_ALIAS_PREFIX + "-host/vlan-tagger/"
+
+
+def tagger_name(parent: str) -> str:
+    return "fnvt-" + hashlib.sha1(parent.encode()).hexdigest()[:10]
 
 
 class DriverError(RuntimeError):
@@ -60,16 +70,16 @@ def vlan_of(parent: str) -> tuple[str, int] | None:
     return None
 
 
-def parent_problem(ipr: IPRoute, net: NetworkSpec) -> str | None:
+def parent_problem(ipr: IPRoute, net: NetworkSpec, backend: str) -> str | None:
     """Why `net` cannot be built on this host (checked before anything is created)."""
     assert net.parent is not None
     vlan = vlan_of(net.parent)
     base = vlan[0] if vlan else net.parent
     if not ipr.link_lookup(ifname=base):
         return f"networks.{net.name}.parent: no interface named {base!r} on this host"
-    if vlan and not ipr.link_lookup(ifname=net.parent) and not kernel_has_8021q():
-        return (f"networks.{net.name}.parent: {net.parent} does not exist and this kernel cannot create it "
-                "(no 802.1Q VLAN support, CONFIG_VLAN_8021Q); create it by other means or use the interface itself")
+    if vlan and not ipr.link_lookup(ifname=net.parent) and not kernel_has_8021q() and backend != "ebpf":
+        return (f"networks.{net.name}.parent: creating {net.parent} on this kernel (no 802.1Q driver, "
+                f"CONFIG_VLAN_8021Q) needs the ebpf backend, which tags in its datapath, not {backend}")
     return None
 
 
@@ -100,10 +110,38 @@ def add_network(ipr: IPRoute, net: NetworkSpec) -> None:
     found = ipr.link_lookup(ifname=base)
     if not found:
         raise DriverError(f"networks.{net.name}.parent: no interface named {base!r} on this host")
-    ipr.link("add", ifname=net.parent, kind="vlan", link=found[0], vlan_id=vlan_id)
+    if kernel_has_8021q():
+        ipr.link("add", ifname=net.parent, kind="vlan", link=found[0], vlan_id=vlan_id)
+    else:
+        # IF.VLAN is a veth end with the parent's MAC (as a VLAN device has); the eBPF
+        # backend's fn_from_tagger on its peer and the parent's program tag and untag.
+        tagger = tagger_name(net.parent)
+        base_mac = ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+        ipr.link("add", ifname=net.parent, kind="veth", address=base_mac, peer={"ifname": tagger})
+        tagger_index = ipr.link_lookup(ifname=tagger)[0]
+        sandbox.write_sysctl(None, f"net/ipv6/conf/{tagger}/disable_ipv6", "1")
+        ipr.link("set", index=tagger_index, ifalias=TAGGER_ALIAS_PREFIX + net.parent, state="up")
     index = ipr.link_lookup(ifname=net.parent)[0]
     # the kernel ignores IFLA_IFALIAS when creating a link: tag it in a second message
     ipr.link("set", index=index, ifalias=VLAN_ALIAS_PREFIX + net.parent, state="up")
+
+
+def emulated_vlans(ipr: IPRoute, parents: set[str]) -> list[tuple[int, int, int, str]]:
+    """(base ifindex, VLAN id, tagger ifindex, tagger name) of each of `parents` that fastnet
+    emulates with a veth pair."""
+    found = []
+    for parent in sorted(parents):
+        vlan = vlan_of(parent)
+        if vlan is None:
+            continue
+        base = ipr.link_lookup(ifname=vlan[0])
+        tagger = ipr.link_lookup(ifname=tagger_name(parent))
+        if not base or not tagger:
+            continue
+        alias = ipr.get_links(tagger[0])[0].get_attr("IFLA_IFALIAS") or ""
+        if alias == TAGGER_ALIAS_PREFIX + parent:
+            found.append((base[0], vlan[1], tagger[0], tagger_name(parent)))
+    return found
 
 
 def _parents_in_use(host: Host, project: str | None) -> set[str]:

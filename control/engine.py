@@ -96,7 +96,7 @@ def _preflight_drivers(desired: ProjectSpec, others: list[ProjectState], ipr: IP
     for net in desired.networks.values():
         if net.driver not in drivers.DRIVERS_WITH_PARENT:
             continue
-        problem = drivers.parent_problem(ipr, net)
+        problem = drivers.parent_problem(ipr, net, desired.backend)
         if problem:
             raise UpError(problem)
         if net.driver == "ipvlan" and desired.backend != "ebpf":

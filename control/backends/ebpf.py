@@ -19,8 +19,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ...datapath import loader, sockhooks, tc
-from ...datapath.maps import HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord
-from .. import observe
+from ...datapath.maps import HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord
+from .. import drivers, observe
 from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
@@ -32,6 +32,7 @@ PORT_PROGRAM = "fn_from_container"
 UPLINK_PROGRAM = "fn_from_uplink"
 IPVLAN_PROGRAM = "fn_from_ipvlan"  # host end of an ipvlan container's veth
 PARENT_PROGRAM = "fn_from_parent"  # parent of ipvlan networks (the uplink has fn_from_uplink instead)
+TAGGER_PROGRAM = "fn_from_tagger"  # peer of an emulated 802.1Q sub-interface
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
@@ -131,13 +132,19 @@ class EbpfBackend:
         uplink_name = next((st.spec.uplink for st in states if st.spec.uplink), None)
         with IPRoute() as ipr:
             ipvlan_ports, parents = self._ipvlan(ipr, states)
+            vlan_parents = {n.parent for st in states for n in st.spec.networks.values() if n.parent}
+            vlans = drivers.emulated_vlans(ipr, vlan_parents)
         maps = Maps(self.dp)
         maps.sync(networks, ports)
         maps.sync_ipvlan(ipvlan_ports)
+        maps.sync_vlans([VlanRecord(base, vid, tagger) for base, vid, tagger, _ in vlans])
         if self.dp.fresh:
             self._move_ports_to(self.dp, ports, ipvlan_ports)
         with IPRoute() as ipr:
-            self._attach_parents(ipr, parents - {uplink_name})
+            for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
+                tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
+            bases = {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
+            self._attach_parents(ipr, (parents | bases) - {uplink_name})
             ifindex, address = observe.uplink(ipr, uplink_name)
             host = HostRecord(
                 uplink_ifindex=ifindex,
@@ -176,7 +183,8 @@ class EbpfBackend:
             return {}
 
     def _attach_parents(self, ipr: IPRoute, wanted: set[str]) -> None:
-        """fn_from_parent on exactly the wanted parents (replace, never a gap); on a parent it
+        """fn_from_parent on exactly the wanted parents (of ipvlan networks and of emulated
+        sub-interfaces) (replace, never a gap); on a parent it
         leaves, remove the program and the clsact qdisc only if fastnet created it."""
         assert self.dp is not None or not wanted
         record = self._parents_record()
