@@ -30,7 +30,9 @@ def print_ps(inv: dict) -> None:
         table.add_column(col)
     for p in inv["projects"].values():
         for c in p["containers"].values():
-            nets = ", ".join(f"{n}={v['ipv4']}/{v['prefixlen']}" for n, v in c["networks"].items())
+            nets = ", ".join(f"{n}={v['ipv4']}/{v['prefixlen']}"
+                             + (f" ({v['driver']})" if v.get("driver", "bridge") != "bridge" else "")
+                             for n, v in c["networks"].items())
             if c["command"] is None:
                 cmd = "-"
             else:

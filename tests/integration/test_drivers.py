@@ -454,3 +454,37 @@ def test_macvlan_passthru_takes_the_parents_mac(host):
     assert sources_seen_from_world(host, ctrs, SEGMENT_ROUTER) == {"a": parent_mac}
     host.down("mv")
     assert_no_leftovers(host)
+
+
+def test_failure_half_way_rolls_back(host):
+    """passthru gives the parent to one macvlan device: a second container's fails, and `up`
+    undoes the first (and the network) instead of leaving half a project."""
+    add_segment_router(host)
+    cp = host.up(MACVLAN.format(mode="passthru"), check=False)
+    assert cp.returncode != 0
+    assert "rolled back" in one_line_error(cp)
+    assert host.projects() == []
+    assert_no_leftovers(host)
+
+
+def test_overlapping_subnets_on_one_parent_across_projects(host):
+    add_segment_router(host)
+    host.up(MACVLAN.format(mode="bridge"))
+    other = MACVLAN.format(mode="bridge").replace("name: mv", "name: mv2").replace("203.0.113.0/24", "203.0.113.128/25")
+    cp = host.up(other, check=False)
+    assert cp.returncode != 0
+    line = one_line_error(cp)
+    assert "networks.lan.subnet: 203.0.113.128/25 overlaps 203.0.113.0/24 of network mv/lan on parent up0" in line
+    assert host.projects() == ["mv"]
+    assert "(macvlan)" in host.fastnet("ps").stdout
+    host.down("mv")
+    assert_no_leftovers(host)
+
+
+def test_vlan_sub_interface_removed_by_down_without_state(host):
+    host.up(VLAN_MACVLAN)
+    for f in (host.dir / "projects").glob("mv*"):
+        f.unlink()
+    host.down("mv")
+    assert "up0.42" not in {l["ifname"] for l in host.links()}
+    assert_no_leftovers(host)
