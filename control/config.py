@@ -453,9 +453,9 @@ def _check_driver(value: str) -> str:
 
 def _check_parent(value: str) -> str:
     """A host interface, or IF.VLAN for the 802.1Q sub-interface fastnet creates (VLAN 1-4094)."""
-    base, dot, vlan = value.partition(".")
-    if dot:
-        if not vlan.isdigit() or not 1 <= int(vlan) <= 4094:
+    base, dot, vlan = value.rpartition(".")
+    if dot and vlan.isdigit():  # a name like br.lan is a plain interface name
+        if not 1 <= int(vlan) <= 4094:
             _fail(f"invalid parent {value!r}: the part after '.' must be a VLAN id from 1 to 4094")
         _check_ifname(base)
     _check_ifname(value)

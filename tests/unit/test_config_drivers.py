@@ -34,6 +34,8 @@ def test_bridge_networks_have_no_parent_or_mode():
 def test_vlan_parent_is_kept_as_written():
     cfg = parse("networks:\n  lan: {driver: macvlan, parent: up0.42, subnet: 10.1.0.0/24}\n")
     assert cfg.networks["lan"].parent == "up0.42"
+    cfg = parse("networks:\n  lan: {driver: macvlan, parent: br.lan, subnet: 10.1.0.0/24}\n")
+    assert cfg.networks["lan"].parent == "br.lan"
 
 
 def test_parent_required():
