@@ -143,8 +143,7 @@ class EbpfBackend:
         with IPRoute() as ipr:
             for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
                 tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
-            bases = {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
-            self._attach_parents(ipr, (parents | bases) - {uplink_name})
+            parents |= {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
             ifindex, address = observe.uplink(ipr, uplink_name)
             host = HostRecord(
                 uplink_ifindex=ifindex,
@@ -156,6 +155,8 @@ class EbpfBackend:
             )
             maps.sync_host(host, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
+            # fn_from_uplink does fn_from_parent's work first; any other parent gets its own
+            self._attach_parents(ipr, parents - ({uplink_name} if ifindex else set()))
         sockhooks.attach(self.dp, self.host.cgroup)
 
     def _ipvlan(self, ipr: IPRoute, states: list[ProjectState]) -> tuple[list[IpvlanPortRecord], set[str]]:
@@ -194,7 +195,9 @@ class EbpfBackend:
                 attached = tc.attached(ipr, found[0])
                 if attached and attached[1] == PARENT_PROGRAM:
                     tc.detach(ipr, found[0])
-                if record[name].get("created_clsact"):
+                    attached = None
+                # not while another fastnet program uses it (the parent became the uplink)
+                if record[name].get("created_clsact") and attached is None:
                     tc.remove_clsact(ipr, found[0])
             del record[name]
         for name in sorted(wanted):
