@@ -164,13 +164,16 @@ def test_macvlan_bridge_mode_from_the_segment(host):
     assert_no_leftovers(host)
 
 
-def test_macvlan_private_mode_isolates_containers(host):
+@pytest.mark.parametrize("mode", ["private", "vepa"])
+def test_macvlan_private_and_vepa_modes_keep_containers_apart(host, mode):
+    """private: never between containers; vepa: only through the switch on the wire, and
+    WORLD's end of the segment (a veth, not a reflective-relay switch) sends nothing back."""
     add_segment_router(host)
-    host.up(MACVLAN.format(mode="private"))
+    host.up(MACVLAN.format(mode=mode))
     ctrs = _ctrs(host, "mv", "lan")
     for c in ctrs.values():
         assert world_ping(host, c.ip("lan"))
-    assert not ping(host, "a", ctrs["b"].ip("lan"), expect=False), "private mode: no traffic between containers"
+    assert not ping(host, "a", ctrs["b"].ip("lan"), expect=False), f"{mode} mode: no traffic between containers"
     assert ping(host, "a", SEGMENT_ROUTER)
     host.down("mv")
     assert_no_leftovers(host)
