@@ -81,6 +81,12 @@ ALIAS_MAX = 63  # one DNS label
 BACKENDS = ("ebpf", "iptables")
 NETWORK_MODES = ("host", "none")  # and container:NAME
 CONTAINER_MODE_PREFIX = "container:"
+# driver -> its modes, the first being the default (bridge networks have none)
+DRIVER_MODES = {
+    "bridge": (),
+    "macvlan": ("bridge", "private", "vepa", "passthru"),
+    "ipvlan": ("l2", "l3"),
+}
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _PUBLISH_RE = re.compile(
@@ -133,13 +139,17 @@ class PortMapping:
 
 @dataclass(frozen=True)
 class Network:
-    """A bridge network with a fixed subnet; the host owns ``gateway``."""
+    """A network with a fixed subnet. For ``bridge`` the host owns ``gateway``; for
+    ``macvlan``/``ipvlan`` the containers sit on the segment of host interface ``parent`` and
+    ``gateway`` is that segment's router (see control/drivers.py)."""
 
     name: str
     driver: str
     subnet: IPv4Network
     gateway: IPv4Address
     internal: bool
+    parent: str | None = None  # macvlan/ipvlan: host interface, or IF.VLAN (802.1Q sub-interface)
+    mode: str | None = None  # macvlan: bridge|private|vepa|passthru; ipvlan: l2|l3; None for bridge
 
 
 @dataclass(frozen=True)
@@ -466,8 +476,19 @@ def _check_network_mode(value: str) -> str:
 
 
 def _check_driver(value: str) -> str:
-    if value != "bridge":
-        _fail(f"driver {value!r} is not supported yet (only 'bridge' is)")
+    if value not in DRIVER_MODES:
+        _fail(f"unknown driver {value!r}: choose one of {', '.join(DRIVER_MODES)}")
+    return value
+
+
+def _check_parent(value: str) -> str:
+    """A host interface, or IF.VLAN for the 802.1Q sub-interface fastnet creates (VLAN 1-4094)."""
+    base, dot, vlan = value.rpartition(".")
+    if dot and vlan.isdigit():  # a name like br.lan is a plain interface name
+        if not 1 <= int(vlan) <= 4094:
+            _fail(f"invalid parent {value!r}: the part after '.' must be a VLAN id from 1 to 4094")
+        _check_ifname(base)
+    _check_ifname(value)
     return value
 
 
@@ -584,6 +605,8 @@ class _NetworkSpec(_Spec):
     subnet: Annotated[IPv4Network, PlainValidator(_parse_subnet)] | None = None  # required except for bridge
     gateway: _Address | None = None
     internal: StrictBool = False
+    parent: Annotated[StrictStr, AfterValidator(_check_parent)] | None = None  # macvlan/ipvlan only
+    mode: StrictStr | None = None  # macvlan/ipvlan only; checked against the driver in stage 3
 
 
 class _AttachmentSpec(_Spec):
@@ -778,6 +801,13 @@ def _check_publish(
         path = ("containers", container.name, "publish")
         if container.publish and container.network_mode is None and all(networks[a.network].internal for a in container.attachments if a.network in networks):
             problems.append(where.error(path, "cannot publish ports: the container is only on internal networks", key=True))
+        # As in Docker, nothing is published on macvlan/ipvlan: such a container is reachable at
+        # its own address on the parent's segment, and the published path needs the host's NAT.
+        default = next((networks[a.network] for a in container.attachments
+                        if a.network in networks and not networks[a.network].internal), None)
+        if container.publish and default is not None and default.driver != "bridge":
+            problems.append(where.error(path, f"cannot publish ports: the container's default route is on "
+                                        f"{default.driver} network {default.name} (reach it at its own address)", key=True))
         for i, mapping in enumerate(container.publish):
             other = next(((owner, m) for owner, m in seen if mappings_overlap(m, mapping)), None)
             if other is not None:
@@ -806,7 +836,7 @@ def _resolve_network(
 ) -> Network | None:
     subnet = spec.subnet
     if subnet is None:
-        if name != DEFAULT_NETWORK:
+        if name != DEFAULT_NETWORK or spec.driver != "bridge":
             problem = "subnet is required, e.g. 'subnet: 10.90.1.0/24'"
             problems.append(where.error(("networks", name), problem, key=True))
             return None
@@ -815,7 +845,31 @@ def _resolve_network(
     reason = _not_a_host(gateway, subnet)
     if reason:
         problems.append(where.error(("networks", name, "gateway"), f"gateway {gateway} {reason}"))
-    return Network(name, spec.driver, subnet, gateway, spec.internal)
+    parent, mode = _resolve_driver(name, spec, where, problems)
+    return Network(name, spec.driver, subnet, gateway, spec.internal, parent, mode)
+
+
+def _resolve_driver(
+    name: str, spec: _NetworkSpec, where: _SourceMap, problems: list[ConfigError]
+) -> tuple[str | None, str | None]:
+    """parent and mode as the driver wants them (defaults filled in)."""
+    path = ("networks", name)
+    modes = DRIVER_MODES[spec.driver]
+    if not modes:
+        for key in ("parent", "mode", ):
+            if getattr(spec, key) is not None:
+                problems.append(where.error(
+                    (*path, key), f"{key} is only for macvlan and ipvlan networks (driver is {spec.driver})", key=True))
+        return None, None
+    if spec.parent is None:
+        problems.append(where.error(path, f"parent is required for a {spec.driver} network, e.g. 'parent: eth0'", key=True))
+    if spec.internal:
+        problems.append(where.error((*path, "internal"), f"internal is only for bridge networks: a {spec.driver} "
+                                    "network is on its parent's segment", key=True))
+    mode = modes[0] if spec.mode is None else spec.mode
+    if mode not in modes:
+        problems.append(where.error((*path, "mode"), f"unknown {spec.driver} mode {mode!r}: choose one of {', '.join(modes)}"))
+    return spec.parent, mode
 
 
 def _check_overlaps(

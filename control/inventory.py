@@ -1,7 +1,7 @@
 """Read-only views of what runs on this host, for `ps`, `inspect` and `exec`."""
 from __future__ import annotations
 
-from . import linux, modes, sandbox
+from . import drivers, linux, modes, sandbox
 from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
@@ -31,7 +31,7 @@ def _project_view(host, agent, st) -> dict:
                     "ifname": i.ifname,
                     "ipv4": str(i.ipv4),
                     "prefixlen": i.prefixlen,
-                    "mac": i.mac,
+                    "mac": drivers.interface_mac(st.spec.networks.get(i.network), i),
                     "gateway": str(i.gateway),
                     "aliases": list(i.aliases),
                     "host_ifname": i.host_ifname,
@@ -55,7 +55,8 @@ def _project_view(host, agent, st) -> dict:
         "backend": st.spec.backend,
         "source": st.source,
         "networks": {
-            n.name: {"subnet": str(n.subnet), "gateway": str(n.gateway), "internal": n.internal, "driver": n.driver}
+            n.name: {"subnet": str(n.subnet), "gateway": str(n.gateway), "internal": n.internal, "driver": n.driver,
+                     "parent": n.parent, "mode": n.mode}
             for n in st.spec.networks.values()
         },
         "containers": containers,

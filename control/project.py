@@ -10,7 +10,7 @@ from typing import Callable
 
 from pyroute2 import IPRoute
 
-from . import failpoints, links, modes, sandbox
+from . import drivers, failpoints, links, modes, sandbox
 from .backends.base import Backend
 from .host import Host
 from .plan import Observed, Plan
@@ -66,6 +66,8 @@ class Project:
                 dead.add(c.name)
                 continue
             for i in c.interfaces:
+                if self._driver(i.network) == "macvlan":
+                    continue  # no host-side link: the device lives and dies with the namespace
                 idx = self.ipr.link_lookup(ifname=i.host_ifname)
                 if not idx or idx[0] != self.st.ports.get(port_key(c.name, i.network)):
                     missing.add(port_key(c.name, i.network))
@@ -74,13 +76,29 @@ class Project:
                 stopped.add(c.name)
         return Observed(frozenset(dead), frozenset(missing), frozenset(stopped))
 
+    def _driver(self, network: str) -> str:
+        net = self.st.spec.networks.get(network)
+        return net.driver if net is not None else "bridge"
+
     # -- single-object operations ---------------------------------------------------------
     def add_network(self, net, journal: Journal) -> None:
+        if net.driver in drivers.DRIVERS_WITH_PARENT:
+            self.st.spec.networks[net.name] = net  # first: a failed add must still prune its sub-interface
+            journal.add(f"network {net.name}", lambda: self.remove_network(net))
+            drivers.add_network(self.ipr, net)
+            return
         self.backend.add_network(self.ipr, net)
         self.st.spec.networks[net.name] = net
         journal.add(f"network {net.name}", lambda: self.remove_network(net))
 
     def remove_network(self, net) -> None:
+        if net.driver in drivers.DRIVERS_WITH_PARENT:
+            self.st.spec.networks.pop(net.name, None)
+            parents = frozenset(n.parent for n in self.st.spec.networks.values() if n.parent)
+            errors = drivers.prune_vlans(self.ipr, self.host, self.st.name, parents)
+            if errors:
+                raise ApplyError("; ".join(errors))
+            return
         self.backend.remove_network(self.ipr, net)
         self.st.spec.networks.pop(net.name, None)
 
@@ -95,15 +113,24 @@ class Project:
     def attach_interface(self, cname: str, iface: InterfaceSpec, journal: Journal) -> None:
         c = self.st.spec.containers[cname]
         net = self.st.spec.networks[iface.network]
-        ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
+        if net.driver == "macvlan":
+            ifindex = drivers.create_macvlan(self.ipr, net, iface, self.netns_path(c))
+        elif net.driver == "ipvlan":
+            ifindex = drivers.create_ipvlan_veth(self.ipr, net, iface, self.netns_path(c))
+        else:
+            ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
         journal.add(f"interface {cname}/{iface.network}", lambda: self.detach_interface(cname, iface))
-        self.st.ports[port_key(cname, iface.network)] = ifindex
+        self.st.ports[port_key(cname, iface.network)] = ifindex  # macvlan: its ifindex in the container
         self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=c.interfaces + (iface,))
-        links.configure_container_side(self.netns_path(c), iface)
-        self.backend.attach_port(self.ipr, net, iface, ifindex)
+        drivers.configure_container_side(self.netns_path(c), net, iface)
+        if net.driver != "macvlan":  # macvlan is the kernel's alone, whatever the backend
+            self.backend.attach_port(self.ipr, net, iface, ifindex)
         failpoints.check(f"attach_interface:{cname}/{iface.network}")
 
     def detach_interface(self, cname: str, iface: InterfaceSpec) -> None:
+        c = self.st.spec.containers.get(cname)
+        if self._driver(iface.network) == "macvlan" and c is not None:
+            drivers.delete_macvlan(self.netns_path(c), iface)
         links.delete_link(self.ipr, iface.host_ifname)
         self.st.ports.pop(port_key(cname, iface.network), None)
         c = self.st.spec.containers.get(cname)

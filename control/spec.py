@@ -50,6 +50,8 @@ class NetworkSpec:
     gateway: IPv4Address
     internal: bool = False
     driver: str = "bridge"
+    parent: str | None = None  # macvlan/ipvlan: the host interface (IF.VLAN: the sub-interface)
+    mode: str | None = None
 
     @property
     def gateway_mac(self) -> str:
@@ -129,7 +131,9 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
                 next_id += 1
             net_id = next_id
             used_ids.add(net_id)
-        networks[name] = NetworkSpec(name, net_id, net.subnet, net.gateway, net.internal, net.driver)
+        networks[name] = NetworkSpec(
+            name, net_id, net.subnet, net.gateway, net.internal, net.driver, net.parent, net.mode
+        )
 
     addresses: dict[str, dict[str, IPv4Address]] = {}
     for name, net in config.networks.items():

@@ -72,7 +72,8 @@ def from_json(text: str) -> ProjectState:
         raise ValueError(f"unknown state format {d.get('format')!r}")
     s = d["spec"]
     networks = {
-        k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"])
+        k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"],
+                       v.get("parent"), v.get("mode"))
         for k, v in s["networks"].items()
     }
     containers = {}

@@ -174,6 +174,48 @@ def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
     }
 
 
+@dataclass(frozen=True)
+class IpvlanPortRecord:
+    """One container interface of an ipvlan network."""
+
+    ifindex: int  # host end of the veth
+    parent_ifindex: int
+    parent_mac: str  # also the container interface's MAC
+    ipv4: IPv4Address
+    l3: bool
+
+
+def ipvlan_tables(ports: list[IpvlanPortRecord]) -> dict[str, list[tuple]]:
+    t: dict[str, list[tuple]] = {"fn_ipvlan_addrs": [], "fn_ipvlan_ports": []}
+    if len(ports) > abi.FN_MAX_ENDPOINTS:
+        raise ValueError(f"{len(ports)} ipvlan interfaces exceed the datapath's {abi.FN_MAX_ENDPOINTS}")
+    for p in ports:
+        mac = (ctypes.c_uint8 * 6)(*mac_bytes(p.parent_mac))
+        flags = abi.FN_IPVLAN_F_L3 if p.l3 else 0
+        t["fn_ipvlan_addrs"].append((abi.IpvlanKey(parent_ifindex=p.parent_ifindex, ipv4=be32(p.ipv4)),
+                                     abi.IpvlanDst(ifindex=p.ifindex, mac=mac, flags=flags)))
+        t["fn_ipvlan_ports"].append((ctypes.c_uint32(p.ifindex), abi.IpvlanPort(
+            mac=mac, flags=flags, ipv4=be32(p.ipv4), parent_ifindex=p.parent_ifindex)))
+    return t
+
+
+@dataclass(frozen=True)
+class VlanRecord:
+    """An 802.1Q sub-interface fastnet emulates: IF.VLAN's veth peer (the tagger) and its parent."""
+
+    parent_ifindex: int
+    vid: int
+    tagger_ifindex: int
+
+
+def vlan_entries(vlans: list[VlanRecord]) -> list[tuple]:
+    out = []
+    for v in vlans:
+        out.append((abi.VlanKey(ifindex=v.parent_ifindex, vid=v.vid), abi.Vlan(ifindex=v.tagger_ifindex, vid=v.vid)))
+        out.append((abi.VlanKey(ifindex=v.tagger_ifindex, vid=0), abi.Vlan(ifindex=v.parent_ifindex, vid=v.vid)))
+    return out
+
+
 CT_TABLES = ("fn_ct", "fn_ct_new")
 CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
@@ -299,6 +341,13 @@ class Maps:
         Entries are written before stale ones are deleted, and the tables a packet consults
         first (endpoints) are written last, so a port never sees a half-built network."""
         return sum(self._reconcile(name, content) for name, content in desired_tables(networks, ports).items())
+
+    def sync_ipvlan(self, ports: list[IpvlanPortRecord]) -> int:
+        """Reconcile the ipvlan tables (destinations first, then the ports that send to them)."""
+        return sum(self._reconcile(name, content) for name, content in ipvlan_tables(ports).items())
+
+    def sync_vlans(self, vlans: list[VlanRecord]) -> int:
+        return self._reconcile("fn_vlans", vlan_entries(vlans))
 
     def conntrack(self) -> list[CtRecord]:
         return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]
