@@ -72,10 +72,10 @@ def sharing(containers: Iterable[ContainerSpec], owners: set[str]) -> set[str]:
 def loopback_up(netns: Path) -> None:
     """A `none` container still has a working lo (as in Docker); networked ones get it up
     with their first interface."""
-    from . import sandbox  # sandbox imports pyroute2; keep this module light for config users
+    from . import links, sandbox  # they import pyroute2; keep this module light for config users
 
     with sandbox.netlink(netns) as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        ipr.link("set", index=links.LOOPBACK_IFINDEX, state="up")
 
 
 def tagged_processes(tag_prefix: str) -> list[int]:
