@@ -13,6 +13,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from . import linux
+from .dns import resolvconf
 
 STOP_GRACE = 2.0
 
@@ -42,6 +43,7 @@ def create(path: Path) -> None:
         raise
     finally:
         os.close(saved)
+    resolvconf.write(path)
 
 
 def remove(path: Path) -> None:
@@ -51,6 +53,7 @@ def remove(path: Path) -> None:
         linux.umount(str(path))
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    resolvconf.remove(path)
 
 
 def alive(path: Path) -> bool:
@@ -116,13 +119,17 @@ def write_sysctl(path: Path | None, key: str, value: str) -> None:
 
 def enter(path: Path) -> None:
     """Become a process of the container: its network namespace, and (like `ip netns exec`) a
-    private mount namespace whose /sys shows that network namespace's devices."""
+    private mount namespace whose /sys shows that network namespace's devices and whose
+    /etc/resolv.conf names the container's resolver (control/dns/resolvconf.py)."""
     linux.setns_path(str(path), linux.CLONE_NEWNET)
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     with contextlib.suppress(OSError):
         linux.umount("/sys")
         linux.mount("sysfs", "/sys", "sysfs")
+    resolv_conf = resolvconf.path_for(path)
+    if resolv_conf.exists():  # absent only for a namespace made before fastnet had a resolver
+        linux.mount(str(resolv_conf), str(resolvconf.HOST_RESOLV_CONF), None, linux.MS_BIND)
 
 
 def resolve_command(argv: tuple[str, ...]) -> str | None:
