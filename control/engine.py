@@ -125,6 +125,7 @@ def up(config: Config) -> UpResult:
         journal = Journal()
         with IPRoute() as ipr:
             project = Project(host, st, backend, ipr)
+            project.before_commands = lambda: _publish_names(host, st)
             plan = make_plan(st.spec, desired, project.observe())
             try:
                 backend.prepare(desired)
@@ -137,6 +138,12 @@ def up(config: Config) -> UpResult:
             statestore.save(host, st)
         dns_notify.reload(host, st.name)
         return UpResult(desired.name, plan, st)
+
+
+def _publish_names(host: Host, st: ProjectState) -> None:
+    """Record what exists so far and have the resolver serve it."""
+    statestore.save(host, st)
+    dns_notify.reload(host, st.name)
 
 
 def _load_or_none(host: Host, name: str) -> ProjectState | None:

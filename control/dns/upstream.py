@@ -29,7 +29,7 @@ def parse_resolv_conf(text: str) -> list[str]:
     servers = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) >= 2 and fields[0] == "nameserver":
+        if len(fields) >= 2 and fields[0] == "nameserver" and "%" not in fields[1]:
             try:
                 servers.append(str(ip_address(fields[1])))
             except ValueError:
@@ -41,6 +41,7 @@ def parse_resolv_conf(text: str) -> list[str]:
 class Upstreams:
     servers: list[str]
     timeout: float = UPSTREAM_TIMEOUT
+    port: int = 53
 
     @classmethod
     def from_file(cls, path: Path = Path("/etc/resolv.conf")) -> "Upstreams":
@@ -59,9 +60,10 @@ class Upstreams:
             query.id = _ids.randrange(1 << 16)
             try:
                 if tcp:
-                    answer = await dns.asyncquery.tcp(query, server, timeout=self.timeout)
+                    answer = await dns.asyncquery.tcp(query, server, timeout=self.timeout, port=self.port)
                 else:
-                    answer = await dns.asyncquery.udp(query, server, timeout=self.timeout, ignore_unexpected=True)
+                    answer = await dns.asyncquery.udp(query, server, timeout=self.timeout, port=self.port,
+                                                       ignore_unexpected=True)
             except (dns.exception.DNSException, OSError, EOFError):
                 continue
             finally:

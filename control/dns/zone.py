@@ -112,13 +112,15 @@ class Zone:
             found = self._find(view, net, name)
             if found is not None:
                 return found
+        ours = name in self._all_names
         for net in view.networks:
             suffix = "." + normalize(net)
             if name.endswith(suffix):
                 found = self._find(view, net, name[: -len(suffix)])
                 if found is not None:
                     return found
-        return NXDOMAIN if name in self._all_names else NOT_OURS
+                ours = ours or name[: -len(suffix)] in self._all_names  # e.g. NAME.NETWORK, NAME elsewhere
+        return NXDOMAIN if ours else NOT_OURS
 
     def _find(self, view: View, net: str, name: str) -> Lookup | None:
         addresses = self._networks[(view.project, net)].names.get(name)
