@@ -167,6 +167,8 @@ def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
     statestore.remove(host, st.name)
     with contextlib.suppress(Exception):
         backend.teardown()
+    if statestore.projects(host):
+        dns_notify.reload(host, st.name)
     _stop_agent_if_idle(host)
 
 

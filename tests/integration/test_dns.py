@@ -469,3 +469,13 @@ def test_down_of_one_project_stops_its_names_only(host):
         assert ask(x, "y").answer
         host.down("dnso")
         assert_no_leftovers(host)
+
+
+def test_iptables_backend_containers_get_the_same_resolver(host):
+    with world_upstream(host) as upstream:
+        host.up(GROWING.replace("name: dnsd\n", "name: dnsi\nbackend: iptables\n"))
+        web, fwd = dig(host, "api", "web", "ipt.example.test")
+        assert web.answers == [host.inspect("web")["networks"]["front"]["ipv4"]]
+        assert fwd.answers == [ANSWER] and upstream.asked["ipt.example.test."] == 1
+        host.down("dnsi")
+        assert_no_leftovers(host)
