@@ -32,8 +32,8 @@ def reload(host: Host, project: str) -> bool:
     on disk (or, when its state file is gone, no longer serves it). False on timeout or when
     there is no agent; never raises: the agent's own poll catches up within seconds anyway."""
     agent = host.live_agent()
-    if agent is None:
-        return False
+    if agent is None or status(host) is None:
+        return False  # no agent, or one from before the resolver (SIGHUP would end it)
     state_file = host.projects_dir / f"{project}.json"
     try:
         want = state_file.stat().st_mtime_ns

@@ -11,7 +11,9 @@ Rules (Docker's, see the README's "Name resolution"):
 - several containers with one alias on a network: every address, rotated per query;
 - PTR of an address it could resolve by name gives `NAME.NETWORK`;
 - a name or address that belongs to this host's containers but is not visible to the asker
-  is NXDOMAIN here and never forwarded (nothing about other networks leaks, in or out);
+  is NXDOMAIN here and never forwarded (nothing about other networks leaks, in or out): any
+  name of the asker's project, and single-label names of other projects (a container of another
+  project named like a real domain does not shadow that domain);
 - everything else is forwarded, unless every network of the asker is internal.
 """
 from __future__ import annotations
@@ -73,7 +75,8 @@ class Zone:
     def __init__(self, projects: Iterable[ProjectSpec]):
         self.views: dict[str, View] = {}
         self._networks: dict[tuple[str, str], _Network] = {}
-        self._all_names: set[str] = set()  # every name/alias and NAME.NETWORK on the host
+        self._project_names: dict[str, set[str]] = defaultdict(set)  # names, aliases, NAME.NETWORK
+        self._host_labels: set[str] = set()  # single-label names of every project on the host
         self._subnets: list[IPv4Network] = []
         self._rotation: dict[tuple[str, str, str], itertools.count] = {}
         for spec in projects:
@@ -87,12 +90,14 @@ class Zone:
         for c in spec.containers.values():
             for iface in c.interfaces:
                 table = self._networks.get((spec.name, iface.network))
+                names = dict.fromkeys(normalize(n) for n in (c.name, *iface.aliases))
+                self._project_names[spec.name].update(names)
+                self._host_labels.update(n for n in names if "." not in n)
                 if table is None:  # the default network: no names, but never asked upstream
-                    self._all_names.add(normalize(c.name))
                     continue
-                for name in dict.fromkeys(normalize(n) for n in (c.name, *iface.aliases)):
+                for name in names:
                     table.names[name].append(iface.ipv4)
-                    self._all_names.update((name, f"{name}.{normalize(iface.network)}"))
+                    self._project_names[spec.name].add(f"{name}.{normalize(iface.network)}")
                 table.reverse[iface.ipv4] = f"{c.name}.{iface.network}"
             nets = {n.name: n for n in spec.networks.values()}
             attached = [nets[i.network] for i in c.interfaces if i.network in nets]
@@ -112,14 +117,16 @@ class Zone:
             found = self._find(view, net, name)
             if found is not None:
                 return found
-        ours = name in self._all_names
+        known = self._project_names.get(view.project, set())
+        ours = name in known or name in self._host_labels
         for net in view.networks:
             suffix = "." + normalize(net)
             if name.endswith(suffix):
                 found = self._find(view, net, name[: -len(suffix)])
                 if found is not None:
                     return found
-                ours = ours or name[: -len(suffix)] in self._all_names  # e.g. NAME.NETWORK, NAME elsewhere
+                prefix = name[: -len(suffix)]
+                ours = ours or prefix in known or prefix in self._host_labels
         return NXDOMAIN if ours else NOT_OURS
 
     def _find(self, view: View, net: str, name: str) -> Lookup | None:

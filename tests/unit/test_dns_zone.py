@@ -92,6 +92,15 @@ def test_not_shared_is_nxdomain_not_forwarded(zone):
     assert not zone.lookup(web, "example.com").local
 
 
+def test_dotted_names_of_other_projects_do_not_shadow_real_domains():
+    other = OTHER.replace("aliases: [remote]", "aliases: [remote, example.com]")
+    z = Zone([build(parse_config(DEMO), None), build(parse_config(other), None)])
+    web = z.views["demo-web"]
+    assert not z.lookup(web, "example.com").local  # forwarded
+    assert z.lookup(web, "remote").nxdomain
+    assert z.lookup(z.views["other-far"], "example.com").addresses  # its own network sees it
+
+
 def test_default_bridge_gives_no_names(zone):
     solo = zone.views["demo-solo"]
     assert solo.networks == () and solo.forward
