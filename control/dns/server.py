@@ -3,8 +3,9 @@ asyncio loop.
 
 Each container's sockets are made *inside its network namespace* (this thread enters it for
 the socket() calls only; a socket stays in the namespace it was made in) and bound to
-127.0.0.11:53 there. So the socket a query arrives on names the asking container: no packet
-rewriting, no firewall rule. Nothing is shared between containers but the loop.
+127.0.0.11 there, on a random port that a stateless nftables chain in that namespace maps to
+port 53 (redirect.py says why not 53 itself). So the socket a query arrives on names the
+asking container. Nothing is shared between containers but the loop.
 
 Reload (SIGHUP from `up`/`down`, and a poll of the projects directory as a safety net):
 re-read every project state of the host, rebuild the zone, open sockets for new containers
@@ -34,7 +35,7 @@ import dns.rcode
 
 from .. import linux
 from ..state import from_json
-from . import RESOLVER_ADDRESS, RESOLVER_PORT
+from . import RESOLVER_ADDRESS, redirect
 from .responder import Outcome, render, respond
 from .upstream import Upstreams
 from .zone import Zone
@@ -80,7 +81,8 @@ class Endpoint:
 
 
 def open_sockets(netns_path: Path) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a listening TCP socket on 127.0.0.11:53 inside the namespace at netns_path."""
+    """A UDP and a listening TCP socket on 127.0.0.11 inside the namespace at netns_path, with
+    127.0.0.11:53 redirected to them."""
     saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     made: list[socket.socket] = []
     try:
@@ -92,8 +94,9 @@ def open_sockets(netns_path: Path) -> tuple[socket.socket, socket.socket]:
                 s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
                 if kind == socket.SOCK_STREAM:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((RESOLVER_ADDRESS, RESOLVER_PORT))
+                s.bind((RESOLVER_ADDRESS, 0))
             made[1].listen(64)
+            redirect.install(made[0].getsockname()[1], made[1].getsockname()[1])
         finally:
             linux.setns(saved, linux.CLONE_NEWNET)
     except BaseException:

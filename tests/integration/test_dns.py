@@ -32,7 +32,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from harness import WORLD_UPLINK_IP, assert_no_leftovers, netns, wait_until
+from harness import WORLD_UPLINK_IP, EchoServer, assert_no_leftovers, netns, tcp_echo, udp_echo, wait_until
 
 from fastnet.control.bench.dns_upstream import ANSWER, Upstream, bind
 
@@ -281,6 +281,25 @@ def test_exec_and_command_see_the_resolver(dnst):
     assert "nameserver 127.0.0.11" in log.read_text()
     # HOST itself keeps its own resolv.conf
     assert host.sh("cat", "/etc/resolv.conf").stdout.startswith(f"nameserver {DEAD_UPSTREAM}")
+
+
+def test_a_container_may_serve_port_53_itself(dnst):
+    """The resolver does not hold port 53 in the container: a program there binds 0.0.0.0:53
+    (UDP and TCP, without SO_REUSEADDR) and is reachable, and 127.0.0.11 still answers."""
+    host, _ = dnst
+    ns = ns_of(host, "web2")
+    with netns(ns):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with udp, tcp:
+        udp.bind(("0.0.0.0", 53))
+        tcp.bind(("0.0.0.0", 53))
+    with EchoServer(ns, "udp", port=53), EchoServer(ns, "tcp", port=53):
+        assert udp_echo(ns_of(host, "api"), "10.93.1.11", 53) == "ok"
+        assert tcp_echo(ns_of(host, "api"), "10.93.1.11", 53) == "ok"
+        assert str(ask(ns, "web").answer[0][0]) == "10.93.1.10"
+        assert str(ask(ns, "web", tcp=True).answer[0][0]) == "10.93.1.10"
+        assert one(host, "web2", "www").answers == ["10.93.1.10"]
 
 
 def test_malformed_and_truncated_udp_queries(dnst):

@@ -214,3 +214,14 @@ def test_resolv_conf_names_the_resolver_and_keeps_search():
     text = resolvconf.content("nameserver 10.0.0.1\nsearch corp.example lab.example\n")
     assert "nameserver 127.0.0.11\n" in text and "nameserver 10.0.0.1" not in text
     assert "search corp.example lab.example\n" in text and "options ndots:0\n" in text
+
+
+def test_redirect_ruleset_maps_port_53_both_ways():
+    from fastnet.control.dns.redirect import ruleset
+
+    text = ruleset(40001, 40002)
+    assert "ip daddr 127.0.0.11 udp dport 53 udp dport set 40001" in text
+    assert "ip daddr 127.0.0.11 tcp dport 53 tcp dport set 40002" in text
+    assert "ip saddr 127.0.0.11 udp sport 40001 udp sport set 53" in text
+    assert "ip saddr 127.0.0.11 tcp sport 40002 tcp sport set 53" in text
+    assert "nat" not in text and " ct " not in text  # stateless: no conntrack in the container
