@@ -56,5 +56,6 @@ def container_counters(host: Host, netns: str) -> dict | None:
     with contextlib.suppress(AttributeError, TypeError):
         entry = (status(host) or {}).get("containers", {}).get(netns)
         if entry is not None:
-            return {"serving": entry["serving"], "forward": entry["forward"], **entry["counters"]}
+            return {"serving": entry["serving"], "error": entry["error"], "forward": entry["forward"],
+                    **entry["counters"]}
     return None
