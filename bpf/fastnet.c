@@ -98,6 +98,21 @@ FN_INLINE void fn_ct_new_remove(const struct fn_ct_key *key)
 	fn_ct_new.delete((struct fn_ct_key *)key);
 }
 
+FN_INLINE struct fn_ipvlan_port *fn_ipvlan_port_of(__u32 ifindex)
+{
+	return fn_ipvlan_ports.lookup(&ifindex);
+}
+
+FN_INLINE struct fn_ipvlan_dst *fn_ipvlan_dst_of(struct fn_ipvlan_key *key)
+{
+	return fn_ipvlan_addrs.lookup(key);
+}
+
+FN_INLINE struct fn_vlan *fn_vlan_of(struct fn_vlan_key *key)
+{
+	return fn_vlans.lookup(key);
+}
+
 FN_INLINE struct fn_sock_orig *fn_sock_orig_get(struct bpf_sock *sk, int create)
 {
 	return fn_sock_orig.sk_storage_get(sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
@@ -142,6 +157,8 @@ FN_INLINE __u64 fn_test_now(void)
 #include "lib/bridge.h"
 #include "lib/natpath.h"
 #include "lib/sock.h"
+#include "lib/ipvlan.h"
+#include "lib/vlan.h"
 
 /*
  * fn_from_container — TC ingress on the host end of a container's veth: every frame the
@@ -171,7 +188,62 @@ int fn_from_container(struct __sk_buff *skb)
 int fn_from_uplink(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_UPLINK;
-	int ret = fn_nat_from_uplink(skb, prog);
+	/* The uplink may also be the parent of sub-interfaces and ipvlan networks: those first. */
+	int ret = fn_vlan_from_parent(skb, prog);
+
+	if (ret == FN_VLAN_NOT_OURS)
+		ret = fn_ipvlan_from_parent(skb, prog);
+	if (ret != FN_IPVLAN_NOT_OURS)
+		return ret < 0 ? fn_drop(skb, prog, -ret) : ret;
+	ret = fn_nat_from_uplink(skb, prog);
+
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	return ret;
+}
+
+/*
+ * fn_from_ipvlan — TC ingress on the host end of an ipvlan container's veth: every frame the
+ * container sends. Enforces its identity, then hands the frame to a sibling on the same
+ * parent (bpf_redirect_peer) or sends it out of the parent: as it is in l2 mode, routed by
+ * the host's FIB and neighbours in l3 mode.
+ */
+int fn_from_ipvlan(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_IPVLAN;
+	int ret = fn_ipvlan_from_container(skb, prog);
+
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	return ret;
+}
+
+/*
+ * fn_from_parent — TC ingress on the parent of ipvlan networks or of emulated sub-interfaces
+ * (when it is not the uplink, whose fn_from_uplink does the same first): frames tagged with
+ * such a sub-interface's VLAN go into it untagged, frames for an ipvlan container's address
+ * into that container; everything else goes to the host untouched and uncounted.
+ */
+int fn_from_parent(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_PARENT;
+	int ret = fn_vlan_from_parent(skb, prog);
+
+	if (ret == FN_VLAN_NOT_OURS)
+		ret = fn_ipvlan_from_parent(skb, prog);
+	if (ret == FN_IPVLAN_NOT_OURS)
+		return TC_ACT_OK;
+	return ret < 0 ? fn_drop(skb, prog, -ret) : ret;
+}
+
+/*
+ * fn_from_tagger — TC ingress on the tagger end of an emulated 802.1Q sub-interface: every
+ * frame IF.VLAN sends leaves the parent with the VLAN's tag.
+ */
+int fn_from_tagger(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_TAGGER;
+	int ret = fn_vlan_from_tagger(skb, prog);
 
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);

@@ -16,8 +16,13 @@ BUNDLED_EXAMPLE = Path(__file__).resolve().parent / "examples" / "demo.yaml"
 
 
 def default_config_path() -> Path:
-    local = Path("fastnet.yaml")
-    return local if local.exists() else BUNDLED_EXAMPLE
+    """./fastnet.yaml, else a Compose file in Compose's own order, else the bundled example."""
+    from .compose import COMPOSE_FILE_NAMES
+
+    for name in ("fastnet.yaml", *COMPOSE_FILE_NAMES):
+        if Path(name).exists():
+            return Path(name)
+    return BUNDLED_EXAMPLE
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -27,9 +32,12 @@ def fail(message: str, code: int = 1) -> None:
 
 def _load(path: str | None):
     try:
-        return load_config(path or default_config_path())
+        config = load_config(path or default_config_path())
     except ConfigError as exc:
         fail(str(exc), 2)
+    for warning in config.warnings:
+        click.echo(f"fastnet: warning: {warning}", err=True)
+    return config
 
 
 def show(data, as_json: bool, table) -> None:
@@ -48,7 +56,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Config file (default ./fastnet.yaml, else the bundled example).")
+@click.option("-f", "--file", "path", type=click.Path(dir_okay=False), help="Config file, fastnet's own or Compose (default ./fastnet.yaml, compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml, else the bundled example).")
 @click.option("--backend", type=click.Choice(["ebpf", "iptables"]), help="Override the file's backend.")
 def up(path: str | None, backend: str | None) -> None:
     """Create or converge the project's networks and containers."""

@@ -22,6 +22,7 @@ Each stage reports the problem that comes first in the file, as a
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -78,6 +79,14 @@ PROJECT_NAME_MAX = 12
 NAME_MAX = 32  # containers and networks
 ALIAS_MAX = 63  # one DNS label
 BACKENDS = ("ebpf", "iptables")
+NETWORK_MODES = ("host", "none")  # and container:NAME
+CONTAINER_MODE_PREFIX = "container:"
+# driver -> its modes, the first being the default (bridge networks have none)
+DRIVER_MODES = {
+    "bridge": (),
+    "macvlan": ("bridge", "private", "vepa", "passthru"),
+    "ipvlan": ("l2", "l3"),
+}
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _PUBLISH_RE = re.compile(
@@ -130,13 +139,17 @@ class PortMapping:
 
 @dataclass(frozen=True)
 class Network:
-    """A bridge network with a fixed subnet; the host owns ``gateway``."""
+    """A network with a fixed subnet. For ``bridge`` the host owns ``gateway``; for
+    ``macvlan``/``ipvlan`` the containers sit on the segment of host interface ``parent`` and
+    ``gateway`` is that segment's router (see control/drivers.py)."""
 
     name: str
     driver: str
     subnet: IPv4Network
     gateway: IPv4Address
     internal: bool
+    parent: str | None = None  # macvlan/ipvlan: host interface, or IF.VLAN (802.1Q sub-interface)
+    mode: str | None = None  # macvlan: bridge|private|vepa|passthru; ipvlan: l2|l3; None for bridge
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,10 @@ class Container:
     attachments: tuple[Attachment, ...]
     command: tuple[str, ...] | None
     publish: tuple[PortMapping, ...]
+    # None: attached to its `attachments` (the default). Else exactly "host" (the host's
+    # namespace), "none" (its own namespace with only lo) or "container:NAME" (NAME's
+    # namespace); such a container has no attachments.
+    network_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +206,7 @@ class Config:
     containers: dict[str, Container]
     source: str
     conntrack: Conntrack = Conntrack()
+    warnings: tuple[str, ...] = ()  # one line each, for stderr (e.g. Compose keys ignored)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -203,10 +221,17 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 
 def parse_config(text: str, source: str = "<string>") -> Config:
-    """Validate project-file text; ``source`` names it in error messages."""
+    """Validate project-file text; ``source`` names it in error messages. A Compose file is
+    translated into this format first, keeping its positions (see compose.py)."""
     data, where = _read_yaml(text, source)
+    warnings: tuple[str, ...] = ()
+    from . import compose  # imports this module
+
+    if compose.is_compose(source, data):
+        data, where, warnings = compose.translate(data, where, os.path.dirname(os.path.abspath(source)))
     spec = _check_schema(data, where)
-    return _resolve(spec, where)
+    config = _resolve(spec, where)
+    return dataclasses.replace(config, warnings=warnings) if warnings else config
 
 
 # --------------------------------------------------------------------------
@@ -435,9 +460,35 @@ def _check_backend(value: str) -> str:
     return value
 
 
+def _check_network_mode(value: str) -> str:
+    """Only the form is checked here; what `container:NAME` names is checked in stage 3."""
+    if value in NETWORK_MODES:
+        return value
+    if value.startswith(CONTAINER_MODE_PREFIX):
+        target = value[len(CONTAINER_MODE_PREFIX):]
+        if not target:
+            _fail("'container:' needs the name of a container of this file, e.g. 'container:db'")
+        if not _NAME_RE.fullmatch(target):
+            _fail(f"{value!r} does not name a container: {target!r} is not a valid container name")
+        return value
+    hint = " (leave network_mode out to attach the container to its 'networks')" if value in ("bridge", "default") else ""
+    _fail(f"unknown network mode {value!r}: use host, none or container:NAME{hint}")
+
+
 def _check_driver(value: str) -> str:
-    if value != "bridge":
-        _fail(f"driver {value!r} is not supported yet (only 'bridge' is)")
+    if value not in DRIVER_MODES:
+        _fail(f"unknown driver {value!r}: choose one of {', '.join(DRIVER_MODES)}")
+    return value
+
+
+def _check_parent(value: str) -> str:
+    """A host interface, or IF.VLAN for the 802.1Q sub-interface fastnet creates (VLAN 1-4094)."""
+    base, dot, vlan = value.rpartition(".")
+    if dot and vlan.isdigit():  # a name like br.lan is a plain interface name
+        if not 1 <= int(vlan) <= 4094:
+            _fail(f"invalid parent {value!r}: the part after '.' must be a VLAN id from 1 to 4094")
+        _check_ifname(base)
+    _check_ifname(value)
     return value
 
 
@@ -554,6 +605,8 @@ class _NetworkSpec(_Spec):
     subnet: Annotated[IPv4Network, PlainValidator(_parse_subnet)] | None = None  # required except for bridge
     gateway: _Address | None = None
     internal: StrictBool = False
+    parent: Annotated[StrictStr, AfterValidator(_check_parent)] | None = None  # macvlan/ipvlan only
+    mode: StrictStr | None = None  # macvlan/ipvlan only; checked against the driver in stage 3
 
 
 class _AttachmentSpec(_Spec):
@@ -587,6 +640,7 @@ class _ContainerSpec(_Spec):
     networks: _NetworkRefs | None = None
     command: _Command | None = None
     publish: list[Annotated[PortMapping, PlainValidator(_parse_port_mapping)]] | None = None
+    network_mode: Annotated[StrictStr, AfterValidator(_check_network_mode)] | None = None
 
 
 _Seconds = Annotated[StrictInt, Field(ge=1, le=7 * 86400)]
@@ -710,6 +764,7 @@ def _resolve(spec: _FileSpec, where: _SourceMap) -> Config:
     if bridge_users and DEFAULT_NETWORK not in defined:
         networks[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK, "bridge", DEFAULT_SUBNET, DEFAULT_GATEWAY, False)
 
+    _check_network_modes(spec.containers or {}, containers, where, problems)
     _check_overlaps(networks, defined, bridge_users, where, problems)
     _check_addresses(containers, networks, where, problems)
     _check_publish(containers, networks, where, problems)
@@ -744,8 +799,15 @@ def _check_publish(
     seen: list[tuple[str, PortMapping]] = []
     for container in containers.values():
         path = ("containers", container.name, "publish")
-        if container.publish and all(networks[a.network].internal for a in container.attachments if a.network in networks):
+        if container.publish and container.network_mode is None and all(networks[a.network].internal for a in container.attachments if a.network in networks):
             problems.append(where.error(path, "cannot publish ports: the container is only on internal networks", key=True))
+        # As in Docker, nothing is published on macvlan/ipvlan: such a container is reachable at
+        # its own address on the parent's segment, and the published path needs the host's NAT.
+        default = next((networks[a.network] for a in container.attachments
+                        if a.network in networks and not networks[a.network].internal), None)
+        if container.publish and default is not None and default.driver != "bridge":
+            problems.append(where.error(path, f"cannot publish ports: the container's default route is on "
+                                        f"{default.driver} network {default.name} (reach it at its own address)", key=True))
         for i, mapping in enumerate(container.publish):
             other = next(((owner, m) for owner, m in seen if mappings_overlap(m, mapping)), None)
             if other is not None:
@@ -774,7 +836,7 @@ def _resolve_network(
 ) -> Network | None:
     subnet = spec.subnet
     if subnet is None:
-        if name != DEFAULT_NETWORK:
+        if name != DEFAULT_NETWORK or spec.driver != "bridge":
             problem = "subnet is required, e.g. 'subnet: 10.90.1.0/24'"
             problems.append(where.error(("networks", name), problem, key=True))
             return None
@@ -783,7 +845,31 @@ def _resolve_network(
     reason = _not_a_host(gateway, subnet)
     if reason:
         problems.append(where.error(("networks", name, "gateway"), f"gateway {gateway} {reason}"))
-    return Network(name, spec.driver, subnet, gateway, spec.internal)
+    parent, mode = _resolve_driver(name, spec, where, problems)
+    return Network(name, spec.driver, subnet, gateway, spec.internal, parent, mode)
+
+
+def _resolve_driver(
+    name: str, spec: _NetworkSpec, where: _SourceMap, problems: list[ConfigError]
+) -> tuple[str | None, str | None]:
+    """parent and mode as the driver wants them (defaults filled in)."""
+    path = ("networks", name)
+    modes = DRIVER_MODES[spec.driver]
+    if not modes:
+        for key in ("parent", "mode", ):
+            if getattr(spec, key) is not None:
+                problems.append(where.error(
+                    (*path, key), f"{key} is only for macvlan and ipvlan networks (driver is {spec.driver})", key=True))
+        return None, None
+    if spec.parent is None:
+        problems.append(where.error(path, f"parent is required for a {spec.driver} network, e.g. 'parent: eth0'", key=True))
+    if spec.internal:
+        problems.append(where.error((*path, "internal"), f"internal is only for bridge networks: a {spec.driver} "
+                                    "network is on its parent's segment", key=True))
+    mode = modes[0] if spec.mode is None else spec.mode
+    if mode not in modes:
+        problems.append(where.error((*path, "mode"), f"unknown {spec.driver} mode {mode!r}: choose one of {', '.join(modes)}"))
+    return spec.parent, mode
 
 
 def _check_overlaps(
@@ -839,14 +925,53 @@ def _resolve_container(
         else:
             attach = attach or _AttachmentSpec()
             attachments.append(Attachment(net, attach.ipv4_address, tuple(attach.aliases)))
-    if not refs:
+    if not refs and spec.network_mode is None:
         attachments.append(Attachment(DEFAULT_NETWORK, None, ()))
     return Container(
         name,
         tuple(attachments),
         tuple(spec.command) if spec.command is not None else None,
         tuple(spec.publish or ()),
+        spec.network_mode,
     )
+
+
+def _check_network_modes(
+    specs: dict[str, _ContainerSpec | None],
+    containers: dict[str, Container],
+    where: _SourceMap,
+    problems: list[ConfigError],
+) -> None:
+    """A moded container has no interfaces of its own to attach or publish on, and
+    `container:NAME` names another container of this file that owns a namespace (no chains:
+    fastnet creates NAME first and removes it last, which one level of sharing keeps simple)."""
+    for name, spec in specs.items():
+        mode = spec.network_mode if spec else None
+        if mode is None:
+            continue
+        path = ("containers", name, "network_mode")
+        publish_why = {
+            "host": "its servers listen on the host's own addresses and ports",
+            "none": "it has no network to publish from",
+        }.get(mode, f"publish the ports on {mode[len(CONTAINER_MODE_PREFIX):]}, whose namespace it shares")
+        for key, why in (("networks", "the container has no interfaces of its own"), ("publish", publish_why)):
+            if getattr(spec, key) is not None:
+                problems.append(where.error(path, f"network_mode {mode} cannot be combined with {key!r} ({why})"))
+        if not mode.startswith(CONTAINER_MODE_PREFIX):
+            continue
+        target = mode[len(CONTAINER_MODE_PREFIX):]
+        other = containers.get(target)
+        if target == name:
+            problems.append(where.error(path, f"{mode} names the container itself"))
+        elif other is None:
+            known = ", ".join(n for n in containers if n != name) or "none"
+            problems.append(where.error(path, f"{mode}: no container {target!r} in this file (known: {known})"))
+        elif other.network_mode is not None and other.network_mode.startswith(CONTAINER_MODE_PREFIX):
+            owner = other.network_mode[len(CONTAINER_MODE_PREFIX):]
+            problems.append(where.error(
+                path, f"{mode}: {target} itself shares the namespace of {owner} (network_mode {other.network_mode}); "
+                      f"use container:{owner}",
+            ))
 
 
 def _check_addresses(

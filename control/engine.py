@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import links, sandbox
+from . import drivers, links, modes, sandbox
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
@@ -65,8 +65,14 @@ def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[P
                     "already exists on this host and is not fastnet's"
                 )
     ours = {n.subnet for n in current.spec.networks.values()} if current else set()
+    _preflight_drivers(desired, others, ipr)
     for net in desired.networks.values():
+        # A macvlan/ipvlan subnet lives on its parent's segment: the parent's own routes are
+        # expected to cover it.
+        on_parent = set(ipr.link_lookup(ifname=net.parent)) if net.parent else set()
         for route in ipr.get_routes(family=2, table=254):
+            if route.get_attr("RTA_OIF") in on_parent:
+                continue
             plen = route["dst_len"]
             dst = route.get_attr("RTA_DST")
             if plen == 0 or dst is None:
@@ -83,6 +89,37 @@ def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[P
     for c in desired.containers.values():
         if c.command and sandbox.resolve_command(c.command) is None:
             raise UpError(f"containers.{c.name}.command: {c.command[0]!r} is not an executable on this host")
+
+
+def _preflight_drivers(desired: ProjectSpec, others: list[ProjectState], ipr: IPRoute) -> None:
+    """macvlan/ipvlan: the parent exists, the backend can build the driver, and no network of
+    another project on the same parent overlaps."""
+    for net in desired.networks.values():
+        if net.driver not in drivers.DRIVERS_WITH_PARENT:
+            continue
+        problem = drivers.parent_problem(ipr, net, desired.backend)
+        if problem:
+            raise UpError(problem)
+        if net.driver == "ipvlan" and desired.backend != "ebpf":
+            raise UpError(
+                f"networks.{net.name}.driver: ipvlan needs the ebpf backend (this kernel has no ipvlan "
+                f"module; fastnet builds ipvlan with its eBPF datapath), not {desired.backend}"
+            )
+        host_addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=2)}
+        for c in desired.containers.values():
+            i = c.interface(net.name)
+            if i is not None and str(i.ipv4) in host_addrs:
+                raise UpError(
+                    f"containers.{c.name}.networks.{net.name}: {i.ipv4} is an address of this host; "
+                    "give the container another ipv4_address (or the network a subnet the host does not use)"
+                )
+        for other in others:
+            for on in other.spec.networks.values():
+                if on.parent == net.parent and on.subnet.overlaps(net.subnet):
+                    raise UpError(
+                        f"networks.{net.name}.subnet: {net.subnet} overlaps {on.subnet} of network "
+                        f"{other.name}/{on.name} on parent {net.parent}"
+                    )
 
 
 def default_uplink(ipr: IPRoute) -> str | None:
@@ -218,8 +255,8 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
         st = st or ProjectState(spec=ProjectSpec(project_name, backend_name, None))
         with IPRoute() as ipr:
             project = Project(host, st, backend, ipr)
-            for cname in list(st.spec.containers):
-                errors += project.remove_container(cname)
+            for c in modes.removal_order(list(st.spec.containers.values())):
+                errors += project.remove_container(c.name)
             # Whatever the state file does not know about, found by deterministic names and tags.
             for _, name, alias in links.owned_links(ipr, project_name):
                 try:
@@ -232,6 +269,11 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
                         sandbox.remove(path)
                     except Exception as exc:
                         errors.append(f"namespace {path.name}: {exc}")
+            # A host-mode command is in no namespace of ours: found by the tag it was started with.
+            try:
+                modes.stop_tagged(f"{host.key}/{project_name}/")
+            except Exception as exc:
+                errors.append(f"commands: {exc}")
             nets = list(st.spec.networks.values())
             known = {n.subnet for n in nets}
             nets += [n for n in backend.owned_networks(ipr) if n.subnet not in known]
@@ -240,6 +282,8 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
                     project.remove_network(net)
                 except Exception as exc:
                     errors.append(f"network {net.name}: {exc}")
+            # 802.1Q sub-interfaces no other project uses, also when the state file is gone
+            errors += drivers.prune_vlans(ipr, host, project_name)
         statestore.remove(host, project_name)
         if statestore.projects(host):  # else the agent is about to stop
             dns_notify.reload(host, project_name)

@@ -1,7 +1,7 @@
 """Read-only views of what runs on this host, for `ps`, `inspect` and `exec`."""
 from __future__ import annotations
 
-from . import linux, sandbox
+from . import drivers, linux, modes, sandbox
 from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
@@ -16,20 +16,23 @@ class LookupError_(RuntimeError):
 def _project_view(host, agent, st) -> dict:
     containers = {}
     for c in st.spec.containers.values():
-        netns_path = host.netns_dir / c.netns
+        netns_path = None if modes.in_host_namespace(c) else host.netns_dir / c.netns
         cmd = st.commands.get(c.name)
         containers[c.name] = {
             "name": c.name,
             "project": st.name,
             "backend": st.spec.backend,
-            "netns": agent.path_outside(netns_path) if agent else None,
-            "running": bool(agent) and sandbox.alive(netns_path),
+            "mode": modes.mode_of(c),
+            # None in host mode: the host's own namespace is not the container's to report
+            "netns": agent.path_outside(netns_path) if agent and netns_path else None,
+            "running": bool(agent) and (netns_path is None or sandbox.alive(netns_path)),
             "networks": {
                 i.network: {
+                    "driver": st.spec.networks[i.network].driver if i.network in st.spec.networks else None,
                     "ifname": i.ifname,
                     "ipv4": str(i.ipv4),
                     "prefixlen": i.prefixlen,
-                    "mac": i.mac,
+                    "mac": drivers.interface_mac(st.spec.networks.get(i.network), i),
                     "gateway": str(i.gateway),
                     "aliases": list(i.aliases),
                     "host_ifname": i.host_ifname,
@@ -53,7 +56,8 @@ def _project_view(host, agent, st) -> dict:
         "backend": st.spec.backend,
         "source": st.source,
         "networks": {
-            n.name: {"subnet": str(n.subnet), "gateway": str(n.gateway), "internal": n.internal, "driver": n.driver}
+            n.name: {"subnet": str(n.subnet), "gateway": str(n.gateway), "internal": n.internal, "driver": n.driver,
+                     "parent": n.parent, "mode": n.mode}
             for n in st.spec.networks.values()
         },
         "containers": containers,
@@ -134,11 +138,12 @@ def find_container(name: str) -> dict:
 def enter_container(name: str) -> None:
     host, st, cname = _resolve(name)
     agent = host.live_agent()
-    path = host.netns_dir / st.spec.containers[cname].netns
+    c = st.spec.containers[cname]
+    path = None if modes.in_host_namespace(c) else host.netns_dir / c.netns
     if agent is None:
         raise LookupError_(f"container {name!r} is not running (no fastnet agent on this host)")
     enter_agent_mounts(agent)
-    if not sandbox.alive(path):
+    if path is not None and not sandbox.alive(path):
         raise LookupError_(f"container {name!r} is not running (its namespace is gone)")
     sandbox.enter(path)
 

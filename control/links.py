@@ -22,9 +22,9 @@ def route_metric(project: str) -> int:
     return 0x7A000000 | (zlib.crc32(project.encode()) & 0xFFFFFF)
 
 
-def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str | None) -> int:
+def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str | None, peer_mac: str | None = None) -> int:
     """Create the pair with its container end already inside netns; returns the host ifindex.
-    host_mac None: the kernel picks one."""
+    host_mac None: the kernel picks one. peer_mac: the container end's MAC (default iface.mac)."""
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
         ipr.link(
@@ -32,7 +32,7 @@ def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str |
             ifname=iface.host_ifname,
             kind="veth",
             address=host_mac,
-            peer={"ifname": iface.ifname, "address": iface.mac, "net_ns_fd": fd},
+            peer={"ifname": iface.ifname, "address": peer_mac or iface.mac, "net_ns_fd": fd},
         )
     finally:
         os.close(fd)

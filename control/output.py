@@ -26,18 +26,19 @@ def print_ps(inv: dict) -> None:
         console.print("no fastnet projects on this host")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("PROJECT", "CONTAINER", "BACKEND", "NETWORKS", "PORTS", "COMMAND"):
+    for col in ("PROJECT", "CONTAINER", "BACKEND", "MODE", "NETWORKS", "DRIVER", "PORTS", "COMMAND"):
         table.add_column(col)
     for p in inv["projects"].values():
         for c in p["containers"].values():
-            nets = ", ".join(f"{n}={v['ipv4']}/{v['prefixlen']}" for n, v in c["networks"].items())
+            nets = ", ".join(f"{n}={v['ipv4']}/{v['prefixlen']}" for n, v in c["networks"].items()) or "-"
+            drivers = ", ".join(f"{n}={v.get('driver') or '?'}" for n, v in c["networks"].items()) or "-"
             if c["command"] is None:
                 cmd = "-"
             else:
                 state = "running" if c["command"]["running"] else "exited"
                 cmd = f"{' '.join(c['command']['argv'])} ({state})"
             ports = ", ".join(c.get("publish", [])) or "-"
-            table.add_row(p["name"], c["name"], p["backend"], nets, ports, cmd)
+            table.add_row(p["name"], c["name"], p["backend"], c.get("mode", "bridge"), nets, drivers, ports, cmd)
     console.print(table)
     for backend, programs in inv["counters"].items():
         if "error" in programs:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import modes
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 
 
@@ -56,9 +57,18 @@ def make_plan(current: ProjectSpec | None, desired: ProjectSpec, observed: Obser
         if name not in cur_nets or name in changed_nets:
             p.add_networks.append(net)
 
-    for name, ctr in cur_ctrs.items():
-        want = desired.containers.get(name)
-        if want is None or name in observed.dead_containers or want.netns != ctr.netns:
+    recreate = {
+        name
+        for name, ctr in cur_ctrs.items()
+        if (want := desired.containers.get(name)) is None
+        or name in observed.dead_containers
+        or (want.netns, want.network_mode) != (ctr.netns, ctr.network_mode)
+    }
+    # Processes of a container:NAME container live in NAME's namespace: they go with it.
+    recreate |= modes.sharing(cur_ctrs.values(), recreate)
+    for ctr in modes.removal_order(cur_ctrs.values()):
+        name, want = ctr.name, desired.containers.get(ctr.name)
+        if name in recreate:
             p.remove_containers.append(ctr)
             if ctr.command:
                 p.stop_commands.append(name)
@@ -75,8 +85,8 @@ def make_plan(current: ProjectSpec | None, desired: ProjectSpec, observed: Obser
 
     removed = {c.name for c in p.remove_containers}
     removed_ifaces = {(c, i.network) for c, i in p.remove_interfaces}
-    for name, want in desired.containers.items():
-        ctr = cur_ctrs.get(name)
+    for want in modes.creation_order(desired.containers.values()):
+        name, ctr = want.name, cur_ctrs.get(want.name)
         if ctr is None or name in removed:
             p.add_containers.append(want)
             p.add_interfaces += [(name, i) for i in want.interfaces]

@@ -10,7 +10,7 @@ from typing import Callable
 
 from pyroute2 import IPRoute
 
-from . import failpoints, links, sandbox
+from . import drivers, failpoints, links, modes, sandbox
 from .backends.base import Backend
 from .host import Host
 from .plan import Observed, Plan
@@ -56,17 +56,21 @@ class Project:
         # publishes the names to the DNS resolver there: a command may resolve at once).
         self.before_commands: Callable[[], None] | None = None
 
-    def netns_path(self, c: ContainerSpec) -> Path:
-        return self.host.netns_dir / c.netns
+    def netns_path(self, c: ContainerSpec) -> Path | None:
+        """Where the namespace its processes run in is bound; None: the host's (host mode)."""
+        return None if modes.in_host_namespace(c) else self.host.netns_dir / c.netns
 
     # -- observe ----------------------------------------------------------------------------
     def observe(self) -> Observed:
         dead, missing, stopped = set(), set(), set()
         for c in self.st.spec.containers.values():
-            if not sandbox.alive(self.netns_path(c)):
+            path = self.netns_path(c)
+            if path is not None and not sandbox.alive(path):  # for container:NAME, NAME's
                 dead.add(c.name)
                 continue
             for i in c.interfaces:
+                if self._driver(i.network) == "macvlan":
+                    continue  # no host-side link: the device lives and dies with the namespace
                 idx = self.ipr.link_lookup(ifname=i.host_ifname)
                 if not idx or idx[0] != self.st.ports.get(port_key(c.name, i.network)):
                     missing.add(port_key(c.name, i.network))
@@ -75,33 +79,61 @@ class Project:
                 stopped.add(c.name)
         return Observed(frozenset(dead), frozenset(missing), frozenset(stopped))
 
+    def _driver(self, network: str) -> str:
+        net = self.st.spec.networks.get(network)
+        return net.driver if net is not None else "bridge"
+
     # -- single-object operations ---------------------------------------------------------
     def add_network(self, net, journal: Journal) -> None:
+        if net.driver in drivers.DRIVERS_WITH_PARENT:
+            self.st.spec.networks[net.name] = net  # first: a failed add must still prune its sub-interface
+            journal.add(f"network {net.name}", lambda: self.remove_network(net))
+            drivers.add_network(self.ipr, net)
+            return
         self.backend.add_network(self.ipr, net)
         self.st.spec.networks[net.name] = net
         journal.add(f"network {net.name}", lambda: self.remove_network(net))
 
     def remove_network(self, net) -> None:
+        if net.driver in drivers.DRIVERS_WITH_PARENT:
+            self.st.spec.networks.pop(net.name, None)
+            parents = frozenset(n.parent for n in self.st.spec.networks.values() if n.parent)
+            errors = drivers.prune_vlans(self.ipr, self.host, self.st.name, parents)
+            if errors:
+                raise ApplyError("; ".join(errors))
+            return
         self.backend.remove_network(self.ipr, net)
         self.st.spec.networks.pop(net.name, None)
 
     def create_container(self, c: ContainerSpec, journal: Journal) -> None:
-        sandbox.create(self.netns_path(c))
+        if modes.owns_namespace(c):
+            sandbox.create(self.netns_path(c))
+            if c.network_mode == "none":
+                modes.loopback_up(self.netns_path(c))
         self.st.spec.containers[c.name] = dataclasses.replace(c, interfaces=())
         journal.add(f"container {c.name}", lambda: self.remove_container(c.name))
 
     def attach_interface(self, cname: str, iface: InterfaceSpec, journal: Journal) -> None:
         c = self.st.spec.containers[cname]
         net = self.st.spec.networks[iface.network]
-        ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
+        if net.driver == "macvlan":
+            ifindex = drivers.create_macvlan(self.ipr, net, iface, self.netns_path(c))
+        elif net.driver == "ipvlan":
+            ifindex = drivers.create_ipvlan_veth(self.ipr, net, iface, self.netns_path(c))
+        else:
+            ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
         journal.add(f"interface {cname}/{iface.network}", lambda: self.detach_interface(cname, iface))
-        self.st.ports[port_key(cname, iface.network)] = ifindex
+        self.st.ports[port_key(cname, iface.network)] = ifindex  # macvlan: its ifindex in the container
         self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=c.interfaces + (iface,))
-        links.configure_container_side(self.netns_path(c), iface)
-        self.backend.attach_port(self.ipr, net, iface, ifindex)
+        drivers.configure_container_side(self.netns_path(c), net, iface)
+        if net.driver != "macvlan":  # macvlan is the kernel's alone, whatever the backend
+            self.backend.attach_port(self.ipr, net, iface, ifindex)
         failpoints.check(f"attach_interface:{cname}/{iface.network}")
 
     def detach_interface(self, cname: str, iface: InterfaceSpec) -> None:
+        c = self.st.spec.containers.get(cname)
+        if self._driver(iface.network) == "macvlan" and c is not None:
+            drivers.delete_macvlan(self.netns_path(c), iface)
         links.delete_link(self.ipr, iface.host_ifname)
         self.st.ports.pop(port_key(cname, iface.network), None)
         c = self.st.spec.containers.get(cname)
@@ -117,7 +149,8 @@ class Project:
             return errors
         steps = [("command", lambda: self.stop_command(cname))]
         steps += [(f"interface {i.network}", lambda i=i: self.detach_interface(cname, i)) for i in c.interfaces]
-        steps += [("namespace", lambda: sandbox.remove(self.netns_path(c)))]
+        if modes.owns_namespace(c):  # never the host's or another container's
+            steps += [("namespace", lambda: sandbox.remove(self.netns_path(c)))]
         for what, fn in steps:
             try:
                 fn()

@@ -117,18 +117,20 @@ def write_sysctl(path: Path | None, key: str, value: str) -> None:
         os.close(saved)
 
 
-def enter(path: Path) -> None:
-    """Become a process of the container: its network namespace, and (like `ip netns exec`) a
-    private mount namespace whose /sys shows that network namespace's devices and whose
-    /etc/resolv.conf names the container's resolver (control/dns/resolvconf.py)."""
-    linux.setns_path(str(path), linux.CLONE_NEWNET)
+def enter(path: Path | None) -> None:
+    """Become a process of the container: its network namespace (None: stay in the host's, for
+    host mode), and (like `ip netns exec`) a private mount namespace whose /sys shows that
+    network namespace's devices and whose /etc/resolv.conf names the container's resolver
+    (control/dns/resolvconf.py; host mode keeps the host's, as in Docker)."""
+    if path is not None:
+        linux.setns_path(str(path), linux.CLONE_NEWNET)
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     with contextlib.suppress(OSError):
         linux.umount("/sys")
         linux.mount("sysfs", "/sys", "sysfs")
-    resolv_conf = resolvconf.path_for(path)
-    if resolv_conf.exists():  # absent only for a namespace made before fastnet had a resolver
+    resolv_conf = resolvconf.path_for(path) if path is not None else None
+    if resolv_conf is not None and resolv_conf.exists():  # absent: made before fastnet had a resolver
         linux.mount(str(resolv_conf), str(resolvconf.HOST_RESOLV_CONF), None, linux.MS_BIND)
 
 
@@ -139,8 +141,9 @@ def resolve_command(argv: tuple[str, ...]) -> str | None:
     return shutil.which(argv[0])
 
 
-def spawn(path: Path, argv: tuple[str, ...], log_path: Path, env_tag: str) -> tuple[int, int]:
-    """Start argv inside the container, detached; returns (pid, start time)."""
+def spawn(path: Path | None, argv: tuple[str, ...], log_path: Path, env_tag: str) -> tuple[int, int]:
+    """Start argv inside the container (path None: in the host's namespace), detached; returns
+    (pid, start time)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, FASTNET_CONTAINER=env_tag)
     with open(log_path, "ab") as log:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from . import ipam
-from .config import Config, Conntrack, PortMapping
+from .config import CONTAINER_MODE_PREFIX, Config, Conntrack, PortMapping
 
 LINK_ALIAS_PREFIX = "fastnet:"
 
@@ -50,6 +50,8 @@ class NetworkSpec:
     gateway: IPv4Address
     internal: bool = False
     driver: str = "bridge"
+    parent: str | None = None  # macvlan/ipvlan: the host interface (IF.VLAN: the sub-interface)
+    mode: str | None = None
 
     @property
     def gateway_mac(self) -> str:
@@ -76,10 +78,11 @@ class InterfaceSpec:
 @dataclass(frozen=True)
 class ContainerSpec:
     name: str
-    netns: str
+    netns: str  # the namespace its processes run in; "" = the host's (control/modes.py)
     interfaces: tuple[InterfaceSpec, ...]
     command: tuple[str, ...] | None = None
     publish: tuple[PortMapping, ...] = ()
+    network_mode: str | None = None  # as in config.Container
 
     def interface(self, network: str) -> InterfaceSpec | None:
         return next((i for i in self.interfaces if i.network == network), None)
@@ -100,6 +103,17 @@ class ProjectSpec:
     conntrack: Conntrack = Conntrack()  # host-wide: every project on a host must agree
 
 
+def _namespace(config: Config, name: str) -> str:
+    """The namespace a container's processes run in: its own, the host's ("") in host mode,
+    or, for container:OTHER, OTHER's (config forbids chains, so one step resolves it)."""
+    mode = config.containers[name].network_mode
+    if mode == "host":
+        return ""
+    if mode is not None and mode.startswith(CONTAINER_MODE_PREFIX):
+        return _namespace(config, mode[len(CONTAINER_MODE_PREFIX):])
+    return netns_name(config.name, name)
+
+
 def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset()) -> ProjectSpec:
     """`foreign_net_ids`: ids held by other projects on the host (the datapath is shared)."""
     prev_nets = previous.networks if previous else {}
@@ -117,7 +131,9 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
                 next_id += 1
             net_id = next_id
             used_ids.add(net_id)
-        networks[name] = NetworkSpec(name, net_id, net.subnet, net.gateway, net.internal, net.driver)
+        networks[name] = NetworkSpec(
+            name, net_id, net.subnet, net.gateway, net.internal, net.driver, net.parent, net.mode
+        )
 
     addresses: dict[str, dict[str, IPv4Address]] = {}
     for name, net in config.networks.items():
@@ -167,9 +183,10 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             )
         containers[c.name] = ContainerSpec(
             name=c.name,
-            netns=netns_name(config.name, c.name),
+            netns=_namespace(config, c.name),
             interfaces=tuple(interfaces),
             command=tuple(c.command) if c.command else None,
             publish=tuple(c.publish),
+            network_mode=c.network_mode,
         )
     return ProjectSpec(config.name, config.backend, config.uplink, networks, containers, config.conntrack)

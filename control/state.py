@@ -72,7 +72,8 @@ def from_json(text: str) -> ProjectState:
         raise ValueError(f"unknown state format {d.get('format')!r}")
     s = d["spec"]
     networks = {
-        k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"])
+        k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"],
+                       v.get("parent"), v.get("mode"))
         for k, v in s["networks"].items()
     }
     containers = {}
@@ -102,7 +103,10 @@ def from_json(text: str) -> ProjectState:
             )
             for m in v.get("publish", ())
         )
-        containers[k] = ContainerSpec(v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None, publish)
+        containers[k] = ContainerSpec(
+            v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None, publish,
+            v.get("network_mode"),  # absent in files written before network modes
+        )
     spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers, Conntrack(**s["conntrack"]))
     commands = {k: CommandState(v["pid"], v["start_time"], tuple(v["argv"])) for k, v in d["commands"].items()}
     return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands)

@@ -113,6 +113,26 @@ class CtEntry(ctypes.Structure):
     ]
 
 
+class IpvlanPort(ctypes.Structure):
+    _fields_ = [("mac", u8 * 6), ("flags", u16), ("ipv4", u32), ("parent_ifindex", u32)]
+
+
+class IpvlanKey(ctypes.Structure):
+    _fields_ = [("parent_ifindex", u32), ("ipv4", u32)]
+
+
+class IpvlanDst(ctypes.Structure):
+    _fields_ = [("ifindex", u32), ("mac", u8 * 6), ("flags", u16)]
+
+
+class VlanKey(ctypes.Structure):
+    _fields_ = [("ifindex", u32), ("vid", u32)]
+
+
+class Vlan(ctypes.Structure):
+    _fields_ = [("ifindex", u32), ("vid", u32)]
+
+
 @lru_cache(maxsize=1)
 def constants() -> dict[str, int]:
     """Every `#define NAME <integer>` of abi.h."""
@@ -133,8 +153,12 @@ PROGRAMS = {
     "fn_from_container": constants()["FN_PROG_FROM_CONTAINER"],
     "fn_from_uplink": constants()["FN_PROG_FROM_UPLINK"],
     "fn_sock": constants()["FN_PROG_SOCK"],  # the socket hooks count together
+    "fn_from_ipvlan": constants()["FN_PROG_FROM_IPVLAN"],
+    "fn_from_parent": constants()["FN_PROG_FROM_PARENT"],
+    "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
 }
-TC_PROGRAMS = ("fn_from_container", "fn_from_uplink")
+TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger")
+FN_IPVLAN_F_L3 = constants()["FN_IPVLAN_F_L3"]
 # socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
 SOCK_PROGRAMS = {
     "fn_sock_connect4": 10,  # BPF_CGROUP_INET4_CONNECT
@@ -157,6 +181,9 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_svc_any": (SvcAnyKey, Service),
     "fn_ct": (CtKey, CtEntry),
     "fn_ct_new": (CtKey, CtEntry),
+    "fn_ipvlan_ports": (u32, IpvlanPort),
+    "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
+    "fn_vlans": (VlanKey, Vlan),
 }
 
 

@@ -3,8 +3,10 @@ map bytes happens here; callers pass ipaddress objects, MAC strings and ifindexe
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 from dataclasses import dataclass
+from typing import Iterable, NamedTuple
 from ipaddress import IPv4Address, IPv4Network
 
 from . import abi, libbpf
@@ -12,6 +14,7 @@ from .counters import counters
 from .loader import Datapath, percpu_value_type
 
 
+@functools.lru_cache(maxsize=4096)  # a host has few distinct MACs; tables repeat them
 def mac_bytes(mac: str) -> bytes:
     return bytes(int(part, 16) for part in mac.split(":"))
 
@@ -39,9 +42,10 @@ class PortRecord:
     net_id: int
 
 
-@dataclass(frozen=True)
-class ServiceRecord:
-    """One published port range: (proto, host address or any, ports) -> a container port."""
+class ServiceRecord(NamedTuple):
+    """One published port range: (proto, host address or any, ports) -> a container port.
+
+    A tuple, so that the sets of them a sync compares hash and compare in C."""
 
     proto: int  # IPPROTO_TCP / IPPROTO_UDP
     host_addr: IPv4Address | None  # None: every address of the host
@@ -170,6 +174,48 @@ def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
     }
 
 
+@dataclass(frozen=True)
+class IpvlanPortRecord:
+    """One container interface of an ipvlan network."""
+
+    ifindex: int  # host end of the veth
+    parent_ifindex: int
+    parent_mac: str  # also the container interface's MAC
+    ipv4: IPv4Address
+    l3: bool
+
+
+def ipvlan_tables(ports: list[IpvlanPortRecord]) -> dict[str, list[tuple]]:
+    t: dict[str, list[tuple]] = {"fn_ipvlan_addrs": [], "fn_ipvlan_ports": []}
+    if len(ports) > abi.FN_MAX_ENDPOINTS:
+        raise ValueError(f"{len(ports)} ipvlan interfaces exceed the datapath's {abi.FN_MAX_ENDPOINTS}")
+    for p in ports:
+        mac = (ctypes.c_uint8 * 6)(*mac_bytes(p.parent_mac))
+        flags = abi.FN_IPVLAN_F_L3 if p.l3 else 0
+        t["fn_ipvlan_addrs"].append((abi.IpvlanKey(parent_ifindex=p.parent_ifindex, ipv4=be32(p.ipv4)),
+                                     abi.IpvlanDst(ifindex=p.ifindex, mac=mac, flags=flags)))
+        t["fn_ipvlan_ports"].append((ctypes.c_uint32(p.ifindex), abi.IpvlanPort(
+            mac=mac, flags=flags, ipv4=be32(p.ipv4), parent_ifindex=p.parent_ifindex)))
+    return t
+
+
+@dataclass(frozen=True)
+class VlanRecord:
+    """An 802.1Q sub-interface fastnet emulates: IF.VLAN's veth peer (the tagger) and its parent."""
+
+    parent_ifindex: int
+    vid: int
+    tagger_ifindex: int
+
+
+def vlan_entries(vlans: list[VlanRecord]) -> list[tuple]:
+    out = []
+    for v in vlans:
+        out.append((abi.VlanKey(ifindex=v.parent_ifindex, vid=v.vid), abi.Vlan(ifindex=v.tagger_ifindex, vid=v.vid)))
+        out.append((abi.VlanKey(ifindex=v.tagger_ifindex, vid=0), abi.Vlan(ifindex=v.parent_ifindex, vid=v.vid)))
+    return out
+
+
 CT_TABLES = ("fn_ct", "fn_ct_new")
 CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
@@ -258,10 +304,36 @@ class Maps:
             return out
         return libbpf.map_lookup_batch(fd, key_type, value_type)
 
-    def sync_host(self, host: HostRecord, services: list[ServiceRecord]) -> int:
-        """Reconcile the host configuration, its addresses and the published ports."""
-        tables = {**host_entries(host), **service_entries(services)}
-        return sum(self._reconcile(name, content) for name, content in tables.items())
+    def sync_host(self, host: HostRecord) -> int:
+        """Reconcile the host configuration and its addresses."""
+        return sum(self._reconcile(name, content) for name, content in host_entries(host).items())
+
+    def sync_services(self, services: Iterable[ServiceRecord], previous: frozenset[ServiceRecord] | None = None) -> int:
+        """Make the published-port tables hold exactly `services`.
+
+        With `previous` (what this caller knows the tables hold) only the difference is written:
+        publishing one more port is one map update whatever else is published. Without it the
+        tables are read back and reconciled in full, which costs time in proportion to all of them."""
+        if previous is None:
+            return sum(self._reconcile(name, content) for name, content in service_entries(list(services)).items())
+        wanted = frozenset(services)
+        return self.publish(wanted - previous, previous - wanted)
+
+    def publish(self, added: Iterable[ServiceRecord], withdrawn: Iterable[ServiceRecord]) -> int:
+        """Write the entries of `added`, then delete those of `withdrawn` that `added` did not
+        rewrite (a changed service keeps its keys: it is updated in place, never missing)."""
+        writes, rewritten = 0, set()
+        for name, content in service_entries(list(added)).items():
+            for key, value in content:
+                libbpf.map_update(self._fd(name), key, value)
+                rewritten.add((name, bytes(key)))
+                writes += 1
+        for name, content in service_entries(list(withdrawn)).items():
+            for key, _ in content:
+                if (name, bytes(key)) not in rewritten:
+                    libbpf.map_delete(self._fd(name), key)
+                    writes += 1
+        return writes
 
     def sync(self, networks: list[NetworkRecord], ports: list[PortRecord]) -> int:
         """Reconcile every forwarding table with the given networks and ports.
@@ -269,6 +341,13 @@ class Maps:
         Entries are written before stale ones are deleted, and the tables a packet consults
         first (endpoints) are written last, so a port never sees a half-built network."""
         return sum(self._reconcile(name, content) for name, content in desired_tables(networks, ports).items())
+
+    def sync_ipvlan(self, ports: list[IpvlanPortRecord]) -> int:
+        """Reconcile the ipvlan tables (destinations first, then the ports that send to them)."""
+        return sum(self._reconcile(name, content) for name, content in ipvlan_tables(ports).items())
+
+    def sync_vlans(self, vlans: list[VlanRecord]) -> int:
+        return self._reconcile("fn_vlans", vlan_entries(vlans))
 
     def conntrack(self) -> list[CtRecord]:
         return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]

@@ -19,8 +19,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ...datapath import loader, sockhooks, tc
-from ...datapath.maps import HostRecord, Maps, NetworkRecord, PortRecord, ServiceRecord
-from .. import observe
+from ...datapath.maps import HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord
+from .. import drivers, observe
 from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
@@ -30,6 +30,9 @@ from ..state import ProjectState, port_key
 NUD_PERMANENT = 0x80
 PORT_PROGRAM = "fn_from_container"
 UPLINK_PROGRAM = "fn_from_uplink"
+IPVLAN_PROGRAM = "fn_from_ipvlan"  # host end of an ipvlan container's veth
+PARENT_PROGRAM = "fn_from_parent"  # parent of ipvlan networks (the uplink has fn_from_uplink instead)
+TAGGER_PROGRAM = "fn_from_tagger"  # peer of an emulated 802.1Q sub-interface
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
@@ -41,7 +44,11 @@ class EbpfBackend:
         self.project = project
         self.pin_root = host.bpffs
         self.uplink_file = host.dir / "uplink.json"  # what fastnet attached to the uplink
+        self.parents_file = host.dir / "parents.json"  # ipvlan parents fastnet attached to
         self.dp: loader.Datapath | None = None
+        # The published ports this process last wrote to the datapath: later syncs write only
+        # the difference. None: unknown (first sync, or a write failed), so reconcile in full.
+        self._published: frozenset[ServiceRecord] | None = None
 
     def host_mac(self, network: NetworkSpec) -> str:
         # Every port's host end answers as the gateway: frames the container sends to the
@@ -90,6 +97,11 @@ class EbpfBackend:
 
     def attach_port(self, ipr: IPRoute, network: NetworkSpec, iface: InterfaceSpec, ifindex: int) -> None:
         assert self.dp is not None
+        if network.driver == "ipvlan":
+            # Nothing on the host side: no address, route or neighbour; the program alone
+            # moves the container's frames (its table entries come with sync()).
+            tc.attach(ipr, ifindex, self.dp.progs[IPVLAN_PROGRAM], IPVLAN_PROGRAM)
+            return
         ipr.addr("add", index=ifindex, address=str(network.gateway), prefixlen=32)
         ipr.route(
             "replace",
@@ -111,20 +123,30 @@ class EbpfBackend:
         networks, ports, services = [], [], []
         for st in states:
             for n in st.spec.networks.values():
-                networks.append(NetworkRecord(n.net_id, n.subnet, n.gateway, n.gateway_mac, n.internal))
+                if n.driver == "bridge":
+                    networks.append(NetworkRecord(n.net_id, n.subnet, n.gateway, n.gateway_mac, n.internal))
             for c in st.spec.containers.values():
                 for i in c.interfaces:
                     ifindex = st.ports.get(port_key(c.name, i.network))
                     net = st.spec.networks.get(i.network)
-                    if ifindex is not None and net is not None:
+                    if ifindex is not None and net is not None and net.driver == "bridge":
                         ports.append(PortRecord(ifindex, i.mac, i.ipv4, net.net_id))
                 services += self._services(st, c)
-        maps = Maps(self.dp)
-        maps.sync(networks, ports)
-        if self.dp.fresh:
-            self._move_ports_to(self.dp, ports)
         uplink_name = next((st.spec.uplink for st in states if st.spec.uplink), None)
         with IPRoute() as ipr:
+            ipvlan_ports, parents = self._ipvlan(ipr, states)
+            vlan_parents = {n.parent for st in states for n in st.spec.networks.values() if n.parent}
+            vlans = drivers.emulated_vlans(ipr, vlan_parents)
+        maps = Maps(self.dp)
+        maps.sync(networks, ports)
+        maps.sync_ipvlan(ipvlan_ports)
+        maps.sync_vlans([VlanRecord(base, vid, tagger) for base, vid, tagger, _ in vlans])
+        if self.dp.fresh:
+            self._move_ports_to(self.dp, ports, ipvlan_ports)
+        with IPRoute() as ipr:
+            for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
+                tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
+            parents |= {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
             ifindex, address = observe.uplink(ipr, uplink_name)
             host = HostRecord(
                 uplink_ifindex=ifindex,
@@ -134,16 +156,79 @@ class EbpfBackend:
                 addresses=tuple(observe.host_addresses(ipr)),
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
             )
-            maps.sync_host(host, services)
+            maps.sync_host(host)
+            self._sync_services(maps, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
+            # fn_from_uplink does fn_from_parent's work first; any other parent gets its own
+            self._attach_parents(ipr, parents - ({uplink_name} if ifindex else set()))
         sockhooks.attach(self.dp, self.host.cgroup)
 
-    def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord]) -> None:
+    def _sync_services(self, maps: Maps, services: list[ServiceRecord]) -> None:
+        previous, self._published = self._published, None
+        maps.sync_services(services, previous)
+        self._published = frozenset(services)
+
+    def _ipvlan(self, ipr: IPRoute, states: list[ProjectState]) -> tuple[list[IpvlanPortRecord], set[str]]:
+        """The ipvlan ports of every project, and the parents they need a program on."""
+        records, parents = [], set()
+        for st in states:
+            for c in st.spec.containers.values():
+                for i in c.interfaces:
+                    net = st.spec.networks.get(i.network)
+                    ifindex = st.ports.get(port_key(c.name, i.network))
+                    if net is None or net.driver != "ipvlan" or ifindex is None:
+                        continue
+                    found = ipr.link_lookup(ifname=net.parent)
+                    if not found:
+                        continue  # the parent vanished: its containers are cut off, nothing to route
+                    mac = ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+                    records.append(IpvlanPortRecord(ifindex, found[0], mac, i.ipv4, net.mode == "l3"))
+            parents |= {n.parent for n in st.spec.networks.values() if n.driver == "ipvlan" and n.parent}
+        return records, parents
+
+    def _parents_record(self) -> dict:
+        try:
+            return json.loads(self.parents_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _attach_parents(self, ipr: IPRoute, wanted: set[str]) -> None:
+        """fn_from_parent on exactly the wanted parents (of ipvlan networks and of emulated
+        sub-interfaces) (replace, never a gap); on a parent it
+        leaves, remove the program and the clsact qdisc only if fastnet created it."""
+        assert self.dp is not None or not wanted
+        record = self._parents_record()
+        for name in sorted(set(record) - wanted):
+            found = ipr.link_lookup(ifname=name)
+            if found:
+                attached = tc.attached(ipr, found[0])
+                if attached and attached[1] == PARENT_PROGRAM:
+                    tc.detach(ipr, found[0])
+                    attached = None
+                # not while another fastnet program uses it (the parent became the uplink)
+                if record[name].get("created_clsact") and attached is None:
+                    tc.remove_clsact(ipr, found[0])
+            del record[name]
+        for name in sorted(wanted):
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                continue
+            created = tc.ensure_clsact(ipr, found[0])
+            tc.attach(ipr, found[0], self.dp.progs[PARENT_PROGRAM], PARENT_PROGRAM)
+            record.setdefault(name, {"created_clsact": created})
+        if record:
+            self.parents_file.write_text(json.dumps(record))
+        else:
+            self.parents_file.unlink(missing_ok=True)
+
+    def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord], ipvlan_ports: list[IpvlanPortRecord] = ()) -> None:
         """A new build replaced the pinned one: move every port to it (replace, no gap), then
         drop the old pins. Flows tracked by the old build are forgotten."""
         with IPRoute() as ipr:
             for p in ports:
                 tc.attach(ipr, p.ifindex, dp.progs[PORT_PROGRAM], PORT_PROGRAM)
+            for p in ipvlan_ports:
+                tc.attach(ipr, p.ifindex, dp.progs[IPVLAN_PROGRAM], IPVLAN_PROGRAM)
         for stale in loader.stale_pin_dirs(self.pin_root, self._defines):
             loader.remove_pins(stale)
         dp.fresh = False
@@ -214,10 +299,12 @@ class EbpfBackend:
             self.sync(None)
             return
         with IPRoute() as ipr:
+            self._attach_parents(ipr, set())
             self._detach_uplink(ipr)
         if self.dp is not None:
             self.dp.close()
             self.dp = None
+            self._published = None
         if self.pin_root.exists():
             for child in self.pin_root.iterdir():
                 loader.remove_pins(child)

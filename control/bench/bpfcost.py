@@ -63,7 +63,8 @@ def _setup(tdp):
     web = ServiceRecord(socket.IPPROTO_TCP, None, 7000, 7000, b.ipv4, 8000, b.ifindex, b.mac, gw, front.gateway_mac)
     maps = Maps(tdp.dp)
     maps.sync([front], [a, b])
-    maps.sync_host(host, [web])
+    maps.sync_host(host)
+    maps.sync_services([web])
     maps.conntrack_flush()
     return front, a, b
 
@@ -169,18 +170,20 @@ def services_for(entries: list[str]):
     return out
 
 
-def add_port_ms(tdp, entries: list[str], extra: str) -> float:
-    """ms that Maps.sync_host (what `up` does to the live datapath's maps) takes to publish one
-    more port `extra` when `entries` are published, on the test build's maps."""
-    from fastnet.datapath.maps import HostRecord, Maps, default_timeouts
+def add_port_ms(tdp, entries: list[str], extra: str) -> dict[str, float]:
+    """Publishing one more port `extra` next to `entries`, on the test build's maps, in ms:
+    "delta" when the writer knows what the tables hold (Maps.sync_services with `previous`: the
+    path of every sync after the first in one control-plane process), "reconcile" when it must
+    read them back first (the first sync of a process: what each `fastnet up` pays today)."""
+    from fastnet.datapath.maps import Maps
 
-    gw = IPv4Address("10.0.1.1")
-    host = HostRecord(UPLINK_IFINDEX, UPLINK_IP, (1024, 32767), 0, ((UPLINK_IP, False), (gw, False)), default_timeouts())
     maps = Maps(tdp.dp)
     before, after = services_for(entries), services_for(entries + [extra])
-    maps.sync_host(host, before)
-    t0 = time.perf_counter()
-    maps.sync_host(host, after)
-    took = time.perf_counter() - t0
-    maps.sync_host(host, [])
-    return took * 1000
+    out = {}
+    for kind, previous in (("delta", frozenset(before)), ("reconcile", None)):
+        maps.sync_services(before)
+        t0 = time.perf_counter()
+        maps.sync_services(after, previous)
+        out[kind] = (time.perf_counter() - t0) * 1000
+    maps.sync_services([])
+    return out

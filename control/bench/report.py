@@ -100,15 +100,20 @@ METHODS = {
                     "(crosscpu: server on CPU 1); container a -> b on one network",
     "c2c_udp_pps": "iperf3 -u -l 64 -b 0, datagrams received per second (sent - lost)",
     "*_tcp_gbps": "iperf3 single stream (c2c_tcp_gbps_4: -P 4), Gbit/s received",
+    "pub_tcp_gbps_nocsum": "pub_tcp_gbps with TX checksum offload off on the client's and the server's "
+                           "interfaces (software checksums, no TSO)",
     "pub_*": "client in WORLD to 198.51.100.1:8080 published to b:80 (direct: over the veth)",
     "*_crr_*": "wrk -t1 -c8 -H 'Connection: close' against a tiny C HTTP server (httpd.c): one TCP "
                "connection per request; p50 is wrk's latency (request to response, after connect)",
     "snat_*": "container a to WORLD 198.51.100.2 through SNAT (direct: over the veth)",
     "scale_crr_p50_us@N": "pub_crr_p50_us with N host ports published on b (single ports and 9-port ranges)",
-    "scale_add_port_ms@N": "publishing one more port with N published: ebpf: Maps.sync_host (the map "
-                           "reconcile `up` does) timed in-process on the test build's maps; iptables: total "
-                           "time of the iptables-restore calls of that `fastnet up` (a timing shim in PATH); "
-                           "extra.scale_up_delta_ms@N[v]: wall time of that up minus a no-op up",
+    "scale_add_port_ms@N": "publishing one more port with N published: ebpf: Maps.sync_services with the "
+                           "tables' content known (the delta write: one map update), timed in-process on the "
+                           "test build's maps; iptables: total time of the iptables-restore calls of that "
+                           "`fastnet up` (a timing shim in PATH); extra.scale_up_delta_ms@N[v]: wall time of "
+                           "that up minus a no-op up",
+    "scale_reconcile_ms@N": "ebpf only: the same change as a full reconcile (tables read back and compared), "
+                            "what the first sync of a control-plane process (each `fastnet up` today) pays",
     "nftables": "the iptables testbed with published ports DNATed by one nft map (table ip fnbench, map pub) "
                 "in a nat chain before iptables-nft's; scale_add_port_ms: wall time of one `nft add element`",
     "up_s@N": "wall time of `fastnet up` of a new project with N containers on one network",

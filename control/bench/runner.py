@@ -25,6 +25,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "pub_crr_per_s": ("conn/s", "higher"),
     "pub_crr_p50_us": ("us", "lower"),
     "pub_tcp_gbps": ("Gbit/s", "higher"),
+    "pub_tcp_gbps_nocsum": ("Gbit/s", "higher"),
     "snat_crr_per_s": ("conn/s", "higher"),
     "snat_tcp_gbps": ("Gbit/s", "higher"),
     "bpf_testrun_ns_bridge": ("ns", "lower"),
@@ -55,6 +56,7 @@ class Settings:
         names = list(METRICS)
         names += [f"scale_crr_p50_us@{n}" for n in self.scale_ports]
         names += [f"scale_add_port_ms@{n}" for n in self.scale_ports]
+        names += [f"scale_reconcile_ms@{n}" for n in self.scale_ports]
         names += [f"up_s@{n}" for n in self.up_containers]
         return names
 
@@ -63,7 +65,8 @@ def unit_of(metric: str) -> tuple[str, str]:
     base = metric.split("@")[0]
     if base in METRICS:
         return METRICS[base]
-    return {"scale_crr_p50_us": ("us", "lower"), "scale_add_port_ms": ("ms", "lower"), "up_s": ("s", "lower")}[base]
+    return {"scale_crr_p50_us": ("us", "lower"), "scale_add_port_ms": ("ms", "lower"),
+            "scale_reconcile_ms": ("ms", "lower"), "up_s": ("s", "lower")}[base]
 
 
 @dataclass
@@ -118,6 +121,11 @@ def g_pub_gbps(bed: Testbed, s: Settings, ctx) -> dict:
     return {"pub_tcp_gbps": tools.tcp_gbps(bed.pub, s.seconds)}
 
 
+def g_pub_gbps_nocsum(bed: Testbed, s: Settings, ctx) -> dict:
+    with tools.tx_checksum_off(bed.pub.client_ns, bed.pub.server_ns):
+        return {"pub_tcp_gbps_nocsum": tools.tcp_gbps(bed.pub, s.seconds)}
+
+
 def g_snat_crr(bed: Testbed, s: Settings, ctx) -> dict:
     return {"snat_crr_per_s": tools.crr(bed.snat, s.seconds, ctx["httpd"])["per_s"]}
 
@@ -138,7 +146,7 @@ def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
 
 
 GROUPS: list[Callable] = [g_c2c_rr, g_c2c_rr_cross, g_c2c_udp, g_c2c_gbps, g_c2c_gbps4, g_pub_rr, g_pub_crr,
-                          g_pub_gbps, g_snat_crr, g_snat_gbps, g_bpf, dns.g_dns]
+                          g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_bpf, dns.g_dns]
 
 
 # ---- control plane and port scaling (fastnet testbeds only) ----------------------------------
@@ -146,22 +154,24 @@ def scale_sample(bed: Testbed, n: int, s: Settings, ctx) -> dict:
     """With n published ports on b: wrk's median latency on the busy port 8080, and the cost of
     publishing one more port (see add_port_ms); the `up` with n+1 ports minus a no-op `up`
     (process start included) goes to extra.scale_up_delta_ms@N."""
-    keys = (f"scale_crr_p50_us@{n}", f"scale_add_port_ms@{n}")
+    keys = (f"scale_crr_p50_us@{n}", f"scale_add_port_ms@{n}", f"scale_reconcile_ms@{n}")
     if not isinstance(bed, FastnetBed):
         return dict.fromkeys(keys)
     p50 = tools.crr(bed.pub, s.seconds, ctx["httpd"])["p50_us"]
     if isinstance(bed, NftBed):
-        return {keys[0]: p50, keys[1]: bed.add_port_ms()}
+        return {keys[0]: p50, keys[1]: bed.add_port_ms(), keys[2]: None}
     noop = bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n))
     if bed.backend == "iptables":
         add, add_ms = bed.up_timing_restores(bed.project, project_yaml(bed.project, bed.net, ports=n, extra=True))
     else:
         add = bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n, extra=True))
         add_ms = add_port_ms(ctx, n)
+        reconcile_ms = add_ms.pop("reconcile")
+        add_ms = add_ms["delta"]
     key = f"scale_up_delta_ms@{n}[{bed.name}]"
     ctx.setdefault("extra", {}).setdefault(key, []).append((add - noop) * 1000)
     bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n))  # back to n ports
-    return {keys[0]: p50, keys[1]: add_ms}
+    return {keys[0]: p50, keys[1]: add_ms, keys[2]: reconcile_ms if bed.backend == "ebpf" else None}
 
 
 def test_datapath(ctx):
@@ -173,8 +183,8 @@ def test_datapath(ctx):
     return ctx["tdp"]
 
 
-def add_port_ms(ctx, n: int) -> float:
-    """ebpf: ms of the map reconcile (Maps.sync_host) that publishes port n+1 with n published."""
+def add_port_ms(ctx, n: int) -> dict[str, float]:
+    """ebpf: ms to publish port n+1 with n published, as a delta and as a full reconcile."""
     return bpfcost.add_port_ms(test_datapath(ctx), publish_entries(n), EXTRA_PORT)
 
 

@@ -17,7 +17,8 @@ from .variants import BenchError, Endpoint
 
 # tool -> Debian package that provides it
 REQUIRED = {"sockperf": "sockperf", "iperf3": "iperf3", "wrk": "wrk", "cc": "gcc", "taskset": "util-linux",
-            "nsenter": "util-linux", "ip": "iproute2", "bpftool": "bpftool", "dnsperf": "dnsperf"}
+            "nsenter": "util-linux", "ip": "iproute2", "bpftool": "bpftool", "ethtool": "ethtool",
+            "dnsperf": "dnsperf"}
 HTTPD_SOURCE = Path(__file__).resolve().parent / "httpd.c"
 
 
@@ -122,6 +123,28 @@ def iperf3(ep: Endpoint, seconds: float, *args: str) -> str:
 
 def tcp_gbps(ep: Endpoint, seconds: float, streams: int = 1) -> float:
     return parse_iperf3_tcp(iperf3(ep, seconds, "-P", str(streams)))
+
+
+@contextlib.contextmanager
+def tx_checksum_off(*namespaces: str):
+    """TX checksum offload (and with it TSO/GSO) off on every interface but lo of the namespaces
+    for the body: the senders compute every checksum in software and no segment is larger than
+    the MTU, so whatever rewrites packets on the way pays for real checksums on each of them."""
+    changed = []
+    try:
+        for ns in namespaces:
+            for ifname in interfaces(ns):
+                client(ns, "ethtool", "-K", ifname, "tx", "off")
+                changed.append((ns, ifname))
+        yield
+    finally:
+        for ns, ifname in changed:
+            subprocess.run(in_ns(ns, "ethtool", "-K", ifname, "tx", "on"), capture_output=True)
+
+
+def interfaces(ns: str) -> list[str]:
+    links = json.loads(client(ns, "ip", "-j", "link", "show"))
+    return [link["ifname"] for link in links if link["ifname"] != "lo"]
 
 
 def udp_pps(ep: Endpoint, seconds: float) -> float:

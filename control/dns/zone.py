@@ -25,6 +25,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable
 
 from ..config import DEFAULT_NETWORK
+from ..modes import owns_namespace
 from ..spec import ProjectSpec
 
 REVERSE_SUFFIX = ".in-addr.arpa"
@@ -88,6 +89,9 @@ class Zone:
             if net.name != DEFAULT_NETWORK:
                 self._networks[(spec.name, net.name)] = _Network()
         for c in spec.containers.values():
+            self._project_names[spec.name].add(normalize(c.name))  # every container, attached or not
+            if "." not in c.name:
+                self._host_labels.add(normalize(c.name))
             for iface in c.interfaces:
                 table = self._networks.get((spec.name, iface.network))
                 names = dict.fromkeys(normalize(n) for n in (c.name, *iface.aliases))
@@ -99,6 +103,9 @@ class Zone:
                     table.names[name].append(iface.ipv4)
                     self._project_names[spec.name].add(f"{name}.{normalize(iface.network)}")
                 table.reverse[iface.ipv4] = f"{c.name}.{iface.network}"
+            if not owns_namespace(c):
+                # host mode keeps the host's resolv.conf; container:NAME shares NAME's resolver
+                continue
             nets = {n.name: n for n in spec.networks.values()}
             attached = [nets[i.network] for i in c.interfaces if i.network in nets]
             self.views[c.netns] = View(

@@ -31,7 +31,8 @@ def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services) -
     """Every map back to the given configuration, no flows, zero counters, the start time."""
     maps = Maps(datapath.dp)
     maps.sync(networks, ports)
-    maps.sync_host(host, list(services))
+    maps.sync_host(host)
+    maps.sync_services(services)
     maps.conntrack_flush()
     maps.reset_counters()
     datapath.now_ns = TestDatapath.now_ns
@@ -67,7 +68,8 @@ class Nat:
     maps: Maps
 
     def configure(self, host: HostRecord = HOST, services=SERVICES) -> None:
-        self.maps.sync_host(host, list(services))
+        self.maps.sync_host(host)
+        self.maps.sync_services(services)
 
     def from_container(self, port: PortRecord, frame: Packet | bytes) -> RunResult:
         return self.datapath.run(PROG, bytes(frame), port.ifindex)

@@ -159,8 +159,11 @@ def netns_of(pid: int) -> int | None:
         return None
 
 
-def pids_in_netns(inode: int) -> list[int]:
-    return [pid for pid in processes() if pid != os.getpid() and netns_of(pid) == inode]
+def pids_in_netns(inode: int, cookie: int | None = None) -> list[int]:
+    """Processes in the namespace with this inode; with a cookie, only in that very namespace
+    (an inode is reused once its namespace is gone, e.g. by another test run's new host)."""
+    return [pid for pid in processes() if pid != os.getpid() and netns_of(pid) == inode
+            and (cookie is None or ns_cookie(f"/proc/{pid}/ns/net") in (cookie, None))]
 
 
 def pid_alive(pid: int) -> bool:
@@ -292,8 +295,8 @@ class Host:
         """Kill whatever fastnet left for this host and delete the namespaces and state."""
         kill(p for p, _ in self.agent_processes())
         kill(p for p, _ in self.container_processes())
-        for ino in self.container_netns:
-            kill(pids_in_netns(ino))
+        for ino, cookie in self.container_netns.items():
+            kill(pids_in_netns(ino, cookie))
         # While HOST still exists: once it is gone its inode (the dir's name) may be reused by
         # someone else's namespace, whose state dir this would then be.
         shutil.rmtree(self.dir, ignore_errors=True)

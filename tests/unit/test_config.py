@@ -566,8 +566,8 @@ def test_invalid_backend():
 
 
 def test_unsupported_driver():
-    fails("networks:\n  front:\n    driver: macvlan\n    subnet: 10.1.0.0/16\n", 3, 13,
-          "networks.front.driver", "driver 'macvlan' is not supported yet")
+    fails("networks:\n  front:\n    driver: overlay\n    subnet: 10.1.0.0/16\n", 3, 13,
+          "networks.front.driver", "unknown driver 'overlay'", "bridge, macvlan, ipvlan")
 
 
 # ---------------------------------------------------------------- commands

@@ -101,6 +101,18 @@ def test_dotted_names_of_other_projects_do_not_shadow_real_domains():
     assert z.lookup(z.views["other-far"], "example.com").addresses  # its own network sees it
 
 
+def test_network_modes():
+    text = DEMO.replace("  solo: {}\n", "  solo: {}\n  h: {network_mode: host}\n  n: {network_mode: none}\n"
+                        "  side: {network_mode: \"container:web\"}\n")
+    z = Zone([build(parse_config(text), None)])
+    assert "demo-web" in z.views and z.views["demo-web"].container == "web"  # not taken over by side
+    assert "" not in z.views  # host mode: the host's own resolv.conf, no resolver
+    none = z.views["demo-n"]
+    assert none.networks == () and not none.forward  # no network: nothing resolves, nothing leaves
+    for name in ("side", "h", "n"):
+        assert z.lookup(z.views["demo-api"], name).nxdomain  # no endpoint, no address
+
+
 def test_default_bridge_gives_no_names(zone):
     solo = zone.views["demo-solo"]
     assert solo.networks == () and solo.forward

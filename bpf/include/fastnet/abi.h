@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 2
+#define FASTNET_ABI_VERSION 3
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -46,6 +46,9 @@
 #define FN_PROG_FROM_CONTAINER 0
 #define FN_PROG_FROM_UPLINK    1
 #define FN_PROG_SOCK           2
+#define FN_PROG_FROM_IPVLAN    3
+#define FN_PROG_FROM_PARENT    4
+#define FN_PROG_FROM_TAGGER    5
 #define FN_PROG_MAX            8
 #define FN_COUNTER_SLOTS       64
 
@@ -134,6 +137,56 @@ struct fn_host_config {
 	__u32  timeout_udp;
 	__u32  timeout_icmp;
 	__u32  pad;
+};
+
+/*
+ * ipvlan without the kernel module (control/drivers.py): each container of an ipvlan network
+ * has a veth whose container end carries the parent's MAC.
+ *
+ * fn_ipvlan_ports: HASH, key = __u32 ifindex of the host end of an ipvlan container's veth.
+ * Written by the control plane when it attaches the port; read by fn_from_ipvlan for every
+ * frame the container sends (its identity, and where its frames leave).
+ */
+struct fn_ipvlan_port {
+	__u8   mac[6];          /* the parent's MAC, which the container interface also has */
+	__u16  flags;           /* FN_IPVLAN_F_* */
+	__be32 ipv4;            /* be: the container's address */
+	__u32  parent_ifindex;  /* the host interface its frames leave by */
+};
+
+#define FN_IPVLAN_F_L3 0x1 /* l3 mode: routed by the host, no ARP for the container on the wire */
+
+/*
+ * fn_ipvlan_addrs: HASH, key = (parent ifindex, container address): which container a frame
+ * arriving on the parent (fn_from_parent, fn_from_uplink) or sent by a sibling container
+ * (fn_from_ipvlan) is for. Written by the control plane.
+ */
+struct fn_ipvlan_key {
+	__u32  parent_ifindex;
+	__be32 ipv4;            /* be */
+};
+
+struct fn_ipvlan_dst {
+	__u32  ifindex;         /* host end of the container's veth (bpf_redirect_peer target) */
+	__u8   mac[6];          /* the parent's MAC: unicast for the container is addressed to it */
+	__u16  flags;           /* FN_IPVLAN_F_* */
+};
+
+/*
+ * fn_vlans: HASH. An 802.1Q sub-interface IF.VLAN where the kernel has no 802.1Q driver
+ * (control/drivers.py): IF.VLAN is one end of a veth pair, its "tagger" the other end.
+ *   key (parent ifindex, VLAN id) -> (tagger ifindex, VLAN id): tagged frames from the wire
+ *   key (tagger ifindex, 0)       -> (parent ifindex, VLAN id): frames IF.VLAN sends
+ * Written by the control plane; read by fn_from_parent / fn_from_uplink and fn_from_tagger.
+ */
+struct fn_vlan_key {
+	__u32 ifindex;
+	__u32 vid;             /* 1..4094; 0 in a tagger's key */
+};
+
+struct fn_vlan {
+	__u32 ifindex;         /* where the frame goes (bpf_redirect to its egress) */
+	__u32 vid;
 };
 
 /* fn_host_addrs: HASH, key = __be32 address local to the host -> __u32 FN_ADDR_F_*. */

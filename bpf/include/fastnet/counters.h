@@ -49,7 +49,14 @@
 	X(FN_DROP_OWN_MAC,         34, DROP, "unicast addressed to the sender itself") \
 	X(FN_DROP_LINK_LOCAL,      35, DROP, "reserved link-local multicast (STP, LLDP, pause)") \
 	X(FN_DROP_UPLINK_SPOOF,    36, DROP, "packet from outside with a container's source address") \
-	X(FN_FWD_TTL_EXCEEDED,     37, FWD,  "TTL expired at the gateway: ICMP time exceeded sent back")
+	X(FN_FWD_TTL_EXCEEDED,     37, FWD,  "TTL expired at the gateway: ICMP time exceeded sent back") \
+	X(FN_FWD_IPVLAN_IN,        38, FWD,  "from the parent into an ipvlan container") \
+	X(FN_FWD_IPVLAN_OUT,       39, FWD,  "from an ipvlan l2 container out of the parent") \
+	X(FN_FWD_IPVLAN_ROUTED,    40, FWD,  "from an ipvlan l3 container, routed out of the parent") \
+	X(FN_DROP_IPVLAN_L3_ARP,   41, DROP, "ARP from an ipvlan l3 container (its interface is NOARP)") \
+	X(FN_FWD_VLAN_IN,          42, FWD,  "802.1Q frame from the parent, untagged into its sub-interface") \
+	X(FN_FWD_VLAN_OUT,         43, FWD,  "frame of a sub-interface, tagged out of its parent") \
+	X(FN_DROP_VLAN_TAG,        44, DROP, "802.1Q tag could not be added or removed")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
