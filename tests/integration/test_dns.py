@@ -498,3 +498,41 @@ def test_iptables_backend_containers_get_the_same_resolver(host):
         assert fwd.answers == [ANSWER] and upstream.asked["ipt.example.test."] == 1
         host.down("dnsi")
         assert_no_leftovers(host)
+
+
+MODES = """\
+name: dnsm
+networks:
+  front: {subnet: 10.96.1.0/24}
+containers:
+  web:
+    networks:
+      front: {aliases: [www]}
+  api:
+    networks: [front]
+  side:
+    network_mode: "container:api"
+  h:
+    network_mode: host
+  n:
+    network_mode: none
+"""
+
+
+def test_network_modes(host):
+    with world_upstream(host) as upstream:
+        host.up(MODES)
+        web_ip = host.inspect("web")["networks"]["front"]["ipv4"]
+        # container:api shares api's namespace, so api's resolv.conf and resolver
+        assert one(host, "side", "www").answers == [web_ip]
+        assert host.exec("side", "cat", "/etc/resolv.conf").stdout == host.exec("api", "cat", "/etc/resolv.conf").stdout
+        # host mode keeps the host's resolv.conf (and so the host's resolvers)
+        assert host.exec("h", "cat", "/etc/resolv.conf").stdout.startswith(f"nameserver {DEAD_UPSTREAM}")
+        # none: its own 127.0.0.11 that resolves nothing and forwards nothing
+        name, outside = dig(host, "n", "web", "none.example.test")
+        assert (name.status, outside.status) == ("NXDOMAIN", "SERVFAIL")
+        assert "none.example.test." not in upstream.asked
+        # names of containers without an address are NXDOMAIN to the others
+        assert [r.status for r in dig(host, "web", "side", "h", "n")] == ["NXDOMAIN"] * 3
+        host.down("dnsm")
+        assert_no_leftovers(host)
