@@ -479,7 +479,7 @@ def test_overlapping_subnets_on_one_parent_across_projects(host):
     line = one_line_error(cp)
     assert "networks.lan.subnet: 203.0.113.128/25 overlaps 203.0.113.0/24 of network mv/lan on parent up0" in line
     assert host.projects() == ["mv"]
-    assert "(macvlan)" in host.fastnet("ps").stdout
+    assert "lan=macvlan" in host.fastnet("ps").stdout
     host.down("mv")
     assert_no_leftovers(host)
 
