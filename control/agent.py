@@ -1,11 +1,15 @@
-"""The per-host agent: holds a private mount namespace with fastnet's tmpfs and bpffs.
+"""The per-host agent: holds a private mount namespace with fastnet's tmpfs and bpffs, runs
+the containers' DNS resolver and collects expired conntrack entries.
 
 Run as `python -m fastnet.control.agent HOST_DIR READY_FD` by control.host.start_agent().
-It writes agent.json, then "ready" to READY_FD, then waits for SIGTERM, reaping any child
-that exits.
+It writes agent.json, starts the resolver, then writes "ready" to READY_FD and serves one
+asyncio loop until SIGTERM: DNS queries, SIGHUP (reload the resolver: projects changed),
+SIGCHLD (reap), and conntrack garbage collection every GC_INTERVAL in a worker thread (a
+big table must not stall DNS).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -45,20 +49,37 @@ def main() -> int:
     tmp = host_dir / f".agent.json.{pid}"
     tmp.write_text(json.dumps(record))
     tmp.rename(host_dir / "agent.json")
+    return asyncio.run(serve(host_dir, ready_fd))
 
-    # Signals are taken synchronously: no handler can race the wait.
-    signals = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+async def serve(host_dir: Path, ready_fd: int) -> int:
+    from .dns.server import Resolver
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    resolver = Resolver(host_dir)
+    # Handlers before "ready": `up` signals SIGHUP as soon as start_agent() returns.
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGCHLD, _reap)
+    loop.add_signal_handler(signal.SIGHUP, resolver.request_reload)
+    await resolver.start()
+    gc = asyncio.create_task(_gc_loop(host_dir / "rt" / "bpf"))
     os.write(ready_fd, b"ready")
     os.close(ready_fd)
+    try:
+        await stop.wait()
+    finally:
+        gc.cancel()
+        resolver.close()
+    return 0
+
+
+async def _gc_loop(pin_root: Path) -> None:
+    loop = asyncio.get_running_loop()
     while True:
-        info = signal.sigtimedwait(signals, GC_INTERVAL)
-        if info is None:
-            collect_garbage(host_dir / "rt" / "bpf")
-        elif info.si_signo == signal.SIGCHLD:
-            _reap()
-        else:
-            return 0
+        await asyncio.sleep(GC_INTERVAL)
+        await loop.run_in_executor(None, collect_garbage, pin_root)
 
 
 def collect_garbage(pin_root: Path) -> None:

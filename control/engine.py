@@ -15,6 +15,7 @@ from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
 from .config import Config, describe_mapping, mappings_overlap
+from .dns import notify as dns_notify
 from .host import Host, current_host, enter_agent_mounts, locked, start_agent, stop_agent
 from .plan import Plan, make_plan
 from .project import Journal, Project, empty_state
@@ -161,6 +162,7 @@ def up(config: Config) -> UpResult:
         journal = Journal()
         with IPRoute() as ipr:
             project = Project(host, st, backend, ipr)
+            project.before_commands = lambda: _publish_names(host, st)
             plan = make_plan(st.spec, desired, project.observe())
             try:
                 backend.prepare(desired)
@@ -171,7 +173,14 @@ def up(config: Config) -> UpResult:
                 detail = f" (rollback: {'; '.join(undo_errors)})" if undo_errors else ""
                 raise UpError(f"{_one_line(exc)}; rolled back{detail}") from exc
             statestore.save(host, st)
+        dns_notify.reload(host, st.name)
         return UpResult(desired.name, plan, st)
+
+
+def _publish_names(host: Host, st: ProjectState) -> None:
+    """Record what exists so far and have the resolver serve it."""
+    statestore.save(host, st)
+    dns_notify.reload(host, st.name)
 
 
 def _load_or_none(host: Host, name: str) -> ProjectState | None:
@@ -190,10 +199,13 @@ def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
         with contextlib.suppress(Exception):  # the rollback error is the one to report
             backend.prepare(st.spec)
             backend.sync(st)
+        dns_notify.reload(host, st.name)
         return
     statestore.remove(host, st.name)
     with contextlib.suppress(Exception):
         backend.teardown()
+    if statestore.projects(host):
+        dns_notify.reload(host, st.name)
     _stop_agent_if_idle(host)
 
 
@@ -273,6 +285,8 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
             # 802.1Q sub-interfaces no other project uses, also when the state file is gone
             errors += drivers.prune_vlans(ipr, host, project_name)
         statestore.remove(host, project_name)
+        if statestore.projects(host):  # else the agent is about to stop
+            dns_notify.reload(host, project_name)
         # Without a state file the backend is unknown: every backend lets go of the project
         # (a backend's teardown is harmless when it owns nothing of it).
         backends = [backend] if known_backend else [backend_for(b, host, project_name) for b in BACKENDS]

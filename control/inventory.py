@@ -5,6 +5,7 @@ from . import drivers, linux, modes, sandbox
 from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
+from .dns import notify as dns_notify
 from .host import current_host, enter_agent_mounts
 
 
@@ -130,6 +131,7 @@ def find_container(name: str) -> dict:
     view = _project_view(host, agent, st)
     result = view["containers"][cname]
     result["counters"] = _datapath_counters(host, agent, st.spec.backend)
+    result["dns"] = dns_notify.container_counters(host, st.spec.containers[cname].netns) if agent else None
     return result
 
 

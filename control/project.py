@@ -52,6 +52,9 @@ class Project:
 
     def __init__(self, host: Host, st: ProjectState, backend: Backend, ipr: IPRoute):
         self.host, self.st, self.backend, self.ipr = host, st, backend, ipr
+        # Called once the containers are wired, before their commands start (the engine
+        # publishes the names to the DNS resolver there: a command may resolve at once).
+        self.before_commands: Callable[[], None] | None = None
 
     def netns_path(self, c: ContainerSpec) -> Path | None:
         """Where the namespace its processes run in is bound; None: the host's (host mode)."""
@@ -228,6 +231,8 @@ class Project:
         self.st.spec.networks.update(desired.networks)
         self.st.spec = dataclasses.replace(self.st.spec, uplink=desired.uplink, conntrack=desired.conntrack)
         self.backend.sync(self.st)
+        if plan.start_commands and self.before_commands is not None:
+            self.before_commands()
         for cname in plan.start_commands:
             self.start_command(desired.containers[cname], journal)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from . import linux
+from .dns import resolvconf
 
 STOP_GRACE = 2.0
 
@@ -42,6 +43,7 @@ def create(path: Path) -> None:
         raise
     finally:
         os.close(saved)
+    resolvconf.write(path)
 
 
 def remove(path: Path) -> None:
@@ -51,6 +53,7 @@ def remove(path: Path) -> None:
         linux.umount(str(path))
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    resolvconf.remove(path)
 
 
 def alive(path: Path) -> bool:
@@ -117,7 +120,8 @@ def write_sysctl(path: Path | None, key: str, value: str) -> None:
 def enter(path: Path | None) -> None:
     """Become a process of the container: its network namespace (None: stay in the host's, for
     host mode), and (like `ip netns exec`) a private mount namespace whose /sys shows that
-    network namespace's devices."""
+    network namespace's devices and whose /etc/resolv.conf names the container's resolver
+    (control/dns/resolvconf.py; host mode keeps the host's, as in Docker)."""
     if path is not None:
         linux.setns_path(str(path), linux.CLONE_NEWNET)
     linux.unshare(linux.CLONE_NEWNS)
@@ -125,6 +129,9 @@ def enter(path: Path | None) -> None:
     with contextlib.suppress(OSError):
         linux.umount("/sys")
         linux.mount("sysfs", "/sys", "sysfs")
+    resolv_conf = resolvconf.path_for(path) if path is not None else None
+    if resolv_conf is not None and resolv_conf.exists():  # absent: made before fastnet had a resolver
+        linux.mount(str(resolv_conf), str(resolvconf.HOST_RESOLV_CONF), None, linux.MS_BIND)
 
 
 def resolve_command(argv: tuple[str, ...]) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import bpfcost, tools
+from . import bpfcost, dns, tools
 from .variants import BenchError, FastnetBed, NftBed, Testbed, make_testbeds, EXTRA_PORT, project_yaml, publish_entries
 
 # metric -> (unit, which way is better)
@@ -32,6 +32,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "bpf_testrun_ns_snat": ("ns", "lower"),
     "bpf_testrun_ns_dnat": ("ns", "lower"),
     "bpf_stats_ns_per_pkt": ("ns", "lower"),
+    **dns.METRICS,
 }
 
 
@@ -145,7 +146,7 @@ def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
 
 
 GROUPS: list[Callable] = [g_c2c_rr, g_c2c_rr_cross, g_c2c_udp, g_c2c_gbps, g_c2c_gbps4, g_pub_rr, g_pub_crr,
-                          g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_bpf]
+                          g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_bpf, dns.g_dns]
 
 
 # ---- control plane and port scaling (fastnet testbeds only) ----------------------------------

@@ -212,6 +212,9 @@ class FastnetBed(Testbed):
         self.state_dir = STATE_ROOT / "hosts" / f"net-{os.stat(self.host_path).st_ino}"
         if self.state_dir.exists():  # left by a namespace that reused the inode: not ours
             shutil.rmtree(self.state_dir, ignore_errors=True)
+        from .dns import point_host_at_world  # (dns.py builds on this module)
+
+        point_host_at_world(self.host)  # the resolver's upstream, read when the agent starts
         self.up(self.project, project_yaml(self.project, self.net))
         a, b = self.container_netns("a"), self.container_netns("b")
         self.c2c = Endpoint(a, b, self.container_ip("b"))
@@ -279,6 +282,9 @@ class FastnetBed(Testbed):
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             for n in self.made:
                 del_netns(n)
+            from .dns import forget_host
+
+            forget_host(self.host)
         return problems
 
     def leftovers(self) -> list[str]:

@@ -19,11 +19,12 @@ METRICS = [
     "snat_tcp_gbps", "bpf_testrun_ns_bridge", "bpf_testrun_ns_snat", "bpf_testrun_ns_dnat", "bpf_stats_ns_per_pkt",
     "scale_crr_p50_us@1", "scale_crr_p50_us@10", "scale_add_port_ms@1", "scale_add_port_ms@10", "scale_reconcile_ms@1", "scale_reconcile_ms@10",
     "up_s@1", "up_s@2",
+    "dns_local_qps", "dns_local_p50_us", "dns_local_p99_us", "dns_fwd_qps", "dns_fwd_p50_us", "dns_fwd_p99_us",
 ]
 VARIANTS = ["ebpf", "iptables", "nftables", "direct"]
 # metrics a variant has no value for (no control plane, no eBPF datapath)
 # (scale_reconcile_ms: the eBPF control plane's full-reconcile path, which the others do not have)
-NOT_APPLICABLE = {"direct": ("bpf_", "scale_", "up_s"), "iptables": ("bpf_", "scale_reconcile"),
+NOT_APPLICABLE = {"direct": ("bpf_", "scale_", "up_s", "dns_"), "iptables": ("bpf_", "scale_reconcile"),
                   "nftables": ("bpf_", "up_s", "scale_reconcile"), "ebpf": ()}
 
 

@@ -1,0 +1,366 @@
+"""The resolver inside the agent: one UDP and one TCP socket per container, served by one
+asyncio loop.
+
+Each container's sockets are made *inside its network namespace* (this thread enters it for
+the socket() calls only; a socket stays in the namespace it was made in) and bound to
+127.0.0.11 there, on a random port that a stateless nftables chain in that namespace maps to
+port 53 (redirect.py says why not 53 itself). So the socket a query arrives on names the
+asking container. Nothing is shared between containers but the loop.
+
+Reload (SIGHUP from `up`/`down`, and a poll of the projects directory as a safety net):
+re-read every project state of the host, rebuild the zone, open sockets for new containers
+(or containers whose namespace was replaced), close those of removed ones, and re-read the
+host's resolv.conf. The outcome goes to rt/dns.json with the counters (see notify.py).
+
+Bounds (a flood costs at most these, the rest is dropped and counted):
+MAX_FORWARDS in-flight upstream queries in all, MAX_FORWARDS_PER_CONTAINER each;
+MAX_TCP_PER_CONTAINER connections, each closed after TCP_IDLE_TIMEOUT without a whole query;
+one query per connection at a time (pipelined queries wait in the kernel's buffer).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import socket
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+
+from .. import linux
+from ..state import from_json
+from . import RESOLVER_ADDRESS, redirect
+from .responder import Outcome, render, respond
+from .upstream import Upstreams
+from .zone import Zone
+
+STATUS_FILE = "dns.json"
+MAX_FORWARDS = 512
+MAX_FORWARDS_PER_CONTAINER = 64
+MAX_TCP_PER_CONTAINER = 16
+TCP_IDLE_TIMEOUT = 5.0
+POLL_INTERVAL = 2.0
+STATUS_INTERVAL = 1.0
+IP_FREEBIND = 15  # linux/in.h: bind 127.0.0.11 even before the container's lo is up
+TCP_LENGTH = struct.Struct("!H")  # RFC 1035 4.2.2: each message over TCP is preceded by its length
+
+COUNTERS = ("queries", "local", "nxdomain", "forwarded", "upstream_failed", "refused", "malformed", "dropped")
+
+
+def _counters() -> dict[str, int]:
+    return dict.fromkeys(COUNTERS, 0)
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """The sockets of one container."""
+
+    netns: str
+    inode: int
+    udp: asyncio.DatagramTransport | None = None
+    tcp: asyncio.base_events.Server | None = None
+    counters: dict[str, int] = field(default_factory=_counters)
+    tasks: set[asyncio.Task] = field(default_factory=set)  # forwards and TCP connections
+    forwards: int = 0
+    tcp_connections: int = 0
+    udp_paused: bool = False
+
+    def close(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            self.tcp.close()
+        for task in self.tasks:
+            task.cancel()
+
+
+def open_sockets(netns_path: Path) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on 127.0.0.11 inside the namespace at netns_path, with
+    127.0.0.11:53 redirected to them."""
+    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    made: list[socket.socket] = []
+    try:
+        linux.setns_path(str(netns_path), linux.CLONE_NEWNET)
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                s = socket.socket(socket.AF_INET, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+                made.append(s)
+                s.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+                if kind == socket.SOCK_STREAM:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((RESOLVER_ADDRESS, 0))
+            made[1].listen(64)
+            redirect.install(made[0].getsockname()[1], made[1].getsockname()[1])
+        finally:
+            linux.setns(saved, linux.CLONE_NEWNET)
+    except BaseException:
+        for s in made:
+            s.close()
+        raise
+    finally:
+        os.close(saved)
+    return made[0], made[1]
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, resolver: "Resolver", ep: Endpoint):
+        self.resolver, self.ep = resolver, ep
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.resolver.on_datagram(self.ep, data, addr)
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP unreachable from a gone client
+        pass
+
+    def pause_writing(self) -> None:
+        self.ep.udp_paused = True
+
+    def resume_writing(self) -> None:
+        self.ep.udp_paused = False
+
+
+class Resolver:
+    def __init__(self, host_dir: Path):
+        self.runtime = host_dir / "rt"
+        self.netns_dir = self.runtime / "netns"
+        self.projects_dir = host_dir / "projects"
+        self.status_path = self.runtime / STATUS_FILE
+        self.zone = Zone([])
+        self.upstreams = Upstreams([])
+        self.endpoints: dict[str, Endpoint] = {}
+        self.errors: dict[str, str] = {}  # netns -> why it has no sockets
+        self.loaded: dict[str, int] = {}  # project -> mtime_ns of the state it was built from
+        self.totals = _counters()
+        self.forwards = 0
+        self.generation = 0
+        self._signature: object = None
+        self._reload_wanted = asyncio.Event()
+        self._dirty = True
+        self._tasks: list[asyncio.Task] = []
+
+    # -- life cycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.reload()
+        self._tasks = [asyncio.create_task(self._reloader()), asyncio.create_task(self._poller()),
+                       asyncio.create_task(self._status_writer())]
+
+    def request_reload(self) -> None:
+        self._reload_wanted.set()
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for ep in self.endpoints.values():
+            ep.close()
+        self.endpoints.clear()
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            await self._guarded_reload()
+
+    async def _poller(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            if self._state_signature() != self._signature:
+                self.request_reload()
+
+    async def _status_writer(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            if self._dirty:
+                self.write_status()
+
+    async def _guarded_reload(self) -> None:
+        try:
+            await self.reload()
+        except Exception as exc:  # keep serving what we had
+            print(f"fastnet agent: dns reload failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    # -- reload ----------------------------------------------------------------------------
+    def _state_signature(self) -> object:
+        try:
+            files = sorted((p.name, p.stat().st_mtime_ns) for p in self.projects_dir.glob("*.json"))
+        except OSError:
+            files = []
+        return tuple(files)
+
+    def _read_projects(self) -> tuple[list, dict[str, int]]:
+        specs, loaded = [], {}
+        for path in sorted(self.projects_dir.glob("*.json")) if self.projects_dir.is_dir() else []:
+            try:
+                mtime = path.stat().st_mtime_ns
+                st = from_json(path.read_text())
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # unreadable or vanished under us: `up`/`down` report those
+            specs.append(st.spec)
+            loaded[st.name] = mtime
+        return specs, loaded
+
+    async def reload(self) -> None:
+        self._signature = self._state_signature()
+        specs, loaded = self._read_projects()
+        self.zone = Zone(specs)
+        self.upstreams = Upstreams.from_file()
+        wanted: dict[str, int] = {}
+        self.errors = {}
+        for netns in self.zone.views:
+            path = self.netns_dir / netns
+            if linux.is_nsfs_mount(str(path)):
+                wanted[netns] = linux.ns_inode(str(path))
+        for netns, ep in list(self.endpoints.items()):
+            if wanted.get(netns) != ep.inode:  # removed, or a new namespace under the old name
+                ep.close()
+                del self.endpoints[netns]
+        for netns, inode in wanted.items():
+            if netns not in self.endpoints:
+                try:
+                    self.endpoints[netns] = await self._open(netns, inode)
+                except OSError as exc:
+                    self.errors[netns] = str(exc)
+        self.loaded = loaded
+        self.generation += 1
+        self.write_status()
+
+    async def _open(self, netns: str, inode: int) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        udp, tcp = open_sockets(self.netns_dir / netns)
+        ep = Endpoint(netns, inode)
+        try:
+            ep.udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self, ep), sock=udp)
+            ep.tcp = await asyncio.start_server(functools.partial(self._serve_tcp, ep), sock=tcp)
+        except BaseException:
+            ep.close()
+            udp.close()
+            tcp.close()
+            raise
+        return ep
+
+    # -- queries ---------------------------------------------------------------------------
+    def _count(self, ep: Endpoint, key: str) -> None:
+        ep.counters[key] += 1
+        self.totals[key] += 1
+        self._dirty = True
+
+    def _decide(self, ep: Endpoint, wire: bytes) -> Outcome | None:
+        self._count(ep, "queries")
+        view = self.zone.views.get(ep.netns)
+        if view is None:  # the container is being removed
+            self._count(ep, "dropped")
+            return None
+        outcome = respond(self.zone, view, wire)
+        self._count(ep, {"formerr": "malformed", "forward": "forwarded"}.get(outcome.kind, outcome.kind))
+        if outcome.kind == "malformed":
+            self._count(ep, "dropped")
+        return outcome
+
+    @staticmethod
+    def _wire(outcome: Outcome, tcp: bool) -> bytes | None:
+        if outcome.wire is not None:
+            return outcome.wire
+        if outcome.response is not None:
+            return render(outcome.response, outcome.query, tcp)
+        return None
+
+    def on_datagram(self, ep: Endpoint, data: bytes, addr) -> None:
+        outcome = self._decide(ep, data)
+        if outcome is None:
+            return
+        if outcome.kind != "forward":
+            self._send_udp(ep, self._wire(outcome, tcp=False), addr)
+            return
+        if self.forwards >= MAX_FORWARDS or ep.forwards >= MAX_FORWARDS_PER_CONTAINER:
+            self._count(ep, "dropped")  # the client retries; the flood does not grow memory
+            return
+        task = asyncio.get_running_loop().create_task(self._forward_udp(ep, outcome.query, addr))
+        ep.tasks.add(task)
+        task.add_done_callback(ep.tasks.discard)
+
+    def _send_udp(self, ep: Endpoint, wire: bytes | None, addr) -> None:
+        if wire is None or ep.udp is None or ep.udp.is_closing():
+            return
+        if ep.udp_paused:
+            self._count(ep, "dropped")
+            return
+        ep.udp.sendto(wire, addr)
+
+    async def _forward(self, ep: Endpoint, query: dns.message.Message, tcp: bool) -> bytes:
+        self.forwards += 1
+        ep.forwards += 1
+        try:
+            answer = await self.upstreams.query(query, tcp)
+        finally:
+            self.forwards -= 1
+            ep.forwards -= 1
+        if answer is None:
+            self._count(ep, "upstream_failed")
+            answer = dns.message.make_response(query, recursion_available=True)
+            answer.set_rcode(dns.rcode.SERVFAIL)
+        return render(answer, query, tcp)
+
+    async def _forward_udp(self, ep: Endpoint, query: dns.message.Message, addr) -> None:
+        self._send_udp(ep, await self._forward(ep, query, tcp=False), addr)
+
+    async def _serve_tcp(self, ep: Endpoint, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if ep.tcp_connections >= MAX_TCP_PER_CONTAINER:
+            self._count(ep, "dropped")
+            writer.close()
+            return
+        task = asyncio.current_task()
+        ep.tasks.add(task)
+        ep.tcp_connections += 1
+        try:
+            while True:
+                # A query may arrive in any number of segments: readexactly waits for all of it.
+                (length,) = TCP_LENGTH.unpack(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT))
+                wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
+                outcome = self._decide(ep, wire)
+                if outcome is None:
+                    break
+                reply = await self._forward(ep, outcome.query, tcp=True) if outcome.kind == "forward" else self._wire(outcome, tcp=True)
+                if reply is None:
+                    break  # nothing sensible to say: hang up
+                writer.write(TCP_LENGTH.pack(len(reply)) + reply)
+                await asyncio.wait_for(writer.drain(), TCP_IDLE_TIMEOUT)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            ep.tcp_connections -= 1
+            ep.tasks.discard(task)
+            writer.close()
+
+    # -- status ----------------------------------------------------------------------------
+    def status(self) -> dict:
+        containers = {}
+        for netns, view in self.zone.views.items():
+            ep = self.endpoints.get(netns)
+            containers[netns] = {
+                "project": view.project,
+                "container": view.container,
+                "serving": ep is not None,
+                "forward": view.forward,
+                "error": self.errors.get(netns),
+                "counters": dict(ep.counters) if ep else _counters(),
+            }
+        return {
+            "generation": self.generation,
+            "pid": os.getpid(),
+            "states": self.loaded,
+            "upstreams": self.upstreams.servers,
+            "totals": self.totals,
+            "containers": containers,
+        }
+
+    def write_status(self) -> None:
+        self._dirty = False
+        tmp = self.status_path.with_name(f".{STATUS_FILE}.tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps(self.status(), indent=1, sort_keys=True))
+            tmp.rename(self.status_path)
