@@ -118,6 +118,11 @@ FN_INLINE struct fn_sock_orig *fn_sock_orig_get(struct bpf_sock *sk, int create)
 	return fn_sock_orig.sk_storage_get(sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 }
 
+FN_INLINE struct fn_resolver *fn_resolver_of(__u64 netns_cookie)
+{
+	return fn_resolvers.lookup(&netns_cookie);
+}
+
 #ifdef FN_TEST
 FN_INLINE struct fn_test_state *fn_test_state_get(void)
 {
@@ -254,8 +259,9 @@ int fn_from_tagger(struct __sk_buff *skb)
  * The socket hooks (cgroup/connect4, sendmsg4, recvmsg4, getpeername4), attached to the root
  * cgroup: a process of this host connecting to a published port (on 127.0.0.1 or any host
  * address) is sent straight to the container's address, with no proxy and no per-packet
- * translation; the process keeps seeing the address it asked for. They act only for
- * sockets of the host's own network namespace.
+ * translation; the process keeps seeing the address it asked for. That part acts only for
+ * sockets of the host's own network namespace. In a container's namespace (ebpf projects)
+ * they send queries to 127.0.0.11:53 to the agent's resolver's ports (fn_resolvers).
  */
 int fn_sock_connect4(struct bpf_sock_addr *ctx)
 {

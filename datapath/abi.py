@@ -133,6 +133,10 @@ class Vlan(ctypes.Structure):
     _fields_ = [("ifindex", u32), ("vid", u32)]
 
 
+class Resolver(ctypes.Structure):
+    _fields_ = [("addr", u32), ("udp_port", u16), ("tcp_port", u16)]
+
+
 @lru_cache(maxsize=1)
 def constants() -> dict[str, int]:
     """Every `#define NAME <integer>` of abi.h."""
@@ -184,6 +188,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),
+    "fn_resolvers": (u64, Resolver),
 }
 
 

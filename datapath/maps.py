@@ -216,6 +216,19 @@ def vlan_entries(vlans: list[VlanRecord]) -> list[tuple]:
     return out
 
 
+def resolver_entries(resolvers: dict[int, tuple[int, int]], addr: IPv4Address) -> list[tuple]:
+    """{netns cookie: (udp port, tcp port)} of the resolver's sockets -> fn_resolvers rows."""
+    return [
+        (ctypes.c_uint64(cookie), abi.Resolver(addr=be32(addr), udp_port=_be16(udp), tcp_port=_be16(tcp)))
+        for cookie, (udp, tcp) in sorted(resolvers.items())
+    ]
+
+
+def _be16(port: int) -> int:
+    """A port as the u16 whose memory holds it in network order."""
+    return struct.unpack("=H", struct.pack("!H", port))[0]
+
+
 CT_TABLES = ("fn_ct", "fn_ct_new")
 CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
@@ -348,6 +361,16 @@ class Maps:
 
     def sync_vlans(self, vlans: list[VlanRecord]) -> int:
         return self._reconcile("fn_vlans", vlan_entries(vlans))
+
+    def sync_resolvers(self, resolvers: dict[int, tuple[int, int]], addr: IPv4Address) -> int:
+        """Make fn_resolvers hold exactly `resolvers`: {container netns cookie: (udp port,
+        tcp port)} of the DNS resolver listening on `addr` in that namespace."""
+        return self._reconcile("fn_resolvers", resolver_entries(resolvers, addr))
+
+    def resolvers(self) -> dict[int, tuple[IPv4Address, int, int]]:
+        """fn_resolvers as {netns cookie: (address, udp port, tcp port)}."""
+        return {int(k.value): (from_be32(v.addr), _port(v.udp_port), _port(v.tcp_port))
+                for k, v in self._items("fn_resolvers")}
 
     def conntrack(self) -> list[CtRecord]:
         return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]

@@ -29,6 +29,7 @@ BPF_SK_STORAGE(fn_sock_orig, struct fn_sock_orig);
 BPF_TABLE("hash", __u32, struct fn_ipvlan_port, fn_ipvlan_ports, FN_MAX_ENDPOINTS);
 BPF_TABLE("hash", struct fn_ipvlan_key, struct fn_ipvlan_dst, fn_ipvlan_addrs, FN_MAX_ENDPOINTS);
 BPF_TABLE("hash", struct fn_vlan_key, struct fn_vlan, fn_vlans, 2 * FN_MAX_NETWORKS);
+BPF_TABLE("hash", __u64, struct fn_resolver, fn_resolvers, FN_MAX_ENDPOINTS);
 #ifdef FN_TEST
 BPF_TABLE("array", __u32, struct fn_test_state, fn_test_state, 1);
 #endif

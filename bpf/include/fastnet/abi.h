@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 3
+#define FASTNET_ABI_VERSION 4
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -270,15 +270,28 @@ struct fn_ct_entry {
 #define FN_CT_F_SEEN_REPLY 0x20 /* TCP: the server answered the SYN; the client's ACK confirms */
 
 /*
- * fn_sock_orig: SK_STORAGE, per socket of a host process whose connect()/sendmsg() the socket
- * hooks sent to a published port's container: the address it asked for, so that replies and
- * getpeername() show that address again. Written and read by the programs only.
+ * fn_sock_orig: SK_STORAGE, per socket whose connect()/sendmsg() the socket hooks redirected
+ * (a host process's to a published port's container, a container's to its DNS resolver's
+ * port): the address it asked for, so that replies and getpeername() show that address
+ * again. Written and read by the programs only.
  */
 struct fn_sock_orig {
 	__be32 orig_ipv4;
 	__be32 backend_ipv4;
 	__be16 orig_port;
 	__be16 backend_port;
+};
+
+/*
+ * fn_resolvers: HASH, key = __u64 network namespace cookie of a container (SO_NETNS_COOKIE).
+ * Written by the agent's resolver (control/dns/server.py) for containers of ebpf projects;
+ * read by the socket hooks, which send that namespace's connect()/sendmsg() to addr:53 to the
+ * resolver's own ports (and record it in fn_sock_orig, so replies show addr:53 again).
+ */
+struct fn_resolver {
+	__be32 addr;           /* be: 127.0.0.11 */
+	__be16 udp_port;       /* be: the resolver's UDP socket in that namespace */
+	__be16 tcp_port;       /* be: its listening TCP socket */
 };
 
 /*
