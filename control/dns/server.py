@@ -3,14 +3,17 @@ asyncio loop.
 
 Each container's sockets are made *inside its network namespace* (this thread enters it for
 the socket() calls only; a socket stays in the namespace it was made in) and bound to
-127.0.0.11 there, on a random port that a stateless nftables chain in that namespace maps to
-port 53 (redirect.py says why not 53 itself). So the socket a query arrives on names the
-asking container. Nothing is shared between containers but the loop.
+127.0.0.11 there, on a random port that port 53 is mapped to (redirect.py says why not 53
+itself, and how): for ebpf projects by fastnet's socket hooks through the fn_resolvers map,
+for iptables projects by a stateless nftables chain in that namespace. So the socket a query
+arrives on names the asking container. Nothing is shared between containers but the loop.
 
 Reload (SIGHUP from `up`/`down`, and a poll of the projects directory as a safety net):
 re-read every project state of the host, rebuild the zone, open sockets for new containers
-(or containers whose namespace was replaced), close those of removed ones, and re-read the
-host's resolv.conf. The outcome goes to rt/dns.json with the counters (see notify.py).
+(or containers whose namespace was replaced), close those of removed ones, rewrite the whole
+fn_resolvers table of the pinned datapath (it may be a new build with an empty table; removed
+containers' entries go), and re-read the host's resolv.conf. The outcome goes to rt/dns.json
+with the counters (see notify.py).
 
 Bounds (a flood costs at most these, the rest is dropped and counted):
 MAX_FORWARDS in-flight upstream queries in all, MAX_FORWARDS_PER_CONTAINER each;
@@ -50,6 +53,8 @@ STATUS_INTERVAL = 1.0
 IP_FREEBIND = 15  # linux/in.h: bind 127.0.0.11 even before the container's lo is up
 TCP_LENGTH = struct.Struct("!H")  # RFC 1035 4.2.2: each message over TCP is preceded by its length
 
+SOCKET_HOOK_BACKEND = "ebpf"  # its containers' 127.0.0.11:53 is redirected by the socket hooks, not nft
+
 COUNTERS = ("queries", "local", "nxdomain", "forwarded", "upstream_failed", "refused", "malformed", "dropped")
 
 
@@ -63,6 +68,10 @@ class Endpoint:
 
     netns: str
     inode: int
+    backend: str  # of the container's project: how 127.0.0.11:53 reaches the sockets
+    netns_cookie: int = 0
+    udp_port: int = 0
+    tcp_port: int = 0
     udp: asyncio.DatagramTransport | None = None
     tcp: asyncio.base_events.Server | None = None
     counters: dict[str, int] = field(default_factory=_counters)
@@ -80,9 +89,10 @@ class Endpoint:
             task.cancel()
 
 
-def open_sockets(netns_path: Path) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a listening TCP socket on 127.0.0.11 inside the namespace at netns_path, with
-    127.0.0.11:53 redirected to them."""
+def open_sockets(netns_path: Path, nft_redirect: bool) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on 127.0.0.11 inside the namespace at netns_path; with
+    nft_redirect, an nftables chain there maps 127.0.0.11:53 to them (else the socket hooks do,
+    once the caller has written fn_resolvers)."""
     saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     made: list[socket.socket] = []
     try:
@@ -96,7 +106,8 @@ def open_sockets(netns_path: Path) -> tuple[socket.socket, socket.socket]:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((RESOLVER_ADDRESS, 0))
             made[1].listen(64)
-            redirect.install(made[0].getsockname()[1], made[1].getsockname()[1])
+            if nft_redirect:
+                redirect.install_nft(made[0].getsockname()[1], made[1].getsockname()[1])
         finally:
             linux.setns(saved, linux.CLONE_NEWNET)
     except BaseException:
@@ -209,31 +220,44 @@ class Resolver:
         specs, loaded = self._read_projects()
         self.zone = Zone(specs)
         self.upstreams = Upstreams.from_file()
-        wanted: dict[str, int] = {}
+        backends = {spec.name: spec.backend for spec in specs}
+        wanted: dict[str, tuple[int, str]] = {}
         self.errors = {}
-        for netns in self.zone.views:
+        for netns, view in self.zone.views.items():
             path = self.netns_dir / netns
             if linux.is_nsfs_mount(str(path)):
-                wanted[netns] = linux.ns_inode(str(path))
+                wanted[netns] = (linux.ns_inode(str(path)), backends[view.project])
         for netns, ep in list(self.endpoints.items()):
-            if wanted.get(netns) != ep.inode:  # removed, or a new namespace under the old name
+            # removed, a new namespace under the old name, or another backend's redirect
+            if wanted.get(netns) != (ep.inode, ep.backend):
                 ep.close()
                 del self.endpoints[netns]
-        for netns, inode in wanted.items():
+        for netns, (inode, backend) in wanted.items():
             if netns not in self.endpoints:
                 try:
-                    self.endpoints[netns] = await self._open(netns, inode)
+                    self.endpoints[netns] = await self._open(netns, inode, backend)
                 except OSError as exc:
                     self.errors[netns] = str(exc)
+        self._sync_socket_hooks()
         self.loaded = loaded
         self.generation += 1
         self.write_status()
 
-    async def _open(self, netns: str, inode: int) -> Endpoint:
-        loop = asyncio.get_running_loop()
-        udp, tcp = open_sockets(self.netns_dir / netns)
-        ep = Endpoint(netns, inode)
+    def _sync_socket_hooks(self) -> None:
+        """The whole fn_resolvers table from the sockets of ebpf projects' containers."""
+        hooked = [ep for ep in self.endpoints.values() if ep.backend == SOCKET_HOOK_BACKEND]
         try:
+            redirect.sync_socket_hooks(self.runtime / "bpf", {ep.netns_cookie: (ep.udp_port, ep.tcp_port) for ep in hooked})
+        except OSError as exc:
+            for ep in hooked:
+                self.errors[ep.netns] = str(exc)
+
+    async def _open(self, netns: str, inode: int, backend: str) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        udp, tcp = open_sockets(self.netns_dir / netns, nft_redirect=backend != SOCKET_HOOK_BACKEND)
+        ep = Endpoint(netns, inode, backend, udp_port=udp.getsockname()[1], tcp_port=tcp.getsockname()[1])
+        try:
+            ep.netns_cookie = redirect.netns_cookie(udp)
             ep.udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self, ep), sock=udp)
             ep.tcp = await asyncio.start_server(functools.partial(self._serve_tcp, ep), sock=tcp)
         except BaseException:
@@ -344,7 +368,7 @@ class Resolver:
             containers[netns] = {
                 "project": view.project,
                 "container": view.container,
-                "serving": ep is not None,
+                "serving": ep is not None and netns not in self.errors,
                 "forward": view.forward,
                 "error": self.errors.get(netns),
                 "counters": dict(ep.counters) if ep else _counters(),

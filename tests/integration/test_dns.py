@@ -12,11 +12,13 @@ for timing and broken input), forwarding to a DNS server in the world namespace.
        up0 --- WORLD 198.51.100.2: dns_upstream (names under example.test. -> 192.0.2.80)
 
 Every container asks 127.0.0.11:53 in its own namespace; the agent answers on sockets it
-made there.
+made there, on ports that fastnet's socket hooks map 53 to (ebpf backend: fn_resolvers, no
+netfilter in the container) or an nftables chain does (iptables backend).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -35,6 +37,10 @@ import pytest
 from harness import WORLD_UPLINK_IP, EchoServer, assert_no_leftovers, netns, tcp_echo, udp_echo, wait_until
 
 from fastnet.control.bench.dns_upstream import ANSWER, Upstream, bind
+from fastnet.control.dns.redirect import TABLE as NFT_TABLE
+from fastnet.control.dns.redirect import netns_cookie
+from fastnet.datapath import libbpf, loader
+from fastnet.datapath.maps import Maps
 
 RESOLVER = "127.0.0.11"
 DEAD_UPSTREAM = "198.51.100.9"  # on up0's subnet, nobody there: a query to it times out
@@ -169,6 +175,37 @@ def agent_root(host) -> Path:
     return Path(f"/proc/{host.agent_record()['pid']}/root{host.dir}")
 
 
+def resolver_table(host) -> dict[int, tuple[str, int, int]]:
+    """fn_resolvers of the datapath pinned in the agent's bpffs: {netns cookie: (address, udp
+    port, tcp port)}; {} when no datapath is pinned."""
+    dp = loader.open_pinned(agent_root(host) / "rt" / "bpf")
+    if dp is None:
+        return {}
+    try:
+        return {k: (str(a), u, t) for k, (a, u, t) in Maps(dp).resolvers().items()}
+    finally:
+        dp.close()
+
+
+def cookie_of(ns_path: str) -> int:
+    with netns(ns_path):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        return netns_cookie(s)
+
+
+def nft_tables(ns_path: str) -> str:
+    with netns(ns_path):
+        return run_nft("list", "tables")
+
+
+def run_nft(*args: str) -> str:
+    import subprocess
+
+    cp = subprocess.run([shutil.which("nft") or "/usr/sbin/nft", *args], capture_output=True, text=True, check=True)
+    return cp.stdout
+
+
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dnst(module_host):
@@ -300,6 +337,51 @@ def test_a_container_may_serve_port_53_itself(dnst):
         assert str(ask(ns, "web").answer[0][0]) == "10.93.1.10"
         assert str(ask(ns, "web", tcp=True).answer[0][0]) == "10.93.1.10"
         assert one(host, "web2", "www").answers == ["10.93.1.10"]
+
+
+def test_ebpf_backend_needs_no_netfilter_in_the_container(dnst):
+    """On the ebpf backend the socket hooks map 127.0.0.11:53 to the resolver's ports: the
+    container's namespace holds no nftables table, and fn_resolvers holds its namespace."""
+    host, _ = dnst
+    for name in ("web", "api", "solo"):
+        ns = ns_of(host, name)
+        assert nft_tables(ns).strip() == "", f"{name} has nftables tables"
+        addr, udp_port, tcp_port = resolver_table(host)[cookie_of(ns)]
+        assert addr == RESOLVER and udp_port not in (0, 53) and tcp_port not in (0, 53)
+
+
+def test_replies_show_127_0_0_11_port_53(dnst):
+    """recvfrom() on an unconnected UDP socket and getpeername() of connected UDP and TCP
+    sockets show 127.0.0.11:53, not the resolver's real port; the hook counts each query."""
+    host, _ = dnst
+    ns = ns_of(host, "web2")
+    before = host.counters("web2", "fn_sock")["fwd_sock_resolver"]
+    query = dns.message.make_query("web", "A")
+    with netns(ns):
+        unconnected = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        connected = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with unconnected, connected, stream:
+        for s in (unconnected, connected, stream):
+            s.settimeout(3.0)
+        unconnected.sendto(query.to_wire(), (RESOLVER, 53))
+        wire, source = unconnected.recvfrom(4096)
+        assert source == (RESOLVER, 53)
+        assert str(dns.message.from_wire(wire).answer[0][0]) == "10.93.1.10"
+
+        connected.connect((RESOLVER, 53))
+        assert connected.getpeername() == (RESOLVER, 53)
+        connected.send(query.to_wire())
+        assert str(dns.message.from_wire(connected.recv(4096)).answer[0][0]) == "10.93.1.10"
+
+        stream.connect((RESOLVER, 53))
+        assert stream.getpeername() == (RESOLVER, 53)
+        wire = query.to_wire()
+        stream.sendall(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", recv_exactly(stream, 2))
+        assert str(dns.message.from_wire(recv_exactly(stream, length)).answer[0][0]) == "10.93.1.10"
+    # sendto, connect (UDP), connect (TCP); the connected socket's send() needs no hook
+    assert host.counters("web2", "fn_sock")["fwd_sock_resolver"] - before >= 3
 
 
 def test_malformed_and_truncated_udp_queries(dnst):
@@ -460,6 +542,8 @@ def test_added_container_resolves_at_once_and_removed_stops(host):
         assert str(ask(ns_of(host, "late"), "api").answer[0][0]) == host.inspect("api")["networks"]["front"]["ipv4"]
         resolv_dir = agent_root(host) / "rt" / "resolv"
         assert sorted(os.listdir(resolv_dir)) == ["dnsd-api", "dnsd-late", "dnsd-web"]
+        cookies = {name: cookie_of(ns_of(host, name)) for name in ("api", "web", "late")}
+        assert set(resolver_table(host)) == set(cookies.values())
 
         host.up(GROWING)
         returned = time.monotonic()
@@ -469,6 +553,7 @@ def test_added_container_resolves_at_once_and_removed_stops(host):
         assert sorted(os.listdir(resolv_dir)) == ["dnsd-api", "dnsd-web"]
         status = json.loads((agent_root(host) / "rt" / "dns.json").read_text())
         assert set(status["containers"]) == {"dnsd-api", "dnsd-web"}
+        assert set(resolver_table(host)) == {cookies["api"], cookies["web"]}  # late's entry went
 
         host.down("dnsd")
         assert_no_leftovers(host)
@@ -490,12 +575,45 @@ def test_down_of_one_project_stops_its_names_only(host):
         assert_no_leftovers(host)
 
 
+def test_a_new_datapath_build_gets_the_table_back_at_up(host):
+    """A new build of the datapath (pins replaced on upgrade) starts with an empty
+    fn_resolvers: the resolver's reload after `up` writes the whole table again."""
+    with world_upstream(host):
+        host.up(GROWING)
+        api = ns_of(host, "api")
+        dp = loader.open_pinned(agent_root(host) / "rt" / "bpf")
+        try:
+            for cookie in Maps(dp).resolvers():
+                key = ctypes.c_uint64(cookie)
+                libbpf.map_delete(dp.maps["fn_resolvers"], key)
+        finally:
+            dp.close()
+        assert resolver_table(host) == {}
+        with netns(api):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with probe:  # nothing maps :53 any more: nobody answers there
+            probe.settimeout(0.5)
+            probe.sendto(dns.message.make_query("web", "A").to_wire(), (RESOLVER, 53))
+            with pytest.raises(TimeoutError):
+                probe.recvfrom(4096)
+        host.up(GROWING)
+        assert set(resolver_table(host)) == {cookie_of(api), cookie_of(ns_of(host, "web"))}
+        assert ask(api, "web").answer
+        host.down("dnsd")
+        assert_no_leftovers(host)
+
+
 def test_iptables_backend_containers_get_the_same_resolver(host):
     with world_upstream(host) as upstream:
         host.up(GROWING.replace("name: dnsd\n", "name: dnsi\nbackend: iptables\n"))
         web, fwd = dig(host, "api", "web", "ipt.example.test")
         assert web.answers == [host.inspect("web")["networks"]["front"]["ipv4"]]
         assert fwd.answers == [ANSWER] and upstream.asked["ipt.example.test."] == 1
+        # the reference backend keeps Docker's way: an nftables chain in the container
+        api = ns_of(host, "api")
+        assert NFT_TABLE in nft_tables(api)
+        assert cookie_of(api) not in resolver_table(host)
+        assert str(ask(api, "web").answer[0][0]) == host.inspect("web")["networks"]["front"]["ipv4"]
         host.down("dnsi")
         assert_no_leftovers(host)
 
