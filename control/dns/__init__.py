@@ -4,7 +4,8 @@
     responder.py  pure: one query (wire bytes) -> a local answer, or the query to forward
     upstream.py   the host's resolvers from /etc/resolv.conf, asked in order with failover
     server.py     the agent's sockets (one UDP + one TCP per container, made inside its netns)
-    redirect.py   the nftables chain in each container mapping 127.0.0.11:53 to those sockets
+    redirect.py   127.0.0.11:53 -> those sockets: the socket hooks' fn_resolvers table (ebpf
+                  projects) or an nftables chain in the container (iptables projects)
     resolvconf.py the per-container resolv.conf that `command:` and `fastnet exec` see
     notify.py     `up`/`down` tell the agent to reload, and wait until it has
 """
