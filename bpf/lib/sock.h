@@ -48,9 +48,9 @@ FN_INLINE int fn_sock_to_resolver(struct bpf_sock_addr *ctx, __u32 proto, __u64 
 	if (!r || ctx->user_ip4 != r->addr)
 		return FN_SOCK_ALLOW;
 	port = proto == IPPROTO_TCP ? r->tcp_port : r->udp_port;
-	/* The resolver's own socket answering a client that itself sends from addr:53 (a DNS
-	 * server in the container) must reach that client, not loop back to the resolver. */
-	if (!port || ctx->sk->src_port == bpf_ntohs(port))
+	/* The resolver's own socket (bound to addr:port) answering a client that itself sends
+	 * from addr:53 (a DNS server in the container) must reach that client, not loop back. */
+	if (!port || (ctx->sk->src_ip4 == r->addr && ctx->sk->src_port == bpf_ntohs(port)))
 		return FN_SOCK_ALLOW;
 	fn_sock_redirect(ctx, r->addr, port);
 	fn_count_bytes(FN_PROG_SOCK, FN_FWD_SOCK_RESOLVER, 0); /* a query or connection, not a packet */

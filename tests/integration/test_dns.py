@@ -384,6 +384,21 @@ def test_replies_show_127_0_0_11_port_53(dnst):
     assert host.counters("web2", "fn_sock")["fwd_sock_resolver"] - before >= 3
 
 
+def test_a_client_sending_from_127_0_0_11_port_53_gets_its_answer(dnst):
+    """The resolver's reply to 127.0.0.11:53 (a DNS server in the container asking from its own
+    port 53) goes to that client: the hooks leave the resolver's own socket alone."""
+    host, _ = dnst
+    with netns(ns_of(host, "web2")):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        s.settimeout(3.0)
+        s.bind((RESOLVER, 53))
+        s.sendto(dns.message.make_query("web", "A").to_wire(), (RESOLVER, 53))
+        wire, source = s.recvfrom(4096)
+    assert source == (RESOLVER, 53)
+    assert str(dns.message.from_wire(wire).answer[0][0]) == "10.93.1.10"
+
+
 def test_malformed_and_truncated_udp_queries(dnst):
     host, _ = dnst
     ns = ns_of(host, "api")
