@@ -92,6 +92,17 @@ def open_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] | None = No
         pin_dir = current[0]
     else:
         pin_dir = pin_root / version_dir_name(defines)
+    return _open_pin_dir(pin_dir)
+
+
+def open_all_pinned(pin_root: Path) -> list[Datapath]:
+    """Every complete pinned datapath of this ABI version: one, or two while `up` moves the
+    ports of an old build to a new one (both builds' socket hooks are attached until then)."""
+    found = [_open_pin_dir(p) for p in sorted(pin_root.glob(f"v{abi.ABI_VERSION}_*"))] if pin_root.is_dir() else []
+    return [dp for dp in found if dp is not None]
+
+
+def _open_pin_dir(pin_dir: Path) -> Datapath | None:
     if not pin_dir.is_dir():
         return None
     progs, maps = {}, {}

@@ -43,19 +43,21 @@ def netns_cookie(sock: socket.socket) -> int:
 def sync_socket_hooks(pin_root: Path, resolvers: dict[int, tuple[int, int]]) -> None:
     """Make the pinned datapath's fn_resolvers hold exactly `resolvers` ({netns cookie: (udp
     port, tcp port)}). The pins are reopened each time: an upgrade may have replaced them, and
-    a new build starts with an empty table. No datapath pinned: nothing can use the table."""
+    a new build starts with an empty table. While `up` moves to a new build both are pinned
+    and both builds' hooks are attached: both get the table. No datapath pinned: nothing can
+    use the table."""
     from ...datapath import loader
     from ...datapath.maps import Maps
 
-    dp = loader.open_pinned(pin_root)
-    if dp is None:
-        if resolvers:
-            raise OSError(f"no eBPF datapath is loaded: {RESOLVER_ADDRESS}:{RESOLVER_PORT} is not redirected")
-        return
+    pinned = loader.open_all_pinned(pin_root)
+    if not pinned and resolvers:
+        raise OSError(f"no eBPF datapath is loaded: {RESOLVER_ADDRESS}:{RESOLVER_PORT} is not redirected")
     try:
-        Maps(dp).sync_resolvers(resolvers, IPv4Address(RESOLVER_ADDRESS))
+        for dp in pinned:
+            Maps(dp).sync_resolvers(resolvers, IPv4Address(RESOLVER_ADDRESS))
     finally:
-        dp.close()
+        for dp in pinned:
+            dp.close()
 
 
 def ruleset(udp_port: int, tcp_port: int) -> str:

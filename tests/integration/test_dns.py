@@ -618,6 +618,23 @@ def test_a_new_datapath_build_gets_the_table_back_at_up(host):
         assert_no_leftovers(host)
 
 
+def test_resolving_survives_up_replacing_the_datapath_build(host):
+    """Other conntrack sizes make `up` compile a new build and move every port to it (as an
+    upgrade of fastnet does): the new build starts with an empty fn_resolvers, and the reload
+    after `up` fills it for every container, including those `up` did not change."""
+    with world_upstream(host):
+        host.up(GROWING)
+        pins = agent_root(host) / "rt" / "bpf"
+        before = {p.name for p in pins.glob("v*_*")}
+        host.up(GROWING + "conntrack: {max_flows: 2048}\n")
+        after = {p.name for p in pins.glob("v*_*")}
+        assert len(after) == 1 and after != before, (before, after)
+        assert set(resolver_table(host)) == {cookie_of(ns_of(host, n)) for n in ("api", "web")}
+        assert ask(ns_of(host, "api"), "web").answer and ask(ns_of(host, "web"), "api", tcp=True).answer
+        host.down("dnsd")
+        assert_no_leftovers(host)
+
+
 def test_iptables_backend_containers_get_the_same_resolver(host):
     with world_upstream(host) as upstream:
         host.up(GROWING.replace("name: dnsd\n", "name: dnsi\nbackend: iptables\n"))
