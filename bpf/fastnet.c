@@ -193,13 +193,17 @@ int fn_from_container(struct __sk_buff *skb)
 int fn_from_uplink(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_UPLINK;
-	/* The uplink may also be the parent of sub-interfaces and ipvlan networks: those first. */
-	int ret = fn_vlan_from_parent(skb, prog);
+	struct fn_host_config *cfg = fn_host_config_get();
+	int ret;
 
-	if (ret == FN_VLAN_NOT_OURS)
-		ret = fn_ipvlan_from_parent(skb, prog);
-	if (ret != FN_IPVLAN_NOT_OURS)
-		return ret < 0 ? fn_drop(skb, prog, -ret) : ret;
+	/* The uplink may also be the parent of sub-interfaces and ipvlan networks: those first. */
+	if (cfg && (cfg->flags & FN_HOST_F_UPLINK_PARENT)) {
+		ret = fn_vlan_from_parent(skb, prog);
+		if (ret == FN_VLAN_NOT_OURS)
+			ret = fn_ipvlan_from_parent(skb, prog);
+		if (ret != FN_IPVLAN_NOT_OURS)
+			return ret < 0 ? fn_drop(skb, prog, -ret) : ret;
+	}
 	ret = fn_nat_from_uplink(skb, prog);
 
 	if (ret < 0)

@@ -155,6 +155,7 @@ class EbpfBackend:
                 netns_cookie=observe.netns_cookie(),
                 addresses=tuple(observe.host_addresses(ipr)),
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
+                uplink_is_parent=bool(ifindex) and uplink_name in parents,
             )
             maps.sync_host(host)
             self._sync_services(maps, services)

@@ -27,7 +27,7 @@ from scapy.packet import Packet, Raw
 
 from conftest import reset
 from fastnet.datapath.maps import IpvlanPortRecord
-from topology import HOST, NAT_NETWORKS, NAT_PORTS, SERVICES, UPLINK_IFINDEX, UPLINK_IP
+from topology import host, NAT_NETWORKS, NAT_PORTS, SERVICES, UPLINK_IFINDEX, UPLINK_IP
 
 PARENT_L2, PARENT_L3 = 700, 800
 L2_MAC, L3_MAC = "02:00:00:00:07:00", "02:00:00:00:08:00"
@@ -148,7 +148,7 @@ CASES = [
 
 @pytest.fixture
 def ipvlan(test_datapath):
-    maps = reset(test_datapath, NAT_NETWORKS, NAT_PORTS, HOST, SERVICES)
+    maps = reset(test_datapath, NAT_NETWORKS, NAT_PORTS, host(uplink_is_parent=True), SERVICES)
     maps.sync_ipvlan(IPVLAN_PORTS)
     yield test_datapath, maps
     maps.sync_ipvlan([])
@@ -173,3 +173,17 @@ def test_tables_follow_the_ports(ipvlan):
     maps.sync_ipvlan([Q, R, T, S])
     assert datapath.run("fn_from_parent", frame, PARENT_L2).verdict == "ok"
     assert datapath.run("fn_from_ipvlan", bytes(from_port(P, ROUTER, ROUTER_MAC)), P.ifindex).verdict == "shot"
+
+
+def test_uplink_that_is_no_parent_skips_the_ipvlan_step(test_datapath):
+    """Without FN_HOST_F_UPLINK_PARENT (the control plane sets it exactly when the uplink is a
+    parent) fn_from_uplink goes straight to its NAT path and never looks at ipvlan addresses."""
+    maps = reset(test_datapath, NAT_NETWORKS, NAT_PORTS, host(uplink_is_parent=False), SERVICES)
+    maps.sync_ipvlan(IPVLAN_PORTS)
+    try:
+        frame = bytes(udp(ROUTER_MAC, UPLINK_MAC, "198.51.100.2", S.ipv4))
+        result = test_datapath.run("fn_from_uplink", frame, UPLINK_IFINDEX)
+        assert (result.verdict, result.redirects) == ("ok", [])
+        assert maps.counters()["fn_from_uplink"] == {"fwd_uplink_host": (1, len(frame))}
+    finally:
+        maps.sync_ipvlan([])

@@ -18,7 +18,7 @@ from scapy.packet import Packet
 
 from conftest import reset
 from fastnet.datapath.maps import VlanRecord
-from topology import HOST, NAT_NETWORKS, NAT_PORTS, SERVICES, UPLINK_IFINDEX, UPLINK_IP
+from topology import host, NAT_NETWORKS, NAT_PORTS, SERVICES, UPLINK_IFINDEX, UPLINK_IP
 
 PARENT = 700
 V42 = VlanRecord(PARENT, 42, 731)
@@ -75,7 +75,7 @@ CASES = [
 
 @pytest.fixture
 def vlans(test_datapath):
-    maps = reset(test_datapath, NAT_NETWORKS, NAT_PORTS, HOST, SERVICES)
+    maps = reset(test_datapath, NAT_NETWORKS, NAT_PORTS, host(uplink_is_parent=True), SERVICES)
     maps.sync_vlans([V42, V7])
     yield test_datapath, maps
     maps.sync_vlans([])

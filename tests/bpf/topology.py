@@ -73,9 +73,10 @@ HOST_ADDRESSES = ((UPLINK_IP, False), (SECOND_IP, False), (LOOPBACK, True), (FRO
                   (BACK.gateway, False), (INTERNAL.gateway, False))
 
 
-def host(snat_ports: tuple[int, int] = SNAT_PORTS, **timeouts: int) -> HostRecord:
+def host(snat_ports: tuple[int, int] = SNAT_PORTS, uplink_is_parent: bool = False, **timeouts: int) -> HostRecord:
     """The host with its uplink; keyword arguments override conntrack timeouts (seconds)."""
-    return HostRecord(UPLINK_IFINDEX, UPLINK_IP, snat_ports, 0, HOST_ADDRESSES, {**default_timeouts(), **timeouts})
+    return HostRecord(UPLINK_IFINDEX, UPLINK_IP, snat_ports, 0, HOST_ADDRESSES, {**default_timeouts(), **timeouts},
+                      uplink_is_parent)
 
 
 HOST = host()

@@ -124,13 +124,18 @@ struct fn_metric {
 /*
  * fn_config: ARRAY with one entry (key 0): the host. Written by the control plane at `up`.
  */
+/* The uplink is also the parent of ipvlan networks or of 802.1Q sub-interfaces, so
+ * fn_from_uplink does fn_from_parent's work first; without it that work (an IPv4 parse and
+ * a hash lookup) stays off every uplink packet's path. */
+#define FN_HOST_F_UPLINK_PARENT 0x1
+
 struct fn_host_config {
 	__u64  netns_cookie;   /* the host's network namespace, for the socket hooks */
 	__u32  uplink_ifindex; /* 0: no uplink, nothing is translated */
 	__be32 uplink_ipv4;    /* be: source address of SNAT */
 	__u16  snat_port_min;  /* first SNAT port (host order), outside ip_local_port_range */
 	__u16  snat_port_max;  /* last SNAT port (host order) */
-	__u32  flags;          /* unused, 0 */
+	__u32  flags;          /* FN_HOST_F_* */
 	__u32  timeout_tcp_syn;         /* conntrack timeouts, seconds */
 	__u32  timeout_tcp_established;
 	__u32  timeout_tcp_closing;
