@@ -9,6 +9,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
+from config_checks import rejects
 
 from fastnet.control import cli, compose
 from fastnet.control.config import ConfigError, PortMapping, _read_yaml, load_config, parse_config
@@ -27,17 +28,7 @@ def parse(text: str, source: str = "/srv/shop/compose.yaml"):
 
 def fails(text: str, line: int, col: int, path: str, *fragments: str) -> ConfigError:
     """Assert that the Compose ``text`` is rejected at line:col of compose.yaml with ``path``."""
-    with pytest.raises(ConfigError) as info:
-        parse(text)
-    err = info.value
-    message = str(err)
-    assert "\n" not in message
-    assert (err.line, err.col, err.path) == (line, col, path), message
-    prefix = f"/srv/shop/compose.yaml:{line}:{col}: " + (f"{path}: " if path else "")
-    assert message.startswith(prefix), message
-    for fragment in fragments:
-        assert fragment in message, message
-    return err
+    return rejects(text, "/srv/shop/compose.yaml", line, col, path, *fragments)
 
 
 TWO_SERVICES = """\

@@ -9,6 +9,7 @@ from importlib.resources import files
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+from config_checks import rejects
 
 from fastnet.control.config import (
     DEFAULT_NETWORK,
@@ -26,17 +27,7 @@ def parse(text: str):
 
 def fails(text: str, line: int, col: int, path: str, *fragments: str) -> ConfigError:
     """Assert that ``text`` is rejected at line:col with ``path`` and message fragments."""
-    with pytest.raises(ConfigError) as info:
-        parse(text)
-    err = info.value
-    message = str(err)
-    assert "\n" not in message
-    assert (err.line, err.col, err.path) == (line, col, path), message
-    prefix = f"demo.yaml:{line}:{col}: " + (f"{path}: " if path else "")
-    assert message.startswith(prefix), message
-    for fragment in fragments:
-        assert fragment in message, message
-    return err
+    return rejects(text, "demo.yaml", line, col, path, *fragments)
 
 
 NETS = """\
