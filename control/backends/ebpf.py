@@ -165,9 +165,10 @@ class EbpfBackend:
         sockhooks.attach(self.dp, self.host.cgroup)
 
     def _sync_services(self, maps: Maps, services: list[ServiceRecord]) -> None:
+        wanted = frozenset(services)  # sync_services keeps this very set: hashed once
         previous, self._published = self._published, None
-        maps.sync_services(services, previous)
-        self._published = frozenset(services)
+        maps.sync_services(wanted, previous)
+        self._published = wanted
 
     def _ipvlan(self, ipr: IPRoute, states: list[ProjectState]) -> tuple[list[IpvlanPortRecord], set[str]]:
         """The ipvlan ports of every project, and the parents they need a program on."""
@@ -243,14 +244,14 @@ class EbpfBackend:
         return [
             ServiceRecord(
                 proto=PROTOCOLS[m.proto],
-                host_addr=m.host_ip,
+                host_addr=int(m.host_ip) if m.host_ip is not None else None,
                 host_port_first=m.host_port_first,
                 host_port_last=m.host_port_last,
-                backend_ipv4=iface.ipv4,
+                backend_ipv4=int(iface.ipv4),
                 backend_port_first=m.container_port_first,
                 backend_ifindex=ifindex,
                 backend_mac=iface.mac,
-                gateway=net.gateway,
+                gateway=int(net.gateway),
                 gateway_mac=net.gateway_mac,
                 local_only=m.host_ip is not None and m.host_ip.is_loopback,
             )

@@ -60,7 +60,7 @@ def _setup(tdp):
     a = PortRecord(101, mac_for(IPv4Address("10.0.1.2")), IPv4Address("10.0.1.2"), 1)
     b = PortRecord(102, mac_for(IPv4Address("10.0.1.3")), IPv4Address("10.0.1.3"), 1)
     host = HostRecord(UPLINK_IFINDEX, UPLINK_IP, (1024, 32767), 0, ((UPLINK_IP, False), (gw, False)), default_timeouts())
-    web = ServiceRecord(socket.IPPROTO_TCP, None, 7000, 7000, b.ipv4, 8000, b.ifindex, b.mac, gw, front.gateway_mac)
+    web = ServiceRecord(socket.IPPROTO_TCP, None, 7000, 7000, int(b.ipv4), 8000, b.ifindex, b.mac, int(gw), front.gateway_mac)
     maps = Maps(tdp.dp)
     maps.sync([front], [a, b])
     maps.sync_host(host)
@@ -165,8 +165,8 @@ def services_for(entries: list[str]):
     for e in entries:
         host, cont = e.split(":")
         first, _, last = host.partition("-")
-        out.append(ServiceRecord(socket.IPPROTO_TCP, None, int(first), int(last or first), b, int(cont.split("-")[0]),
-                                 102, mac_for(b), gw, mac_for(gw)))
+        out.append(ServiceRecord(socket.IPPROTO_TCP, None, int(first), int(last or first), int(b), int(cont.split("-")[0]),
+                                 102, mac_for(b), int(gw), mac_for(gw)))
     return out
 
 

@@ -34,7 +34,7 @@ def test_delta_writes_only_the_new_port_and_matches_a_reconcile(test_datapath):
 
 def test_delta_withdraws_and_updates_in_place(test_datapath):
     maps = Maps(test_datapath.dp)
-    moved = WEB._replace(backend_ipv4=B.ipv4, backend_ifindex=B.ifindex, backend_mac=B.mac)
+    moved = WEB._replace(backend_ipv4=int(B.ipv4), backend_ifindex=B.ifindex, backend_mac=B.mac)
     want = reconciled(maps, [moved, DNS])
     maps.sync_services([WEB, DNS, ADMIN])
     writes = maps.sync_services([moved, DNS], frozenset([WEB, DNS, ADMIN]))

@@ -87,8 +87,8 @@ NO_UPLINK = HostRecord(0, None, SNAT_PORTS, 0, ())
 def publish(proto: int, host_addr, first: int, last: int, backend: PortRecord, backend_first: int,
             local_only: bool = False) -> ServiceRecord:
     net = gateway_of(backend)
-    return ServiceRecord(proto, host_addr, first, last, backend.ipv4, backend_first, backend.ifindex, backend.mac,
-                         net.gateway, net.gateway_mac, local_only)
+    return ServiceRecord(proto, None if host_addr is None else int(host_addr), first, last, int(backend.ipv4),
+                         backend_first, backend.ifindex, backend.mac, int(net.gateway), net.gateway_mac, local_only)
 
 
 WEB = publish(IPPROTO_TCP, None, 7000, 7099, D, 8000)  # every host address, 7000-7099 -> D:8000-8099
