@@ -90,7 +90,16 @@ def g_dns(bed: Testbed, s, ctx) -> dict:
         forwarded.write_text("".join(f"n{i}.example.test A\n" for i in range(FORWARDED_NAMES)))
     ns = bed.container_netns("a")
     out = _measure(ns, local, s.seconds, "dns_local")
-    upstream = (sys.executable, "-m", "fastnet.control.bench.dns_upstream", WORLD_UPLINK_IP)
-    with tools.server(bed.world_path, *upstream, port=53, proto="udp"):
-        out.update(_measure(ns, forwarded, s.seconds, "dns_fwd"))
+    _start_upstream(bed, ctx)
+    out.update(_measure(ns, forwarded, s.seconds, "dns_fwd"))
     return out
+
+
+def _start_upstream(bed: FastnetBed, ctx) -> None:
+    """The testbed's upstream in its WORLD, started once and kept until the run ends (ctx's
+    exit stack): starting a Python process per sample would cost a second each time."""
+    started = ctx.setdefault("dns_upstreams", set())
+    if bed.name not in started:
+        upstream = (sys.executable, "-m", "fastnet.control.bench.dns_upstream", WORLD_UPLINK_IP)
+        ctx["cleanup"].enter_context(tools.server(bed.world_path, *upstream, port=53, proto="udp"))
+        started.add(bed.name)

@@ -110,8 +110,7 @@ METHODS = {
     "scale_add_port_ms@N": "publishing one more port with N published: ebpf: Maps.sync_services with the "
                            "tables' content known (the delta write: one map update), timed in-process on the "
                            "test build's maps; iptables: total time of the iptables-restore calls of that "
-                           "`fastnet up` (a timing shim in PATH); extra.scale_up_delta_ms@N[v]: wall time of "
-                           "that up minus a no-op up",
+                           "`fastnet up` (a timing shim in PATH)",
     "scale_reconcile_ms@N": "ebpf only: the same change as a full reconcile (tables read back and compared), "
                             "what the first sync of a control-plane process (each `fastnet up` today) pays",
     "nftables": "the iptables testbed with published ports DNATed by one nft map (table ip fnbench, map pub) "

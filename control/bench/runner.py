@@ -152,26 +152,22 @@ GROUPS: list[Callable] = [g_c2c_rr, g_c2c_rr_cross, g_c2c_udp, g_c2c_gbps, g_c2c
 # ---- control plane and port scaling (fastnet testbeds only) ----------------------------------
 def scale_sample(bed: Testbed, n: int, s: Settings, ctx) -> dict:
     """With n published ports on b: wrk's median latency on the busy port 8080, and the cost of
-    publishing one more port (see add_port_ms); the `up` with n+1 ports minus a no-op `up`
-    (process start included) goes to extra.scale_up_delta_ms@N."""
+    publishing one more port (see add_port_ms and the iptables/nftables testbeds).
+
+    The wall time of a whole `fastnet up` is not a measure of it: process start and config
+    parsing vary by tens of ms between runs, far more than the write itself."""
     keys = (f"scale_crr_p50_us@{n}", f"scale_add_port_ms@{n}", f"scale_reconcile_ms@{n}")
     if not isinstance(bed, FastnetBed):
         return dict.fromkeys(keys)
     p50 = tools.crr(bed.pub, s.seconds, ctx["httpd"])["p50_us"]
     if isinstance(bed, NftBed):
         return {keys[0]: p50, keys[1]: bed.add_port_ms(), keys[2]: None}
-    noop = bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n))
     if bed.backend == "iptables":
-        add, add_ms = bed.up_timing_restores(bed.project, project_yaml(bed.project, bed.net, ports=n, extra=True))
-    else:
-        add = bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n, extra=True))
-        add_ms = add_port_ms(ctx, n)
-        reconcile_ms = add_ms.pop("reconcile")
-        add_ms = add_ms["delta"]
-    key = f"scale_up_delta_ms@{n}[{bed.name}]"
-    ctx.setdefault("extra", {}).setdefault(key, []).append((add - noop) * 1000)
-    bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n))  # back to n ports
-    return {keys[0]: p50, keys[1]: add_ms, keys[2]: reconcile_ms if bed.backend == "ebpf" else None}
+        add_ms = bed.up_timing_restores(bed.project, project_yaml(bed.project, bed.net, ports=n, extra=True))
+        bed.up(bed.project, project_yaml(bed.project, bed.net, ports=n))  # back to n ports
+        return {keys[0]: p50, keys[1]: add_ms, keys[2]: None}
+    ebpf = add_port_ms(ctx, n)
+    return {keys[0]: p50, keys[1]: ebpf["delta"], keys[2]: ebpf["reconcile"]}
 
 
 def test_datapath(ctx):
@@ -207,7 +203,8 @@ def run_bench(variants: list[str], settings: Settings, progress) -> Results:
     res = Results(variants, settings.metric_names())
     with tempfile.TemporaryDirectory(prefix="fastnet-bench-") as tmp:
         workdir = Path(tmp)
-        ctx = {"httpd": tools.build_httpd(workdir)}
+        # cleanup: what a measurement keeps running for the whole run (closed before teardown)
+        ctx = {"httpd": tools.build_httpd(workdir), "cleanup": contextlib.ExitStack()}
         beds = make_testbeds(variants, workdir)
         try:
             for bed in beds:
@@ -216,6 +213,7 @@ def run_bench(variants: list[str], settings: Settings, progress) -> Results:
             measure(beds, settings, res, ctx, progress)
         finally:
             progress("tearing down")
+            ctx["cleanup"].close()
             for bed in reversed(beds):
                 with contextlib.suppress(Exception):
                     res.notes += bed.teardown()
