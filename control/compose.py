@@ -285,16 +285,23 @@ class _Translator:
                 )
             self.put((key,), item, (EXTENSION, key))
 
+    def explicit_name(self, kind: str, spec: dict, path: _Path, key: str) -> str | None:
+        """The name set by `key` (a network's `name:`, a service's `container_name:`), checked;
+        None when the file leaves it to the project's naming."""
+        if key not in spec:
+            return None
+        name = spec[key]
+        if not isinstance(name, str):
+            raise self.fail((*path, key), f"expected a string, got {_describe(name)}")
+        self.check_name(kind, name, NAME_MAX, (*path, key), f"its '{key}:'")
+        return name
+
     # ---------------------------------------------------------------- networks
 
     def network_name(self, net: str, spec: Any) -> str:
         path = ("networks", net)
         spec = self.mapping(spec, path)
-        if "name" in spec:
-            name = spec["name"]
-            if not isinstance(name, str):
-                raise self.fail((*path, "name"), f"expected a string, got {_describe(name)}")
-            self.check_name("network", name, NAME_MAX, (*path, "name"), "its 'name:'")
+        if (name := self.explicit_name("network", spec, path, "name")) is not None:
             return name
         name = f"{self.project}_{net}"
         self.check_name("network", name, NAME_MAX, path, f"project {self.project!r} + '_' + network {net!r}")
@@ -386,11 +393,7 @@ class _Translator:
                 path, f"invalid service name {svc!r}: fastnet names use lowercase letters, digits, '_', '.' "
                 f"and '-', starting with a letter or digit", key=True,
             )
-        if "container_name" in spec:
-            name = spec["container_name"]
-            if not isinstance(name, str):
-                raise self.fail((*path, "container_name"), f"expected a string, got {_describe(name)}")
-            self.check_name("container", name, NAME_MAX, (*path, "container_name"), "its 'container_name:'")
+        if (name := self.explicit_name("container", spec, path, "container_name")) is not None:
             return name
         name = f"{self.project}-{svc}-1"
         self.check_name(
