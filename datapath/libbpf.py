@@ -44,7 +44,8 @@ class MapBatchOpts(ctypes.Structure):
 
 
 class ProgInfo(ctypes.Structure):
-    """The head of struct bpf_prog_info (uapi bpf.h) up to the map ids."""
+    """The head of struct bpf_prog_info (uapi bpf.h) up to the run-time statistics. The array
+    pointers stay 0, so the kernel copies no arrays out."""
 
     _fields_ = [
         ("type", ctypes.c_uint32),
@@ -59,6 +60,28 @@ class ProgInfo(ctypes.Structure):
         ("nr_map_ids", ctypes.c_uint32),
         ("map_ids", ctypes.c_uint64),
         ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32),
+        ("gpl_compatible", ctypes.c_uint32),  # a 1-bit field and its padding
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("nr_jited_ksyms", ctypes.c_uint32),
+        ("nr_jited_func_lens", ctypes.c_uint32),
+        ("jited_ksyms", ctypes.c_uint64),
+        ("jited_func_lens", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64),
+        ("nr_func_info", ctypes.c_uint32),
+        ("nr_line_info", ctypes.c_uint32),
+        ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64),
+        ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32),
+        ("prog_tags", ctypes.c_uint64),
+        ("run_time_ns", ctypes.c_uint64),
+        ("run_cnt", ctypes.c_uint64),
     ]
 
 
@@ -95,6 +118,7 @@ def lib() -> ctypes.CDLL:
         "bpf_prog_get_fd_by_id": [u32],
         "bpf_link_create": [cint, cint, cint, vp],
         "bpf_map_get_fd_by_id": [u32],
+        "bpf_enable_stats": [cint],
     }.items():
         fn = getattr(so, name)
         fn.argtypes = args
@@ -205,6 +229,15 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
 
 def prog_fd_by_id(prog_id: int) -> int:
     return _check(lib().bpf_prog_get_fd_by_id(prog_id), f"open prog id {prog_id}")
+
+
+BPF_STATS_RUN_TIME = 0  # enum bpf_stats_type (uapi bpf.h)
+
+
+def enable_stats() -> int:
+    """BPF_ENABLE_STATS: every program counts its run time and runs while the returned fd is
+    open (like kernel.bpf_stats_enabled=1, but undone by closing it, even if the process dies)."""
+    return _check(lib().bpf_enable_stats(BPF_STATS_RUN_TIME), "enable BPF run-time statistics")
 
 
 def test_run(prog_fd: int, data: bytes, ctx: bytes | None = None, repeat: int = 1) -> tuple[int, bytes, int]:

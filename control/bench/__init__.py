@@ -3,7 +3,9 @@ bare veth, measured side by side in one run (see docs/benchmarks.md).
 
     variants.py  the testbeds (namespaces, `fastnet up`), torn down on any exit
     tools.py     sockperf / iperf3 / wrk / httpd.c in namespaces, and their parsing
-    bpfcost.py   BPF_PROG_TEST_RUN and bpf_stats of the datapath
+    bpfcost.py   the datapath's own cost: BPF_PROG_TEST_RUN, run-time statistics under load,
+                 publishing one more port
+    dns.py       the embedded resolver under dnsperf (dns_upstream.py: the testbed's upstream)
     runner.py    interleaving, repetitions, medians and pairwise ratios
     report.py    rich table, JSON, PNG
 """

@@ -4,19 +4,17 @@
   datapath (datapath.testrun.TestDatapath), maps set to a small topology below; one TCP
   data segment container -> container on one network (bridge), container -> outside (SNAT,
   an established flow), outside -> published port (DNAT, an established flow).
-- bpf_stats_ns_per_pkt: kernel.bpf_stats_enabled=1 during a load on the live ebpf testbed,
-  then run_time_ns / run_cnt of fn_from_container (bpftool prog show); sysctl restored after.
+- bpf_stats_ns_per_pkt: the kernel's run-time statistics (BPF_ENABLE_STATS) on during a load
+  on the live ebpf testbed: run_time_ns / run_cnt of fn_from_container over that load.
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import socket
 import statistics
 import struct
-import subprocess
 import time
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 TCP_ACK, TCP_SYN = 0x10, 0x02
 UPLINK_IFINDEX = 900
@@ -101,54 +99,29 @@ def testrun_ns(tdp, runs: int = 2000, repeat: int = 10000) -> dict[str, float]:
     }
 
 
-# ---- bpf_stats on the live datapath ----------------------------------------------------------
-def _sysctl(key: str, value: str | None = None) -> str:
-    if value is None:
-        return subprocess.run(["sysctl", "-n", key], capture_output=True, text=True).stdout.strip()
-    subprocess.run(["sysctl", "-qw", f"{key}={value}"], check=True)
-    return value
-
-
-@contextlib.contextmanager
-def bpf_stats_enabled():
-    old = _sysctl("kernel.bpf_stats_enabled")
-    _sysctl("kernel.bpf_stats_enabled", "1")
-    try:
-        yield
-    finally:
-        _sysctl("kernel.bpf_stats_enabled", old or "0")
-
-
-def prog_stats(prog_ids: set[int]) -> tuple[int, int]:
-    """Sum of (run_time_ns, run_cnt) over the given programs."""
-    progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout or "[]")
-    sel = [p for p in progs if p.get("id") in prog_ids]
-    return sum(p.get("run_time_ns", 0) for p in sel), sum(p.get("run_cnt", 0) for p in sel)
-
-
+# ---- run-time statistics on the live datapath -----------------------------------------------
 def attached_progs(host_ns: str, name: str = "fn_from_container") -> set[int]:
-    """Ids of the programs called `name` on the TC ingress of any link in host_ns."""
-    links = json.loads(subprocess.run(["ip", "-n", host_ns, "-j", "link", "show"], capture_output=True, text=True).stdout or "[]")
-    ids = set()
-    for link in links:
-        cp = subprocess.run(["ip", "netns", "exec", host_ns, "tc", "-j", "filter", "show", "dev", link["ifname"], "ingress"],
-                            capture_output=True, text=True)
-        for f in json.loads(cp.stdout or "[]") if cp.returncode == 0 else []:
-            prog = f.get("options", {}).get("prog", {})
-            if prog.get("id") and str(prog.get("name", "")).startswith(name[:15]):
-                ids.add(prog["id"])
-    return ids
+    """Ids of the programs called `name` in fastnet's TC ingress slot of any link in host_ns."""
+    from fastnet.control import sandbox
+    from fastnet.datapath import tc
+
+    with sandbox.netlink(Path("/run/netns") / host_ns) as ipr:
+        found = (tc.attached(ipr, link["index"]) for link in ipr.get_links())
+        return {prog_id for prog_id, prog_name in filter(None, found) if prog_name == name}
 
 
 def stats_ns_per_pkt(host_ns: str, load) -> float | None:
-    """Run load() with bpf_stats on; ns per run of fn_from_container during it."""
+    """Run load() with the kernel's run-time statistics on; ns per run of fn_from_container
+    during it."""
+    from fastnet.datapath import runstats
+
     ids = attached_progs(host_ns)
     if not ids:
         return None
-    with bpf_stats_enabled():
-        t0, n0 = prog_stats(ids)
+    with runstats.collecting():
+        t0, n0 = runstats.totals(ids)
         load()
-        t1, n1 = prog_stats(ids)
+        t1, n1 = runstats.totals(ids)
     return (t1 - t0) / (n1 - n0) if n1 > n0 else None
 
 

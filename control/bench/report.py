@@ -122,8 +122,8 @@ METHODS = {
     "dns_*": "dnsperf in container a against its resolver 127.0.0.11 (see control/bench/dns.py): qps with 32 "
              "queries in flight; p50/p99 from dnsperf -v with one in flight; local: b's name, fwd: 1000 "
              "distinct names answered by a dnspython server in WORLD, forwarded by the agent",
-    "bpf_stats_ns_per_pkt": "kernel.bpf_stats_enabled=1 during c2c UDP load, delta run_time_ns/run_cnt "
-                            "of fn_from_container on the live ebpf testbed",
+    "bpf_stats_ns_per_pkt": "the kernel's run-time statistics (BPF_ENABLE_STATS) on during c2c UDP load: "
+                            "delta run_time_ns/run_cnt of fn_from_container on the live ebpf testbed",
 }
 
 
