@@ -17,8 +17,7 @@ from .variants import BenchError, Endpoint
 
 # tool -> Debian package that provides it
 REQUIRED = {"sockperf": "sockperf", "iperf3": "iperf3", "wrk": "wrk", "cc": "gcc", "taskset": "util-linux",
-            "nsenter": "util-linux", "ip": "iproute2", "bpftool": "bpftool", "ethtool": "ethtool",
-            "dnsperf": "dnsperf"}
+            "nsenter": "util-linux", "ip": "iproute2", "ethtool": "ethtool", "dnsperf": "dnsperf"}
 HTTPD_SOURCE = Path(__file__).resolve().parent / "httpd.c"
 
 
