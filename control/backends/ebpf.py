@@ -224,16 +224,34 @@ class EbpfBackend:
             self.parents_file.unlink(missing_ok=True)
 
     def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord], ipvlan_ports: list[IpvlanPortRecord] = ()) -> None:
-        """A new build replaced the pinned one: move every port to it (replace, no gap), then
-        drop the old pins. Flows tracked by the old build are forgotten."""
+        """A new build replaced the pinned one: move every port and the socket hooks to it
+        (replace, no gap), then drop the old pins. Flows tracked by the old build are forgotten."""
         with IPRoute() as ipr:
             for p in ports:
                 tc.attach(ipr, p.ifindex, dp.progs[PORT_PROGRAM], PORT_PROGRAM)
             for p in ipvlan_ports:
                 tc.attach(ipr, p.ifindex, dp.progs[IPVLAN_PROGRAM], IPVLAN_PROGRAM)
+        self._carry_resolvers(dp)
+        sockhooks.attach(dp, self.host.cgroup)
         for stale in loader.stale_pin_dirs(self.pin_root, self._defines):
             loader.remove_pins(stale)
         dp.fresh = False
+
+    def _carry_resolvers(self, dp: loader.Datapath) -> None:
+        """The new build's fn_resolvers starts empty, and the agent refills it only at its
+        reload after `up`: copy the old builds' entries first, so that removing their hooks
+        leaves no moment in which 127.0.0.11:53 goes unredirected. (A build of another ABI
+        version cannot be read; its containers wait for the reload.)"""
+        carried, address = {}, None  # one resolver address (127.0.0.11) for every container
+        for old in loader.open_all_pinned(self.pin_root):
+            try:
+                if old.pin_dir != dp.pin_dir:
+                    for cookie, (address, udp, tcp) in Maps(old).resolvers().items():
+                        carried[cookie] = (udp, tcp)
+            finally:
+                old.close()
+        if carried:
+            Maps(dp).sync_resolvers(carried, address)
 
     def _services(self, st: ProjectState, c) -> list[ServiceRecord]:
         iface = c.publish_interface

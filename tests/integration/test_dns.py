@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import time
@@ -631,6 +632,29 @@ def test_resolving_survives_up_replacing_the_datapath_build(host):
         assert len(after) == 1 and after != before, (before, after)
         assert set(resolver_table(host)) == {cookie_of(ns_of(host, n)) for n in ("api", "web")}
         assert ask(ns_of(host, "api"), "web").answer and ask(ns_of(host, "web"), "api", tcp=True).answer
+        host.down("dnsd")
+        assert_no_leftovers(host)
+
+
+def test_a_new_build_takes_the_table_over_before_the_old_one_goes(host):
+    """`up` itself copies the old build's fn_resolvers into the new build before the old pins
+    (and their socket hooks) go: with the agent frozen, so that no reload can refill it, the
+    new build already maps every container's :53."""
+    with world_upstream(host):
+        host.up(GROWING)
+        table = resolver_table(host)
+        assert len(table) == 2
+        pins = agent_root(host) / "rt" / "bpf"
+        before = {p.name for p in pins.glob("v*_*")}
+        agent = host.agent_record()["pid"]
+        os.kill(agent, signal.SIGSTOP)
+        try:
+            host.up(GROWING + "conntrack: {max_flows: 2048}\n")  # its reload waits time out
+            assert {p.name for p in pins.glob("v*_*")}.isdisjoint(before), "the build was not replaced"
+            assert resolver_table(host) == table
+        finally:
+            os.kill(agent, signal.SIGCONT)
+        assert ask(ns_of(host, "api"), "web").answer
         host.down("dnsd")
         assert_no_leftovers(host)
 
