@@ -92,10 +92,13 @@ def environment() -> dict:
         "python": sys.version.split()[0],
         "bcc": _bcc_version(),
         "tools": tools.versions(),
+        "cpuidle_driver": tools.cpuidle_driver(),
     }
 
 
 METHODS = {
+    "(all)": "idle CPUs poll for the whole run (a PM QoS CPU latency limit of 0 us held open, "
+             "environment.idle_polling), so that wake-up latency is the same for every variant and sample",
     "c2c_tcp_rr_*": "sockperf ping-pong over TCP, 64-byte messages, client and server pinned to CPU 0 "
                     "(crosscpu: server on CPU 1); container a -> b on one network",
     "c2c_udp_pps": "iperf3 -u -l 64 -b 0, datagrams received per second (sent - lost)",
@@ -129,7 +132,7 @@ METHODS = {
 
 def to_json(res: Results, summary: dict, settings: Settings) -> dict:
     return {
-        "environment": environment(),
+        "environment": {**environment(), **res.conditions},
         "settings": {"quick": settings.quick, "repeat": settings.repeat, "seconds": settings.seconds,
                      "scale_ports": list(settings.scale_ports), "up_containers": list(settings.up_containers)},
         "variants": res.variants,

@@ -77,6 +77,7 @@ class Results:
     samples: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # samples of side measurements, by name
+    conditions: dict = field(default_factory=dict)  # how the machine was set for the run
 
     def __post_init__(self):
         self.samples = {m: {v: [] for v in self.variants} for m in self.metrics}
@@ -207,6 +208,7 @@ def run_bench(variants: list[str], settings: Settings, progress) -> Results:
         ctx = {"httpd": tools.build_httpd(workdir), "cleanup": contextlib.ExitStack()}
         beds = make_testbeds(variants, workdir)
         try:
+            res.conditions["idle_polling"] = ctx["cleanup"].enter_context(tools.idle_polling())
             for bed in beds:
                 progress(f"setting up {bed.name}")
                 bed.setup()

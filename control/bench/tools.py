@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -78,6 +79,35 @@ def server(ns: str, *cmd: str, port: int, proto: str = "tcp", cpu: int | None = 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+
+
+PM_QOS_CPU_LATENCY = Path("/dev/cpu_dma_latency")
+CPUIDLE = Path("/sys/devices/system/cpu/cpuidle")
+
+
+def cpuidle_driver() -> str | None:
+    with contextlib.suppress(OSError):
+        return (CPUIDLE / "current_driver").read_text().strip()
+    return None
+
+
+@contextlib.contextmanager
+def idle_polling():
+    """Idle CPUs poll instead of sleeping for the body: a PM QoS CPU wake-up latency limit of
+    0 µs, held by an open fd (as tuned's latency-performance profile does). Without it, how
+    fast a sleeping CPU wakes decides every latency the bench measures; in a VM with adaptive
+    halt-polling (cpuidle-haltpoll) that comes out bimodal, e.g. wrk's median 70 or 110 µs
+    from one run to the next on the same path. Yields whether the limit is held."""
+    try:
+        fd = os.open(PM_QOS_CPU_LATENCY, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        yield False
+        return
+    try:
+        os.write(fd, struct.pack("=i", 0))
+        yield True
+    finally:
+        os.close(fd)
 
 
 # ---- sockperf: TCP request/response latency -------------------------------------------------
