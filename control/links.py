@@ -9,7 +9,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import sandbox
+from . import nlbatch, sandbox
 from .spec import InterfaceSpec, link_alias
 
 # Route protocol number tagging the routes fastnet installs (rtnetlink's rtm_protocol).
@@ -55,11 +55,15 @@ def configure_container_side(netns: Path, iface: InterfaceSpec) -> None:
     sandbox.write_sysctl(netns, f"net/ipv6/conf/{iface.ifname}/disable_ipv6", "1")
     with sandbox.netlink(netns) as ipr:
         index = ipr.link_lookup(ifname=iface.ifname)[0]
-        ipr.addr("add", index=index, address=str(iface.ipv4), prefixlen=iface.prefixlen)
-        ipr.link("set", index=index, state="up")
-        ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
+        # one datagram (control/nlbatch.py): this runs once per container in `up`
+        requests = [
+            nlbatch.addr_add(index, str(iface.ipv4), iface.prefixlen),
+            nlbatch.link_up(index),
+            nlbatch.link_up(LOOPBACK_IFINDEX),
+        ]
         if iface.default_route:
-            ipr.route("replace", dst="0.0.0.0/0", gateway=str(iface.gateway), oif=index)
+            requests.append(nlbatch.route_replace("0.0.0.0", 0, index, gateway=str(iface.gateway)))
+        nlbatch.send(ipr, requests)
 
 
 def delete_link(ipr: IPRoute, ifname: str) -> bool:
