@@ -9,8 +9,9 @@ one by one, so a message may depend on an earlier one (a route's prefsrc on the 
 added just before it).
 
 The messages are pyroute2's own classes filled with the fields and attributes its
-high-level calls would send (the `ip` command each one matches is in its docstring);
-nothing here encodes netlink by hand. The first failing request raises its NetlinkError,
+high-level calls would send, in the same order: the bytes are those of the call each one
+replaces (tests/unit/test_nlbatch.py compares them; the `ip` command each one matches is in
+its docstring). Nothing here encodes netlink by hand. The first failing request raises its NetlinkError,
 like the call it replaces; the later messages of the batch were still run by the kernel,
 which is harmless on the paths that use this: a failure there rolls back by deleting the
 link (and the namespace), which takes addresses, routes and neighbours with it.
@@ -51,7 +52,7 @@ def addr_add(index: int, address: str, prefixlen: int) -> ifaddrmsg:
     msg["family"] = socket.AF_INET
     msg["prefixlen"] = prefixlen
     msg["index"] = index
-    msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+    msg["attrs"] = [("IFA_ADDRESS", address), ("IFA_LOCAL", address)]
     msg["header"] = {"type": RTM_NEWADDR, "flags": CREATE}
     return msg
 
@@ -77,14 +78,12 @@ def route_replace(dst: str, dst_len: int, oif: int, gateway: str | None = None, 
     msg["proto"] = proto
     msg["scope"] = scope
     msg["type"] = RTN_UNICAST
-    attrs = [("RTA_TABLE", RT_TABLE_MAIN)]
-    if dst_len:
-        attrs.append(("RTA_DST", dst))
+    attrs = [("RTA_DST", dst)] if dst_len else []
     if gateway is not None:
         attrs.append(("RTA_GATEWAY", gateway))
+    attrs.append(("RTA_OIF", oif))
     if prefsrc is not None:
         attrs.append(("RTA_PREFSRC", prefsrc))
-    attrs.append(("RTA_OIF", oif))
     msg["attrs"] = attrs
     msg["header"] = {"type": RTM_NEWROUTE, "flags": REPLACE}
     return msg

@@ -102,8 +102,9 @@ class EbpfBackend:
             # moves the container's frames (its table entries come with sync()).
             tc.attach(ipr, ifindex, self.dp.progs[IPVLAN_PROGRAM], IPVLAN_PROGRAM)
             return
-        # one datagram (control/nlbatch.py): this runs once per container in `up`; the
-        # kernel runs the messages in order, so the route's prefsrc is already an address
+        # One datagram (control/nlbatch.py): this runs once per container in `up`. The
+        # kernel runs the messages in order, so the route's prefsrc is already an address;
+        # the port was created by this `up`, so it has no clsact yet (tc.attach_messages).
         nlbatch.send(ipr, [
             nlbatch.addr_add(ifindex, str(network.gateway), 32),
             nlbatch.route_replace(
@@ -113,8 +114,8 @@ class EbpfBackend:
                 proto=RTPROT_FASTNET,
             ),
             nlbatch.neigh_replace(ifindex, str(iface.ipv4), iface.mac, NUD_PERMANENT),
+            *tc.attach_messages(ifindex, self.dp.progs[PORT_PROGRAM], PORT_PROGRAM),
         ])
-        tc.attach(ipr, ifindex, self.dp.progs[PORT_PROGRAM], PORT_PROGRAM)
 
     def _states(self, current: ProjectState | None) -> list[ProjectState]:
         return statestore.backend_states(self.host, self.name, current)
