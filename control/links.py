@@ -73,8 +73,7 @@ def configure_container_side(netns: Path, iface: InterfaceSpec, index: int) -> N
     """Address, link state and default route inside the container (index: its interface's
     ifindex there). IPv6 is off: fastnet's networks are IPv4 and link-local chatter would
     only add noise to every port."""
-    sandbox.write_sysctl(netns, f"net/ipv6/conf/{iface.ifname}/disable_ipv6", "1")
-    with sandbox.netlink(netns) as ipr:
+    with sandbox.netlink(netns, {f"net/ipv6/conf/{iface.ifname}/disable_ipv6": "1"}) as ipr:
         # one datagram (control/nlbatch.py): this runs once per container in `up`
         requests = [
             nlbatch.addr_add(index, str(iface.ipv4), iface.prefixlen),
@@ -98,6 +97,12 @@ def delete_link(ipr: IPRoute, ifname: str) -> bool:
             raise
         return False
     return True
+
+
+def link_aliases(ipr: IPRoute) -> dict[str, str]:
+    """Name -> alias ('' for none) of every link, from one dump: cheaper than a lookup per
+    name when many names are checked (preflight of a project's ports)."""
+    return {link.get_attr("IFLA_IFNAME"): link.get_attr("IFLA_IFALIAS") or "" for link in ipr.get_links()}
 
 
 def owned_links(ipr: IPRoute, project: str) -> list[tuple[int, str, str]]:

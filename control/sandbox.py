@@ -80,13 +80,16 @@ def kill_all(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def netlink(path: Path):
+def netlink(path: Path, sysctls: dict[str, str] | None = None):
     """An IPRoute socket inside the namespace (the socket stays bound to the namespace it was
-    opened in, so we enter it only for the socket() call)."""
+    opened in, so we enter it only for the socket() call). sysctls (as write_sysctl's key and
+    value) are written while we are inside: that spares entering the namespace again."""
     saved = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         linux.setns_path(str(path), linux.CLONE_NEWNET)
         try:
+            for key, value in (sysctls or {}).items():
+                write_sysctl(None, key, value)
             ipr = IPRoute()
         finally:
             linux.setns(saved, linux.CLONE_NEWNET)
