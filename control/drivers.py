@@ -194,7 +194,7 @@ def create_macvlan(ipr: IPRoute, net: NetworkSpec, iface: InterfaceSpec, netns: 
         return inner.link_lookup(ifname=iface.ifname)[0]
 
 
-def create_ipvlan_veth(ipr: IPRoute, net: NetworkSpec, iface: InterfaceSpec, netns: Path) -> tuple[int, int]:
+def create_ipvlan_veth(ipr: IPRoute, net: NetworkSpec, iface: InterfaceSpec, netns: Path) -> int:
     """The veth of an ipvlan port: its container end carries the parent's MAC, so the
     container's own ARP replies already name the MAC the wire knows."""
     return links.create_veth(ipr, iface, netns, None, peer_mac=parent_mac(ipr, net))
@@ -213,14 +213,13 @@ def delete_macvlan(netns: Path, iface: InterfaceSpec) -> None:
                     raise
 
 
-def configure_container_side(netns: Path, net: NetworkSpec, iface: InterfaceSpec, index: int) -> None:
+def configure_container_side(netns: Path, net: NetworkSpec, iface: InterfaceSpec) -> None:
     """As for a bridge port, but an ipvlan l3 interface resolves no neighbours (NOARP) and
-    routes everything through the host (`default dev eth0`), like a kernel ipvlan l3 slave.
-    index: the interface's ifindex inside the container."""
+    routes everything through the host (`default dev eth0`), like a kernel ipvlan l3 slave."""
     if not (net.driver == "ipvlan" and net.mode == "l3"):
-        links.configure_container_side(netns, iface, index)
+        links.configure_container_side(netns, iface)
         return
-    links.configure_container_side(netns, dataclasses.replace(iface, default_route=False), index)
+    index = links.configure_container_side(netns, dataclasses.replace(iface, default_route=False))
     with sandbox.netlink(netns) as ipr:
         ipr.link("set", index=index, flags=IFF_NOARP, change=IFF_NOARP)
         if iface.default_route:

@@ -116,16 +116,16 @@ class Project:
     def attach_interface(self, cname: str, iface: InterfaceSpec, journal: Journal) -> None:
         c = self.st.spec.containers[cname]
         net = self.st.spec.networks[iface.network]
-        if net.driver == "macvlan":  # inside the container only: one ifindex
-            ifindex = inner_ifindex = drivers.create_macvlan(self.ipr, net, iface, self.netns_path(c))
+        if net.driver == "macvlan":
+            ifindex = drivers.create_macvlan(self.ipr, net, iface, self.netns_path(c))
         elif net.driver == "ipvlan":
-            ifindex, inner_ifindex = drivers.create_ipvlan_veth(self.ipr, net, iface, self.netns_path(c))
+            ifindex = drivers.create_ipvlan_veth(self.ipr, net, iface, self.netns_path(c))
         else:
-            ifindex, inner_ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
+            ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
         journal.add(f"interface {cname}/{iface.network}", lambda: self.detach_interface(cname, iface))
         self.st.ports[port_key(cname, iface.network)] = ifindex  # macvlan: its ifindex in the container
         self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=c.interfaces + (iface,))
-        drivers.configure_container_side(self.netns_path(c), net, iface, inner_ifindex)
+        drivers.configure_container_side(self.netns_path(c), net, iface)
         if net.driver != "macvlan":  # macvlan is the kernel's alone, whatever the backend
             self.backend.attach_port(self.ipr, net, iface, ifindex)
         failpoints.check(f"attach_interface:{cname}/{iface.network}")
