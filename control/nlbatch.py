@@ -11,10 +11,12 @@ added just before it).
 The messages are pyroute2's own classes filled with the fields and attributes its
 high-level calls would send, in the same order: the bytes are those of the call each one
 replaces (tests/unit/test_nlbatch.py compares them; the `ip` command each one matches is in
-its docstring). Nothing here encodes netlink by hand. The first failing request raises its NetlinkError,
-like the call it replaces; the later messages of the batch were still run by the kernel,
-which is harmless on the paths that use this: a failure there rolls back by deleting the
-link (and the namespace), which takes addresses, routes and neighbours with it.
+its docstring). Nothing here encodes netlink by hand.
+
+The first failing request raises its NetlinkError, like the call it replaces; the later
+messages of the batch were still run by the kernel, which is harmless on the paths that use
+this: a failure there rolls back by deleting the link (and the namespace), which takes
+addresses, routes, neighbours and the qdisc with it.
 """
 from __future__ import annotations
 

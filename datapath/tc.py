@@ -6,7 +6,6 @@ same slot: there is never a moment without a program on the device.
 from __future__ import annotations
 
 import errno
-
 from socket import htons
 
 from pyroute2 import IPRoute
@@ -85,7 +84,7 @@ def attach_messages(ifindex: int, prog_fd: int, name: str, parent: str = INGRESS
     bpf = tcmsg()
     bpf["index"] = ifindex
     bpf["handle"] = HANDLE
-    bpf["parent"] = int(parent.replace(":", ""), 16)
+    bpf["parent"] = int(parent.replace(":", ""), 16)  # "ffff:fff2" -> 0xfffffff2
     bpf["info"] = (PRIO << 16) | htons(ETH_P_ALL)
     bpf["attrs"] = [
         ("TCA_KIND", "bpf"),
