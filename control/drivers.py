@@ -219,9 +219,8 @@ def configure_container_side(netns: Path, net: NetworkSpec, iface: InterfaceSpec
     if not (net.driver == "ipvlan" and net.mode == "l3"):
         links.configure_container_side(netns, iface)
         return
-    links.configure_container_side(netns, dataclasses.replace(iface, default_route=False))
+    index = links.configure_container_side(netns, dataclasses.replace(iface, default_route=False))
     with sandbox.netlink(netns) as ipr:
-        index = ipr.link_lookup(ifname=iface.ifname)[0]
         ipr.link("set", index=index, flags=IFF_NOARP, change=IFF_NOARP)
         if iface.default_route:
             ipr.route("replace", dst="0.0.0.0/0", oif=index, scope=253)

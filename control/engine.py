@@ -19,7 +19,7 @@ from .dns import notify as dns_notify
 from .host import Host, current_host, enter_agent_mounts, locked, start_agent, stop_agent
 from .plan import Plan, make_plan
 from .project import Journal, Project, empty_state
-from .spec import ProjectSpec, build
+from .spec import ProjectSpec, build, link_alias
 from .state import ProjectState
 
 
@@ -55,11 +55,11 @@ def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[P
                         )
     if desired.uplink and not ipr.link_lookup(ifname=desired.uplink):
         raise UpError(f"uplink: no interface named {desired.uplink!r} on this host")
-    owned = {alias for _, _, alias in links.owned_links(ipr, desired.name)}
+    aliases = links.link_aliases(ipr)  # one dump, not a lookup per port
+    owned = {alias for alias in aliases.values() if alias.startswith(link_alias(desired.name) + "/")}
     for c in desired.containers.values():
         for i in c.interfaces:
-            found = ipr.link_lookup(ifname=i.host_ifname)
-            if found and i.alias not in owned:
+            if i.host_ifname in aliases and i.alias not in owned:
                 raise UpError(
                     f"containers.{c.name}: interface {i.host_ifname} (for network {i.network}) "
                     "already exists on this host and is not fastnet's"

@@ -80,18 +80,26 @@ def kill_all(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def netlink(path: Path):
-    """An IPRoute socket inside the namespace (the socket stays bound to the namespace it was
-    opened in, so we enter it only for the socket() call)."""
+def entered(path: Path):
+    """The calling thread inside the namespace meanwhile: what it opens there (a netlink
+    socket, /proc/sys) stays bound to that namespace after it has left."""
     saved = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         linux.setns_path(str(path), linux.CLONE_NEWNET)
         try:
-            ipr = IPRoute()
+            yield
         finally:
             linux.setns(saved, linux.CLONE_NEWNET)
     finally:
         os.close(saved)
+
+
+@contextlib.contextmanager
+def netlink(path: Path):
+    """An IPRoute socket inside the namespace (the socket stays bound to the namespace it was
+    opened in, so we enter it only for the socket() call)."""
+    with entered(path):
+        ipr = IPRoute()
     try:
         yield ipr
     finally:
@@ -106,15 +114,8 @@ def write_sysctl(path: Path | None, key: str, value: str) -> None:
     if path is None:
         Path(proc_path).write_text(value)
         return
-    saved = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        linux.setns_path(str(path), linux.CLONE_NEWNET)
-        try:
-            Path(proc_path).write_text(value)
-        finally:
-            linux.setns(saved, linux.CLONE_NEWNET)
-    finally:
-        os.close(saved)
+    with entered(path):
+        Path(proc_path).write_text(value)
 
 
 def enter(path: Path | None) -> None:

@@ -6,10 +6,13 @@ same slot: there is never a moment without a program on the device.
 from __future__ import annotations
 
 import errno
+from socket import htons
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.tcmsg import sched_bpf
+from pyroute2.netlink.rtnl import RTM_NEWQDISC, RTM_NEWTFILTER, TC_H_CLSACT
+from pyroute2.netlink.rtnl.tcmsg import sched_bpf, tcmsg
 
 # pyroute2 0.9 decodes TCA_BPF_* only up to FLAGS; the attached program's id (TCA_BPF_ID,
 # uapi pkt_cls.h) is what tells fastnet which build is on a device, so teach it the rest.
@@ -25,6 +28,8 @@ EGRESS = "ffff:fff3"
 PRIO = 1
 HANDLE = 1
 ETH_P_ALL = 0x0003
+CLSACT_HANDLE = 0xFFFF0000
+TCA_BPF_FLAG_ACT_DIRECT = 1
 
 
 def ensure_clsact(ipr: IPRoute, ifindex: int) -> bool:
@@ -62,6 +67,36 @@ def attach(ipr: IPRoute, ifindex: int, prog_fd: int, name: str, parent: str = IN
         classid=1,
         direct_action=True,
     )
+
+
+def attach_messages(ifindex: int, prog_fd: int, name: str, parent: str = INGRESS) -> list[tcmsg]:
+    """What attach() sends for a device that has no clsact yet (one fastnet has just created),
+    as messages to send with other requests in one datagram (control/nlbatch.py): the
+    clsact qdisc (`tc qdisc add dev IFINDEX clsact`) and the program in fastnet's slot
+    (`tc filter replace dev IFINDEX ingress|egress prio PRIO handle HANDLE protocol all bpf
+    direct-action fd PROG_FD name NAME classid 1`), the fields pyroute2's tc() would fill."""
+    qdisc = tcmsg()
+    qdisc["index"] = ifindex
+    qdisc["handle"] = CLSACT_HANDLE
+    qdisc["parent"] = TC_H_CLSACT
+    qdisc["attrs"] = [("TCA_KIND", "clsact")]
+    qdisc["header"] = {"type": RTM_NEWQDISC, "flags": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL}
+    bpf = tcmsg()
+    bpf["index"] = ifindex
+    bpf["handle"] = HANDLE
+    bpf["parent"] = int(parent.replace(":", ""), 16)  # "ffff:fff2" -> 0xfffffff2
+    bpf["info"] = (PRIO << 16) | htons(ETH_P_ALL)
+    bpf["attrs"] = [
+        ("TCA_KIND", "bpf"),
+        ("TCA_OPTIONS", {"attrs": [
+            ("TCA_BPF_CLASSID", 1),
+            ("TCA_BPF_FD", prog_fd),
+            ("TCA_BPF_NAME", name),
+            ("TCA_BPF_FLAGS", TCA_BPF_FLAG_ACT_DIRECT),
+        ]}),
+    ]
+    bpf["header"] = {"type": RTM_NEWTFILTER, "flags": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE}
+    return [qdisc, bpf]
 
 
 def attached(ipr: IPRoute, ifindex: int, parent: str = INGRESS) -> tuple[int, str] | None:

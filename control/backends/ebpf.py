@@ -20,7 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ...datapath import loader, sockhooks, tc
 from ...datapath.maps import HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord
-from .. import drivers, observe
+from .. import drivers, nlbatch, observe
 from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
@@ -102,17 +102,20 @@ class EbpfBackend:
             # moves the container's frames (its table entries come with sync()).
             tc.attach(ipr, ifindex, self.dp.progs[IPVLAN_PROGRAM], IPVLAN_PROGRAM)
             return
-        ipr.addr("add", index=ifindex, address=str(network.gateway), prefixlen=32)
-        ipr.route(
-            "replace",
-            dst=f"{iface.ipv4}/32",
-            oif=ifindex,
-            scope=253,  # link: the container is directly on this device
-            prefsrc=str(network.gateway),
-            proto=RTPROT_FASTNET,
-        )
-        ipr.neigh("replace", dst=str(iface.ipv4), lladdr=iface.mac, ifindex=ifindex, state=NUD_PERMANENT)
-        tc.attach(ipr, ifindex, self.dp.progs[PORT_PROGRAM], PORT_PROGRAM)
+        # One datagram (control/nlbatch.py): this runs once per container in `up`. The
+        # kernel runs the messages in order, so the route's prefsrc is already an address;
+        # the port was created by this `up`, so it has no clsact yet (tc.attach_messages).
+        nlbatch.send(ipr, [
+            nlbatch.addr_add(ifindex, str(network.gateway), 32),
+            nlbatch.route_replace(
+                str(iface.ipv4), 32, ifindex,
+                scope=253,  # link: the container is directly on this device
+                prefsrc=str(network.gateway),
+                proto=RTPROT_FASTNET,
+            ),
+            nlbatch.neigh_replace(ifindex, str(iface.ipv4), iface.mac, NUD_PERMANENT),
+            *tc.attach_messages(ifindex, self.dp.progs[PORT_PROGRAM], PORT_PROGRAM),
+        ])
 
     def _states(self, current: ProjectState | None) -> list[ProjectState]:
         return statestore.backend_states(self.host, self.name, current)
