@@ -71,9 +71,11 @@ def server(ns: str, *cmd: str, port: int, proto: str = "tcp", cpu: int | None = 
     p = subprocess.Popen(in_ns(ns, *cmd, cpu=cpu), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          start_new_session=True)
     try:
-        if proto == "udp":
-            time.sleep(0.3)  # iperf3's UDP tests use a TCP control port, checked below
-        wait_listening(ns, port, "tcp" if cmd[0] == "iperf3" else proto, p)
+        if cmd[0] == "iperf3":  # its UDP tests too listen on a TCP control port first
+            proto = "tcp"
+        elif proto == "udp":
+            time.sleep(0.3)  # a bound UDP socket is not yet a server that answers
+        wait_listening(ns, port, proto, p)
         yield p
     finally:
         with contextlib.suppress(ProcessLookupError):
