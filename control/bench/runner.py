@@ -218,7 +218,8 @@ def run_bench(variants: list[str], settings: Settings, progress) -> Results:
             measure(beds, settings, res, ctx, progress)
         finally:
             progress("tearing down")
-            ctx["cleanup"].close()
+            with contextlib.suppress(Exception):  # the testbeds go whatever happens
+                ctx["cleanup"].close()
             for bed in reversed(beds):
                 with contextlib.suppress(Exception):
                     res.notes += bed.teardown()
