@@ -48,55 +48,44 @@ def send(ipr: IPRoute, messages: list[nlmsg]) -> None:
     ipr.asyncore.event_loop.run_until_complete(run())
 
 
+def _message(cls: type[nlmsg], msg_type: int, msg_flags: int, attrs: list, fields: dict) -> nlmsg:
+    """A message of pyroute2's class `cls`: its own fields, attributes and netlink header."""
+    msg = cls()
+    for name, value in fields.items():
+        msg[name] = value
+    msg["attrs"] = attrs
+    msg["header"] = {"type": msg_type, "flags": msg_flags}
+    return msg
+
+
 def addr_add(index: int, address: str, prefixlen: int) -> ifaddrmsg:
     """`ip addr add ADDRESS/PREFIXLEN dev INDEX` (IPv4, no broadcast, as pyroute2's addr())."""
-    msg = ifaddrmsg()
-    msg["family"] = socket.AF_INET
-    msg["prefixlen"] = prefixlen
-    msg["index"] = index
-    msg["attrs"] = [("IFA_ADDRESS", address), ("IFA_LOCAL", address)]
-    msg["header"] = {"type": RTM_NEWADDR, "flags": CREATE}
-    return msg
+    return _message(ifaddrmsg, RTM_NEWADDR, CREATE, [("IFA_ADDRESS", address), ("IFA_LOCAL", address)],
+                    {"family": socket.AF_INET, "prefixlen": prefixlen, "index": index})
 
 
 def link_up(index: int) -> ifinfmsg:
     """`ip link set dev INDEX up`."""
-    msg = ifinfmsg()
-    msg["index"] = index
-    msg["flags"] = IFF_UP
-    msg["change"] = IFF_UP
-    msg["header"] = {"type": RTM_NEWLINK, "flags": CHANGE}
-    return msg
+    return _message(ifinfmsg, RTM_NEWLINK, CHANGE, [], {"index": index, "flags": IFF_UP, "change": IFF_UP})
 
 
 def route_replace(dst: str, dst_len: int, oif: int, gateway: str | None = None, scope: int = RT_SCOPE_UNIVERSE,
                   prefsrc: str | None = None, proto: int = RTPROT_STATIC) -> rtmsg:
     """`ip route replace DST/DST_LEN [via GATEWAY] dev OIF [scope] [src PREFSRC] [proto]` in
     the main table."""
-    msg = rtmsg()
-    msg["family"] = socket.AF_INET
-    msg["dst_len"] = dst_len
-    msg["table"] = RT_TABLE_MAIN
-    msg["proto"] = proto
-    msg["scope"] = scope
-    msg["type"] = RTN_UNICAST
     attrs = [("RTA_DST", dst)] if dst_len else []
     if gateway is not None:
         attrs.append(("RTA_GATEWAY", gateway))
     attrs.append(("RTA_OIF", oif))
     if prefsrc is not None:
         attrs.append(("RTA_PREFSRC", prefsrc))
-    msg["attrs"] = attrs
-    msg["header"] = {"type": RTM_NEWROUTE, "flags": REPLACE}
-    return msg
+    return _message(rtmsg, RTM_NEWROUTE, REPLACE, attrs, {
+        "family": socket.AF_INET, "dst_len": dst_len, "table": RT_TABLE_MAIN, "proto": proto, "scope": scope,
+        "type": RTN_UNICAST,
+    })
 
 
 def neigh_replace(ifindex: int, dst: str, lladdr: str, state: int) -> ndmsg:
     """`ip neigh replace DST lladdr LLADDR dev IFINDEX nud STATE`."""
-    msg = ndmsg()
-    msg["family"] = socket.AF_INET
-    msg["ifindex"] = ifindex
-    msg["state"] = state
-    msg["attrs"] = [("NDA_DST", dst), ("NDA_LLADDR", lladdr)]
-    msg["header"] = {"type": RTM_NEWNEIGH, "flags": REPLACE}
-    return msg
+    return _message(ndmsg, RTM_NEWNEIGH, REPLACE, [("NDA_DST", dst), ("NDA_LLADDR", lladdr)],
+                    {"family": socket.AF_INET, "ifindex": ifindex, "state": state})
