@@ -1,72 +1,50 @@
-"""The per-host agent: holds a private mount namespace with fastnet's tmpfs and bpffs, runs
-the containers' DNS resolver and collects expired conntrack entries.
+"""The per-host agent: the containers' DNS resolver, conntrack garbage collection and log
+caps, in the keeper's namespaces (control/keeper.py).
 
-Run as `python -m fastnet.control.agent HOST_DIR READY_FD` by control.host.start_agent().
-It writes agent.json, starts the resolver, then writes "ready" to READY_FD and serves one
-asyncio loop until SIGTERM: DNS queries, SIGHUP (reload the resolver: projects changed),
-SIGCHLD (reap), and conntrack garbage collection every GC_INTERVAL in a worker thread (a
-big table must not stall DNS).
+Run as `python -I -m fastnet.control.agent HOST_DIR` by the keeper, which restarts it whenever
+it exits: nothing the containers or the datapath need to keep working lives in this process
+alone. A new agent adopts what runs: the resolver reopens each container's sockets and rewrites
+fn_resolvers, garbage collection resumes on the pinned tables.
+
+It writes agent.json once it serves (what `fastnet` commands wait for and send SIGHUP to),
+then serves one asyncio loop until SIGTERM: DNS queries, SIGHUP (reload the resolver: projects
+changed), SIGCHLD (reap), and every GC_INTERVAL, in a worker thread (a big table must not stall
+DNS), conntrack garbage collection and the log size caps (control/logs.py).
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-from . import linux
+from . import logs
+from .keeper import AGENT_FILE, write_record
 
 GC_INTERVAL = 5.0  # seconds between conntrack garbage collections
 
 
-def prepare_mounts(host_dir: Path) -> None:
-    linux.unshare(linux.CLONE_NEWNS)
-    # See the machine's later mounts, but keep ours from propagating back out.
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
-    runtime = host_dir / "rt"
-    runtime.mkdir(parents=True, exist_ok=True)
-    linux.mount("fastnet", str(runtime), "tmpfs", 0, "mode=0700,size=16m")
-    (runtime / "netns").mkdir()
-    (runtime / "bpf").mkdir()
-    linux.mount("bpf", str(runtime / "bpf"), "bpf", 0, "mode=0700")
-    # The socket hooks attach to the root cgroup; `ip netns exec` hides /sys/fs/cgroup.
-    (runtime / "cgroup").mkdir()
-    linux.mount("cgroup2", str(runtime / "cgroup"), "cgroup2")
-
-
 def main() -> int:
-    host_dir, ready_fd = Path(sys.argv[1]), int(sys.argv[2])
-    prepare_mounts(host_dir)
-    pid = os.getpid()
-    record = {
-        "pid": pid,
-        "start_time": linux.proc_start_time(pid),
-        "netns_inode": linux.ns_inode("/proc/self/ns/net"),
-    }
-    tmp = host_dir / f".agent.json.{pid}"
-    tmp.write_text(json.dumps(record))
-    tmp.rename(host_dir / "agent.json")
-    return asyncio.run(serve(host_dir, ready_fd))
+    host_dir = Path(sys.argv[1])
+    return asyncio.run(serve(host_dir))
 
 
-async def serve(host_dir: Path, ready_fd: int) -> int:
+async def serve(host_dir: Path) -> int:
     from .dns.server import Resolver
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     resolver = Resolver(host_dir)
-    # Handlers before "ready": `up` signals SIGHUP as soon as start_agent() returns.
+    # Handlers before agent.json: `up` signals SIGHUP as soon as it sees the file.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGCHLD, _reap)
     loop.add_signal_handler(signal.SIGHUP, resolver.request_reload)
     await resolver.start()
-    gc = asyncio.create_task(_gc_loop(host_dir / "rt" / "bpf"))
-    os.write(ready_fd, b"ready")
-    os.close(ready_fd)
+    gc = asyncio.create_task(_periodic(host_dir))
+    write_record(host_dir / AGENT_FILE, os.getpid())
     try:
         await stop.wait()
     finally:
@@ -75,11 +53,12 @@ async def serve(host_dir: Path, ready_fd: int) -> int:
     return 0
 
 
-async def _gc_loop(pin_root: Path) -> None:
+async def _periodic(host_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(GC_INTERVAL)
-        await loop.run_in_executor(None, collect_garbage, pin_root)
+        await loop.run_in_executor(None, collect_garbage, host_dir / "rt" / "bpf")
+        await loop.run_in_executor(None, logs.cap_all, host_dir)
 
 
 def collect_garbage(pin_root: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from . import output
-from .config import ConfigError, load_config
+from . import interrupt, output, procs
+from .config import ConfigError, load_config, project_name_problem
 
 BUNDLED_EXAMPLE = Path(__file__).resolve().parent / "examples" / "demo.yaml"
 
@@ -68,7 +68,7 @@ def up(path: str | None, backend: str | None) -> None:
     try:
         result = do_up(config)
     except UpError as exc:
-        fail(f"up {config.name}: {exc}")
+        fail(f"up {config.name}: {exc}", exc.exit_status)
     output.print_up(result)
 
 
@@ -79,6 +79,8 @@ def down(path: str | None, project: str | None) -> None:
     """Remove every trace of the project. Succeeds when there is nothing left to remove."""
     from .engine import down as do_down
 
+    if project is not None and (problem := project_name_problem(project)):
+        fail(f"down: -p: {problem}", 2)
     config = None if project and not path else _load(path)
     name = project or config.name
     report = do_down(name, config)
@@ -89,6 +91,8 @@ def down(path: str | None, project: str | None) -> None:
             click.echo(f"fastnet: error: down {name}: {e}", err=True)
         sys.exit(1)
     click.echo(f"project {name} is down")
+    if (signum := interrupt.pending()) is not None:  # it waited until the teardown was done
+        sys.exit(128 + signum)
 
 
 @cli.command()
@@ -116,15 +120,19 @@ def inspect(name: str) -> None:
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(name: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside container NAME; exits with COMMAND's status."""
+    """Run COMMAND inside container NAME (in `/`, with a minimal environment); exits with COMMAND's status."""
     from .inventory import LookupError_, enter_container
 
     try:
         enter_container(name)
     except LookupError_ as exc:
         fail(str(exc))
+    # As a container's command starts (control/procs.py), and as `docker exec` does: in `/`, with
+    # fastnet's environment, keeping only the caller's terminal type.
+    os.chdir(procs.WORKDIR)
+    env = procs.environment(HOME="/root", **{k: os.environ[k] for k in ("TERM",) if k in os.environ})
     try:
-        os.execvp(command[0], list(command))
+        os.execvpe(command[0], list(command), env)
     except FileNotFoundError:
         fail(f"exec {name}: {command[0]}: command not found", 127)
     except PermissionError:

@@ -433,15 +433,28 @@ def _expect(what: str, value: Any) -> NoReturn:
     _fail(f"expected {what}, got {_describe(value)}")
 
 
+def name_problem(kind: str, value: str, max_len: int, why: str = "") -> str | None:
+    """What is wrong with a name of `kind` (None: nothing)."""
+    if not _NAME_RE.fullmatch(value):
+        return (f"invalid {kind} name {value!r}: use lowercase letters, digits, '_', '.' and '-', "
+                f"starting with a letter or digit ({NAME_PATTERN})")
+    if len(value) > max_len:
+        return f"{kind} name {value!r} is too long: {len(value)} characters, at most {max_len}{why}"
+    return None
+
+
+def project_name_problem(value: str) -> str | None:
+    return name_problem("project", value, PROJECT_NAME_MAX, _PROJECT_NAME_WHY)
+
+
+_PROJECT_NAME_WHY = " (it prefixes every interface, namespace and pin name)"
+
+
 def _name(kind: str, max_len: int, why: str = "") -> AfterValidator:
     def check(value: str) -> str:
-        if not _NAME_RE.fullmatch(value):
-            _fail(
-                f"invalid {kind} name {value!r}: use lowercase letters, digits, '_', '.' and '-', "
-                f"starting with a letter or digit ({NAME_PATTERN})"
-            )
-        if len(value) > max_len:
-            _fail(f"{kind} name {value!r} is too long: {len(value)} characters, at most {max_len}{why}")
+        problem = name_problem(kind, value, max_len, why)
+        if problem:
+            _fail(problem)
         return value
 
     return AfterValidator(check)
@@ -588,7 +601,7 @@ def _yaml_form(value: Any) -> str | None:
 _UNION_TAGS = ("<list>", "<mapping>", "<string>")
 
 _ProjectName = Annotated[
-    StrictStr, _name("project", PROJECT_NAME_MAX, " (it prefixes every interface, namespace and pin name)")
+    StrictStr, _name("project", PROJECT_NAME_MAX, _PROJECT_NAME_WHY)
 ]
 _NetworkName = Annotated[StrictStr, _name("network", NAME_MAX)]
 _ContainerName = Annotated[StrictStr, _name("container", NAME_MAX)]

@@ -147,15 +147,7 @@ def emulated_vlans(ipr: IPRoute, parents: set[str]) -> list[tuple[int, int, int,
 def _parents_in_use(host: Host, project: str | None) -> set[str]:
     """Parents named by the networks recorded on this host by projects other than `project`."""
     used = set()
-    for name in statestore.projects(host):
-        if name == project:
-            continue
-        try:
-            st = statestore.load(host, name)
-        except statestore.StateError:
-            continue
-        if st is None:
-            continue
+    for st in statestore.load_all(host, besides=project):  # unreadable: StateError, prune nothing
         for n in st.spec.networks.values():
             if n.parent:
                 used.add(n.parent)

@@ -10,21 +10,26 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import drivers, links, modes, sandbox
+from . import drivers, interrupt, links, logs, modes, sandbox
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
 from .config import Config, describe_mapping, mappings_overlap
 from .dns import notify as dns_notify
-from .host import Host, current_host, enter_agent_mounts, locked, start_agent, stop_agent
+from .host import Host, HostError, current_host, enter_host_mounts, ensure_running, locked, stop_keeper, wait_for_agent
 from .plan import Plan, make_plan
-from .project import Journal, Project, empty_state
+from .project import ApplyError, Journal, Project, empty_state
 from .spec import ProjectSpec, build, link_alias
 from .state import ProjectState
 
 
 class UpError(RuntimeError):
-    """A failure during `up`; the message is one line and the changes were rolled back."""
+    """A failure during `up`; the message is one line and the changes were rolled back.
+    exit_status: 1, or 128 + the signal that interrupted the run."""
+
+    def __init__(self, message: str, exit_status: int = 1):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 @dataclass
@@ -144,7 +149,13 @@ def up(config: Config) -> UpResult:
                 f"backend: project {config.name} runs on {current.spec.backend}; "
                 f"run `fastnet down` before switching to {config.backend}"
             )
-        others = [ost for name in statestore.projects(host) if name != config.name and (ost := _load_or_none(host, name))]
+        try:
+            # What an unreadable file describes must never be lost: one datapath and one set of
+            # tables serve every project of the host, and a rebuild without it would drop it.
+            others = statestore.load_all(host, besides=config.name)
+        except statestore.StateError as exc:
+            raise UpError(f"{exc}: fastnet will not rebuild the host's shared tables without it; "
+                          "repair or remove that file (or take its project down)") from exc
         foreign = frozenset(n.net_id for ost in others for n in ost.spec.networks.values())
         try:
             desired = build(config, current.spec if current else None, foreign)
@@ -154,24 +165,35 @@ def up(config: Config) -> UpResult:
             if desired.uplink is None:
                 desired = dataclasses.replace(desired, uplink=default_uplink(ipr))
             preflight(desired, current, others, ipr)
-        agent = host.live_agent() or start_agent(host)
-        enter_agent_mounts(agent)
+        try:
+            keeper = ensure_running(host)
+        except HostError as exc:
+            raise UpError(str(exc)) from exc
+        enter_host_mounts(keeper)
         st = current or empty_state(desired, config.source)
         st.source = config.source
         backend = backend_for(desired.backend, host, desired.name)
-        journal = Journal()
-        with IPRoute() as ipr:
+        journal = Journal(interruptible=True)
+        with IPRoute() as ipr, interrupt.deferred():
             project = Project(host, st, backend, ipr)
             project.before_commands = lambda: _publish_names(host, st)
-            plan = make_plan(st.spec, desired, project.observe())
             try:
-                backend.prepare(desired)
+                backend.prepare(desired)  # refuses a newer fastnet's datapath before any change
+                # A run killed before its last record left objects no state knows of: they go
+                # first (they may hold the very names and addresses this run assigns).
+                swept = project.sweep_unrecorded()
+                if swept:
+                    raise ApplyError("; ".join(swept))
+                plan = make_plan(st.spec, desired, project.observe())
+                interrupt.checkpoint()
                 project.apply(plan, desired, journal)
+                interrupt.checkpoint()  # a signal after the last step still undoes the run
             except BaseException as exc:
                 undo_errors = journal.rollback()
                 _finish(host, st, backend)
                 detail = f" (rollback: {'; '.join(undo_errors)})" if undo_errors else ""
-                raise UpError(f"{_one_line(exc)}; rolled back{detail}") from exc
+                status = exc.exit_status if isinstance(exc, interrupt.Interrupted) else 1
+                raise UpError(f"{_one_line(exc)}; rolled back{detail}", status) from exc
             statestore.save(host, st)
         dns_notify.reload(host, st.name)
         return UpResult(desired.name, plan, st)
@@ -181,14 +203,6 @@ def _publish_names(host: Host, st: ProjectState) -> None:
     """Record what exists so far and have the resolver serve it."""
     statestore.save(host, st)
     dns_notify.reload(host, st.name)
-
-
-def _load_or_none(host: Host, name: str) -> ProjectState | None:
-    """Another project's state, for checks; an unreadable one is skipped, not fatal."""
-    try:
-        return statestore.load(host, name)
-    except statestore.StateError:
-        return None
 
 
 def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
@@ -206,7 +220,7 @@ def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
         backend.teardown()
     if statestore.projects(host):
         dns_notify.reload(host, st.name)
-    _stop_agent_if_idle(host)
+    _stop_keeper_if_idle(host)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -214,12 +228,12 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _stop_agent_if_idle(host: Host) -> None:
-    """With no project left, the host keeps no agent and no files but its lock (removing a
+def _stop_keeper_if_idle(host: Host) -> None:
+    """With no project left, the host keeps no keeper and no files but its lock (removing a
     lock file others may be waiting on would let two invocations in at once)."""
     if statestore.projects(host):
         return
-    stop_agent(host)
+    stop_keeper(host)
     for child in host.dir.iterdir():
         if child.name == "lock":
             continue
@@ -236,19 +250,23 @@ class DownReport:
 
 
 def down(project_name: str, config: Config | None = None) -> DownReport:
-    """Remove every trace of the project on this host, keeping going past errors."""
+    """Remove every trace of the project on this host, keeping going past errors. SIGINT,
+    SIGTERM and SIGHUP wait until it is done: an interrupted teardown would only leave more
+    for the next one."""
     host = current_host()
     report = DownReport()
     errors = report.errors
-    with locked(host):
+    with locked(host), interrupt.deferred():
         try:
             st = statestore.load(host, project_name)
         except statestore.StateError as exc:
             report.notes.append(f"{exc}: removed what the project owns by its names and tags")
             st = None
-        agent = host.live_agent()
-        if agent is not None:
-            enter_agent_mounts(agent)
+        keeper = host.live_keeper()
+        if keeper is not None:
+            enter_host_mounts(keeper)
+            with contextlib.suppress(HostError):  # the DNS reload below wants it; down goes on without
+                wait_for_agent(host, keeper)
         known_backend = st is not None or config is not None
         backend_name = st.spec.backend if st else (config.backend if config else "ebpf")
         backend = backend_for(backend_name, host, project_name)
@@ -257,35 +275,26 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
             project = Project(host, st, backend, ipr)
             for c in modes.removal_order(list(st.spec.containers.values())):
                 errors += project.remove_container(c.name)
-            # Whatever the state file does not know about, found by deterministic names and tags.
-            for _, name, alias in links.owned_links(ipr, project_name):
-                try:
-                    links.delete_link(ipr, name)
-                except Exception as exc:
-                    errors.append(f"link {name} ({alias}): {exc}")
-            if agent is not None and host.netns_dir.is_dir():
-                for path in host.netns_dir.glob(f"{project_name}-*"):
-                    try:
-                        sandbox.remove(path)
-                    except Exception as exc:
-                        errors.append(f"namespace {path.name}: {exc}")
-            # A host-mode command is in no namespace of ours: found by the tag it was started with.
-            try:
-                modes.stop_tagged(f"{host.key}/{project_name}/")
-            except Exception as exc:
-                errors.append(f"commands: {exc}")
             nets = list(st.spec.networks.values())
-            known = {n.subnet for n in nets}
-            nets += [n for n in backend.owned_networks(ipr) if n.subnet not in known]
             for net in nets:
                 try:
                     project.remove_network(net)
                 except Exception as exc:
                     errors.append(f"network {net.name}: {exc}")
+            # Whatever the state file does not know about, found by its tags: with the recorded
+            # containers and networks gone, that is everything else the project owns.
+            errors += project.sweep_unrecorded()
+            for tree in (host.netns_dir / project_name, host.runtime / "resolv" / project_name):
+                with contextlib.suppress(OSError):
+                    tree.rmdir()
             # 802.1Q sub-interfaces no other project uses, also when the state file is gone
-            errors += drivers.prune_vlans(ipr, host, project_name)
+            try:
+                errors += drivers.prune_vlans(ipr, host, project_name)
+            except statestore.StateError as exc:
+                errors.append(f"802.1Q sub-interfaces kept: {exc}")
+        logs.remove_project(host.dir, project_name)
         statestore.remove(host, project_name)
-        if statestore.projects(host):  # else the agent is about to stop
+        if statestore.projects(host):  # else the keeper is about to stop
             dns_notify.reload(host, project_name)
         # Without a state file the backend is unknown: every backend lets go of the project
         # (a backend's teardown is harmless when it owns nothing of it).
@@ -293,8 +302,9 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
         for b in backends:
             try:
                 b.teardown()
+            except statestore.StateError as exc:
+                errors.append(f"{b.name} datapath: its shared tables were left as they are: {exc}")
             except Exception as exc:
                 errors.append(f"{b.name} datapath: {exc}")
-        _stop_agent_if_idle(host)
+        _stop_keeper_if_idle(host)
     return report
-

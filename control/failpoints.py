@@ -1,8 +1,11 @@
-"""Named failure points for testing rollback: set FASTNET_FAILPOINT=<name> and the step of
-that name raises right after doing its work, as a real mid-way failure would."""
+"""Named failure points for testing rollback and interruption: with FASTNET_FAILPOINT=<name>,
+the step of that name, right after doing its work, raises as a real mid-way failure would --
+or, with FASTNET_FAILPOINT_ACTION=stop, stops the process (SIGSTOP) so that a test can kill it
+at that very point."""
 from __future__ import annotations
 
 import os
+import signal
 
 
 class FailpointHit(RuntimeError):
@@ -10,5 +13,9 @@ class FailpointHit(RuntimeError):
 
 
 def check(name: str) -> None:
-    if os.environ.get("FASTNET_FAILPOINT") == name:
-        raise FailpointHit(f"failpoint {name} hit")
+    if os.environ.get("FASTNET_FAILPOINT") != name:
+        return
+    if os.environ.get("FASTNET_FAILPOINT_ACTION") == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
+    raise FailpointHit(f"failpoint {name} hit")

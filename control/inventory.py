@@ -6,14 +6,14 @@ from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
 from .dns import notify as dns_notify
-from .host import current_host, enter_agent_mounts
+from .host import current_host, enter_host_mounts, poke_agent
 
 
 class LookupError_(RuntimeError):
     pass
 
 
-def _project_view(host, agent, st) -> dict:
+def _project_view(host, keeper, st) -> dict:
     containers = {}
     for c in st.spec.containers.values():
         netns_path = None if modes.in_host_namespace(c) else host.netns_dir / c.netns
@@ -24,8 +24,8 @@ def _project_view(host, agent, st) -> dict:
             "backend": st.spec.backend,
             "mode": modes.mode_of(c),
             # None in host mode: the host's own namespace is not the container's to report
-            "netns": agent.path_outside(netns_path) if agent and netns_path else None,
-            "running": bool(agent) and (netns_path is None or sandbox.alive(netns_path)),
+            "netns": keeper.path_outside(netns_path) if keeper and netns_path else None,
+            "running": bool(keeper) and (netns_path is None or sandbox.alive(netns_path)),
             "networks": {
                 i.network: {
                     "driver": st.spec.networks[i.network].driver if i.network in st.spec.networks else None,
@@ -64,9 +64,9 @@ def _project_view(host, agent, st) -> dict:
     }
 
 
-def _datapath_counters(host, agent, backend: str) -> dict:
+def _datapath_counters(host, keeper, backend: str) -> dict:
     """The host's datapath counters (one datapath per host and backend)."""
-    if agent is None:
+    if keeper is None:
         return {}
     try:
         counters = backend_for(backend, host, "").counters()
@@ -78,10 +78,11 @@ def _datapath_counters(host, agent, backend: str) -> dict:
 def host_inventory() -> dict:
     host = current_host()
     if not host.is_current():  # nothing, or what a dead namespace left
-        return {"host": host.key, "agent_pid": None, "projects": {}, "counters": {}}
-    agent = host.live_agent()
-    if agent is not None:
-        enter_agent_mounts(agent)
+        return {"host": host.key, "keeper_pid": None, "agent_pid": None, "projects": {}, "counters": {}}
+    keeper = host.live_keeper()
+    if keeper is not None:
+        enter_host_mounts(keeper)
+        poke_agent(host, keeper)
     projects = {}
     for name in statestore.projects(host):
         try:
@@ -90,13 +91,14 @@ def host_inventory() -> dict:
             projects[name] = {"name": name, "error": str(exc), "backend": "?", "containers": {}, "networks": {}}
             continue
         if st is not None:
-            projects[name] = _project_view(host, agent, st)
+            projects[name] = _project_view(host, keeper, st)
     backends = sorted({p["backend"] for p in projects.values() if "error" not in p})
     return {
         "host": host.key,
-        "agent_pid": agent.pid if agent else None,
+        "keeper_pid": keeper.pid if keeper else None,
+        "agent_pid": agent.pid if (agent := host.live_agent()) else None,
         "projects": projects,
-        "counters": {b: _datapath_counters(host, agent, b) for b in backends},
+        "counters": {b: _datapath_counters(host, keeper, b) for b in backends},
     }
 
 
@@ -125,27 +127,29 @@ def _resolve(name: str):
 
 def find_container(name: str) -> dict:
     host, st, cname = _resolve(name)
-    agent = host.live_agent()
-    if agent is not None:
-        enter_agent_mounts(agent)
-    view = _project_view(host, agent, st)
+    keeper = host.live_keeper()
+    if keeper is not None:
+        enter_host_mounts(keeper)
+        poke_agent(host, keeper)
+    view = _project_view(host, keeper, st)
     result = view["containers"][cname]
-    result["counters"] = _datapath_counters(host, agent, st.spec.backend)
-    result["dns"] = dns_notify.container_counters(host, st.spec.containers[cname].netns) if agent else None
+    result["counters"] = _datapath_counters(host, keeper, st.spec.backend)
+    result["dns"] = dns_notify.container_counters(host, st.spec.containers[cname].netns) if keeper else None
     return result
 
 
 def enter_container(name: str) -> None:
     host, st, cname = _resolve(name)
-    agent = host.live_agent()
+    keeper = host.live_keeper()
     c = st.spec.containers[cname]
     path = None if modes.in_host_namespace(c) else host.netns_dir / c.netns
-    if agent is None:
-        raise LookupError_(f"container {name!r} is not running (no fastnet agent on this host)")
-    enter_agent_mounts(agent)
+    if keeper is None:
+        raise LookupError_(f"container {name!r} is not running (no fastnet keeper on this host)")
+    enter_host_mounts(keeper)
+    poke_agent(host, keeper)
     if path is not None and not sandbox.alive(path):
         raise LookupError_(f"container {name!r} is not running (its namespace is gone)")
-    sandbox.enter(path)
+    sandbox.enter(host.runtime, c.netns)
 
 
 def conntrack(flush: bool = False) -> list[dict] | int:
@@ -154,10 +158,11 @@ def conntrack(flush: bool = False) -> list[dict] | int:
     import time
 
     host = current_host()
-    agent = host.live_agent() if host.is_current() else None
-    if agent is None:
+    keeper = host.live_keeper() if host.is_current() else None
+    if keeper is None:
         return 0 if flush else []
-    enter_agent_mounts(agent)
+    enter_host_mounts(keeper)
+    poke_agent(host, keeper)
     backends = []
     for name in statestore.projects(host):
         try:

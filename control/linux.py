@@ -43,6 +43,14 @@ def unshare(flags: int) -> None:
     _check(_libc().unshare(flags), "unshare")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int) -> None:
+    """Have the kernel send signum to the calling process when its parent exits."""
+    _check(_libc().prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl")
+
+
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     _check(_libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")

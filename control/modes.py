@@ -78,11 +78,21 @@ def loopback_up(netns: Path) -> None:
         ipr.link("set", index=links.LOOPBACK_IFINDEX, state="up")
 
 
-def tagged_processes(tag_prefix: str) -> list[int]:
-    """Processes whose FASTNET_CONTAINER starts with tag_prefix: commands fastnet started and
-    whatever they started in turn (the variable is inherited)."""
+def tag(host_key: str, project: str, container: str) -> str:
+    """The value of TAG_VARIABLE for a container's command: exact owner, no prefix shared
+    between projects (names cannot contain '/')."""
+    return f"{host_key}/{project}/{container}"
+
+
+def project_tag_prefix(host_key: str, project: str) -> str:
+    return f"{host_key}/{project}/"
+
+
+def tagged_processes(tag_prefix: str) -> dict[int, str]:
+    """pid -> container of the processes whose FASTNET_CONTAINER starts with tag_prefix:
+    commands fastnet started and whatever they started in turn (the variable is inherited)."""
     want = f"{TAG_VARIABLE}={tag_prefix}".encode()
-    found = []
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
@@ -91,16 +101,22 @@ def tagged_processes(tag_prefix: str) -> list[int]:
                 env = f.read()
         except OSError:
             continue
-        if any(item.startswith(want) for item in env.split(b"\0")):
-            found.append(int(entry))
+        for item in env.split(b"\0"):
+            if item.startswith(want):
+                found[int(entry)] = item[len(want):].decode(errors="replace")
+                break
     return found
 
 
-def stop_tagged(tag_prefix: str) -> list[int]:
-    """Stop every process tagged with tag_prefix (SIGTERM, then SIGKILL after a grace period);
-    returns the pids that were found. This is how `down` finds a host-mode command when the
-    state file is gone: such a process is in no namespace fastnet could remove."""
-    pids = tagged_processes(tag_prefix)
+def stop_tagged(tag_prefix: str, keep: frozenset[str] | set[str] = frozenset()) -> list[int]:
+    """Stop every process tagged with tag_prefix but those of the containers in `keep` (SIGTERM,
+    then SIGKILL after a grace period); returns the pids that were found. This is how `down`
+    finds a host-mode command when the state file is gone (such a process is in no namespace
+    fastnet could remove), and how `up` stops the commands a killed run started."""
+    def doomed() -> list[int]:
+        return [pid for pid, container in tagged_processes(tag_prefix).items() if container not in keep]
+
+    pids = doomed()
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -108,7 +124,7 @@ def stop_tagged(tag_prefix: str) -> list[int]:
     left = pids
     while left and time.monotonic() < deadline:
         time.sleep(0.02)
-        left = tagged_processes(tag_prefix)
+        left = doomed()
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

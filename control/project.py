@@ -10,8 +10,9 @@ from typing import Callable
 
 from pyroute2 import IPRoute
 
-from . import drivers, failpoints, links, modes, sandbox
+from . import drivers, failpoints, interrupt, links, logs, modes, sandbox
 from .backends.base import Backend
+from .dns import resolvconf
 from .host import Host
 from .plan import Observed, Plan
 from .spec import ContainerSpec, InterfaceSpec, ProjectSpec
@@ -24,12 +25,17 @@ class ApplyError(RuntimeError):
 
 @dataclass
 class Journal:
-    """Undo actions of the steps done so far, run in reverse on failure."""
+    """Undo actions of the steps done so far, run in reverse on failure. Each entry is a step
+    boundary: an interruptible journal (the run's own, not the scratch ones of undo actions)
+    raises there if a signal arrived meanwhile (control/interrupt.py)."""
 
     undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    interruptible: bool = False
 
     def add(self, what: str, fn: Callable[[], None]) -> None:
         self.undo.append((what, fn))
+        if self.interruptible:
+            interrupt.checkpoint()
 
     def rollback(self) -> list[str]:
         errors = []
@@ -40,6 +46,12 @@ class Journal:
                 errors.append(f"undo {what}: {exc}")
         self.undo.clear()
         return errors
+
+
+def remove_namespace(host: Host, netns: str) -> None:
+    """A container's namespace and its resolv.conf (idempotent)."""
+    sandbox.remove(host.netns_dir / netns)
+    resolvconf.remove(host.runtime, netns)
 
 
 def empty_state(desired: ProjectSpec, source: str) -> ProjectState:
@@ -108,6 +120,7 @@ class Project:
     def create_container(self, c: ContainerSpec, journal: Journal) -> None:
         if modes.owns_namespace(c):
             sandbox.create(self.netns_path(c))
+            resolvconf.write(self.host.runtime, c.netns)
             if c.network_mode == "none":
                 modes.loopback_up(self.netns_path(c))
         self.st.spec.containers[c.name] = dataclasses.replace(c, interfaces=())
@@ -150,7 +163,7 @@ class Project:
         steps = [("command", lambda: self.stop_command(cname))]
         steps += [(f"interface {i.network}", lambda i=i: self.detach_interface(cname, i)) for i in c.interfaces]
         if modes.owns_namespace(c):  # never the host's or another container's
-            steps += [("namespace", lambda: sandbox.remove(self.netns_path(c)))]
+            steps += [("namespace", lambda: remove_namespace(self.host, c.netns))]
         for what, fn in steps:
             try:
                 fn()
@@ -159,13 +172,55 @@ class Project:
         self.st.spec.containers.pop(cname, None)
         return errors
 
+    # -- what the state does not know ---------------------------------------------------------
+    def sweep_unrecorded(self) -> list[str]:
+        """Remove every object tagged as the project's that its state does not record: what a run
+        killed after its last record made (or, in `down` once the recorded containers are gone,
+        everything left). Objects are found by exact ownership -- the link alias
+        `fastnet:<project>/<container>/<network>`, the namespace directory `rt/netns/<project>/`,
+        the command tag `<host>/<project>/<container>`, the route metric of the project -- never
+        by a name prefix another project could share. Keeps going past errors."""
+        errors: list[str] = []
+        containers = self.st.spec.containers
+        ports = {i.alias for c in containers.values() for i in c.interfaces}
+        for _, name, alias in links.owned_links(self.ipr, self.st.name):
+            if alias.count("/") == 2 and alias not in ports:  # a port; networks are below
+                try:
+                    links.delete_link(self.ipr, name)
+                except Exception as exc:
+                    errors.append(f"link {name} ({alias}): {exc}")
+        running = {name for name, cmd in self.st.commands.items()
+                   if name in containers and sandbox.linux.process_alive(cmd.pid, cmd.start_time)}
+        try:
+            modes.stop_tagged(modes.project_tag_prefix(self.host.key, self.st.name), keep=running)
+        except Exception as exc:
+            errors.append(f"commands: {exc}")
+        namespaces = {c.netns for c in containers.values() if modes.owns_namespace(c)}
+        project_dir = self.host.netns_dir / self.st.name
+        for path in sorted(project_dir.iterdir()) if project_dir.is_dir() else []:
+            netns = f"{self.st.name}/{path.name}"
+            if netns not in namespaces:
+                try:
+                    remove_namespace(self.host, netns)
+                except Exception as exc:
+                    errors.append(f"namespace {netns}: {exc}")
+        recorded = {n.subnet for n in self.st.spec.networks.values()}
+        for net in self.backend.owned_networks(self.ipr):
+            if net.subnet not in recorded:
+                try:
+                    self.backend.remove_network(self.ipr, net)
+                except Exception as exc:
+                    errors.append(f"network {net.name}: {exc}")
+        return errors
+
     def start_command(self, c: ContainerSpec, journal: Journal) -> None:
         assert c.command
         pid, start = sandbox.spawn(
-            self.netns_path(c),
+            self.host.runtime,
+            c.netns,
             c.command,
-            self.host.dir / "logs" / f"{self.st.name}-{c.name}.log",
-            f"{self.host.key}/{self.st.name}/{c.name}",
+            logs.open_command_log(self.host.dir, self.st.name, c.name),
+            {modes.TAG_VARIABLE: modes.tag(self.host.key, self.st.name, c.name)},
         )
         self.st.commands[c.name] = CommandState(pid, start, c.command)
         journal.add(f"command of {c.name}", lambda: self.stop_command(c.name))

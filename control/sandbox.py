@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from . import linux
+from . import linux, procs
 from .dns import resolvconf
 
 STOP_GRACE = 2.0
@@ -43,7 +42,6 @@ def create(path: Path) -> None:
         raise
     finally:
         os.close(saved)
-    resolvconf.write(path)
 
 
 def remove(path: Path) -> None:
@@ -53,7 +51,6 @@ def remove(path: Path) -> None:
         linux.umount(str(path))
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    resolvconf.remove(path)
 
 
 def alive(path: Path) -> bool:
@@ -118,47 +115,57 @@ def write_sysctl(path: Path | None, key: str, value: str) -> None:
         Path(proc_path).write_text(value)
 
 
-def enter(path: Path | None) -> None:
+def enter(runtime: Path, netns: str) -> None:
     """Become a process of the container: its network namespace (None: stay in the host's, for
     host mode), and (like `ip netns exec`) a private mount namespace whose /sys shows that
     network namespace's devices and whose /etc/resolv.conf names the container's resolver
-    (control/dns/resolvconf.py; host mode keeps the host's, as in Docker)."""
-    if path is not None:
-        linux.setns_path(str(path), linux.CLONE_NEWNET)
+    (control/dns/resolvconf.py; host mode keeps the host's, as in Docker).
+
+    The private mount namespace starts as a copy of the keeper's, whose `runtime` tmpfs holds
+    every container's namespace bind mount and the datapath's bpffs. The copy lets go of it:
+    a container's process must not keep other containers' namespaces, the pins and the socket
+    hooks alive after the keeper is gone."""
+    if netns:
+        linux.setns_path(str(runtime / "netns" / netns), linux.CLONE_NEWNET)
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     with contextlib.suppress(OSError):
         linux.umount("/sys")
         linux.mount("sysfs", "/sys", "sysfs")
-    resolv_conf = resolvconf.path_for(path) if path is not None else None
+    resolv_conf = resolvconf.path_for(runtime, netns) if netns else None
     if resolv_conf is not None and resolv_conf.exists():  # absent: made before fastnet had a resolver
         linux.mount(str(resolv_conf), str(resolvconf.HOST_RESOLV_CONF), None, linux.MS_BIND)
+    with contextlib.suppress(OSError):  # not mounted: a caller outside the keeper's mounts
+        linux.umount(str(runtime))
 
 
 def resolve_command(argv: tuple[str, ...]) -> str | None:
-    """The executable argv[0] names, or None if it cannot be run."""
+    """The executable argv[0] names, or None if it cannot be run (looked up as it will be
+    started: in fastnet's PATH, not the caller's)."""
     if "/" in argv[0]:
         return argv[0] if os.access(argv[0], os.X_OK) else None
-    return shutil.which(argv[0])
+    return procs.which(argv[0])
 
 
-def spawn(path: Path | None, argv: tuple[str, ...], log_path: Path, env_tag: str) -> tuple[int, int]:
-    """Start argv inside the container (path None: in the host's namespace), detached; returns
-    (pid, start time)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, FASTNET_CONTAINER=env_tag)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
+def spawn(runtime: Path, netns: str, argv: tuple[str, ...], log_fd: int, tag: dict[str, str]) -> tuple[int, int]:
+    """Start argv inside the container whose namespace is bound at runtime/netns/<netns> ("":
+    the host's namespace), detached, in `/` with a minimal environment (control/procs.py) plus
+    `tag`; returns (pid, start time). log_fd (closed here) takes its stdout and stderr."""
+    env = procs.environment(HOME="/root", **tag)
+    try:
+        proc = procs.popen(
             list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
             env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
             start_new_session=True,
-            preexec_fn=lambda: enter(path),
+            preexec_fn=lambda: enter(runtime, netns),
         )
+    finally:
+        os.close(log_fd)
     start = linux.proc_start_time(proc.pid)
-    proc.returncode = 0  # never waited on here: the agent's namespace outlives us
+    proc.returncode = 0  # never waited on here: the keeper's namespace outlives us
     return proc.pid, start or 0
 
 

@@ -39,7 +39,10 @@ def link_alias(project: str, *parts: str) -> str:
 
 
 def netns_name(project: str, container: str) -> str:
-    return f"{project}-{container}"
+    """Where the container's namespace is bound, under the keeper's `rt/netns/`: a directory
+    per project, so that a project's namespaces are found by exact ownership (project `shop`
+    with container `v2-web` and project `shop-v2` with container `web` never meet)."""
+    return f"{project}/{container}"
 
 
 @dataclass(frozen=True)

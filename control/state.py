@@ -18,11 +18,35 @@ from .config import Conntrack, PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 
-FORMAT = 2
+FORMAT = 3
 
 
 class StateError(RuntimeError):
-    """A state file that cannot be read (damaged, or written by another fastnet version)."""
+    """A state file that cannot be read (damaged, or written by a newer fastnet)."""
+
+
+def _v1_to_v2(d: dict) -> dict:
+    """Format 2 added network modes and published ports; absent means none."""
+    for c in d["spec"]["containers"].values():
+        c.setdefault("publish", [])
+        c.setdefault("network_mode", None)
+    return d
+
+
+def _v2_to_v3(d: dict) -> dict:
+    """Format 3 binds a container's namespace at `<project>/<container>` instead of
+    `<project>-<container>` (a prefix another project's names could share)."""
+    project = d["spec"]["name"]
+    names = set(d["spec"]["containers"])
+    for c in d["spec"]["containers"].values():
+        prefix = f"{project}-"
+        if c["netns"].startswith(prefix) and c["netns"][len(prefix):] in names:
+            c["netns"] = f"{project}/{c['netns'][len(prefix):]}"
+    return d
+
+
+# format N -> the function that turns it into format N + 1; a file is read by applying them in turn
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 @dataclass
@@ -66,10 +90,20 @@ def to_json(st: ProjectState) -> str:
     return json.dumps({"format": FORMAT, **_encode(st)}, indent=1, sort_keys=True)
 
 
+class NewerFormat(ValueError):
+    pass
+
+
 def from_json(text: str) -> ProjectState:
     d = json.loads(text)
-    if d.get("format") != FORMAT:
-        raise ValueError(f"unknown state format {d.get('format')!r}")
+    version = d.get("format")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"unknown state format {version!r}")
+    if version > FORMAT:
+        raise NewerFormat(f"written by a newer fastnet (state format {version}; this one reads up to {FORMAT})")
+    while version < FORMAT:
+        d = MIGRATIONS[version](d)
+        version += 1
     s = d["spec"]
     networks = {
         k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"],
@@ -122,7 +156,9 @@ def load(host: Host, project: str) -> ProjectState | None:
         return from_json(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except NewerFormat as exc:
+        raise StateError(f"state file {path} was {exc}") from exc
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"state file {path} is unreadable ({type(exc).__name__}: {exc})") from exc
 
 
@@ -145,17 +181,19 @@ def projects(host: Host) -> list[str]:
     return sorted(p.stem for p in host.projects_dir.glob("*.json"))
 
 
+def load_all(host: Host, besides: str | None = None) -> list[ProjectState]:
+    """Every project's state on the host but `besides`. Raises StateError for the first file
+    that cannot be read: callers that compute something for the whole host (its shared tables,
+    the sub-interfaces in use) must not compute it without what that file describes."""
+    states = []
+    for name in projects(host):
+        if name != besides and (st := load(host, name)) is not None:
+            states.append(st)
+    return states
+
+
 def backend_states(host: Host, backend: str, current: ProjectState | None) -> list[ProjectState]:
     """Every project of `backend` on the host, with `current` as it is in memory (one backend's
-    tables serve all of them). Unreadable state files are skipped."""
-    states = [current] if current is not None else []
-    for name in projects(host):
-        if current is not None and name == current.name:
-            continue
-        try:
-            other = load(host, name)
-        except StateError:
-            continue
-        if other is not None and other.spec.backend == backend:
-            states.append(other)
-    return states
+    tables serve all of them). Raises StateError as load_all does."""
+    others = load_all(host, besides=current.name if current is not None else None)
+    return ([current] if current is not None else []) + [st for st in others if st.spec.backend == backend]

@@ -82,9 +82,35 @@ def compile_datapath(test_mode: bool = False, defines: tuple[tuple[str, int], ..
     return bpf, Datapath(progs=progs, maps=maps, _keepalive=bpf)
 
 
+class NewerDatapath(DatapathError):
+    """Pins of a newer ABI: this version cannot know their layout, and must not replace them."""
+
+
+def refuse_newer(pin_root: Path) -> None:
+    """Raise NewerDatapath if a newer fastnet pinned its datapath here."""
+    newer = sorted(v for v in _pinned_versions(pin_root) if v > abi.ABI_VERSION)
+    if newer:
+        raise NewerDatapath(
+            f"the datapath on this host was built by a newer fastnet (ABI {newer[-1]}; this one is ABI "
+            f"{abi.ABI_VERSION}): use that version, or bring every project down with it first"
+        )
+
+
+def _pinned_versions(pin_root: Path) -> set[int]:
+    if not pin_root.is_dir():
+        return set()
+    found = set()
+    for p in pin_root.iterdir():
+        head = p.name.split("_", 1)[0]
+        if p.is_dir() and head.startswith("v") and head[1:].isdigit():
+            found.add(int(head[1:]))
+    return found
+
+
 def open_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] | None = None) -> Datapath | None:
     """The datapath pinned for the current sources and settings (None: whichever settings are
-    pinned), or None if there is no complete set."""
+    pinned), or None if there is no complete set. NewerDatapath if a newer ABI is pinned."""
+    refuse_newer(pin_root)
     if defines is None:
         current = [p for p in pin_root.glob(f"v{abi.ABI_VERSION}_*") if p.is_dir()] if pin_root.is_dir() else []
         if len(current) != 1:
@@ -97,7 +123,9 @@ def open_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] | None = No
 
 def open_all_pinned(pin_root: Path) -> list[Datapath]:
     """Every complete pinned datapath of this ABI version: one, or two while `up` moves the
-    ports of an old build to a new one (both builds' socket hooks are attached until then)."""
+    ports of an old build to a new one (both builds' socket hooks are attached until then).
+    NewerDatapath if a newer ABI is pinned."""
+    refuse_newer(pin_root)
     found = [_open_pin_dir(p) for p in sorted(pin_root.glob(f"v{abi.ABI_VERSION}_*"))] if pin_root.is_dir() else []
     return [dp for dp in found if dp is not None]
 
@@ -124,6 +152,7 @@ def load_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] = ()) -> Da
         return found
     pin_dir = pin_root / version_dir_name(defines)
     staging = pin_root / f"staging_{version_dir_name(defines)}_{os.getpid()}"
+    _remove_dead_staging(pin_root)
     bpf, fresh = compile_datapath(defines=defines)
     try:
         staging.mkdir(parents=True, exist_ok=True)
@@ -145,12 +174,28 @@ def load_pinned(pin_root: Path, defines: tuple[tuple[str, int], ...] = ()) -> Da
     return found
 
 
+def _remove_dead_staging(pin_root: Path) -> None:
+    """Staging directories of runs killed while pinning (`staging_<version>_<pid>`)."""
+    if not pin_root.is_dir():
+        return
+    for p in pin_root.glob("staging_*"):
+        pid = p.name.rsplit("_", 1)[-1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            remove_pins(p)
+
+
 def stale_pin_dirs(pin_root: Path, defines: tuple[tuple[str, int], ...] = ()) -> list[Path]:
-    """Pin directories made by other sources, layouts or settings (an upgrade left them)."""
+    """Pin directories made by other sources, layouts or settings of this or an older ABI (an
+    upgrade, or a run killed before it moved the ports, left them); never a newer ABI's."""
     if not pin_root.is_dir():
         return []
     keep = version_dir_name(defines)
-    return [p for p in pin_root.iterdir() if p.is_dir() and p.name != keep and not p.name.startswith("staging_")]
+    stale = []
+    for p in pin_root.iterdir():
+        head = p.name.split("_", 1)[0]
+        if p.is_dir() and p.name != keep and head[1:].isdigit() and int(head[1:]) <= abi.ABI_VERSION:
+            stale.append(p)
+    return stale
 
 
 def remove_pins(pin_dir: Path) -> None:

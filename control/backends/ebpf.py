@@ -144,7 +144,8 @@ class EbpfBackend:
         maps.sync(networks, ports)
         maps.sync_ipvlan(ipvlan_ports)
         maps.sync_vlans([VlanRecord(base, vid, tagger) for base, vid, tagger, _ in vlans])
-        if self.dp.fresh:
+        # A new build, or one a killed run pinned without moving the ports over to it.
+        if self.dp.fresh or loader.stale_pin_dirs(self.pin_root, self._defines):
             self._move_ports_to(self.dp, ports, ipvlan_ports)
         with IPRoute() as ipr:
             for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it

@@ -1,7 +1,8 @@
 """The resolv.conf a container's processes see: it names the resolver in their own namespace.
 
-It lives next to the container's netns bind mount in the agent's tmpfs (`rt/resolv/NETNS`),
-so it exists exactly while the container does and vanishes with the agent. `sandbox.enter`
+It lives beside the container's netns bind mount in the keeper's tmpfs (`rt/resolv/NETNS`,
+NETNS being `<project>/<container>` as under `rt/netns/`), so it exists exactly while the
+container does and vanishes with the keeper. `sandbox.enter`
 bind-mounts it over /etc/resolv.conf in the private mount namespace every container process
 gets (the same thing `ip netns exec` does with /etc/netns/NAME/resolv.conf).
 """
@@ -16,9 +17,8 @@ from . import RESOLVER_ADDRESS
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 
 
-def path_for(netns_path: Path) -> Path:
-    """rt/netns/NAME -> rt/resolv/NAME."""
-    return netns_path.parent.parent / "resolv" / netns_path.name
+def path_for(runtime: Path, netns: str) -> Path:
+    return runtime / "resolv" / netns
 
 
 def content(host_resolv_conf: str) -> str:
@@ -31,12 +31,12 @@ def content(host_resolv_conf: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(netns_path: Path) -> None:
+def write(runtime: Path, netns: str) -> None:
     try:
         host_text = HOST_RESOLV_CONF.read_text()
     except OSError:
         host_text = ""
-    path = path_for(netns_path)
+    path = path_for(runtime, netns)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(content(host_text))
@@ -44,6 +44,6 @@ def write(netns_path: Path) -> None:
     tmp.rename(path)
 
 
-def remove(netns_path: Path) -> None:
+def remove(runtime: Path, netns: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        path_for(netns_path).unlink()
+        path_for(runtime, netns).unlink()

@@ -147,6 +147,8 @@ class Resolver:
         self.endpoints: dict[str, Endpoint] = {}
         self.errors: dict[str, str] = {}  # netns -> why it has no sockets
         self.loaded: dict[str, int] = {}  # project -> mtime_ns of the state it was built from
+        self.last_read_dir = self.runtime / "last-read"
+        self._copied: dict[str, int] = {}  # state file -> mtime_ns of the copy in last_read_dir
         self.totals = _counters()
         self.forwards = 0
         self.generation = 0
@@ -204,16 +206,38 @@ class Resolver:
         return tuple(files)
 
     def _read_projects(self) -> tuple[list, dict[str, int]]:
-        specs, loaded = [], {}
+        """The spec of every project with a state file. A file that cannot be read (damaged, or
+        from a newer fastnet) is served as it was when last read, by this agent or an earlier
+        one (a copy in the keeper's tmpfs, `rt/last-read/`): its containers keep their names
+        and sockets (`up` and `down` refuse to act on the file and say so)."""
+        specs, loaded = {}, {}
+        self.last_read_dir.mkdir(exist_ok=True)
         for path in sorted(self.projects_dir.glob("*.json")) if self.projects_dir.is_dir() else []:
+            copy = self.last_read_dir / path.name
             try:
                 mtime = path.stat().st_mtime_ns
-                st = from_json(path.read_text())
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # unreadable or vanished under us: `up`/`down` report those
-            specs.append(st.spec)
+                text = path.read_text()
+                st = from_json(text)
+            except FileNotFoundError:
+                continue  # removed under us
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                try:
+                    specs[path.stem] = from_json(copy.read_text()).spec
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    pass
+                continue
+            if self._copied.get(path.name) != mtime:
+                tmp = copy.with_name(f".{copy.name}.tmp")
+                tmp.write_text(text)
+                tmp.rename(copy)
+                self._copied[path.name] = mtime
+            specs[st.name] = st.spec
             loaded[st.name] = mtime
-        return specs, loaded
+        for stale in self.last_read_dir.glob("*.json"):
+            if not (self.projects_dir / stale.name).exists():
+                stale.unlink(missing_ok=True)
+                self._copied.pop(stale.name, None)
+        return list(specs.values()), loaded
 
     async def reload(self) -> None:
         self._signature = self._state_signature()

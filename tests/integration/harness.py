@@ -336,13 +336,20 @@ class Host:
         except (OSError, ValueError):
             return None
 
+    def keeper_record(self) -> dict | None:
+        try:
+            return json.loads((self.dir / "keeper.json").read_text())
+        except (OSError, ValueError):
+            return None
+
     def agent_processes(self) -> list[tuple[int, str]]:
-        """Live agent processes of this host (by their command line, not only agent.json)."""
+        """Live keeper and agent processes of this host (by their command line, not only by
+        their record files)."""
         want = str(self.dir)
         found = []
         for pid in processes():
             cl = cmdline(pid)
-            if "fastnet.control.agent" in cl and want in cl.split():
+            if ("fastnet.control.agent" in cl or "fastnet.control.keeper" in cl) and want in cl.split():
                 found.append((pid, cl))
         return found
 
@@ -508,9 +515,9 @@ def leftovers(host: Host) -> list[str]:
                 found.append(f"state dir: {rel}{'/' if child.is_dir() else ''}")
     for pid, cl in host.agent_processes():
         found.append(f"agent process {pid}: {cl}")
-    agent = host.agent_record()
-    if agent and pid_alive(int(agent.get("pid", 0))):
-        found.append(f"agent.json names live pid {agent['pid']}")
+    for what, record in (("agent", host.agent_record()), ("keeper", host.keeper_record())):
+        if record and pid_alive(int(record.get("pid", 0))):
+            found.append(f"{what}.json names live pid {record['pid']}")
     for pid, tag in host.container_processes():
         found.append(f"container process {pid} ({tag}): {cmdline(pid)[:80]}")
     for pid in pids_in_netns(host.inode):

@@ -128,12 +128,12 @@ def test_exec_runs_inside_the_container(cli):
 
 
 def test_inspect_describes_the_container(cli):
-    agent = cli.agent_record()["pid"]
+    keeper = cli.keeper_record()["pid"]
     links = {l["ifname"]: l for l in cli.links()}
     a = cli.inspect("a")
     assert set(a) >= {"name", "project", "backend", "netns", "running", "networks", "command", "counters"}
     assert (a["name"], a["project"], a["backend"], a["running"]) == ("a", "cli", "ebpf", True)
-    assert a["netns"].startswith(f"/proc/{agent}/root/") and a["netns"].endswith("/cli-a"), a["netns"]
+    assert a["netns"].startswith(f"/proc/{keeper}/root/") and a["netns"].endswith("/cli/a"), a["netns"]
     assert ns_inode(a["netns"]) not in (cli.inode, ns_inode("/proc/self/ns/net"))
     front = a["networks"]["front"]
     assert {k: front[k] for k in ("ifname", "ipv4", "prefixlen", "mac", "gateway", "aliases")} == {
@@ -168,6 +168,7 @@ def test_ps_lists_the_project(cli):
     ps = cli.ps()
     assert ps["host"] == cli.key
     assert ps["agent_pid"] == cli.agent_record()["pid"]
+    assert ps["keeper_pid"] == cli.keeper_record()["pid"]
     project = ps["projects"]["cli"]
     assert set(project["containers"]) == set("abcdef")
     assert {n: v["subnet"] for n, v in project["networks"].items()} == {

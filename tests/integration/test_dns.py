@@ -137,6 +137,7 @@ def ask(ns_path: str, name: str, rdtype: str = "A", tcp: bool = False, timeout: 
             s.settimeout(timeout)
             s.connect((RESOLVER, 53))
             return dns.query.tcp(q, RESOLVER, timeout=timeout, sock=s)
+        s.setblocking(False)  # dnspython waits for readability itself; a blocking socket would hang on a lost reply
         return dns.query.udp(q, RESOLVER, timeout=timeout, sock=s)
 
 
@@ -172,8 +173,8 @@ def dns_counters(host, container: str) -> dict:
 
 
 def agent_root(host) -> Path:
-    """The agent's view of HOST's state dir (its tmpfs rt/ is only visible there)."""
-    return Path(f"/proc/{host.agent_record()['pid']}/root{host.dir}")
+    """The keeper's (and agent's) view of HOST's state dir (its tmpfs rt/ is only visible there)."""
+    return Path(f"/proc/{host.keeper_record()['pid']}/root{host.dir}")
 
 
 def resolver_table(host) -> dict[int, tuple[str, int, int]]:
@@ -314,7 +315,7 @@ def test_exec_and_command_see_the_resolver(dnst):
     host, _ = dnst
     text = host.exec("api", "cat", "/etc/resolv.conf").stdout
     assert re.search(r"^nameserver 127\.0\.0\.11$", text, re.M) and text.count("nameserver") == 1
-    log = host.dir / "logs" / "dnst-cmd.log"
+    log = host.dir / "logs" / "dnst" / "cmd.log"
     wait_until(lambda: log.exists() and "10.93.1.10" in log.read_text(), timeout=10, what="cmd's dig answer")
     assert "nameserver 127.0.0.11" in log.read_text()
     # HOST itself keeps its own resolv.conf
@@ -557,7 +558,7 @@ def test_added_container_resolves_at_once_and_removed_stops(host):
         # the newcomer itself is served at once too
         assert str(ask(ns_of(host, "late"), "api").answer[0][0]) == host.inspect("api")["networks"]["front"]["ipv4"]
         resolv_dir = agent_root(host) / "rt" / "resolv"
-        assert sorted(os.listdir(resolv_dir)) == ["dnsd-api", "dnsd-late", "dnsd-web"]
+        assert sorted(os.listdir(resolv_dir / "dnsd")) == ["api", "late", "web"]
         cookies = {name: cookie_of(ns_of(host, name)) for name in ("api", "web", "late")}
         assert set(resolver_table(host)) == set(cookies.values())
 
@@ -566,9 +567,9 @@ def test_added_container_resolves_at_once_and_removed_stops(host):
         while ask(api, "newcomer", timeout=0.5).rcode() != dns.rcode.NXDOMAIN:
             assert time.monotonic() - returned < 1.0, "late still resolves 1 s after `up` removed it"
         assert ask(api, "late").rcode() == dns.rcode.NXDOMAIN
-        assert sorted(os.listdir(resolv_dir)) == ["dnsd-api", "dnsd-web"]
+        assert sorted(os.listdir(resolv_dir / "dnsd")) == ["api", "web"]
         status = json.loads((agent_root(host) / "rt" / "dns.json").read_text())
-        assert set(status["containers"]) == {"dnsd-api", "dnsd-web"}
+        assert set(status["containers"]) == {"dnsd/api", "dnsd/web"}
         assert set(resolver_table(host)) == {cookies["api"], cookies["web"]}  # late's entry went
 
         host.down("dnsd")
@@ -584,8 +585,9 @@ def test_down_of_one_project_stops_its_names_only(host):
         assert ask(x, "y").answer and ask(x, "web").rcode() == dns.rcode.NXDOMAIN  # another project
         host.down("dnsd")
         status = json.loads((agent_root(host) / "rt" / "dns.json").read_text())
-        assert set(status["containers"]) == {"dnso-x", "dnso-y"}
-        assert sorted(os.listdir(agent_root(host) / "rt" / "resolv")) == ["dnso-x", "dnso-y"]
+        assert set(status["containers"]) == {"dnso/x", "dnso/y"}
+        assert os.listdir(agent_root(host) / "rt" / "resolv") == ["dnso"]
+        assert sorted(os.listdir(agent_root(host) / "rt" / "resolv" / "dnso")) == ["x", "y"]
         assert ask(x, "y").answer
         host.down("dnso")
         assert_no_leftovers(host)

@@ -60,7 +60,7 @@ def zone() -> Zone:
 
 
 def a(zone, asker, name):
-    return [str(x) for x in zone.lookup(zone.views[f"demo-{asker}"], name).addresses]
+    return [str(x) for x in zone.lookup(zone.views[f"demo/{asker}"], name).addresses]
 
 
 def test_names_and_aliases_of_shared_networks(zone):
@@ -81,11 +81,11 @@ def test_name_dot_network(zone):
     assert a(zone, "api", "api.front") == ["10.90.1.20"]
     assert a(zone, "api", "api.back") == ["10.90.2.20"]
     assert a(zone, "api", "www.front") == ["10.90.1.10"]
-    assert zone.lookup(zone.views["demo-api"], "web.back").nxdomain
+    assert zone.lookup(zone.views["demo/api"], "web.back").nxdomain
 
 
 def test_not_shared_is_nxdomain_not_forwarded(zone):
-    web = zone.views["demo-web"]
+    web = zone.views["demo/web"]
     for name in ("db", "store", "db.back", "far", "remote", "far.front", "solo"):
         found = zone.lookup(web, name)
         assert found.nxdomain and not found.addresses, name
@@ -95,40 +95,40 @@ def test_not_shared_is_nxdomain_not_forwarded(zone):
 def test_dotted_names_of_other_projects_do_not_shadow_real_domains():
     other = OTHER.replace("aliases: [remote]", "aliases: [remote, example.com]")
     z = Zone([build(parse_config(DEMO), None), build(parse_config(other), None)])
-    web = z.views["demo-web"]
+    web = z.views["demo/web"]
     assert not z.lookup(web, "example.com").local  # forwarded
     assert z.lookup(web, "remote").nxdomain
-    assert z.lookup(z.views["other-far"], "example.com").addresses  # its own network sees it
+    assert z.lookup(z.views["other/far"], "example.com").addresses  # its own network sees it
 
 
 def test_network_modes():
     text = DEMO.replace("  solo: {}\n", "  solo: {}\n  h: {network_mode: host}\n  n: {network_mode: none}\n"
                         "  side: {network_mode: \"container:web\"}\n")
     z = Zone([build(parse_config(text), None)])
-    assert "demo-web" in z.views and z.views["demo-web"].container == "web"  # not taken over by side
+    assert "demo/web" in z.views and z.views["demo/web"].container == "web"  # not taken over by side
     assert "" not in z.views  # host mode: the host's own resolv.conf, no resolver
-    none = z.views["demo-n"]
+    none = z.views["demo/n"]
     assert none.networks == () and not none.forward  # no network: nothing resolves, nothing leaves
     for name in ("side", "h", "n"):
-        assert z.lookup(z.views["demo-api"], name).nxdomain  # no endpoint, no address
+        assert z.lookup(z.views["demo/api"], name).nxdomain  # no endpoint, no address
 
 
 def test_default_bridge_gives_no_names(zone):
-    solo = zone.views["demo-solo"]
+    solo = zone.views["demo/solo"]
     assert solo.networks == () and solo.forward
     assert zone.lookup(solo, "solo2").nxdomain
     assert zone.lookup(solo, "solo").nxdomain
 
 
 def test_round_robin_rotates_every_address(zone):
-    api = zone.views["demo-api"]
+    api = zone.views["demo/api"]
     seen = [tuple(str(x) for x in zone.lookup(api, "pool").addresses) for _ in range(4)]
     assert seen[0] != seen[1] and seen[0] == seen[2] and seen[1] == seen[3]
     assert sorted(seen[0]) == sorted(seen[1]) == ["10.90.1.10", "10.90.1.11"]
 
 
 def test_reverse(zone):
-    api, web = zone.views["demo-api"], zone.views["demo-web"]
+    api, web = zone.views["demo/api"], zone.views["demo/web"]
     assert zone.reverse(api, "10.1.90.10.in-addr.arpa.").ptr == "web.front."
     assert zone.reverse(api, "30.2.90.10.in-addr.arpa").ptr == "db.back."
     assert zone.reverse(web, "30.2.90.10.in-addr.arpa").nxdomain  # not shared
@@ -138,15 +138,15 @@ def test_reverse(zone):
 
 
 def test_forwarding_only_with_a_non_internal_network(zone):
-    assert not zone.views["demo-safe"].forward
-    assert zone.views["demo-mixed"].forward
-    assert zone.views["demo-web"].forward
+    assert not zone.views["demo/safe"].forward
+    assert zone.views["demo/mixed"].forward
+    assert zone.views["demo/web"].forward
 
 
 # -- responder -------------------------------------------------------------------------------
 def ask(zone, asker, name, rdtype="A", **kw):
     q = dns.message.make_query(name, rdtype, **kw)
-    return q, respond(zone, zone.views[f"demo-{asker}"], q.to_wire())
+    return q, respond(zone, zone.views[f"demo/{asker}"], q.to_wire())
 
 
 def test_local_answer(zone):
@@ -191,7 +191,7 @@ def test_ptr_answer(zone):
 
 
 def test_malformed_queries(zone):
-    view = zone.views["demo-api"]
+    view = zone.views["demo/api"]
     wire = dns.message.make_query("web", "A").to_wire()
     assert respond(zone, view, b"\x12\x34\x01").kind == "malformed"  # no whole header: dropped
     cut = respond(zone, view, wire[:-3])  # truncated question: FORMERR under the query's id
@@ -215,7 +215,7 @@ def test_too_big_for_udp_is_truncated(zone):
         f"  n{i}:\n    networks:\n      front: {{aliases: [crowd]}}\n" for i in range(60)) + "  solo: {}\n")
     big = Zone([build(parse_config(many), None)])
     q = dns.message.make_query("crowd", "A")
-    out = respond(big, big.views["demo-api"], q.to_wire())
+    out = respond(big, big.views["demo/api"], q.to_wire())
     udp = dns.message.from_wire(render(out.response, out.query, tcp=False))
     assert udp.flags & dns.flags.TC and not udp.answer
     tcp = dns.message.from_wire(render(out.response, out.query, tcp=True))

@@ -102,7 +102,7 @@ def test_a_mode_may_share_a_none_or_host_container():
                 "  a: {network_mode: 'container:n'}\n  b: {network_mode: 'container:h'}\n")
     assert cfg.containers["a"].network_mode == "container:n"
     s = build(cfg, None)
-    assert s.containers["a"].netns == s.containers["n"].netns == "demo-n"
+    assert s.containers["a"].netns == s.containers["n"].netns == "demo/n"
     assert s.containers["b"].netns == s.containers["h"].netns == modes.HOST_NAMESPACE
 
 
@@ -112,9 +112,9 @@ def test_a_mode_may_share_a_none_or_host_container():
 def test_spec_namespaces():
     s = spec(MODES)
     web, db, h, box = (s.containers[n] for n in ("web", "db", "h", "box"))
-    assert web.netns == db.netns == "demo-db"
+    assert web.netns == db.netns == "demo/db"
     assert h.netns == modes.HOST_NAMESPACE and modes.in_host_namespace(h)
-    assert box.netns == "demo-box" and box.interfaces == ()
+    assert box.netns == "demo/box" and box.interfaces == ()
     assert [modes.mode_of(c) for c in (web, db, h, box)] == ["container:db", "bridge", "host", "none"]
     assert [modes.owns_namespace(c) for c in (web, db, h, box)] == [False, True, False, True]
     assert modes.shared_with(web) == "db" and modes.shared_with(db) is None

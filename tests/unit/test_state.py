@@ -1,4 +1,7 @@
-"""The ownership record survives a round trip through its file format unchanged."""
+"""The ownership record survives a round trip through its file format unchanged, and older
+formats are read through their migrations."""
+import json
+
 import pytest
 
 from fastnet.control import state
@@ -31,7 +34,44 @@ def test_round_trip():
 
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown state format"):
-        state.from_json('{"format": 99}')
+        state.from_json('{"format": "two"}')
+
+
+def test_a_newer_format_is_refused_with_what_reads_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("fastnet.control.host.STATE_ROOT", tmp_path)
+    host = Host(12345)
+    state.save(host, state.ProjectState(spec=build(parse_config(TEXT), None)))
+    path = state.path_of(host, "demo")
+    path.write_text(path.read_text().replace(f'"format": {state.FORMAT}', f'"format": {state.FORMAT + 1}'))
+    with pytest.raises(state.StateError, match=rf"{path} was written by a newer fastnet \(state format {state.FORMAT + 1}"):
+        state.load(host, "demo")
+    with pytest.raises(state.StateError, match=str(path)):
+        state.load_all(host, besides="other")
+
+
+def _as_format(st: state.ProjectState, version: int) -> dict:
+    """A state as an older fastnet wrote it (the shapes the migrations start from)."""
+    d = json.loads(state.to_json(st))
+    d["format"] = version
+    if version <= 2:
+        for name, c in d["spec"]["containers"].items():
+            if c["netns"]:
+                c["netns"] = c["netns"].replace("/", "-")
+    if version == 1:
+        for c in d["spec"]["containers"].values():
+            del c["publish"], c["network_mode"]
+    return d
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_formats_are_migrated(version):
+    text = TEXT + "  db:\n    networks: [front]\n  side:\n    network_mode: container:db\n"
+    st = state.ProjectState(spec=build(parse_config(text), None), ports={"web/front": 7})
+    if version == 1:  # format 1 had neither modes nor published ports
+        st.spec.containers.pop("side")
+    again = state.from_json(json.dumps(_as_format(st, version)))
+    assert again == st
+    assert again.spec.containers["web"].netns == "demo/web"
 
 
 def test_save_load_remove(tmp_path, monkeypatch):
