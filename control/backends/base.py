@@ -11,9 +11,17 @@ from ..state import ProjectState
 
 class Backend(Protocol):
     name: str
+    # Whether its tables hold copies of the host's addresses and links, which the agent then
+    # has it rewrite (sync) when they change (control/hostwatch.py).
+    copies_host_facts: bool
 
     def host_mac(self, network: NetworkSpec) -> str | None:
         """MAC of the host end of a port on this network (None: the kernel's choice)."""
+
+    @staticmethod
+    def table_problems(specs: list[ProjectSpec]) -> str | None:
+        """What would not fit in the backend's own tables with these projects (every project of
+        the backend on the host, after the run); None if everything fits."""
 
     def prepare(self, spec: ProjectSpec) -> None:
         """Load whatever the backend's datapath needs for spec (may compile)."""

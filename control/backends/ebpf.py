@@ -13,14 +13,16 @@ from __future__ import annotations
 import errno
 import json
 import socket
+from collections import Counter
 from ipaddress import IPv4Network
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ...datapath import loader, sockhooks, tc
-from ...datapath.maps import HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord
-from .. import drivers, nlbatch, observe
+from ...datapath import abi, loader, sockhooks, tc
+from ...datapath.maps import (HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord,
+                              port_prefixes)
+from .. import drivers, modes, nlbatch, observe
 from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
@@ -38,6 +40,7 @@ PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 class EbpfBackend:
     name = "ebpf"
+    copies_host_facts = True  # its tables hold the uplink's address and the host's addresses
 
     def __init__(self, host: Host, project: str):
         self.host = host
@@ -60,6 +63,44 @@ class EbpfBackend:
         """Compile-time settings: each flow takes two entries, one per direction."""
         ct = spec.conntrack
         return (("FN_CT_MAX", 2 * ct.max_flows), ("FN_CT_NEW_MAX", 2 * ct.max_new_flows))
+
+    @staticmethod
+    def table_problems(specs: list[ProjectSpec]) -> str | None:
+        """What would not fit in the datapath's tables with these projects (every ebpf project
+        of the host after the run) on it; the sizes are abi.h's."""
+        limits = abi.constants()
+        where = "in bpf/include/fastnet/abi.h"
+        per_network: Counter[tuple[str, str]] = Counter()
+        ipvlan_ports = resolvers = 0
+        prefixes = {"fn_svc_any": 0, "fn_svc_addr": 0}
+        for spec in specs:
+            for c in spec.containers.values():
+                resolvers += modes.owns_namespace(c)
+                for i in c.interfaces:
+                    driver = spec.networks[i.network].driver if i.network in spec.networks else None
+                    if driver == "bridge":
+                        per_network[(spec.name, i.network)] += 1
+                    ipvlan_ports += driver == "ipvlan"
+                for m in c.publish:
+                    table = "fn_svc_any" if m.host_ip is None else "fn_svc_addr"
+                    prefixes[table] += len(port_prefixes(m.host_port_first, m.host_port_last))
+        for (project, network), count in per_network.items():
+            if count > limits["FN_MAX_FLOOD_PORTS"]:
+                return (f"networks.{network}: {count} container interfaces, above the datapath's "
+                        f"{limits['FN_MAX_FLOOD_PORTS']} per network (FN_MAX_FLOOD_PORTS {where})")
+        networks = sum(1 for spec in specs for n in spec.networks.values() if n.driver == "bridge")
+        totals = [
+            (networks, "FN_MAX_NETWORKS", "bridge networks on this host"),
+            (sum(per_network.values()), "FN_MAX_ENDPOINTS", "container interfaces on bridge networks on this host"),
+            (ipvlan_ports, "FN_MAX_ENDPOINTS", "ipvlan interfaces on this host"),
+            (resolvers, "FN_MAX_ENDPOINTS", "containers with a resolver on this host"),
+            (prefixes["fn_svc_any"], "FN_MAX_SERVICES", "table entries for ports published on every address"),
+            (prefixes["fn_svc_addr"], "FN_MAX_SERVICES", "table entries for ports published on one address"),
+        ]
+        for count, limit, what in totals:
+            if count > limits[limit]:
+                return f"{count} {what}, above the datapath's {limits[limit]} ({limit} {where})"
+        return None
 
     def prepare(self, spec: ProjectSpec) -> None:
         if self.dp is None:

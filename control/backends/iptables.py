@@ -103,6 +103,7 @@ def restore(text: str) -> None:
 
 class IptablesBackend:
     name = "iptables"
+    copies_host_facts = False  # MASQUERADE and the kernel's routing read them when they need them
 
     def __init__(self, host: Host, project: str):
         self.host = host
@@ -189,6 +190,11 @@ class IptablesBackend:
         except NetlinkError as e:
             if e.code not in (errno.ENODEV, errno.ENOENT):
                 raise
+
+    @staticmethod
+    def table_problems(specs: list[ProjectSpec]) -> str | None:
+        """The kernel's bridges and iptables have no table of fastnet's to fill."""
+        return None
 
     def owned_networks(self, ipr: IPRoute) -> list[NetworkSpec]:
         """The project's bridges as the kernel shows them (for down without state)."""
