@@ -1,5 +1,6 @@
-"""The per-host agent: the containers' DNS resolver, conntrack garbage collection and log
-caps, in the keeper's namespaces (control/keeper.py).
+"""The per-host agent: the containers' DNS resolver, conntrack garbage collection, the watch
+of the host's links and addresses (control/hostwatch.py) and log caps, in the keeper's
+namespaces (control/keeper.py).
 
 Run as `python -I -m fastnet.control.agent HOST_DIR` by the keeper, which restarts it whenever
 it exits: nothing the containers or the datapath need to keep working lives in this process
@@ -14,7 +15,9 @@ DNS), conntrack garbage collection and the log size caps (control/logs.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import sys
 import time
@@ -28,6 +31,11 @@ GC_INTERVAL = 5.0  # seconds between conntrack garbage collections
 
 def main() -> int:
     host_dir = Path(sys.argv[1])
+    # Two sockets per container: take every descriptor the hard limit allows (capacity.py
+    # checks the count against that limit before `up` creates anything).
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return asyncio.run(serve(host_dir))
 
 
@@ -43,12 +51,17 @@ async def serve(host_dir: Path) -> int:
     loop.add_signal_handler(signal.SIGCHLD, _reap)
     loop.add_signal_handler(signal.SIGHUP, resolver.request_reload)
     await resolver.start()
+    from .hostwatch import HostWatch  # after DNS serves: its import (pyroute2) is the slow part of a restart
+
+    watch = HostWatch()
+    watch.start()
     gc = asyncio.create_task(_periodic(host_dir))
     write_record(host_dir / AGENT_FILE, os.getpid())
     try:
         await stop.wait()
     finally:
         gc.cancel()
+        watch.close()
         resolver.close()
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import modes
 from .host import Host
+from .keeper import RUNTIME_BYTES
 from .spec import ProjectSpec
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -41,13 +42,13 @@ def namespaces(specs: list[ProjectSpec]) -> int:
     return sum(1 for spec in specs for c in spec.containers.values() if modes.owns_namespace(c))
 
 
-def check(host: Host, desired: ProjectSpec, current: ProjectSpec | None, others: list[ProjectSpec],
-          runtime_bytes: int, agent_pid: int | None) -> None:
+def check(host: Host, desired: ProjectSpec, current: ProjectSpec | None, others: list[ProjectSpec]) -> None:
     """Raise CapacityError if the host cannot hold `desired` beside `others`."""
+    keeper, agent = host.live_keeper(), host.live_agent()
     new = namespaces([desired]) - (namespaces([current]) if current else 0)
     if new > 0:
         # The keeper's tmpfs: what is free now, or all of it for a keeper not started yet.
-        free = _free_bytes(host.runtime) if agent_pid is not None else runtime_bytes
+        free = _free_bytes(Path(keeper.path_outside(host.runtime))) if keeper else RUNTIME_BYTES
         if new * PAGE > free:
             raise CapacityError(
                 f"containers: {new} more containers need {new * PAGE // 1024} KiB in fastnet's runtime tmpfs "
@@ -63,7 +64,7 @@ def check(host: Host, desired: ProjectSpec, current: ProjectSpec | None, others:
                             f"{free // 1024} KiB free")
     total = namespaces([desired, *others])
     fds = total * AGENT_FDS_PER_CONTAINER + AGENT_FDS_SPARE
-    limit = agent_fd_limit(agent_pid)
+    limit = agent_fd_limit(agent.pid if agent else None)
     if fds > limit:
         raise CapacityError(
             f"containers: {total} containers on this host need about {fds} open files in fastnet's agent "

@@ -160,6 +160,18 @@ def flush() -> None:
 
 
 @cli.command()
+def keeper() -> None:
+    """Run this host's keeper in the foreground, for a service manager (systemd); without one,
+    the first `up` starts it."""
+    from .host import HostError, current_host, exec_keeper
+
+    try:
+        exec_keeper(current_host())
+    except HostError as exc:
+        fail(f"keeper: {exc}")
+
+
+@cli.command()
 @click.option("--quick", is_flag=True, help="Short durations and small sizes (a few minutes).")
 @click.option("--variants", help="Comma-separated subset of ebpf,iptables,nftables,direct "
               "(default: all; --quick: all but nftables).")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import drivers, interrupt, links, logs, modes, sandbox
+from . import capacity, drivers, interrupt, links, logs, modes, sandbox
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
@@ -39,9 +39,18 @@ class UpResult:
     state: ProjectState
 
 
-def preflight(desired: ProjectSpec, current: ProjectState | None, others: list[ProjectState], ipr: IPRoute) -> None:
+def preflight(host: Host, desired: ProjectSpec, current: ProjectState | None, others: list[ProjectState],
+              ipr: IPRoute) -> None:
     """Everything that can be checked before the first change. `others`: the other projects
     on this host, which share its addresses, ports and datapath."""
+    problem = BACKENDS[desired.backend].table_problems(
+        [desired, *(o.spec for o in others if o.spec.backend == desired.backend)])
+    if problem:
+        raise UpError(problem)
+    try:
+        capacity.check(host, desired, current.spec if current else None, [o.spec for o in others])
+    except capacity.CapacityError as exc:
+        raise UpError(str(exc)) from exc
     for other in others:
         if other.spec.backend == desired.backend and other.spec.conntrack != desired.conntrack:
             raise UpError(
@@ -164,7 +173,7 @@ def up(config: Config) -> UpResult:
         with IPRoute() as ipr:
             if desired.uplink is None:
                 desired = dataclasses.replace(desired, uplink=default_uplink(ipr))
-            preflight(desired, current, others, ipr)
+            preflight(host, desired, current, others, ipr)
         try:
             keeper = ensure_running(host)
         except HostError as exc:
@@ -181,7 +190,7 @@ def up(config: Config) -> UpResult:
                 backend.prepare(desired)  # refuses a newer fastnet's datapath before any change
                 # A run killed before its last record left objects no state knows of: they go
                 # first (they may hold the very names and addresses this run assigns).
-                swept = project.sweep_unrecorded()
+                swept = project.sweep_unrecorded(frozenset(n.subnet for o in others for n in o.spec.networks.values()))
                 if swept:
                     raise ApplyError("; ".join(swept))
                 plan = make_plan(st.spec, desired, project.observe())
@@ -249,6 +258,16 @@ class DownReport:
     notes: list[str] = field(default_factory=list)  # what the user should know
 
 
+def _foreign_subnets(host: Host, project: str) -> frozenset:
+    """The subnets other projects' readable state files record (what `down` must not touch)."""
+    subnets = set()
+    for name in statestore.projects(host):
+        with contextlib.suppress(statestore.StateError):
+            if name != project and (st := statestore.load(host, name)) is not None:
+                subnets |= {n.subnet for n in st.spec.networks.values()}
+    return frozenset(subnets)
+
+
 def down(project_name: str, config: Config | None = None) -> DownReport:
     """Remove every trace of the project on this host, keeping going past errors. SIGINT,
     SIGTERM and SIGHUP wait until it is done: an interrupted teardown would only leave more
@@ -283,7 +302,7 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
                     errors.append(f"network {net.name}: {exc}")
             # Whatever the state file does not know about, found by its tags: with the recorded
             # containers and networks gone, that is everything else the project owns.
-            errors += project.sweep_unrecorded()
+            errors += project.sweep_unrecorded(_foreign_subnets(host, project_name))
             for tree in (host.netns_dir / project_name, host.runtime / "resolv" / project_name):
                 with contextlib.suppress(OSError):
                     tree.rmdir()

@@ -205,6 +205,7 @@ def start_keeper(host: Host) -> Process:
     try:
         proc = procs.popen(
             procs.python("fastnet.control.keeper", str(host.dir), str(write_fd)),
+            env=procs.environment(FASTNET_STATE_DIR=str(STATE_ROOT)),  # fastnet's own: the agent's host key
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -222,6 +223,24 @@ def start_keeper(host: Host) -> Process:
         raise HostError(f"the fastnet keeper did not start; see {logs.agent_log(host.dir)}")
     proc.returncode = 0  # never waited on here: it outlives us
     return keeper
+
+
+def exec_keeper(host: Host) -> None:
+    """Become the host's keeper, in the foreground (`fastnet keeper`, for a service manager
+    that supervises it); HostError if one runs already."""
+    with locked(host):
+        _refuse_legacy_agent(host)
+        if (keeper := host.live_keeper()) is not None:
+            raise HostError(f"a keeper already runs for this host (pid {keeper.pid})")
+        claim(host)
+        for stale in (host.keeper_file, host.agent_file):
+            stale.unlink(missing_ok=True)
+    log = logs.open_agent_log(host.dir)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.chdir(procs.WORKDIR)
+    argv = procs.python("fastnet.control.keeper", str(host.dir), "-")
+    os.execve(argv[0], argv, procs.environment(FASTNET_STATE_DIR=str(STATE_ROOT)))
 
 
 def wait_for_agent(host: Host, keeper: Process, timeout: float = START_TIMEOUT) -> Process:

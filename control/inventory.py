@@ -1,7 +1,9 @@
 """Read-only views of what runs on this host, for `ps`, `inspect` and `exec`."""
 from __future__ import annotations
 
-from . import drivers, linux, modes, sandbox
+from pyroute2 import IPRoute
+
+from . import drivers, linux, modes, observe, sandbox
 from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
@@ -54,6 +56,7 @@ def _project_view(host, keeper, st) -> dict:
     return {
         "name": st.name,
         "backend": st.spec.backend,
+        "uplink": st.spec.uplink,
         "source": st.source,
         "networks": {
             n.name: {"subnet": str(n.subnet), "gateway": str(n.gateway), "internal": n.internal, "driver": n.driver,
@@ -78,7 +81,7 @@ def _datapath_counters(host, keeper, backend: str) -> dict:
 def host_inventory() -> dict:
     host = current_host()
     if not host.is_current():  # nothing, or what a dead namespace left
-        return {"host": host.key, "keeper_pid": None, "agent_pid": None, "projects": {}, "counters": {}}
+        return {"host": host.key, "keeper_pid": None, "agent_pid": None, "projects": {}, "uplinks": {}, "counters": {}}
     keeper = host.live_keeper()
     if keeper is not None:
         enter_host_mounts(keeper)
@@ -93,7 +96,11 @@ def host_inventory() -> dict:
         if st is not None:
             projects[name] = _project_view(host, keeper, st)
     backends = sorted({p["backend"] for p in projects.values() if "error" not in p})
+    uplinks = sorted({p["uplink"] for p in projects.values() if p.get("uplink")})
+    with IPRoute() as ipr:
+        uplink_view = {name: observe.uplink_status(ipr, name) for name in uplinks}
     return {
+        "uplinks": uplink_view,
         "host": host.key,
         "keeper_pid": keeper.pid if keeper else None,
         "agent_pid": agent.pid if (agent := host.live_agent()) else None,

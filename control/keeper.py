@@ -1,7 +1,8 @@
 """The per-host keeper: holds what the containers and the datapath live in, and keeps the
 agent running. It does nothing else, so that nothing else can make it fail.
 
-Run as `python -I -m fastnet.control.keeper HOST_DIR READY_FD` by control.host.start_keeper().
+Run as `python -I -m fastnet.control.keeper HOST_DIR READY_FD` by control.host.start_keeper(), or
+in the foreground by `fastnet keeper` (READY_FD "-") for a service manager.
 
 What it holds: a mount namespace of its own with fastnet's tmpfs (`rt/`: the containers'
 network-namespace bind mounts and resolv.conf files) and a private bpffs (`rt/bpf`: the
@@ -43,7 +44,7 @@ SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.
 KEEPER_FILE, AGENT_FILE = "keeper.json", "agent.json"
 # The tmpfs holds a resolv.conf (one page) per container; bind mounts cost no space, and a
 # tmpfs allocates only what it holds.
-RUNTIME_SIZE = "64m"
+RUNTIME_BYTES = 64 << 20
 
 
 def prepare_mounts(host_dir: Path) -> None:
@@ -52,7 +53,7 @@ def prepare_mounts(host_dir: Path) -> None:
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     runtime = host_dir / "rt"
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    linux.mount("fastnet", str(runtime), "tmpfs", 0, f"mode=0700,size={RUNTIME_SIZE}")
+    linux.mount("fastnet", str(runtime), "tmpfs", 0, f"mode=0700,size={RUNTIME_BYTES}")
     (runtime / "netns").mkdir()
     (runtime / "bpf").mkdir()
     linux.mount("bpf", str(runtime / "bpf"), "bpf", 0, "mode=0700")
@@ -96,6 +97,7 @@ class Keeper:
         try:
             self.agent = procs.popen(
                 procs.python("fastnet.control.agent", str(self.host_dir)),
+                env=dict(os.environ),  # what start_keeper gave the keeper: fastnet's own environment
                 stdin=subprocess.DEVNULL,
                 stdout=sys.stderr,  # the agent log, which the keeper's own stderr is
                 stderr=sys.stderr,
@@ -143,10 +145,11 @@ class Keeper:
         with contextlib.suppress(OSError):
             (self.host_dir / AGENT_FILE).unlink(missing_ok=True)
 
-    def run(self, ready_fd: int) -> int:
+    def run(self, ready_fd: int | None) -> int:
         self.start_agent()
-        os.write(ready_fd, b"ready")
-        os.close(ready_fd)
+        if ready_fd is not None:
+            os.write(ready_fd, b"ready")
+            os.close(ready_fd)
         while True:
             if self.restart_at is not None and time.monotonic() >= self.restart_at:
                 self.start_agent()
@@ -166,7 +169,8 @@ class Keeper:
 
 
 def main() -> int:
-    host_dir, ready_fd = Path(sys.argv[1]), int(sys.argv[2])
+    host_dir = Path(sys.argv[1])
+    ready_fd = None if sys.argv[2] == "-" else int(sys.argv[2])  # "-": `fastnet keeper` (systemd)
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     prepare_mounts(host_dir)
     write_record(host_dir / KEEPER_FILE, os.getpid())

@@ -4,8 +4,10 @@ from __future__ import annotations
 import socket
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
+if TYPE_CHECKING:  # callers pass their socket; pyroute2 costs 0.1 s to import, which the agent's restart must not pay
+    from pyroute2 import IPRoute
 
 SO_NETNS_COOKIE = 71  # asm-generic/socket.h; Python 3.11 has no constant for it
 LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -21,6 +23,21 @@ def uplink(ipr: IPRoute, name: str | None) -> tuple[int, IPv4Address | None]:
     for addr in ipr.get_addr(family=socket.AF_INET, index=found[0]):
         return found[0], IPv4Address(addr.get_attr("IFA_ADDRESS"))
     return found[0], None
+
+
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
+
+
+def uplink_status(ipr: IPRoute, name: str) -> dict:
+    """What `ps` says of an uplink: "missing", "down" (administratively or no carrier) or
+    "up", and its IPv4 addresses (SNAT needs one)."""
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        return {"state": "missing", "ipv4": []}
+    link = ipr.get_links(found[0])[0]
+    up = link["flags"] & IFF_UP and link["flags"] & IFF_LOWER_UP
+    addrs = [a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=socket.AF_INET, index=found[0])]
+    return {"state": "up" if up else "down", "ipv4": addrs}
 
 
 def host_addresses(ipr: IPRoute) -> list[tuple[IPv4Address, bool]]:

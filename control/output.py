@@ -40,6 +40,11 @@ def print_ps(inv: dict) -> None:
             ports = ", ".join(c.get("publish", [])) or "-"
             table.add_row(p["name"], c["name"], p["backend"], c.get("mode", "bridge"), nets, drivers, ports, cmd)
     console.print(table)
+    for name, up in inv.get("uplinks", {}).items():
+        if up["state"] != "up" or not up["ipv4"]:
+            why = {"missing": "no such interface", "down": "down"}.get(up["state"], "no IPv4 address")
+            console.print(f"uplink {name}: {why}: containers cannot reach the outside and published ports "
+                          "do not answer from it", markup=False, highlight=False)
     for backend, programs in inv["counters"].items():
         if "error" in programs:
             console.print(f"{backend} datapath: unreadable: {programs['error']}", markup=False)

@@ -173,13 +173,14 @@ class Project:
         return errors
 
     # -- what the state does not know ---------------------------------------------------------
-    def sweep_unrecorded(self) -> list[str]:
+    def sweep_unrecorded(self, foreign_subnets: frozenset = frozenset()) -> list[str]:
         """Remove every object tagged as the project's that its state does not record: what a run
         killed after its last record made (or, in `down` once the recorded containers are gone,
         everything left). Objects are found by exact ownership -- the link alias
         `fastnet:<project>/<container>/<network>`, the namespace directory `rt/netns/<project>/`,
         the command tag `<host>/<project>/<container>`, the route metric of the project -- never
-        by a name prefix another project could share. Keeps going past errors."""
+        by a name prefix another project could share; `foreign_subnets` (other projects') are
+        never touched, even if a metric collided. Keeps going past errors."""
         errors: list[str] = []
         containers = self.st.spec.containers
         ports = {i.alias for c in containers.values() for i in c.interfaces}
@@ -204,9 +205,9 @@ class Project:
                     remove_namespace(self.host, netns)
                 except Exception as exc:
                     errors.append(f"namespace {netns}: {exc}")
-        recorded = {n.subnet for n in self.st.spec.networks.values()}
+        keep = {n.subnet for n in self.st.spec.networks.values()} | set(foreign_subnets)
         for net in self.backend.owned_networks(self.ipr):
-            if net.subnet not in recorded:
+            if net.subnet not in keep:
                 try:
                     self.backend.remove_network(self.ipr, net)
                 except Exception as exc:

@@ -33,16 +33,16 @@ import errno
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
+import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .. import sandbox
+from .. import procs, sandbox
 from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
@@ -79,7 +79,7 @@ def write_sysctl(key: str, value: str) -> None:
 
 
 def _run(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    cp = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=TIMEOUT)
+    cp = procs.run(argv, input=input, capture_output=True, text=True, timeout=TIMEOUT)
     if check and cp.returncode != 0:
         lines = (cp.stderr or cp.stdout).strip().splitlines()
         raise IptablesError(f"{' '.join(argv[:2])} failed (exit {cp.returncode}): {lines[0] if lines else ''}")
@@ -96,9 +96,19 @@ def save() -> dict[str, rules.Table]:
     return rules.parse_save(_run("iptables-save", "-c").stdout)
 
 
-def restore(text: str) -> None:
-    if text:
-        _run("iptables-restore", "-w", "--noflush", input=text)
+# In the host directory: when it exists (`fastnet bench` makes it), the duration of each
+# iptables-restore in ns is appended, a line each.
+RESTORE_TIMES = "iptables-restore.ns"
+
+
+def restore(text: str, times: Path | None = None) -> None:
+    if not text:
+        return
+    started = time.perf_counter_ns()
+    _run("iptables-restore", "-w", "--noflush", input=text)
+    if times is not None and times.exists():
+        with open(times, "a") as f:
+            f.write(f"{time.perf_counter_ns() - started}\n")
 
 
 class IptablesBackend:
@@ -117,7 +127,7 @@ class IptablesBackend:
         return None
 
     def prepare(self, spec: ProjectSpec) -> None:
-        missing = [tool for tool in ("iptables", "iptables-save", "iptables-restore") if shutil.which(tool) is None]
+        missing = [tool for tool in ("iptables", "iptables-save", "iptables-restore") if procs.which(tool) is None]
         if missing:
             raise IptablesError(f"the iptables backend needs {', '.join(missing)} (install the iptables package)")
 
@@ -232,7 +242,7 @@ class IptablesBackend:
     def sync(self, state: ProjectState | None) -> None:
         record = self._record()
         ruleset = rules.ruleset_of(self._states(state))
-        restore(rules.render_sync(ruleset, save()))
+        restore(rules.render_sync(ruleset, save()), self.host.dir / RESTORE_TIMES)
         self._host_settings(record)
 
     def _record(self) -> dict:
@@ -243,7 +253,7 @@ class IptablesBackend:
             pass
         variant = iptables_variant()
         record = {"variant": variant, "sysctls": {}, "forward_policy": None, "created_tables": []}
-        if variant == "nf_tables" and shutil.which("nft") is not None:
+        if variant == "nf_tables" and procs.which("nft") is not None:
             existing = set(re.findall(r"^table ip (\S+)$", _run("nft", "list", "tables", "ip", check=False).stdout, re.M))
             record["created_tables"] = [t for t in rules.TABLES if t not in existing]
         self._write_record(record)
@@ -291,7 +301,7 @@ class IptablesBackend:
             record = json.loads(self.record_file.read_text())
         except (OSError, ValueError):
             record = None
-        if shutil.which("iptables-save") is not None:
+        if procs.which("iptables-save") is not None:
             restore(rules.render_teardown(save()))
         if record is None:
             return
@@ -310,7 +320,7 @@ class IptablesBackend:
 
     # -- observing ------------------------------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, tuple[int, int]]]:
-        if shutil.which("iptables-save") is None:
+        if procs.which("iptables-save") is None:
             return {}
         return rules.counters(save())
 
@@ -319,7 +329,7 @@ class IptablesBackend:
 
     def conntrack_flush(self) -> int:
         """Delete the kernel's conntrack entries of this backend's subnets (both directions)."""
-        if shutil.which("conntrack") is None:
+        if procs.which("conntrack") is None:
             return 0
         removed = 0
         subnets = sorted({str(n.subnet) for st in self._states(None) for n in st.spec.networks.values()})
@@ -333,7 +343,7 @@ class IptablesBackend:
 
 def _nft_table_is_empty(table: str) -> bool:
     """An `ip` nf_tables table holding nothing but base chains with policy accept."""
-    if shutil.which("nft") is None:
+    if procs.which("nft") is None:
         return False
     cp = _run("nft", "-j", "list", "table", "ip", table, check=False)
     if cp.returncode != 0:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
+from .. import procs
 from . import tools
 from .variants import WORLD_UPLINK_IP, BenchError, FastnetBed, Testbed
 
@@ -100,6 +100,6 @@ def _start_upstream(bed: FastnetBed, ctx) -> None:
     exit stack): starting a Python process per sample would cost a second each time."""
     started = ctx.setdefault("dns_upstreams", set())
     if bed.name not in started:
-        upstream = (sys.executable, "-m", "fastnet.control.bench.dns_upstream", WORLD_UPLINK_IP)
+        upstream = procs.python("fastnet.control.bench.dns_upstream", WORLD_UPLINK_IP)
         ctx["cleanup"].enter_context(tools.server(bed.world_path, *upstream, port=53, proto="udp"))
         started.add(bed.name)

@@ -5,7 +5,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .. import procs
 from . import tools
 from .runner import Results, Settings
 
@@ -78,7 +78,7 @@ def _bcc_version() -> str | None:
 
         return getattr(bcc, "__version__", "present")
     except ImportError:
-        cp = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-bpfcc"], capture_output=True, text=True)
+        cp = procs.run(["dpkg-query", "-W", "-f=${Version}", "python3-bpfcc"], capture_output=True, text=True)
         return cp.stdout.strip() or None
 
 

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -14,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .. import procs
 from .variants import BenchError, Endpoint
 
 # tool -> Debian package that provides it
@@ -25,13 +25,13 @@ HTTPD_SOURCE = Path(__file__).resolve().parent / "httpd.c"
 def check_tools() -> None:
     """A one-line error naming the package to install for the first missing tool."""
     for tool, package in REQUIRED.items():
-        if shutil.which(tool) is None:
+        if procs.which(tool) is None:
             raise BenchError(f"{tool} not found: install the Debian package {package!r} (apt-get install {package})")
 
 
 def build_httpd(workdir: Path) -> str:
     out = workdir / "fn-bench-httpd"
-    cp = subprocess.run(["cc", "-O2", "-o", str(out), str(HTTPD_SOURCE)], capture_output=True, text=True)
+    cp = procs.run(["cc", "-O2", "-o", str(out), str(HTTPD_SOURCE)], capture_output=True, text=True)
     if cp.returncode != 0:
         raise BenchError(f"cc {HTTPD_SOURCE.name} failed: {cp.stderr.strip().splitlines()[-1:]}")
     return str(out)
@@ -43,7 +43,7 @@ def in_ns(ns: str, *cmd: str, cpu: int | None = None) -> list[str]:
 
 
 def client(ns: str, *cmd: str, cpu: int | None = None, timeout: float = 120) -> str:
-    cp = subprocess.run(in_ns(ns, *cmd, cpu=cpu), capture_output=True, text=True, timeout=timeout)
+    cp = procs.run(in_ns(ns, *cmd, cpu=cpu), capture_output=True, text=True, timeout=timeout)
     if cp.returncode != 0:
         err = (cp.stderr or cp.stdout).strip().splitlines()
         raise BenchError(f"{cmd[0]} exited {cp.returncode}: {err[-1] if err else ''}")
@@ -58,7 +58,7 @@ def wait_listening(ns: str, port: int, proto: str, proc: subprocess.Popen, timeo
         if proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace").strip().splitlines()
             raise BenchError(f"{proc.args[2:]} exited {proc.returncode}: {err[-1] if err else ''}")
-        out = subprocess.run(in_ns(ns, "ss", flag, f"sport = :{port}"), capture_output=True, text=True).stdout
+        out = procs.run(in_ns(ns, "ss", flag, f"sport = :{port}"), capture_output=True, text=True).stdout
         if out.strip():
             return
         time.sleep(0.05)
@@ -68,7 +68,7 @@ def wait_listening(ns: str, port: int, proto: str, proc: subprocess.Popen, timeo
 @contextlib.contextmanager
 def server(ns: str, *cmd: str, port: int, proto: str = "tcp", cpu: int | None = None):
     """A server process (in its own process group) for the body; killed with its children."""
-    p = subprocess.Popen(in_ns(ns, *cmd, cpu=cpu), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    p = procs.popen(in_ns(ns, *cmd, cpu=cpu), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          start_new_session=True)
     try:
         if cmd[0] == "iperf3":  # its UDP tests too listen on a TCP control port first
@@ -170,7 +170,7 @@ def tx_checksum_off(*namespaces: str):
         yield
     finally:
         for ns, ifname in changed:
-            subprocess.run(in_ns(ns, "ethtool", "-K", ifname, "tx", "on"), capture_output=True)
+            procs.run(in_ns(ns, "ethtool", "-K", ifname, "tx", "on"), capture_output=True)
 
 
 def interfaces(ns: str) -> list[str]:
@@ -218,7 +218,7 @@ def versions() -> dict[str, str]:
     out = {}
     for name, cmd in cmds.items():
         with contextlib.suppress(OSError):
-            cp = subprocess.run(cmd, capture_output=True, text=True)
+            cp = procs.run(cmd, capture_output=True, text=True)
             text = (cp.stdout or cp.stderr).strip().splitlines()
             out[name] = text[0] if text else ""
     return out

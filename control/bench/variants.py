@@ -22,6 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import procs
+from ..backends.iptables import RESTORE_TIMES
+
 FASTNET = str(Path(sys.executable).parent / "fastnet")
 STATE_ROOT = Path(os.environ.get("FASTNET_STATE_DIR", "/run/fastnet"))
 HOST_UPLINK_IP, WORLD_UPLINK_IP = "198.51.100.1", "198.51.100.2"
@@ -36,9 +39,10 @@ class BenchError(RuntimeError):
     """A one-line failure of the bench."""
 
 
-def run(*cmd: str, check: bool = True, timeout: float = 300, env: dict | None = None,
-        input: str | None = None) -> subprocess.CompletedProcess:
-    cp = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env=env, input=input)
+def run(*cmd: str, check: bool = True, timeout: float = 300, input: str | None = None) -> subprocess.CompletedProcess:
+    """A tool (or fastnet itself) in fastnet's environment, never the caller's (control/procs.py)."""
+    env = procs.environment(FASTNET_STATE_DIR=str(STATE_ROOT))
+    cp = procs.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input)
     if check and cp.returncode != 0:
         err = (cp.stderr or cp.stdout).strip().splitlines()
         raise BenchError(f"{' '.join(map(str, cmd[:6]))} exited {cp.returncode}: {err[-1] if err else ''}")
@@ -121,16 +125,6 @@ def publish_entries(n: int) -> list[str]:
             out.append(f"{base}:{base}")
             base, left = base + 1, left - 1
     return out
-
-
-RESTORE_SHIM = """#!/bin/sh
-s=$(date +%s%N)
-{real} "$@"
-rc=$?
-e=$(date +%s%N)
-echo $((e - s)) >> {log}
-exit $rc
-"""
 
 
 class Testbed:
@@ -225,33 +219,28 @@ class FastnetBed(Testbed):
         """Have n host ports published to b (see publish_entries)."""
         self.up(self.project, project_yaml(self.project, self.net, ports=n))
 
-    def fastnet(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-        return run("ip", "netns", "exec", self.host, FASTNET, *args, check=check, env=env)
+    def fastnet(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run("ip", "netns", "exec", self.host, FASTNET, *args, check=check)
 
-    def up(self, project: str, yaml_text: str, env: dict | None = None) -> float:
+    def up(self, project: str, yaml_text: str) -> float:
         """`fastnet up` of the config (written to a file); returns the wall time in seconds."""
         path = self.workdir / f"{self.name}-{project}.yaml"
         path.write_text(yaml_text)
         self.files[project] = path
         t0 = time.perf_counter()
-        self.fastnet("up", "-f", str(path), "--backend", self.backend, env=env)
+        self.fastnet("up", "-f", str(path), "--backend", self.backend)
         return time.perf_counter() - t0
 
     def up_timing_restores(self, project: str, yaml_text: str) -> float:
-        """`fastnet up`, with iptables-restore wrapped by a shim that logs how long each call
-        takes; returns the total ms fastnet spent in iptables-restore."""
-        shim_dir = self.workdir / "shim"
-        log = self.workdir / "restore-times"
-        if not (shim_dir / "iptables-restore").exists():
-            shim_dir.mkdir(exist_ok=True)
-            real = shutil.which("iptables-restore")
-            shim = shim_dir / "iptables-restore"
-            shim.write_text(RESTORE_SHIM.format(real=real, log=log))
-            shim.chmod(0o755)
-        log.write_text("")
-        env = {**os.environ, "PATH": f"{shim_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}"}
-        self.up(project, yaml_text, env=env)
-        return sum(int(x) for x in log.read_text().split()) / 1e6
+        """`fastnet up`; returns the total ms fastnet spent in iptables-restore, which the
+        iptables backend times when the host directory holds its RESTORE_TIMES file."""
+        times = self.state_dir / RESTORE_TIMES
+        times.write_text("")
+        try:
+            self.up(project, yaml_text)
+            return sum(int(x) for x in times.read_text().split()) / 1e6
+        finally:
+            times.unlink(missing_ok=True)
 
     def down(self, project: str) -> str | None:
         cp = self.fastnet("down", "-p", project, check=False)

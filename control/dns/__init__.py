@@ -11,3 +11,4 @@
 """
 RESOLVER_ADDRESS = "127.0.0.11"
 RESOLVER_PORT = 53
+STATUS_FILE = "dns.json"  # in the keeper's tmpfs: written by server.py, read by notify.py

@@ -14,7 +14,7 @@ import signal
 import time
 
 from ..host import Host
-from .server import STATUS_FILE
+from . import STATUS_FILE
 
 RELOAD_WAIT = 2.0
 

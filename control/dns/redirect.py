@@ -21,13 +21,12 @@ something maps port 53 to it. How depends on the project's backend:
 """
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from .. import procs
 from . import RESOLVER_ADDRESS, RESOLVER_PORT
 
 TABLE = "fastnet_dns"
@@ -81,8 +80,8 @@ table ip {TABLE} {{
 def install_nft(udp_port: int, tcp_port: int) -> None:
     """Load the chain (iptables backend) into the network namespace of the *calling thread* (a
     child process starts in the namespace of the thread that forks it)."""
-    nft = shutil.which("nft") or "/usr/sbin/nft"
-    cp = subprocess.run([nft, "-f", "-"], input=ruleset(udp_port, tcp_port), text=True, capture_output=True,
+    nft = procs.which("nft") or "/usr/sbin/nft"
+    cp = procs.run([nft, "-f", "-"], input=ruleset(udp_port, tcp_port), text=True, capture_output=True,
                         timeout=10)
     if cp.returncode != 0:
         err = cp.stderr.strip().splitlines()

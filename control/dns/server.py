@@ -38,12 +38,11 @@ import dns.rcode
 
 from .. import linux
 from ..state import from_json
-from . import RESOLVER_ADDRESS, redirect
+from . import RESOLVER_ADDRESS, STATUS_FILE, redirect
 from .responder import Outcome, render, respond
 from .upstream import Upstreams
 from .zone import Zone
 
-STATUS_FILE = "dns.json"
 MAX_FORWARDS = 512
 MAX_FORWARDS_PER_CONTAINER = 64
 MAX_TCP_PER_CONTAINER = 16

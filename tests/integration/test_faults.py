@@ -53,6 +53,9 @@ from harness import (
     pid_alive,
     ping,
     sock_hook_ids,
+    run,
+    tcp_echo,
+    udp_echo,
     udp_stream,
     wait_until,
 )
@@ -146,7 +149,7 @@ def test_processes_fastnet_starts_import_nothing_from_the_callers_directory_or_e
     for pid in (keeper, agent, command):
         env = environ(pid)
         assert not {k for k in env if k.startswith("PYTHON")}, (cmdline(pid), env)
-        assert set(env) <= {"PATH", "LANG", "HOME", "FASTNET_CONTAINER"}, (cmdline(pid), env)
+        assert set(env) <= {"PATH", "LANG", "HOME", "FASTNET_CONTAINER", "FASTNET_STATE_DIR"}, (cmdline(pid), env)
         assert os.readlink(f"/proc/{pid}/cwd") == "/", cmdline(pid)
     for pid in (keeper, agent):
         assert " -I " in f" {cmdline(pid)} ", cmdline(pid)
@@ -366,6 +369,7 @@ def test_the_agent_killed_twenty_times_under_traffic(host):
                     problems.append(f"TCP stream: mismatch after {streamed[0]} bytes")
                     return
                 streamed[0] += len(payload)
+                time.sleep(0.002)  # a steady stream, not one that starves the agent's restart of CPU
 
         def udp_loop():
             while not stop.is_set():
@@ -373,6 +377,7 @@ def test_the_agent_killed_twenty_times_under_traffic(host):
                 if result != "ok":
                     problems.append(f"UDP flow: {result}")
                     return
+                time.sleep(0.01)
 
         def dns_loop():
             while not stop.is_set():
@@ -451,6 +456,23 @@ def test_containers_hold_nothing_of_the_keeper(host):
     assert_no_leftovers(host)
 
 
+def test_a_keeper_run_by_a_service_manager(host):
+    """`fastnet keeper` runs in the foreground (as a systemd unit would run it): commands use it,
+    it restarts the agent, a second one is refused, and `down` of the last project stops it."""
+    supervised = fastnet_process(host, "keeper")
+    wait_until(lambda: (r := host.keeper_record()) and r["pid"] == supervised.pid, what="the keeper's record")
+    config = host.up(TWO_NETWORKS).path
+    host.record_objects()
+    assert host.keeper_record()["pid"] == supervised.pid
+    kill_agent(host)
+    assert_project_works(host)
+    second = host.fastnet("keeper", check=False)
+    assert second.returncode == 1 and f"a keeper already runs for this host (pid {supervised.pid})" in second.stderr
+    host.down(config)
+    assert supervised.wait(10) == 0
+    assert_no_leftovers(host)
+
+
 # -- 5: state files fastnet cannot read ----------------------------------------------------------
 OTHER = """\
 name: other
@@ -485,7 +507,7 @@ def test_an_unreadable_state_file_is_never_acted_on(host, damage):
         state.write_text(state.read_text()[:100])
     else:
         newer_format(state)
-    with EchoServer(x.netns, "tcp", port=80) as srv:
+    with EchoServer(x.netns, "tcp", port=80):
         def other_works():
             assert in_netns(y.netns, "ping", "-n", "-c1", "-W1", x_ip, check=False).returncode == 0
             assert ask(y.netns, "x").answer
@@ -524,6 +546,131 @@ def test_a_newer_datapath_is_refused(host):
     host.down(config)
 
 
+# -- 7: the uplink's addresses and link state are followed ---------------------------------------
+FOLLOW = """\
+name: demo
+networks:
+  front: {subnet: 10.90.1.0/24}
+containers:
+  a:
+    networks: [front]
+  web:
+    networks: [front]
+    publish: ["8080:80"]
+"""
+
+
+def source_seen(host, client_ns: str, srv: EchoServer) -> str | None:
+    """The source address the WORLD server sees for one datagram from the container."""
+    before = len(srv.peers)
+    if udp_echo(client_ns, WORLD_UPLINK_IP, srv.port, tries=1, timeout=0.2) != "ok":
+        return None
+    return srv.peers[before][0]
+
+
+def test_snat_and_published_ports_follow_the_uplinks_addresses(host):
+    """An address change on the uplink (a DHCP renewal: the new address added, the old one
+    removed) reaches SNAT within 1 s, a new host address answers published ports, a restarted
+    agent catches up with a change made while none ran, and `ps` says when the uplink is down
+    or has no address."""
+    host.up(FOLLOW)
+    host.record_objects()
+    a = containers(host, "demo")["a"]
+    host.sh("sysctl", "-qw", "net.ipv4.conf.up0.promote_secondaries=1")
+    with EchoServer(host.world_path, "udp", WORLD_UPLINK_IP) as srv, \
+         EchoServer(host.inspect("web")["netns"], "tcp", port=80):
+        assert source_seen(host, a.netns, srv) == "198.51.100.1"
+        host.sh("ip", "addr", "add", "198.51.100.7/24", "dev", "up0")
+        host.sh("ip", "addr", "del", "198.51.100.1/24", "dev", "up0")
+        wait_until(lambda: source_seen(host, a.netns, srv) == "198.51.100.7", timeout=1.0,
+                   what="SNAT to take the uplink's new address")
+        wait_until(lambda: tcp_echo(host.world_path, "198.51.100.7", 8080, timeout=0.3) == "ok", timeout=1.0,
+                   what="the published port to answer on the new address")
+        assert host.ps()["uplinks"] == {"up0": {"state": "up", "ipv4": ["198.51.100.7"]}}
+
+        # while no agent runs: the keeper stopped, the agent killed
+        keeper = host.keeper_record()["pid"]
+        os.kill(keeper, signal.SIGSTOP)
+        try:
+            agent = agent_pid(host)
+            os.kill(agent, signal.SIGKILL)
+            wait_until(lambda: not pid_alive(agent))
+            host.sh("ip", "addr", "add", "198.51.100.1/24", "dev", "up0")
+            host.sh("ip", "addr", "del", "198.51.100.7/24", "dev", "up0")
+        finally:
+            os.kill(keeper, signal.SIGCONT)
+        agent_pid(host)
+        wait_until(lambda: source_seen(host, a.netns, srv) == "198.51.100.1", timeout=2.0,
+                   what="the restarted agent to catch up with the address")
+
+    host.sh("ip", "link", "set", "up0", "down")
+    ps = host.fastnet("ps").stdout
+    assert "uplink up0: down" in ps, ps
+    assert host.ps()["uplinks"]["up0"]["state"] == "down"
+    host.sh("ip", "link", "set", "up0", "up")
+    host.sh("ip", "addr", "del", "198.51.100.1/24", "dev", "up0")
+    assert "uplink up0: no IPv4 address" in host.fastnet("ps").stdout
+    host.sh("ip", "addr", "add", "198.51.100.1/24", "dev", "up0")
+    host.sh("ip", "route", "replace", "default", "via", WORLD_UPLINK_IP)
+    assert "uplink up0" not in host.fastnet("ps").stdout
+
+
+# -- 8: limits are found before anything is made ----------------------------------------------------
+def many_containers(networks: int, per_network: int) -> str:
+    lines = ["name: big", "networks:"]
+    lines += [f"  n{i}: {{subnet: 10.{80 + i}.0.0/22}}" for i in range(networks)]
+    lines.append("containers:")
+    lines += [f"  c{i}-{j}: {{networks: [n{i}]}}" for i in range(networks) for j in range(per_network)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((1, 300), "networks.n0: 300 container interfaces, above the datapath's 256 per network (FN_MAX_FLOOD_PORTS"),
+    ((40, 250), "10000 container interfaces on bridge networks on this host, above the datapath's 4096 (FN_MAX_ENDPOINTS"),
+])
+def test_datapath_tables_too_small_are_refused_before_anything_is_made(host, shape, expected):
+    cp = host.up(many_containers(*shape), check=False)
+    assert cp.returncode == 1
+    assert expected in one_line_error(cp)
+    assert_no_leftovers(host)
+
+
+def test_a_full_runtime_tmpfs_is_refused_before_anything_is_made(host):
+    """The keeper's tmpfs holds a resolv.conf per container: filled up (here by a test file),
+    `up` of more containers says so instead of failing half-way."""
+    first = host.up(TWO_NETWORKS)
+    runtime = Path(f"/proc/{host.keeper_record()['pid']}/root{host.dir}/rt")
+    filler = runtime / "filler"
+    free = os.statvfs(runtime).f_bavail * os.statvfs(runtime).f_frsize
+    with open(filler, "wb") as f:
+        f.truncate(0)
+        f.write(b"\0" * (free - 4096 * 4))
+    try:
+        cp = host.up(TWO_NETWORKS + "".join(f"  g{i}:\n    networks: [front]\n" for i in range(8)), check=False)
+        assert cp.returncode == 1
+        err = one_line_error(cp)
+        assert "containers: 8 more containers need 32 KiB in fastnet's runtime tmpfs" in err, err
+        assert set(host.ps()["projects"]["demo"]["containers"]) == set("abcdef")
+    finally:
+        filler.unlink()
+    assert_project_works(host)
+    host.down(first.path)
+
+
+def test_too_few_file_descriptors_for_the_agent_are_refused(host):
+    """The agent keeps two sockets per container: a keeper started with RLIMIT_NOFILE 300 can
+    serve about 20 containers, and `up` of 40 says so before making any."""
+    text = "name: fds\nnetworks:\n  n: {subnet: 10.90.0.0/24}\ncontainers:\n" + "".join(
+        f"  c{i}: {{networks: [n]}}\n" for i in range(40))
+    path = host.write(text)
+    cp = run("nsenter", f"--net={host.netns_path}", "prlimit", "--nofile=300:300", str(FASTNET), "up", "-f", str(path),
+             check=False)
+    assert cp.returncode == 1, cp.stdout
+    err = one_line_error(cp)
+    assert "40 containers on this host need about 336 open files in fastnet's agent" in err and "limit of 300" in err, err
+    assert_no_leftovers(host)
+
+
 # -- 9: logs --------------------------------------------------------------------------------------
 def test_logs_are_root_only_and_bounded(host):
     """Command and agent logs are 0600 in 0700 directories, and a command writing far more than
@@ -544,3 +691,63 @@ def test_logs_are_root_only_and_bounded(host):
                what="the agent to cap the command's log")
     assert rotated.stat().st_size == LIMIT and rotated.stat().st_mode & 0o777 == 0o600
     assert set(rotated.read_bytes()[-64:]) == set(b"x\n")
+
+
+# -- 10: concurrent invocations ---------------------------------------------------------------------
+PARALLEL = 20
+ROUNDS = 50
+
+
+def small_project(i: int) -> str:
+    return (f"name: par{i}\nnetworks:\n  n: {{subnet: 10.{100 + i}.0.0/24}}\n"
+            f"containers:\n  c:\n    networks: [n]\n    publish: [\"{9000 + i}:80\"]\n")
+
+
+def host_view(host) -> dict:
+    """What the host holds, without the kernel's identities (ifindexes, namespace inodes and
+    the network ids, which depend on the order projects came up): projects, containers,
+    addresses and commands from `ps`, and the datapath's endpoints as (MAC, address)."""
+    from fastnet.datapath import loader
+    from fastnet.datapath.maps import Maps
+
+    view = {
+        name: {c["name"]: ({n: (v["ifname"], v["ipv4"], v["mac"]) for n, v in c["networks"].items()}, c["publish"])
+               for c in project["containers"].values()}
+        for name, project in host.ps()["projects"].items()
+    }
+    keeper = host.keeper_record()
+    dp = loader.open_pinned(Path(f"/proc/{keeper['pid']}/root{host.dir}/rt/bpf")) if keeper else None
+    endpoints = sorted((mac, str(ip)) for mac, ip, _ in Maps(dp).endpoints().values()) if dp else []
+    if dp is not None:
+        dp.close()
+    return {"projects": view, "endpoints": endpoints}
+
+
+def test_parallel_projects_end_as_a_serial_run(host):
+    """20 projects brought up in parallel, checked, and brought down in parallel, 50 times:
+    every round ends exactly as the serial run (the first) did, and nothing is left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    configs = [host.write(small_project(i)) for i in range(PARALLEL)]
+    for path in configs:
+        host.up(path)
+    serial = host_view(host)
+    host.record_objects()
+    assert len(serial["projects"]) == PARALLEL and len(serial["endpoints"]) == PARALLEL
+    for path in configs:
+        host.down(path)
+    assert_no_leftovers(host)
+
+    def each(verb: str) -> list[str]:
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            done = list(pool.map(lambda p: host.fastnet(verb, "-f", str(p), check=False), configs))
+        return [f"{verb} {p.name}: {cp.returncode} {cp.stderr.strip()}" for p, cp in zip(configs, done) if cp.returncode]
+
+    for round_ in range(ROUNDS):
+        failed = each("up")
+        assert not failed, f"round {round_}: {failed}"
+        assert host_view(host) == serial, f"round {round_}"
+        failed = each("down")
+        assert not failed, f"round {round_}: {failed}"
+        assert not host.projects() and not host.agent_processes(), f"round {round_}"
+    assert_no_leftovers(host)
