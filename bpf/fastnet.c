@@ -68,6 +68,11 @@ FN_INLINE struct fn_service *fn_svc_any_get(struct fn_svc_any_key *key)
 	return fn_svc_any.lookup(key);
 }
 
+FN_INLINE __u64 *fn_pub_ports_word(__u32 index)
+{
+	return fn_pub_ports.lookup(&index);
+}
+
 FN_INLINE struct fn_ct_entry *fn_ct_confirmed_get(const struct fn_ct_key *key)
 {
 	return fn_ct.lookup((struct fn_ct_key *)key);
