@@ -291,3 +291,24 @@ int fn_sock_getpeername4(struct bpf_sock_addr *ctx)
 {
 	return fn_sock_from_backend(ctx);
 }
+
+/*
+ * fn_sock_bind4, fn_sock_bind6 — cgroup/bind4 and cgroup/bind6 on the root cgroup: every
+ * explicit bind() of the machine. In the host's own network namespace a bind to a published
+ * (address, port, protocol) fails with EADDRINUSE, so a host process can no more take a
+ * published port unnoticed than under Docker (which holds them with bound sockets).
+ */
+int fn_sock_bind4(struct bpf_sock_addr *ctx)
+{
+	__be32 addr = ctx->user_ip4;
+	int ret = fn_sock_bind_check(ctx, addr, addr == 0);
+
+	return ret < 0 ? fn_sock_refuse(-ret) : FN_SOCK_ALLOW;
+}
+
+int fn_sock_bind6(struct bpf_sock_addr *ctx)
+{
+	int ret = fn_sock_bind6_check(ctx);
+
+	return ret < 0 ? fn_sock_refuse(-ret) : FN_SOCK_ALLOW;
+}

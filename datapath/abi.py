@@ -169,6 +169,8 @@ SOCK_PROGRAMS = {
     "fn_sock_sendmsg4": 14,  # BPF_CGROUP_UDP4_SENDMSG
     "fn_sock_recvmsg4": 19,  # BPF_CGROUP_UDP4_RECVMSG
     "fn_sock_getpeername4": 29,  # BPF_CGROUP_INET4_GETPEERNAME
+    "fn_sock_bind4": 8,  # BPF_CGROUP_INET4_BIND
+    "fn_sock_bind6": 9,  # BPF_CGROUP_INET6_BIND: "::" and IPv4-mapped addresses
 }
 # fn_pub_ports: the bitmap of published ports, FN_PORT_WORDS u64 words per protocol slot
 FN_PORT_WORDS = constants()["FN_PORT_WORDS"]

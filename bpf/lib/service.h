@@ -43,6 +43,22 @@ FN_INLINE struct fn_service *fn_service_find(__u8 proto, __be32 daddr, __be16 dp
 	return fn_svc_any_get(&kw);
 }
 
+/* Is (proto, daddr, dport) published on that very address or on every address? Unlike
+ * fn_service_find, "every address" covers any daddr, held by the host or not: a socket bound
+ * to the wildcard address (what Docker holds) conflicts with a bind to any address. */
+FN_INLINE int fn_service_covers(__u8 proto, __be32 daddr, __be16 dport)
+{
+	struct fn_svc_addr_key ka = { .prefixlen = 56, .proto = proto };
+	struct fn_svc_any_key kw = { .prefixlen = 24, .proto = proto };
+
+	__builtin_memcpy(ka.addr, &daddr, 4);
+	__builtin_memcpy(ka.port, &dport, 2);
+	if (fn_svc_addr_get(&ka))
+		return 1;
+	__builtin_memcpy(kw.port, &dport, 2);
+	return fn_svc_any_get(&kw) != NULL;
+}
+
 FN_INLINE __be16 fn_service_backend_port(const struct fn_service *svc, __be16 dport)
 {
 	return bpf_htons(svc->backend_port_first + (bpf_ntohs(dport) - svc->host_port_first));
