@@ -1,7 +1,7 @@
 """Which host sockets a published port conflicts with (control/listeners.py: Linux's bind
-rules between IPv4 and IPv6, wildcard and specific addresses), and how the owner of one is
-named. No root: the sockets are described, not dumped; the only real socket is this
-process's own, unbound."""
+rules between IPv4 and IPv6, wildcard and specific addresses), how the owner of one is named,
+and which ports the iptables backend's agent holds (control/reservations.py). No root: the
+sockets are described, not dumped; the only real socket is this process's own, unbound."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from fastnet.control import reservations
 from fastnet.control.config import PortMapping, parse_config
 from fastnet.control.listeners import ANY, Listener, conflicts, covered, holder, owner, published_index
+from fastnet.control.spec import build
 
 
 def mapping(publish: str) -> PortMapping:
@@ -81,3 +83,16 @@ def test_a_socket_without_a_visible_owner_says_so():
     assert holder(Listener("tcp", "::", 22, False, inode=0)) == (
         "(listening on [::]:22; no process fastnet can see holds the socket)"
     )
+
+
+def test_the_agent_holds_every_port_of_iptables_projects_only():
+    def spec(backend: str, publish: list[str]):
+        entries = ", ".join(f'"{p}"' for p in publish)
+        text = f"name: p{backend[:3]}\nbackend: {backend}\ncontainers:\n  web:\n    publish: [{entries}]\n"
+        return build(parse_config(text), None)
+
+    specs = [spec("iptables", ["8080:80", "127.0.0.1:9000-9002:9000-9002/udp"]), spec("ebpf", ["7000:70"])]
+    assert reservations.wanted(specs) == {
+        ("tcp", "0.0.0.0", 8080),
+        ("udp", "127.0.0.1", 9000), ("udp", "127.0.0.1", 9001), ("udp", "127.0.0.1", 9002),
+    }
