@@ -68,6 +68,11 @@ FN_INLINE struct fn_service *fn_svc_any_get(struct fn_svc_any_key *key)
 	return fn_svc_any.lookup(key);
 }
 
+FN_INLINE __u64 *fn_pub_ports_word(__u32 index)
+{
+	return fn_pub_ports.lookup(&index);
+}
+
 FN_INLINE struct fn_ct_entry *fn_ct_confirmed_get(const struct fn_ct_key *key)
 {
 	return fn_ct.lookup((struct fn_ct_key *)key);
@@ -285,4 +290,25 @@ int fn_sock_recvmsg4(struct bpf_sock_addr *ctx)
 int fn_sock_getpeername4(struct bpf_sock_addr *ctx)
 {
 	return fn_sock_from_backend(ctx);
+}
+
+/*
+ * fn_sock_bind4, fn_sock_bind6 — cgroup/bind4 and cgroup/bind6 on the root cgroup: every
+ * explicit bind() of the machine. In the host's own network namespace a bind to a published
+ * (address, port, protocol) fails with EADDRINUSE, so a host process can no more take a
+ * published port unnoticed than under Docker (which holds them with bound sockets).
+ */
+int fn_sock_bind4(struct bpf_sock_addr *ctx)
+{
+	__be32 addr = ctx->user_ip4;
+	int ret = fn_sock_bind_check(ctx, addr, addr == 0);
+
+	return ret < 0 ? fn_sock_refuse(-ret) : FN_SOCK_ALLOW;
+}
+
+int fn_sock_bind6(struct bpf_sock_addr *ctx)
+{
+	int ret = fn_sock_bind6_check(ctx);
+
+	return ret < 0 ? fn_sock_refuse(-ret) : FN_SOCK_ALLOW;
 }

@@ -1,11 +1,12 @@
 """The per-host agent: the containers' DNS resolver, conntrack garbage collection, the watch
-of the host's links and addresses (control/hostwatch.py) and log caps, in the keeper's
-namespaces (control/keeper.py).
+of the host's links and addresses (control/hostwatch.py), log caps and the iptables backend's
+port reservations, in the keeper's namespaces (control/keeper.py).
 
 Run as `python -I -m fastnet.control.agent HOST_DIR` by the keeper, which restarts it whenever
 it exits: nothing the containers or the datapath need to keep working lives in this process
 alone. A new agent adopts what runs: the resolver reopens each container's sockets and rewrites
-fn_resolvers, garbage collection resumes on the pinned tables.
+fn_resolvers, garbage collection resumes on the pinned tables, the iptables projects'
+published ports are bound again (control/reservations.py).
 
 It writes agent.json once it serves (what `fastnet` commands wait for and send SIGHUP to),
 then serves one asyncio loop until SIGTERM: DNS queries, SIGHUP (reload the resolver: projects
@@ -41,10 +42,12 @@ def main() -> int:
 
 async def serve(host_dir: Path) -> int:
     from .dns.server import Resolver
+    from .reservations import Reservations
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    resolver = Resolver(host_dir)
+    reservations = Reservations()
+    resolver = Resolver(host_dir, on_reload=reservations.sync)  # every reload re-reads the projects
     # Handlers before agent.json: `up` signals SIGHUP as soon as it sees the file.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -63,6 +66,7 @@ async def serve(host_dir: Path) -> int:
         gc.cancel()
         watch.close()
         resolver.close()
+        reservations.close()
     return 0
 
 

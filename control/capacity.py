@@ -14,7 +14,7 @@ import resource
 import sys
 from pathlib import Path
 
-from . import modes
+from . import modes, reservations
 from .host import Host
 from .keeper import RUNTIME_BYTES
 from .spec import ProjectSpec
@@ -63,13 +63,16 @@ def check(host: Host, desired: ProjectSpec, current: ProjectSpec | None, others:
         raise CapacityError(f"containers: the state file needs about {need // 1024} KiB, and {state_dir} has "
                             f"{free // 1024} KiB free")
     total = namespaces([desired, *others])
-    fds = total * AGENT_FDS_PER_CONTAINER + AGENT_FDS_SPARE
+    held = len(reservations.wanted([desired, *others]))  # the iptables backend's published ports
+    fds = total * AGENT_FDS_PER_CONTAINER + held + AGENT_FDS_SPARE
     limit = agent_fd_limit(agent.pid if agent else None)
     if fds > limit:
+        what = f"{total} containers" + (f" and {held} reserved ports" if held else "")
         raise CapacityError(
-            f"containers: {total} containers on this host need about {fds} open files in fastnet's agent "
-            f"(a UDP and a TCP socket each for DNS), above its limit of {limit} (RLIMIT_NOFILE; raise the "
-            "hard limit of the shell that starts fastnet, or `fastnet down` every project first)"
+            f"containers: {what} on this host need about {fds} open files in fastnet's agent "
+            f"(a UDP and a TCP socket per container for DNS, one per port it reserves), above its limit of "
+            f"{limit} (RLIMIT_NOFILE; raise the hard limit of the shell that starts fastnet, or `fastnet down` "
+            "every project first)"
         )
 
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import capacity, drivers, interrupt, links, logs, modes, sandbox
+from . import capacity, drivers, interrupt, links, listeners, logs, modes, sandbox
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
-from .config import Config, describe_mapping, mappings_overlap
+from .config import Config, PortMapping, describe_mapping, mappings_overlap
 from .dns import notify as dns_notify
 from .host import Host, HostError, current_host, enter_host_mounts, ensure_running, locked, stop_keeper, wait_for_agent
 from .plan import Plan, make_plan
@@ -67,6 +67,7 @@ def preflight(host: Host, desired: ProjectSpec, current: ProjectState | None, ot
                             f"containers.{c.name}.publish: {describe_mapping(m)} overlaps "
                             f"{describe_mapping(clash)} already published by {other.name}/{oc.name}"
                         )
+    _preflight_host_ports(desired, current, others)
     if desired.uplink and not ipr.link_lookup(ifname=desired.uplink):
         raise UpError(f"uplink: no interface named {desired.uplink!r} on this host")
     aliases = links.link_aliases(ipr)  # one dump, not a lookup per port
@@ -103,6 +104,33 @@ def preflight(host: Host, desired: ProjectSpec, current: ProjectState | None, ot
     for c in desired.containers.values():
         if c.command and sandbox.resolve_command(c.command) is None:
             raise UpError(f"containers.{c.name}.command: {c.command[0]!r} is not an executable on this host")
+
+
+def _preflight_host_ports(desired: ProjectSpec, current: ProjectState | None, others: list[ProjectState]) -> None:
+    """A port the run would publish must not be held by a socket of the host (a listening TCP
+    or a bound UDP socket on an overlapping address), as Docker's own bind would fail: else
+    publishing would silently take it over. Sockets on ports this project or another one
+    already publishes are not host processes' (the iptables backend's reservations, or binds
+    the bind hooks allowed next to a port published on one address)."""
+    wanted: dict[tuple[str, int], list[tuple[str, PortMapping]]] = {}  # (protocol, port) -> its entries
+    for c in desired.containers.values():
+        for m in c.publish:
+            for port in range(m.host_port_first, m.host_port_last + 1):
+                wanted.setdefault((m.proto, port), []).append((c.name, m))
+    if not wanted:
+        return
+    published = listeners.published_index(
+        m for st in ([current] if current else []) + others for c in st.spec.containers.values() for m in c.publish
+    )
+    for s in listeners.host_listeners():
+        if (s.proto, s.port) not in wanted or listeners.covered(s, published):
+            continue
+        for name, m in wanted[(s.proto, s.port)]:
+            if listeners.conflicts(m, s):
+                raise UpError(
+                    f"containers.{name}.publish: {describe_mapping(m)}: port {s.port} is in use on this host "
+                    f"{listeners.holder(s)}"
+                )
 
 
 def _preflight_drivers(desired: ProjectSpec, others: list[ProjectState], ipr: IPRoute) -> None:

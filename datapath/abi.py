@@ -169,7 +169,12 @@ SOCK_PROGRAMS = {
     "fn_sock_sendmsg4": 14,  # BPF_CGROUP_UDP4_SENDMSG
     "fn_sock_recvmsg4": 19,  # BPF_CGROUP_UDP4_RECVMSG
     "fn_sock_getpeername4": 29,  # BPF_CGROUP_INET4_GETPEERNAME
+    "fn_sock_bind4": 8,  # BPF_CGROUP_INET4_BIND
+    "fn_sock_bind6": 9,  # BPF_CGROUP_INET6_BIND: "::" and IPv4-mapped addresses
 }
+# fn_pub_ports: the bitmap of published ports, FN_PORT_WORDS u64 words per protocol slot
+FN_PORT_WORDS = constants()["FN_PORT_WORDS"]
+PORT_SLOTS = {6: constants()["FN_PORT_SLOT_TCP"], 17: constants()["FN_PORT_SLOT_UDP"]}  # IPPROTO_* -> slot
 
 # map name -> (key mirror, value mirror); scalar keys are plain ctypes integers.
 MAP_LAYOUTS: dict[str, tuple[type, type]] = {
@@ -183,6 +188,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_host_addrs": (u32, u32),
     "fn_svc_addr": (SvcAddrKey, Service),
     "fn_svc_any": (SvcAnyKey, Service),
+    "fn_pub_ports": (u32, u64),
     "fn_ct": (CtKey, CtEntry),
     "fn_ct_new": (CtKey, CtEntry),
     "fn_ipvlan_ports": (u32, IpvlanPort),

@@ -161,6 +161,29 @@ def service_entries(services: list[ServiceRecord]) -> dict[str, list[tuple]]:
     return t
 
 
+def port_words(services: Iterable[ServiceRecord]) -> dict[int, int]:
+    """The non-zero words of fn_pub_ports that `services` set: {word index: bits}. A range
+    sets whole words at a time, so publishing 7000-7999 costs 16 words, not 1000 bits."""
+    words: dict[int, int] = {}
+    for svc in services:
+        if svc.proto not in abi.PORT_SLOTS:
+            continue  # only TCP and UDP have ports (the tries may hold others: nothing matches them)
+        base = abi.PORT_SLOTS[svc.proto] * abi.FN_PORT_WORDS
+        port = svc.host_port_first
+        while port <= svc.host_port_last:
+            word, low = divmod(port, 64)
+            high = min(svc.host_port_last, word * 64 + 63) % 64
+            words[base + word] = words.get(base + word, 0) | (((1 << (high - low + 1)) - 1) << low)
+            port = (word + 1) * 64
+    return words
+
+
+def port_bitmap(services: Iterable[ServiceRecord]) -> list[tuple]:
+    """Every word of fn_pub_ports (zeros included: an array has no missing keys)."""
+    words = port_words(services)
+    return [(ctypes.c_uint32(i), ctypes.c_uint64(words.get(i, 0))) for i in range(len(abi.PORT_SLOTS) * abi.FN_PORT_WORDS)]
+
+
 def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
     lo, hi = host.snat_ports
     config = abi.HostConfig(
@@ -333,28 +356,48 @@ class Maps:
         publishing one more port is one map update whatever else is published. Without it the
         tables are read back and reconciled in full, which costs time in proportion to all of them."""
         if previous is None:
-            return sum(self._reconcile(name, content) for name, content in service_entries(list(services)).items())
+            services = list(services)
+            writes = sum(self._reconcile(name, content) for name, content in service_entries(services).items())
+            return writes + self._reconcile("fn_pub_ports", port_bitmap(services))
         wanted = frozenset(services)
         added = wanted - previous
         # Every record of `wanted` not added was already there: when those cover `previous`,
         # nothing was withdrawn and the second pass over all records is skipped.
         unchanged = len(wanted) - len(added)
-        return self.publish(added, previous - wanted if unchanged < len(previous) else ())
+        return self.publish(added, previous - wanted if unchanged < len(previous) else (), wanted)
 
-    def publish(self, added: Iterable[ServiceRecord], withdrawn: Iterable[ServiceRecord]) -> int:
+    def publish(self, added: Iterable[ServiceRecord], withdrawn: Iterable[ServiceRecord],
+                remaining: Iterable[ServiceRecord] = ()) -> int:
         """Write the entries of `added`, then delete those of `withdrawn` that `added` did not
-        rewrite (a changed service keeps its keys: it is updated in place, never missing)."""
+        rewrite (a changed service keeps its keys: it is updated in place, never missing).
+        `remaining`: every service published after the change (it decides which bits of the
+        withdrawn ports' bitmap words stay set; only read when something is withdrawn)."""
+        added, withdrawn = list(added), list(withdrawn)
         writes, rewritten = 0, set()
-        for name, content in service_entries(list(added)).items():
+        for name, content in service_entries(added).items():
             for key, value in content:
                 libbpf.map_update(self._fd(name), key, value)
                 rewritten.add((name, bytes(key)))
                 writes += 1
-        for name, content in service_entries(list(withdrawn)).items():
+        for name, content in service_entries(withdrawn).items():
             for key, _ in content:
                 if (name, bytes(key)) not in rewritten:
                     libbpf.map_delete(self._fd(name), key)
                     writes += 1
+        return writes + self._publish_bits(port_words(added), port_words(withdrawn), remaining)
+
+    def _publish_bits(self, added: dict[int, int], withdrawn: dict[int, int], remaining: Iterable[ServiceRecord]) -> int:
+        """Bring the fn_pub_ports words that changed up to date: a word only gains bits is
+        OR-ed into what the map holds; a word that lost some is recomputed from `remaining`."""
+        fd, writes = self._fd("fn_pub_ports"), 0
+        after = port_words(remaining) if withdrawn else {}
+        for index in sorted(added.keys() | withdrawn.keys()):
+            key, current = ctypes.c_uint32(index), ctypes.c_uint64()
+            libbpf.map_lookup(fd, key, current)
+            want = after.get(index, 0) if withdrawn else current.value | added[index]
+            if want != current.value:
+                libbpf.map_update(fd, key, ctypes.c_uint64(want))
+                writes += 1
         return writes
 
     def sync(self, networks: list[NetworkRecord], ports: list[PortRecord]) -> int:

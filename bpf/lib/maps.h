@@ -23,6 +23,7 @@ BPF_TABLE("array", __u32, struct fn_host_config, fn_config, 1);
 BPF_TABLE("hash", __be32, __u32, fn_host_addrs, FN_MAX_HOST_ADDRS);
 BPF_LPM_TRIE(fn_svc_addr, struct fn_svc_addr_key, struct fn_service, FN_MAX_SERVICES);
 BPF_LPM_TRIE(fn_svc_any, struct fn_svc_any_key, struct fn_service, FN_MAX_SERVICES);
+BPF_TABLE("array", __u32, __u64, fn_pub_ports, FN_PORT_SLOTS * FN_PORT_WORDS);
 BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct, FN_CT_MAX);
 BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct_new, FN_CT_NEW_MAX);
 BPF_SK_STORAGE(fn_sock_orig, struct fn_sock_orig);

@@ -12,8 +12,9 @@ Reload (SIGHUP from `up`/`down`, and a poll of the projects directory as a safet
 re-read every project state of the host, rebuild the zone, open sockets for new containers
 (or containers whose namespace was replaced), close those of removed ones, rewrite the whole
 fn_resolvers table of the pinned datapath (it may be a new build with an empty table; removed
-containers' entries go), and re-read the host's resolv.conf. The outcome goes to rt/dns.json
-with the counters (see notify.py).
+containers' entries go), and re-read the host's resolv.conf; then hand the specs read to the
+agent's other consumers (`on_reload`: the iptables backend's port reservations). The outcome
+goes to rt/dns.json with the counters (see notify.py).
 
 Bounds (a flood costs at most these, the rest is dropped and counted):
 MAX_FORWARDS in-flight upstream queries in all, MAX_FORWARDS_PER_CONTAINER each;
@@ -32,6 +33,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import dns.message
 import dns.rcode
@@ -136,7 +138,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class Resolver:
-    def __init__(self, host_dir: Path):
+    def __init__(self, host_dir: Path, on_reload: Callable[[list], None] | None = None):
+        self.on_reload = on_reload  # called with every project's spec at each reload
         self.runtime = host_dir / "rt"
         self.netns_dir = self.runtime / "netns"
         self.projects_dir = host_dir / "projects"
@@ -262,6 +265,8 @@ class Resolver:
                 except OSError as exc:
                     self.errors[netns] = str(exc)
         self._sync_socket_hooks()
+        if self.on_reload is not None:
+            self.on_reload(specs)
         self.loaded = loaded
         self.generation += 1
         self.write_status()

@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 4
+#define FASTNET_ABI_VERSION 5
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -231,6 +231,19 @@ struct fn_service {
 };
 
 #define FN_SVC_F_LOCAL_ONLY 0x1    /* published on 127.0.0.1: host processes only */
+
+/*
+ * fn_pub_ports: ARRAY of __u64 words, a bitmap of every published (protocol, port) whatever
+ * the address (every host address, one address, 127.0.0.1): key = protocol slot *
+ * FN_PORT_WORDS + port / 64, bit port % 64 (ports in host order). Written by the control
+ * plane together with the tries above (datapath/maps.py); read with fn_port_published()
+ * (bpf/lib/service.h) as the one-lookup answer to "is this port published at all?" before
+ * any trie lookup: the bind hooks ask it first, as every bind() of the machine runs them.
+ */
+#define FN_PORT_WORDS    1024   /* 65536 ports / 64 bits */
+#define FN_PORT_SLOT_TCP 0
+#define FN_PORT_SLOT_UDP 1
+#define FN_PORT_SLOTS    2
 
 /*
  * Connection tracking: fn_ct (confirmed flows) and fn_ct_new (flows without a reply yet, so a
