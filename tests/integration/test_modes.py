@@ -29,7 +29,6 @@ from harness import (
     EchoServer,
     assert_no_leftovers,
     edit,
-    in_netns,
     netns_references,
     ns_cookie,
     ns_inode,
@@ -333,7 +332,7 @@ def test_bad_mode_is_a_one_line_error_and_creates_nothing(host, snippet, problem
     cp = host.up(text, check=False)
     assert cp.returncode == 2, cp
     err = one_line_error(cp)
-    assert f".yaml:6:" in err and "containers.solo.network_mode: " in err and problem in err, err
+    assert ".yaml:6:" in err and "containers.solo.network_mode: " in err and problem in err, err
     assert_no_leftovers(host)
 
 

@@ -33,7 +33,6 @@ from harness import (
     UPLINK,
     assert_no_leftovers,
     containers,
-    moved,
     netns,
     one_line_error,
     tcp_echo,

@@ -2,7 +2,6 @@
 (responder: local answer, NXDOMAIN, forward, FORMERR, drop). Specs come from real configs."""
 from __future__ import annotations
 
-from ipaddress import IPv4Address
 
 import dns.flags
 import dns.message
