@@ -72,10 +72,15 @@ async def serve(host_dir: Path) -> int:
 
 async def _periodic(host_dir: Path) -> None:
     loop = asyncio.get_running_loop()
+    jobs = (("conntrack garbage collection", collect_garbage, host_dir / "rt" / "bpf"),
+            ("log caps", logs.cap_all, host_dir))
     while True:
         await asyncio.sleep(GC_INTERVAL)
-        await loop.run_in_executor(None, collect_garbage, host_dir / "rt" / "bpf")
-        await loop.run_in_executor(None, logs.cap_all, host_dir)
+        for what, job, arg in jobs:
+            try:
+                await loop.run_in_executor(None, job, arg)
+            except Exception as exc:  # the next round tries again; a failure must not end the loop
+                print(f"fastnet agent: {what} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
 def collect_garbage(pin_root: Path) -> None:
@@ -89,8 +94,6 @@ def collect_garbage(pin_root: Path) -> None:
         return
     try:
         Maps(dp).conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
-    except OSError as exc:
-        print(f"fastnet agent: conntrack garbage collection failed: {exc}", file=sys.stderr, flush=True)
     finally:
         dp.close()
 

@@ -54,12 +54,19 @@ class HostWatch:
             task.cancel()
 
     async def _listen(self) -> None:
-        async with AsyncIPRoute() as ipr:
-            await ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR)
-            while True:
-                async for msg in ipr.get():
-                    if msg.get("event") in EVENTS:
-                        self._wanted.set()
+        while True:
+            try:
+                async with AsyncIPRoute() as ipr:
+                    await ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR)
+                    while True:
+                        async for msg in ipr.get():
+                            if msg.get("event") in EVENTS:
+                                self._wanted.set()
+            except Exception as exc:  # e.g. ENOBUFS after a burst: events were lost, so refresh
+                print(f"fastnet agent: netlink watch failed: {type(exc).__name__}: {exc}; reopening",
+                      file=sys.stderr, flush=True)
+                self._wanted.set()
+                await asyncio.sleep(1)
 
     async def _refresher(self) -> None:
         loop = asyncio.get_running_loop()
