@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from . import interrupt, output, procs
-from .config import ConfigError, load_config, project_name_problem
+from .config import ConfigError, load_config
+from .names import project_name_problem
 
 BUNDLED_EXAMPLE = Path(__file__).resolve().parent / "examples" / "demo.yaml"
 

@@ -50,7 +50,8 @@ from .compose_keys import (
     render_path,
 )
 from .compose_vars import interpolate
-from .config import NAME_MAX, NAME_PATTERN, PROJECT_NAME_MAX, ConfigError, _describe, _Path, _Pos, _SourceMap
+from .names import NAME_MAX, NAME_RE, PROJECT_NAME_MAX
+from .source import ConfigError, KeyPath, Pos, SourceMap, describe
 
 __all__ = ["COMPOSE_FILE_NAMES", "ComposeSourceMap", "is_compose", "project_name", "translate"]
 
@@ -67,7 +68,6 @@ _AUTO_SUBNETS = tuple(IPv4Network(f"172.{n}.0.0/16") for n in range(18, 32)) + t
 )
 _FASTNET_DEFAULT_BRIDGE = IPv4Network("172.17.0.0/16")
 
-_NAME_RE = re.compile(NAME_PATTERN)  # fastnet's names; service names become parts of them
 _PROJECT_STRIP_RE = re.compile(r"[^a-z0-9_-]")
 _MODE_KEY = {"macvlan": "macvlan_mode", "ipvlan": "ipvlan_mode"}
 
@@ -80,7 +80,7 @@ def is_compose(source: str, data: dict[str, Any]) -> bool:
     return "services" in data or (named and "containers" not in data)
 
 
-class ComposeSourceMap(_SourceMap):
+class ComposeSourceMap(SourceMap):
     """Locates errors about the translated document at the Compose keys it came from.
 
     ``routes`` maps a path of the translated document to a Compose path; a path without its
@@ -88,24 +88,24 @@ class ComposeSourceMap(_SourceMap):
     e.g. ``containers.<c>.command[2]`` lands on ``services.<s>.command[2]``).
     """
 
-    def __init__(self, compose: _SourceMap) -> None:
+    def __init__(self, compose: SourceMap) -> None:
         super().__init__(compose.source)
         self.compose = compose
-        self.routes: dict[_Path, _Path] = {(): ()}
+        self.routes: dict[KeyPath, KeyPath] = {(): ()}
 
-    def route(self, path: _Path, compose_path: _Path) -> None:
+    def route(self, path: KeyPath, compose_path: KeyPath) -> None:
         self.routes[path] = compose_path
 
-    def to_compose(self, path: _Path) -> _Path:
+    def to_compose(self, path: KeyPath) -> KeyPath:
         for cut in range(len(path), -1, -1):
             if path[:cut] in self.routes:
                 return (*self.routes[path[:cut]], *path[cut:])
         return ()  # not reached: () is always routed
 
-    def locate(self, path: _Path, *, key: bool = False) -> _Pos:
+    def locate(self, path: KeyPath, *, key: bool = False) -> Pos:
         return self.compose.locate(self.to_compose(path), key=key)
 
-    def error(self, path: _Path, problem: str, *, at: _Path | None = None, key: bool = False) -> ConfigError:
+    def error(self, path: KeyPath, problem: str, *, at: KeyPath | None = None, key: bool = False) -> ConfigError:
         line, col = self.locate(path if at is None else at, key=key)
         for fastnet_words, compose_words in _IN_COMPOSE_WORDS:
             problem = problem.replace(fastnet_words, compose_words)
@@ -119,13 +119,13 @@ _IN_COMPOSE_WORDS = (
 )
 
 
-def project_name(data: dict[str, Any], project_dir: str, where: _SourceMap) -> str:
+def project_name(data: dict[str, Any], project_dir: str, where: SourceMap) -> str:
     """The Compose project name: `name:` as written (it must already be normal, as Compose
     requires), else the directory's name normalised and, if too long for fastnet, shortened."""
     if "name" in data:
         name = data["name"]
         if not isinstance(name, str):
-            raise compose_error(where, ("name",), f"expected a string, got {_describe(name)}")
+            raise compose_error(where, ("name",), f"expected a string, got {describe(name)}")
         if not name or _normalise(name) != name:
             raise compose_error(
                 where, ("name",),
@@ -151,9 +151,9 @@ def _normalise(name: str) -> str:
 
 
 def translate(
-    data: dict[str, Any], where: _SourceMap, project_dir: str, environ: Mapping[str, str] | None = None
+    data: dict[str, Any], where: SourceMap, project_dir: str, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], ComposeSourceMap, tuple[str, ...]]:
-    """The fastnet document for a Compose file (plain data as read by config._read_yaml), the
+    """The fastnet document for a Compose file (plain data as read by source.read_yaml), the
     source map that places its errors in the Compose file, and the warnings (one line for the
     keys ignored, one for variables that are not set). ``environ`` (default: the process
     environment) supplies the variables that Compose interpolates."""
@@ -166,27 +166,27 @@ def translate(
 
 
 class _Translator:
-    def __init__(self, data: dict[str, Any], where: _SourceMap, project_dir: str) -> None:
+    def __init__(self, data: dict[str, Any], where: SourceMap, project_dir: str) -> None:
         self.data = data
         self.cw = where  # positions in the Compose file
         self.map = ComposeSourceMap(where)
         self.project_dir = project_dir
-        self.ignored: list[_Path] = []
+        self.ignored: list[KeyPath] = []
         self.doc: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- helpers
 
-    def fail(self, path: _Path, problem: str, *, key: bool = False) -> ConfigError:
+    def fail(self, path: KeyPath, problem: str, *, key: bool = False) -> ConfigError:
         return compose_error(self.cw, path, problem, key=key)
 
-    def mapping(self, value: Any, path: _Path, what: str = "a mapping") -> dict[str, Any]:
+    def mapping(self, value: Any, path: KeyPath, what: str = "a mapping") -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected {what}, got {_describe(value)}")
+            raise self.fail(path, f"expected {what}, got {describe(value)}")
         return value
 
-    def keys(self, node: dict[str, Any], path: _Path, honoured: tuple[str, ...], known: tuple[str, ...]) -> None:
+    def keys(self, node: dict[str, Any], path: KeyPath, honoured: tuple[str, ...], known: tuple[str, ...]) -> None:
         """Unknown keys are errors; known ones fastnet does not honour are noted for the warning."""
         for key in node:
             if key.startswith("x-") or key in honoured:
@@ -198,15 +198,15 @@ class _Translator:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise self.fail((*path, key), f"unknown key {key!r} in a Compose file{hint}", key=True)
 
-    def put(self, doc_path: _Path, value: Any, compose_path: _Path) -> None:
+    def put(self, doc_path: KeyPath, value: Any, compose_path: KeyPath) -> None:
         node = self.doc
         for part in doc_path[:-1]:
             node = node.setdefault(part, {})
         node[doc_path[-1]] = value
         self.map.route(doc_path, compose_path)
 
-    def check_name(self, kind: str, name: str, max_len: int, path: _Path, how: str) -> None:
-        if not _NAME_RE.fullmatch(name):
+    def check_name(self, kind: str, name: str, max_len: int, path: KeyPath, how: str) -> None:
+        if not NAME_RE.fullmatch(name):
             raise self.fail(
                 path, f"{kind} name {name!r} ({how}) is not a valid fastnet name: use lowercase letters, "
                 f"digits, '_', '.' and '-', starting with a letter or digit", key=True,
@@ -285,14 +285,14 @@ class _Translator:
                 )
             self.put((key,), item, (EXTENSION, key))
 
-    def explicit_name(self, kind: str, spec: dict, path: _Path, key: str) -> str | None:
+    def explicit_name(self, kind: str, spec: dict, path: KeyPath, key: str) -> str | None:
         """The name set by `key` (a network's `name:`, a service's `container_name:`), checked;
         None when the file leaves it to the project's naming."""
         if key not in spec:
             return None
         name = spec[key]
         if not isinstance(name, str):
-            raise self.fail((*path, key), f"expected a string, got {_describe(name)}")
+            raise self.fail((*path, key), f"expected a string, got {describe(name)}")
         self.check_name(kind, name, NAME_MAX, (*path, key), f"its '{key}:'")
         return name
 
@@ -324,7 +324,7 @@ class _Translator:
         self.ipam(spec.get("ipam"), cpath, dpath)
         self.driver_opts(spec, cpath, dpath)
 
-    def ipam(self, value: Any, cpath: _Path, dpath: _Path) -> None:
+    def ipam(self, value: Any, cpath: KeyPath, dpath: KeyPath) -> None:
         if value is None:
             return
         ipam = self.mapping(value, (*cpath, "ipam"))
@@ -334,7 +334,7 @@ class _Translator:
             return
         cfg_path = (*cpath, "ipam", "config")
         if not isinstance(configs, list):
-            raise self.fail(cfg_path, f"expected a list, got {_describe(configs)}")
+            raise self.fail(cfg_path, f"expected a list, got {describe(configs)}")
         if len(configs) > 1:
             raise self.fail(
                 (*cfg_path, 1), "fastnet networks have one IPv4 subnet: give one ipam.config entry"
@@ -346,7 +346,7 @@ class _Translator:
                 if key in item:
                     self.put((*dpath, key), item[key], (*cfg_path, index, key))
 
-    def driver_opts(self, spec: dict[str, Any], cpath: _Path, dpath: _Path) -> None:
+    def driver_opts(self, spec: dict[str, Any], cpath: KeyPath, dpath: KeyPath) -> None:
         """`parent` and the driver's own mode option become fastnet's `parent` and `mode`;
         options of other drivers (e.g. com.docker.network.bridge.*) are ignored."""
         if "driver_opts" not in spec:
@@ -388,7 +388,7 @@ class _Translator:
     def container_name(self, svc: str, spec: Any) -> str:
         path = ("services", svc)
         spec = self.mapping(spec, path)
-        if not _NAME_RE.fullmatch(svc):
+        if not NAME_RE.fullmatch(svc):
             raise self.fail(
                 path, f"invalid service name {svc!r}: fastnet names use lowercase letters, digits, '_', '.' "
                 f"and '-', starting with a letter or digit", key=True,
@@ -421,10 +421,10 @@ class _Translator:
         else:
             self.attachments(svc, spec.get("networks"), cpath, dpath)
 
-    def network_mode(self, svc: str, mode: Any, cpath: _Path, dpath: _Path) -> None:
+    def network_mode(self, svc: str, mode: Any, cpath: KeyPath, dpath: KeyPath) -> None:
         mpath = (*cpath, "network_mode")
         if not isinstance(mode, str):
-            raise self.fail(mpath, f"expected a string, got {_describe(mode)}")
+            raise self.fail(mpath, f"expected a string, got {describe(mode)}")
         if mode in ("bridge", "default"):
             # Docker's default bridge, which is fastnet's default network "bridge" (no names resolve there).
             self.put((*dpath, "networks"), ["bridge"], mpath)
@@ -439,11 +439,11 @@ class _Translator:
             mode = f"container:{self.container_names[other]}"
         self.put((*dpath, "network_mode"), mode, mpath)
 
-    def attachments(self, svc: str, value: Any, cpath: _Path, dpath: _Path) -> None:
+    def attachments(self, svc: str, value: Any, cpath: KeyPath, dpath: KeyPath) -> None:
         """Every attachment gets the service name as an alias, as Compose does, so services
         resolve each other by service name."""
         npath = (*cpath, "networks")
-        refs: list[tuple[str, dict[str, Any], _Path, bool]]  # network, settings, where, at key
+        refs: list[tuple[str, dict[str, Any], KeyPath, bool]]  # network, settings, where, at key
         if value is None:
             self.default_used = True
             refs = [(DEFAULT_NETWORK, {}, cpath, True)]
@@ -451,7 +451,7 @@ class _Translator:
             refs = []
             for index, net in enumerate(value):
                 if not isinstance(net, str):
-                    raise self.fail((*npath, index), f"expected a network name, got {_describe(net)}")
+                    raise self.fail((*npath, index), f"expected a network name, got {describe(net)}")
                 refs.append((net, {}, (*npath, index), False))
         elif isinstance(value, dict):
             refs = []
@@ -462,7 +462,7 @@ class _Translator:
         else:
             raise self.fail(
                 npath, f"expected a list of network names or a mapping of network name to settings, "
-                f"got {_describe(value)}",
+                f"got {describe(value)}",
             )
 
         attached: dict[str, Any] = {}
@@ -495,16 +495,16 @@ class _Translator:
 
     # ---------------------------------------------------------------- ports
 
-    def ports(self, value: Any, ppath: _Path) -> Any:
+    def ports(self, value: Any, ppath: KeyPath) -> Any:
         if not isinstance(value, list):
             return value  # fastnet's validation: "expected a list"
         return [self.port(item, (*ppath, index)) for index, item in enumerate(value)]
 
-    def port(self, item: Any, path: _Path) -> Any:
+    def port(self, item: Any, path: KeyPath) -> Any:
         """One `ports:` entry in fastnet's `[IP:]HOST:CONTAINER[/PROTO]` form. Entries without a
         host port (Compose then picks a random one) are errors: fastnet publishes fixed ports."""
         if isinstance(item, bool) or not isinstance(item, (int, str, dict)):
-            problem = f"expected a port mapping like \"8080:80\" or a mapping with 'target', got {_describe(item)}"
+            problem = f"expected a port mapping like \"8080:80\" or a mapping with 'target', got {describe(item)}"
             raise self.fail(path, problem)
         if isinstance(item, int):
             raise self.fail(path, _random_port(str(item)))
@@ -520,7 +520,7 @@ class _Translator:
             return item  # fastnet's validation checks the rest, at this entry
         return self.long_port(item, path)
 
-    def long_port(self, item: dict[str, Any], path: _Path) -> str:
+    def long_port(self, item: dict[str, Any], path: KeyPath) -> str:
         self.keys(item, path, ("target", "published", "host_ip", "protocol"), PORT_KEYS)
         if "target" not in item:
             raise self.fail(path, "'target' (the container port) is required")
@@ -529,13 +529,13 @@ class _Translator:
             if key in item:
                 value = item[key]
                 if isinstance(value, bool) or not isinstance(value, (int, str)):
-                    raise self.fail((*path, key), f"expected a port number or range, got {_describe(value)}")
+                    raise self.fail((*path, key), f"expected a port number or range, got {describe(value)}")
                 parts[key] = str(value)
         if "published" not in parts or parts["published"] == "":
             raise self.fail(path, _random_port(f"target {parts['target']}"))
         for key in ("host_ip", "protocol"):
             if key in item and not isinstance(item[key], str):
-                raise self.fail((*path, key), f"expected a string, got {_describe(item[key])}")
+                raise self.fail((*path, key), f"expected a string, got {describe(item[key])}")
         host_ip = item.get("host_ip")
         if host_ip and ":" in host_ip:
             raise self.fail((*path, "host_ip"), f"{host_ip!r}: IPv6 host addresses are not supported")

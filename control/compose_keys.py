@@ -3,7 +3,7 @@ how a place in a Compose file is written in Compose's own terms (``services.web.
 
 from __future__ import annotations
 
-from .config import ConfigError, _Path, _SourceMap
+from .source import ConfigError, KeyPath, SourceMap
 
 # Keys of the Compose specification (compose-spec/schema/compose-spec.json). Those fastnet
 # translates are handled by compose.py; the others are ignored with one warning. Keys in none of
@@ -40,7 +40,7 @@ EXTENSION = "x-fastnet"
 EXTENSION_KEYS = ("uplink", "backend", "conntrack")
 
 
-def render_path(path: _Path) -> str:
+def render_path(path: KeyPath) -> str:
     """A Compose key path as Compose's own messages write it: services.web.ports[0]."""
     out = ""
     for part in path:
@@ -48,6 +48,6 @@ def render_path(path: _Path) -> str:
     return out
 
 
-def compose_error(where: _SourceMap, path: _Path, problem: str, *, key: bool = False) -> ConfigError:
+def compose_error(where: SourceMap, path: KeyPath, problem: str, *, key: bool = False) -> ConfigError:
     line, col = where.locate(path, key=key)
     return ConfigError(where.source, line + 1, col + 1, render_path(path), problem)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .compose_keys import compose_error
-from .config import _Path, _SourceMap
+from .source import KeyPath, SourceMap
 
 # Compose's interpolation: $$ is a '$'; $VAR and ${VAR}; ${VAR:-default} / ${VAR-default}
 # (unset or empty / unset); ${VAR:?error} / ${VAR?error}; ${VAR:+other} / ${VAR+other}.
@@ -20,12 +20,12 @@ _VARIABLE_RE = re.compile(
 )
 
 
-def interpolate(data: Any, where: _SourceMap, environ: Mapping[str, str]) -> tuple[Any, list[str]]:
+def interpolate(data: Any, where: SourceMap, environ: Mapping[str, str]) -> tuple[Any, list[str]]:
     """``data`` with variables substituted in every string value (keys are left as written),
     and the names of the variables that were used but not set."""
     unset: list[str] = []
 
-    def walk(node: Any, path: _Path) -> Any:
+    def walk(node: Any, path: KeyPath) -> Any:
         if isinstance(node, dict):
             return {key: walk(value, (*path, key)) for key, value in node.items()}
         if isinstance(node, list):
@@ -34,7 +34,7 @@ def interpolate(data: Any, where: _SourceMap, environ: Mapping[str, str]) -> tup
             return _VARIABLE_RE.sub(lambda match: substitute(match, node, path), node)
         return node
 
-    def substitute(match: re.Match[str], text: str, path: _Path) -> str:
+    def substitute(match: re.Match[str], text: str, path: KeyPath) -> str:
         if match["escaped"]:
             return "$"
         if match["invalid"] is not None:

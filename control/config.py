@@ -9,7 +9,7 @@ Loading runs in three stages:
 1. ruamel.yaml parses the text in round-trip mode (YAML 1.2), so that every
    mapping and sequence remembers where its keys and items are.
    ``_read_yaml`` turns that tree into plain Python data and records the
-   positions per key path in a ``_SourceMap``.
+   positions per key path in a ``SourceMap``.
 2. Private pydantic models (``_FileSpec`` and the ones it nests) check the
    shape and every value on its own: unknown keys, wrong types, names,
    subnets, addresses, port mappings.
@@ -45,12 +45,17 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.reader import ReaderError
+
+from . import compose
+from .names import (
+    ALIAS_MAX,
+    NAME_MAX,
+    NAME_RE,
+    PROJECT_NAME_MAX,
+    PROJECT_NAME_WHY,
+    name_problem,
+)
+from .source import ConfigError, KeyPath, SourceMap, describe, read_yaml
 
 __all__ = [
     "DEFAULT_GATEWAY",
@@ -71,13 +76,6 @@ DEFAULT_NETWORK = "bridge"
 DEFAULT_SUBNET = IPv4Network("172.17.0.0/16")
 DEFAULT_GATEWAY = IPv4Address("172.17.0.1")
 
-# Names become parts of interface, netns and pin names, so they are kept to a
-# conservative, Docker-like alphabet. The project name prefixes every one of
-# them, and Linux interface names have at most 15 characters.
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
-PROJECT_NAME_MAX = 12
-NAME_MAX = 32  # containers and networks
-ALIAS_MAX = 63  # one DNS label
 BACKENDS = ("ebpf", "iptables")
 NETWORK_MODES = ("host", "none")  # and container:NAME
 CONTAINER_MODE_PREFIX = "container:"
@@ -88,7 +86,6 @@ DRIVER_MODES = {
     "ipvlan": ("l2", "l3"),
 }
 
-_NAME_RE = re.compile(NAME_PATTERN)
 _PUBLISH_RE = re.compile(
     r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+(?:-\d+)?):(?P<cont>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp))?$",
     re.ASCII,
@@ -98,27 +95,6 @@ _PUBLISH_RE = re.compile(
 # --------------------------------------------------------------------------
 # Public model
 # --------------------------------------------------------------------------
-
-
-class ConfigError(Exception):
-    """A problem in a project file, located as precisely as the YAML allows.
-
-    ``line`` and ``col`` are 1-based (``None`` when the file could not be read
-    at all); ``path`` is the dotted key path (empty for problems of the file as
-    a whole). ``str()`` gives the single line shown to users.
-    """
-
-    def __init__(self, source: str, line: int | None, col: int | None, path: str, problem: str):
-        super().__init__(source, line, col, path, problem)
-        self.source = source
-        self.line = line
-        self.col = col
-        self.path = path
-        self.problem = " ".join(problem.splitlines())
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}:{self.col}"
-        return f"{where}: {self.path}: {self.problem}" if self.path else f"{where}: {self.problem}"
 
 
 @dataclass(frozen=True)
@@ -223,200 +199,13 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def parse_config(text: str, source: str = "<string>") -> Config:
     """Validate project-file text; ``source`` names it in error messages. A Compose file is
     translated into this format first, keeping its positions (see compose.py)."""
-    data, where = _read_yaml(text, source)
+    data, where = read_yaml(text, source)
     warnings: tuple[str, ...] = ()
-    from . import compose  # imports this module
-
     if compose.is_compose(source, data):
         data, where, warnings = compose.translate(data, where, os.path.dirname(os.path.abspath(source)))
     spec = _check_schema(data, where)
     config = _resolve(spec, where)
     return dataclasses.replace(config, warnings=warnings) if warnings else config
-
-
-# --------------------------------------------------------------------------
-# Stage 1: YAML text -> plain data + positions
-# --------------------------------------------------------------------------
-
-_Path = tuple[str | int, ...]
-_Pos = tuple[int, int]  # 0-based line, column as ruamel reports them
-
-
-class _SourceMap:
-    """Where each key path of the document sits in the file.
-
-    Keys and values are recorded separately: errors about a value point at
-    the value, errors about a whole mapping point at the key that holds it.
-    Paths without a recorded position (e.g. keys pulled in by a YAML merge)
-    fall back to the nearest enclosing key.
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self._keys: dict[_Path, _Pos] = {}
-        self._values: dict[_Path, _Pos] = {}
-
-    def add(self, path: _Path, *, key: _Pos | None = None, value: _Pos | None = None) -> None:
-        if key is not None:
-            self._keys[path] = key
-        if value is not None:
-            self._values[path] = value
-
-    def locate(self, path: _Path, *, key: bool = False) -> _Pos:
-        while True:
-            if key and path in self._keys:
-                return self._keys[path]
-            if path in self._values:
-                return self._values[path]
-            if path in self._keys:
-                return self._keys[path]
-            if not path:
-                return (0, 0)
-            path, key = path[:-1], True
-
-    def error(self, path: _Path, problem: str, *, at: _Path | None = None, key: bool = False) -> ConfigError:
-        """Build the error for ``path``, positioned at ``at`` (default: ``path`` itself)."""
-        line, col = self.locate(path if at is None else at, key=key)
-        return ConfigError(self.source, line + 1, col + 1, _dotted(path), problem)
-
-
-def _dotted(path: _Path) -> str:
-    """Render a key path for messages; list indices are left out (the position names the item)."""
-    return ".".join(part if part.isprintable() else repr(part) for part in path if isinstance(part, str))
-
-
-def _read_yaml(text: str, source: str) -> tuple[dict[str, Any], _SourceMap]:
-    yaml = YAML()  # round-trip loader: YAML 1.2 with line/column info
-    try:
-        root = yaml.load(text)
-    except DuplicateKeyError as exc:
-        raise _duplicate_key_error(text, exc, source) from None
-    except MarkedYAMLError as exc:
-        raise _syntax_error(exc, source) from None
-    except ReaderError as exc:
-        line = text.count("\n", 0, exc.position)
-        col = exc.position - (text.rfind("\n", 0, exc.position) + 1)
-        problem = f"YAML syntax error: character U+{exc.character:04X} is not allowed"
-        raise ConfigError(source, line + 1, col + 1, "", problem) from None
-
-    if root is None:
-        problem = "the file is empty; expected a mapping with 'networks' and 'containers'"
-        raise ConfigError(source, 1, 1, "", problem)
-    if not isinstance(root, CommentedMap):
-        line, col = (root.lc.line, root.lc.col) if isinstance(root, CommentedSeq) else (0, 0)
-        problem = f"the top level must be a mapping of settings, got {_describe(root)}"
-        raise ConfigError(source, line + 1, col + 1, "", problem)
-    where = _SourceMap(source)
-    where.add((), value=(root.lc.line, root.lc.col))
-    return _plain(root, (), where), where
-
-
-def _plain(node: Any, path: _Path, where: _SourceMap) -> Any:
-    """Copy the ruamel tree into builtin types, recording positions on the way.
-
-    Builtin types keep the pydantic models strict and simple (ruamel's
-    ScalarInt, ScalarFloat and string subclasses carry formatting only).
-    """
-    if isinstance(node, CommentedMap):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            pos = (node.lc.data or {}).get(key)
-            key_pos = (pos[0], pos[1]) if pos else None
-            if not isinstance(key, str):
-                where.add((*path, key), key=key_pos)
-                problem = f"keys must be strings, got {_describe(key)}; put the key in quotes"
-                raise where.error(path, problem, at=(*path, key), key=True)
-            # A null value has no token of its own: ruamel reports wherever the
-            # next token starts, so such values are located by their key.
-            value_pos = (pos[2], pos[3]) if pos and value is not None else None
-            where.add((*path, key), key=key_pos, value=value_pos)
-            out[key] = _plain(value, (*path, key), where)
-        return out
-    if isinstance(node, CommentedSeq):
-        items = []
-        for index, item in enumerate(node):
-            pos = (node.lc.data or {}).get(index)
-            where.add((*path, index), value=(pos[0], pos[1]) if pos else None)
-            items.append(_plain(item, (*path, index), where))
-        return items
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node  # dates, tagged scalars: rejected by the schema with their type named
-
-
-def _syntax_error(exc: MarkedYAMLError, source: str) -> ConfigError:
-    mark = exc.problem_mark or exc.context_mark
-    line, col = (mark.line, mark.column) if mark else (0, 0)
-    problem = f"YAML syntax error: {exc.problem or exc.context}"
-    context = exc.context_mark
-    if exc.problem and exc.context and context:
-        problem += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
-    return ConfigError(source, line + 1, col + 1, "", problem)
-
-
-def _duplicate_key_error(text: str, exc: DuplicateKeyError, source: str) -> ConfigError:
-    """Name the duplicated key by its full path, found in the composed node tree.
-
-    ruamel only reports the mark of the second occurrence; composing the
-    document (which does not check for duplicates) gives the path to it.
-    """
-    mark = exc.problem_mark
-    found = _find_key_node(YAML().compose(text), (mark.line, mark.column), (), set())
-    if found is None:  # not expected; still report the position ruamel gave
-        return ConfigError(source, mark.line + 1, mark.column + 1, "", "duplicate key")
-    path, first_line = found
-    return ConfigError(
-        source, mark.line + 1, mark.column + 1, _dotted(path),
-        f"duplicate key {path[-1]!r} (first defined on line {first_line + 1})",
-    )
-
-
-def _find_key_node(
-    node: Node, mark: _Pos, path: tuple[str, ...], seen: set[int]
-) -> tuple[tuple[str, ...], int] | None:
-    """Find the key node starting at ``mark``: its path and the line of the key's first occurrence."""
-    if id(node) in seen:  # a recursive alias
-        return None
-    seen.add(id(node))
-    if isinstance(node, MappingNode):
-        for key_node, value_node in node.value:
-            name = key_node.value if isinstance(key_node, ScalarNode) else "?"
-            if (key_node.start_mark.line, key_node.start_mark.column) == mark:
-                same = (k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == name)
-                first = next(same, key_node)
-                return (*path, name), first.start_mark.line
-            found = _find_key_node(value_node, mark, (*path, name), seen)
-            if found:
-                return found
-    elif isinstance(node, SequenceNode):
-        for item in node.value:
-            found = _find_key_node(item, mark, path, seen)
-            if found:
-                return found
-    return None
-
-
-def _describe(value: Any) -> str:
-    """Name a YAML value for an error message ("number 5", "a list", ...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value}"
 
 
 # --------------------------------------------------------------------------
@@ -430,24 +219,7 @@ def _fail(problem: str) -> NoReturn:
 
 
 def _expect(what: str, value: Any) -> NoReturn:
-    _fail(f"expected {what}, got {_describe(value)}")
-
-
-def name_problem(kind: str, value: str, max_len: int, why: str = "") -> str | None:
-    """What is wrong with a name of `kind` (None: nothing)."""
-    if not _NAME_RE.fullmatch(value):
-        return (f"invalid {kind} name {value!r}: use lowercase letters, digits, '_', '.' and '-', "
-                f"starting with a letter or digit ({NAME_PATTERN})")
-    if len(value) > max_len:
-        return f"{kind} name {value!r} is too long: {len(value)} characters, at most {max_len}{why}"
-    return None
-
-
-def project_name_problem(value: str) -> str | None:
-    return name_problem("project", value, PROJECT_NAME_MAX, _PROJECT_NAME_WHY)
-
-
-_PROJECT_NAME_WHY = " (it prefixes every interface, namespace and pin name)"
+    _fail(f"expected {what}, got {describe(value)}")
 
 
 def _name(kind: str, max_len: int, why: str = "") -> AfterValidator:
@@ -481,7 +253,7 @@ def _check_network_mode(value: str) -> str:
         target = value[len(CONTAINER_MODE_PREFIX):]
         if not target:
             _fail("'container:' needs the name of a container of this file, e.g. 'container:db'")
-        if not _NAME_RE.fullmatch(target):
+        if not NAME_RE.fullmatch(target):
             _fail(f"{value!r} does not name a container: {target!r} is not a valid container name")
         return value
     hint = " (leave network_mode out to attach the container to its 'networks')" if value in ("bridge", "default") else ""
@@ -550,7 +322,7 @@ def _parse_ports(entry: str, text: str) -> tuple[int, int]:
 
 def _parse_port_mapping(value: Any) -> PortMapping:
     if not isinstance(value, str):
-        _fail(f'publish entries must be strings like "8080:80", got {_describe(value)}')
+        _fail(f'publish entries must be strings like "8080:80", got {describe(value)}')
     match = _PUBLISH_RE.fullmatch(value)
     if match is None:
         _fail(
@@ -601,7 +373,7 @@ def _yaml_form(value: Any) -> str | None:
 _UNION_TAGS = ("<list>", "<mapping>", "<string>")
 
 _ProjectName = Annotated[
-    StrictStr, _name("project", PROJECT_NAME_MAX, _PROJECT_NAME_WHY)
+    StrictStr, _name("project", PROJECT_NAME_MAX, PROJECT_NAME_WHY)
 ]
 _NetworkName = Annotated[StrictStr, _name("network", NAME_MAX)]
 _ContainerName = Annotated[StrictStr, _name("container", NAME_MAX)]
@@ -692,7 +464,7 @@ _EXPECTED = {
 }
 
 
-def _check_schema(data: dict[str, Any], where: _SourceMap) -> _FileSpec:
+def _check_schema(data: dict[str, Any], where: SourceMap) -> _FileSpec:
     try:
         return _FileSpec.model_validate(data)
     except ValidationError as exc:
@@ -700,16 +472,16 @@ def _check_schema(data: dict[str, Any], where: _SourceMap) -> _FileSpec:
         raise min(errors, key=lambda e: (e.line, e.col)) from None
 
 
-def _schema_error(error: Any, data: dict[str, Any], where: _SourceMap) -> ConfigError:
+def _schema_error(error: Any, data: dict[str, Any], where: SourceMap) -> ConfigError:
     """Translate one pydantic error, mapping its ``loc`` back to the file."""
     path = _data_path(data, error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
         return where.error(path[:-1], f"unknown key {path[-1]!r}{_key_hint(path)}", at=path, key=True)
     if kind == "fastnet_expected":
-        problem = f"expected {error['msg']}, got {_describe(error['input'])}"
+        problem = f"expected {error['msg']}, got {describe(error['input'])}"
     elif kind in _EXPECTED:
-        problem = f"expected {_EXPECTED[kind]}, got {_describe(error['input'])}"
+        problem = f"expected {_EXPECTED[kind]}, got {describe(error['input'])}"
         if kind == "string_type" and isinstance(error["input"], (int, float)):
             problem += " (put it in quotes)"
     else:  # our own messages ("fastnet") and anything rarer, in pydantic's words
@@ -717,7 +489,7 @@ def _schema_error(error: Any, data: dict[str, Any], where: _SourceMap) -> Config
     return where.error(path, problem, key=error["loc"][-1] == "[key]")
 
 
-def _data_path(data: Any, loc: tuple[str | int, ...]) -> _Path:
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> KeyPath:
     """The longest prefix of ``loc`` that exists in the data, without pydantic's markers."""
     path: list[str | int] = []
     node = data
@@ -734,7 +506,7 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> _Path:
     return tuple(path)
 
 
-def _key_hint(path: _Path) -> str:
+def _key_hint(path: KeyPath) -> str:
     """Suggest the key that was probably meant, or list the valid ones."""
     match path[:-1]:
         case ():
@@ -757,7 +529,7 @@ def _key_hint(path: _Path) -> str:
 # --------------------------------------------------------------------------
 
 
-def _resolve(spec: _FileSpec, where: _SourceMap) -> Config:
+def _resolve(spec: _FileSpec, where: SourceMap) -> Config:
     problems: list[ConfigError] = []
     defined = spec.networks or {}
 
@@ -805,7 +577,7 @@ def mappings_overlap(a: PortMapping, b: PortMapping) -> bool:
 
 
 def _check_publish(
-    containers: dict[str, Container], networks: dict[str, Network], where: _SourceMap, problems: list[ConfigError]
+    containers: dict[str, Container], networks: dict[str, Network], where: SourceMap, problems: list[ConfigError]
 ) -> None:
     """A host (address, protocol, port) leads to one container; publishing needs a network
     that reaches the outside."""
@@ -845,7 +617,7 @@ def _not_a_host(address: IPv4Address, subnet: IPv4Network) -> str | None:
 
 
 def _resolve_network(
-    name: str, spec: _NetworkSpec, where: _SourceMap, problems: list[ConfigError]
+    name: str, spec: _NetworkSpec, where: SourceMap, problems: list[ConfigError]
 ) -> Network | None:
     subnet = spec.subnet
     if subnet is None:
@@ -863,7 +635,7 @@ def _resolve_network(
 
 
 def _resolve_driver(
-    name: str, spec: _NetworkSpec, where: _SourceMap, problems: list[ConfigError]
+    name: str, spec: _NetworkSpec, where: SourceMap, problems: list[ConfigError]
 ) -> tuple[str | None, str | None]:
     """parent and mode as the driver wants them (defaults filled in)."""
     path = ("networks", name)
@@ -889,7 +661,7 @@ def _check_overlaps(
     networks: dict[str, Network],
     defined: dict[str, Any],
     bridge_users: list[str],
-    where: _SourceMap,
+    where: SourceMap,
     problems: list[ConfigError],
 ) -> None:
     """Report each network whose subnet collides with one earlier in the file.
@@ -919,10 +691,10 @@ def _check_overlaps(
 
 
 def _resolve_container(
-    name: str, spec: _ContainerSpec, defined: list[str], where: _SourceMap, problems: list[ConfigError]
+    name: str, spec: _ContainerSpec, defined: list[str], where: SourceMap, problems: list[ConfigError]
 ) -> Container:
     path = ("containers", name, "networks")
-    refs: list[tuple[str, _AttachmentSpec | None, _Path, bool]]  # network, settings, position, at key
+    refs: list[tuple[str, _AttachmentSpec | None, KeyPath, bool]]  # network, settings, position, at key
     if isinstance(spec.networks, dict):
         refs = [(net, attach, (*path, net), True) for net, attach in spec.networks.items()]
     else:
@@ -952,7 +724,7 @@ def _resolve_container(
 def _check_network_modes(
     specs: dict[str, _ContainerSpec | None],
     containers: dict[str, Container],
-    where: _SourceMap,
+    where: SourceMap,
     problems: list[ConfigError],
 ) -> None:
     """A moded container has no interfaces of its own to attach or publish on, and
@@ -990,7 +762,7 @@ def _check_network_modes(
 def _check_addresses(
     containers: dict[str, Container],
     networks: dict[str, Network],
-    where: _SourceMap,
+    where: SourceMap,
     problems: list[ConfigError],
 ) -> None:
     """Check static addresses against their subnet, gateway and each other."""

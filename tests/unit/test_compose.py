@@ -12,12 +12,13 @@ import pytest
 from config_checks import rejects
 
 from fastnet.control import cli, compose
-from fastnet.control.config import ConfigError, PortMapping, _read_yaml, load_config, parse_config
+from fastnet.control.config import ConfigError, PortMapping, load_config, parse_config
+from fastnet.control.source import read_yaml
 
 
 def translate(text: str, project_dir: str = "/srv/shop", source: str = "compose.yaml"):
     """The translated document and warnings of a Compose text (no validation by fastnet)."""
-    data, where = _read_yaml(textwrap.dedent(text), source)
+    data, where = read_yaml(textwrap.dedent(text), source)
     doc, _, warnings = compose.translate(data, where, project_dir)
     return doc, warnings
 
@@ -639,7 +640,7 @@ def test_service_must_be_a_mapping():
     ],
 )
 def test_compose_detection(name, text, expected):
-    data, _ = _read_yaml(text, name)
+    data, _ = read_yaml(text, name)
     assert compose.is_compose(name, data) is expected
 
 
@@ -721,7 +722,7 @@ def test_aliases_must_be_a_list():
 
 
 def translate_with(text: str, environ: dict[str, str]):
-    data, where = _read_yaml(textwrap.dedent(text), "compose.yaml")
+    data, where = read_yaml(textwrap.dedent(text), "compose.yaml")
     doc, _, warnings = compose.translate(data, where, "/srv/shop", environ)
     return doc, warnings
 
@@ -808,7 +809,7 @@ def test_yaml_merge_keys_are_read_like_any_other():
 def test_messages_name_compose_keys():
     """fastnet's messages that quote its own keys (e.g. those of the network-mode and driver
     checks) read in Compose's keys when the file is a Compose file."""
-    data, where = _read_yaml("services:\n  web: {network_mode: host}\n", "compose.yaml")
+    data, where = read_yaml("services:\n  web: {network_mode: host}\n", "compose.yaml")
     _, source_map, _ = compose.translate(data, where, "/srv/shop", {})
     err = source_map.error(("containers", "shop-web-1", "network_mode"),
                            "network_mode host cannot be combined with 'publish'")
