@@ -18,6 +18,7 @@ from . import modes, reservations
 from .host import Host
 from .keeper import RUNTIME_BYTES
 from .spec import ProjectSpec
+from ..datapath.errors import FastnetError
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # A container's footprint outside the kernel's own objects: its resolv.conf in the keeper's
@@ -28,7 +29,7 @@ AGENT_FDS_SPARE = 256  # the agent's own files, upstream queries, TCP clients
 DISK_SPARE = 1 << 20
 
 
-class CapacityError(RuntimeError):
+class CapacityError(FastnetError):
     """One line naming the limit and what would exceed it."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..datapath.errors import FastnetError
 from . import interrupt, output, procs
 from .config import ConfigError, load_config
 from .names import project_name_problem
@@ -109,11 +110,11 @@ def ps(as_json: bool) -> None:
 @click.argument("name")
 def inspect(name: str) -> None:
     """Show one container as JSON (NAME or PROJECT/NAME)."""
-    from .inventory import LookupError_, find_container
+    from .inventory import NotFound, find_container
 
     try:
         click.echo(json.dumps(find_container(name), indent=2))
-    except LookupError_ as exc:
+    except NotFound as exc:
         fail(str(exc))
 
 
@@ -122,11 +123,11 @@ def inspect(name: str) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(name: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside container NAME (in `/`, with a minimal environment); exits with COMMAND's status."""
-    from .inventory import LookupError_, enter_container
+    from .inventory import NotFound, enter_container
 
     try:
         enter_container(name)
-    except LookupError_ as exc:
+    except NotFound as exc:
         fail(str(exc))
     # As a container's command starts (control/procs.py), and as `docker exec` does: in `/`, with
     # fastnet's environment, keeping only the caller's terminal type.
@@ -199,6 +200,12 @@ def main() -> None:
         cli(prog_name="fastnet", standalone_mode=True)
     except SystemExit:
         raise
+    except FastnetError as exc:  # a problem fastnet can name: its message is the one line
+        if os.environ.get("FASTNET_DEBUG"):
+            raise
+        lines = str(exc).strip().splitlines()
+        click.echo(f"fastnet: error: {lines[0] if lines else type(exc).__name__}", err=True)
+        sys.exit(1)
     except Exception as exc:  # a bug or an unforeseen system state: one line, not a traceback
         if os.environ.get("FASTNET_DEBUG"):
             raise

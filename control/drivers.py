@@ -44,6 +44,7 @@ from . import links, sandbox
 from . import state as statestore
 from .host import Host
 from .spec import LINK_ALIAS_PREFIX, InterfaceSpec, NetworkSpec
+from ..datapath.errors import FastnetError
 
 DRIVERS_WITH_PARENT = ("macvlan", "ipvlan")
 IFF_NOARP = 0x80
@@ -58,7 +59,7 @@ def tagger_name(parent: str) -> str:
     return "fnvt-" + hashlib.sha1(parent.encode()).hexdigest()[:10]
 
 
-class DriverError(RuntimeError):
+class DriverError(FastnetError):
     pass
 
 

@@ -21,9 +21,10 @@ from .plan import Plan, make_plan
 from .project import ApplyError, Journal, Project, empty_state
 from .spec import ProjectSpec, build, link_alias
 from .state import ProjectState
+from ..datapath.errors import FastnetError
 
 
-class UpError(RuntimeError):
+class UpError(FastnetError):
     """A failure during `up`; the message is one line and the changes were rolled back.
     exit_status: 1, or 128 + the signal that interrupted the run."""
 

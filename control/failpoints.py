@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+from ..datapath.errors import FastnetError
 
 
-class FailpointHit(RuntimeError):
+class FailpointHit(FastnetError):
     pass
 
 

@@ -29,12 +29,13 @@ from pathlib import Path
 from . import linux, logs, procs
 from .keeper import AGENT_FILE, KEEPER_FILE
 from .observe import netns_cookie
+from ..datapath.errors import FastnetError
 
 STATE_ROOT = Path(os.environ.get("FASTNET_STATE_DIR", "/run/fastnet"))
 START_TIMEOUT = 10.0
 
 
-class HostError(RuntimeError):
+class HostError(FastnetError):
     pass
 
 

@@ -9,9 +9,10 @@ from . import state as statestore
 from .backends import backend_for
 from .dns import notify as dns_notify
 from .host import current_host, enter_host_mounts, poke_agent
+from ..datapath.errors import FastnetError
 
 
-class LookupError_(RuntimeError):
+class NotFound(FastnetError):
     pass
 
 
@@ -112,7 +113,7 @@ def host_inventory() -> dict:
 def _resolve(name: str):
     host = current_host()
     if not host.is_current():
-        raise LookupError_(f"no container named {name!r} on this host")
+        raise NotFound(f"no container named {name!r} on this host")
     project, _, cname = name.rpartition("/")
     matches = []
     for pname in statestore.projects(host):
@@ -125,10 +126,10 @@ def _resolve(name: str):
         if st is not None and cname in st.spec.containers:
             matches.append(st)
     if not matches:
-        raise LookupError_(f"no container named {name!r} on this host")
+        raise NotFound(f"no container named {name!r} on this host")
     if len(matches) > 1:
         options = ", ".join(f"{st.name}/{cname}" for st in matches)
-        raise LookupError_(f"container name {cname!r} is ambiguous: use one of {options}")
+        raise NotFound(f"container name {cname!r} is ambiguous: use one of {options}")
     return host, matches[0], cname
 
 
@@ -151,11 +152,11 @@ def enter_container(name: str) -> None:
     c = st.spec.containers[cname]
     path = None if modes.in_host_namespace(c) else host.netns_dir / c.netns
     if keeper is None:
-        raise LookupError_(f"container {name!r} is not running (no fastnet keeper on this host)")
+        raise NotFound(f"container {name!r} is not running (no fastnet keeper on this host)")
     enter_host_mounts(keeper)
     poke_agent(host, keeper)
     if path is not None and not sandbox.alive(path):
-        raise LookupError_(f"container {name!r} is not running (its namespace is gone)")
+        raise NotFound(f"container {name!r} is not running (its namespace is gone)")
     sandbox.enter(host.runtime, c.netns)
 
 

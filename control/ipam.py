@@ -12,11 +12,12 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from fastnet.control.config import Network
+from ..datapath.errors import FastnetError
 
 __all__ = ["IpamError", "allocate"]
 
 
-class IpamError(Exception):
+class IpamError(FastnetError):
     """No valid address assignment exists; the message is one line naming network and owner."""
 
 

@@ -17,9 +17,10 @@ from .host import Host
 from .plan import Observed, Plan
 from .spec import ContainerSpec, InterfaceSpec, ProjectSpec
 from .state import CommandState, ProjectState, port_key
+from ..datapath.errors import FastnetError
 
 
-class ApplyError(RuntimeError):
+class ApplyError(FastnetError):
     """A step failed in a way that leaves no exception of its own (e.g. several errors)."""
 
 

@@ -13,11 +13,12 @@ from pyroute2 import IPRoute
 
 from . import linux, procs
 from .dns import resolvconf
+from ..datapath.errors import FastnetError
 
 STOP_GRACE = 2.0
 
 
-class SandboxError(RuntimeError):
+class SandboxError(FastnetError):
     pass
 
 

@@ -18,9 +18,10 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
+from ..datapath.errors import FastnetError
 
 
-class ConfigError(Exception):
+class ConfigError(FastnetError):
     """A problem in a project file, located as precisely as the YAML allows.
 
     ``line`` and ``col`` are 1-based (``None`` when the file could not be read

@@ -17,11 +17,12 @@ from pathlib import Path
 from .config import Conntrack, PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
+from ..datapath.errors import FastnetError
 
 FORMAT = 3
 
 
-class StateError(RuntimeError):
+class StateError(FastnetError):
     """A state file that cannot be read (damaged, or written by a newer fastnet)."""
 
 

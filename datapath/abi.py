@@ -11,6 +11,7 @@ import ctypes
 import re
 from functools import lru_cache
 from pathlib import Path
+from .errors import FastnetError
 
 u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
 
@@ -198,7 +199,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
 }
 
 
-class AbiMismatch(RuntimeError):
+class AbiMismatch(FastnetError):
     pass
 
 

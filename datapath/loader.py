@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import abi, libbpf
+from .errors import FastnetError
 
 
 @lru_cache(maxsize=8)
@@ -35,7 +36,7 @@ def version_dir_name(defines: tuple[tuple[str, int], ...] = ()) -> str:
     return f"v{abi.ABI_VERSION}_{source_hash(defines)}"  # bpffs refuses names containing '.'
 
 
-class DatapathError(RuntimeError):
+class DatapathError(FastnetError):
     pass
 
 

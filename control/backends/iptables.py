@@ -49,6 +49,7 @@ from ..links import RTPROT_FASTNET, route_metric
 from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
 from ..state import ProjectState
 from . import iptables_rules as rules
+from ...datapath.errors import FastnetError
 
 IFA_F_NOPREFIXROUTE = 0x200
 SCOPE_LINK = 253
@@ -58,7 +59,7 @@ BRIDGE_NF_CALL_IPTABLES = "net/bridge/bridge-nf-call-iptables"
 TIMEOUT = 60
 
 
-class IptablesError(RuntimeError):
+class IptablesError(FastnetError):
     pass
 
 

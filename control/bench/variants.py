@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .. import procs
 from ..backends.iptables import RESTORE_TIMES
+from ...datapath.errors import FastnetError
 
 FASTNET = str(Path(sys.executable).parent / "fastnet")
 STATE_ROOT = Path(os.environ.get("FASTNET_STATE_DIR", "/run/fastnet"))
@@ -35,7 +36,7 @@ PUB_PORT, CONTAINER_PORT = 8080, 80  # the busy port of the scaling tests (http)
 SUBNET = "10.77.{n}.0/24"
 
 
-class BenchError(RuntimeError):
+class BenchError(FastnetError):
     """A one-line failure of the bench."""
 
 
