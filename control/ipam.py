@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from fastnet.control.config import Network
+from .config import Network
 from ..datapath.errors import FastnetError
 
 __all__ = ["IpamError", "allocate"]

@@ -49,8 +49,8 @@ def tcp_frame(smac: str, dmac: str, src, dst, sport: int, dport: int, flags: int
 def _setup(tdp):
     """Maps of the test build: network 10.0.1.0/24 with ports A (if 101) and B (if 102), the
     uplink, and tcp *:7000 published to B:8000."""
-    from fastnet.control.spec import mac_for
-    from fastnet.datapath.maps import HostRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
+    from ..spec import mac_for
+    from ...datapath.maps import HostRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
 
     net = IPv4Network("10.0.1.0/24")
     gw = net.network_address + 1
@@ -102,8 +102,8 @@ def testrun_ns(tdp, runs: int = 2000, repeat: int = 10000) -> dict[str, float]:
 # ---- run-time statistics on the live datapath -----------------------------------------------
 def attached_progs(host_ns: str, name: str = "fn_from_container") -> set[int]:
     """Ids of the programs called `name` in fastnet's TC ingress slot of any link in host_ns."""
-    from fastnet.control import sandbox
-    from fastnet.datapath import tc
+    from .. import sandbox
+    from ...datapath import tc
 
     with sandbox.netlink(Path("/run/netns") / host_ns) as ipr:
         found = (tc.attached(ipr, link["index"]) for link in ipr.get_links())
@@ -113,7 +113,7 @@ def attached_progs(host_ns: str, name: str = "fn_from_container") -> set[int]:
 def stats_ns_per_pkt(host_ns: str, load) -> float | None:
     """Run load() with the kernel's run-time statistics on; ns per run of fn_from_container
     during it."""
-    from fastnet.datapath import runstats
+    from ...datapath import runstats
 
     ids = attached_progs(host_ns)
     if not ids:
@@ -128,9 +128,9 @@ def stats_ns_per_pkt(host_ns: str, load) -> float | None:
 # ---- publishing one more port: the datapath's map reconcile ----------------------------------
 def services_for(entries: list[str]):
     """ServiceRecords (tcp, every host address) of publish entries "H[-H2]:C[-C2]", all to B."""
-    from fastnet.datapath.maps import ServiceRecord
+    from ...datapath.maps import ServiceRecord
 
-    from fastnet.control.spec import mac_for
+    from ..spec import mac_for
 
     gw = IPv4Address("10.0.1.1")
     b = IPv4Address("10.0.1.3")
@@ -148,7 +148,7 @@ def add_port_ms(tdp, entries: list[str], extra: str) -> dict[str, float]:
     "delta" when the writer knows what the tables hold (Maps.sync_services with `previous`: the
     path of every sync after the first in one control-plane process), "reconcile" when it must
     read them back first (the first sync of a process: what each `fastnet up` pays today)."""
-    from fastnet.datapath.maps import Maps
+    from ...datapath.maps import Maps
 
     maps = Maps(tdp.dp)
     before, after = services_for(entries), services_for(entries + [extra])
