@@ -153,7 +153,6 @@ FN_NET_F_INTERNAL = constants()["FN_NET_F_INTERNAL"]
 FN_COUNTER_SLOTS = constants()["FN_COUNTER_SLOTS"]
 FN_MAX_FLOOD_PORTS = constants()["FN_MAX_FLOOD_PORTS"]
 FN_MAX_ENDPOINTS = constants()["FN_MAX_ENDPOINTS"]
-FN_MAX_NETWORKS = constants()["FN_MAX_NETWORKS"]
 PROGRAMS = {
     "fn_from_container": constants()["FN_PROG_FROM_CONTAINER"],
     "fn_from_uplink": constants()["FN_PROG_FROM_UPLINK"],

@@ -32,10 +32,3 @@ def counters() -> tuple[Counter, ...]:
     if ids != list(range(len(ids))):
         raise RuntimeError(f"{COUNTERS_HEADER}: counter ids must be 0..n-1 in order, got {ids}")
     return found
-
-
-def by_name(name: str) -> Counter:
-    for c in counters():
-        if c.name == name or c.short == name:
-            return c
-    raise KeyError(name)

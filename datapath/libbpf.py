@@ -11,8 +11,6 @@ import os
 from functools import lru_cache
 
 BPF_ANY = 0
-BPF_NOEXIST = 1
-BPF_EXIST = 2
 
 
 class TestRunOpts(ctypes.Structure):

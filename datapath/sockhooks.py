@@ -1,9 +1,8 @@
 """Attach the socket hooks (fn_sock_*) to a cgroup through BPF links pinned beside the
-programs: unpinning them (down, an upgrade removing old pins, or the agent's bpffs going
-away with the agent) detaches them, so a dead host never leaves hooks behind."""
+programs: unpinning them (down, an upgrade removing old pins, or the keeper's bpffs going
+away with the keeper) detaches them, so a dead host never leaves hooks behind."""
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -31,9 +30,3 @@ def attach(dp: Datapath, cgroup_dir: Path) -> None:
                 os.close(link)
     finally:
         os.close(fd)
-
-
-def detach(dp: Datapath) -> None:
-    for name in abi.SOCK_PROGRAMS:
-        with contextlib.suppress(FileNotFoundError):
-            link_path(dp, name).unlink()

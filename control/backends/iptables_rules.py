@@ -373,18 +373,3 @@ def counters(current: dict[str, Table]) -> dict[str, dict[str, tuple[int, int]]]
             sums[key] = (p + r.packets, b + r.bytes)
         result[table] = dict(sorted(sums.items()))
     return result
-
-
-def ours_only(current: dict[str, Table]) -> dict[str, list[str]]:
-    """table -> fastnet's lines as iptables-save shows them (declarations, rules of its chains,
-    jumps to them): for comparing what is installed with what was rendered."""
-    out: dict[str, list[str]] = {}
-    for table in TABLES:
-        cur = current.get(table)
-        if cur is None:
-            continue
-        lines = [f":{c}" for c in CHAINS[table] if c in cur.chains]
-        lines += [r.line for r in cur.rules if r.chain in CHAINS[table] or r.target in CHAINS[table]]
-        if lines:
-            out[table] = lines
-    return out

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -222,9 +221,3 @@ def versions() -> dict[str, str]:
             text = (cp.stdout or cp.stderr).strip().splitlines()
             out[name] = text[0] if text else ""
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

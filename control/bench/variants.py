@@ -130,7 +130,6 @@ def publish_entries(n: int) -> list[str]:
 
 class Testbed:
     name = "?"
-    applies_to_fastnet = False  # has a control plane (up_s, scale_*) to measure
 
     def setup(self) -> None: ...
 
@@ -178,7 +177,6 @@ class FastnetBed(Testbed):
     net: int
     workdir: Path
     name: str = ""
-    applies_to_fastnet = True
     made: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  # project -> config file
 
@@ -349,7 +347,3 @@ def make_testbeds(names: list[str], workdir: Path) -> list[Testbed]:
     if unknown:
         raise BenchError(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(beds)}")
     return [beds[n]() for n in names]
-
-
-def cleanup_workdir(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)

@@ -257,10 +257,3 @@ def test_counters_sum_fastnets_verdicts():
     c = r.counters(r.parse_save(SAVED))
     assert c["filter"] == {"FASTNET-USER:DROP": (0, 0), "FASTNET:ACCEPT": (2, 120), "FASTNET:DROP": (7, 420)}
     assert "nat" in c and c["nat"] == {}
-
-
-def test_ours_only_lists_declarations_rules_and_jumps():
-    ours = r.ours_only(r.parse_save(SAVED))
-    assert "-A FORWARD -j OTHER" not in ours["filter"]
-    assert "-A FORWARD -j FASTNET-USER" in ours["filter"]
-    assert ours["nat"] == [":FASTNET", "-A PREROUTING -m addrtype --dst-type LOCAL -j FASTNET"]
