@@ -8,6 +8,7 @@ from .config import describe_mapping
 from . import state as statestore
 from .backends import backend_for
 from .dns import notify as dns_notify
+from .dns import resolvconf
 from .host import current_host, enter_host_mounts, poke_agent
 from ..datapath.errors import FastnetError
 
@@ -157,7 +158,7 @@ def enter_container(name: str) -> None:
     poke_agent(host, keeper)
     if path is not None and not sandbox.alive(path):
         raise NotFound(f"container {name!r} is not running (its namespace is gone)")
-    sandbox.enter(host.runtime, c.netns)
+    sandbox.enter(path, resolvconf.path_for(host.runtime, c.netns) if path else None, host.runtime)
 
 
 def conntrack(flush: bool = False) -> list[dict] | int:

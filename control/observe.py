@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,5 +60,12 @@ def snat_port_range() -> tuple[int, int]:
 
 
 def netns_cookie() -> int:
+    """The cookie of this thread's network namespace (never reused, unlike its inode)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+        return socket_netns_cookie(s)
+
+
+def socket_netns_cookie(sock: socket.socket) -> int:
+    """The cookie of the network namespace `sock` was made in (what bpf_get_netns_cookie()
+    returns for that namespace's sockets)."""
+    return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), sys.byteorder)

@@ -218,8 +218,9 @@ class Project:
     def start_command(self, c: ContainerSpec, journal: Journal) -> None:
         assert c.command
         pid, start = sandbox.spawn(
+            self.netns_path(c),
+            resolvconf.path_for(self.host.runtime, c.netns) if c.netns else None,
             self.host.runtime,
-            c.netns,
             c.command,
             logs.open_command_log(self.host.dir, self.st.name, c.name),
             {modes.TAG_VARIABLE: modes.tag(self.host.key, self.st.name, c.name)},

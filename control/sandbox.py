@@ -12,7 +12,6 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from . import linux, procs
-from .dns import resolvconf
 from ..datapath.errors import FastnetError
 
 STOP_GRACE = 2.0
@@ -116,26 +115,25 @@ def write_sysctl(path: Path | None, key: str, value: str) -> None:
         Path(proc_path).write_text(value)
 
 
-def enter(runtime: Path, netns: str) -> None:
+def enter(netns_path: Path | None, resolv_conf: Path | None, runtime: Path) -> None:
     """Become a process of the container: its network namespace (None: stay in the host's, for
     host mode), and (like `ip netns exec`) a private mount namespace whose /sys shows that
-    network namespace's devices and whose /etc/resolv.conf names the container's resolver
-    (control/dns/resolvconf.py; host mode keeps the host's, as in Docker).
+    network namespace's devices and whose /etc/resolv.conf is `resolv_conf` (None: the host's,
+    as in Docker's host mode).
 
     The private mount namespace starts as a copy of the keeper's, whose `runtime` tmpfs holds
     every container's namespace bind mount and the datapath's bpffs. The copy lets go of it:
     a container's process must not keep other containers' namespaces, the pins and the socket
     hooks alive after the keeper is gone."""
-    if netns:
-        linux.setns_path(str(runtime / "netns" / netns), linux.CLONE_NEWNET)
+    if netns_path is not None:
+        linux.setns_path(str(netns_path), linux.CLONE_NEWNET)
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     with contextlib.suppress(OSError):
         linux.umount("/sys")
         linux.mount("sysfs", "/sys", "sysfs")
-    resolv_conf = resolvconf.path_for(runtime, netns) if netns else None
     if resolv_conf is not None and resolv_conf.exists():  # absent: made before fastnet had a resolver
-        linux.mount(str(resolv_conf), str(resolvconf.HOST_RESOLV_CONF), None, linux.MS_BIND)
+        linux.mount(str(resolv_conf), "/etc/resolv.conf", None, linux.MS_BIND)
     with contextlib.suppress(OSError):  # not mounted: a caller outside the keeper's mounts
         linux.umount(str(runtime))
 
@@ -148,10 +146,11 @@ def resolve_command(argv: tuple[str, ...]) -> str | None:
     return procs.which(argv[0])
 
 
-def spawn(runtime: Path, netns: str, argv: tuple[str, ...], log_fd: int, tag: dict[str, str]) -> tuple[int, int]:
-    """Start argv inside the container whose namespace is bound at runtime/netns/<netns> ("":
-    the host's namespace), detached, in `/` with a minimal environment (control/procs.py) plus
-    `tag`; returns (pid, start time). log_fd (closed here) takes its stdout and stderr."""
+def spawn(netns_path: Path | None, resolv_conf: Path | None, runtime: Path, argv: tuple[str, ...], log_fd: int,
+          tag: dict[str, str]) -> tuple[int, int]:
+    """Start argv inside the container (see enter()), detached, in `/` with a minimal
+    environment (control/procs.py) plus `tag`; returns (pid, start time). log_fd (closed here)
+    takes its stdout and stderr."""
     env = procs.environment(HOME="/root", **tag)
     try:
         proc = procs.popen(
@@ -161,7 +160,7 @@ def spawn(runtime: Path, netns: str, argv: tuple[str, ...], log_fd: int, tag: di
             stdout=log_fd,
             stderr=log_fd,
             start_new_session=True,
-            preexec_fn=lambda: enter(runtime, netns),
+            preexec_fn=lambda: enter(netns_path, resolv_conf, runtime),
         )
     finally:
         os.close(log_fd)

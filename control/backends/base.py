@@ -43,6 +43,15 @@ class Backend(Protocol):
     def teardown(self) -> None:
         """Remove every project-level object of the backend. Idempotent."""
 
+    def redirect_resolver(self, udp_port: int, tcp_port: int) -> None:
+        """Called with the calling thread inside a container's network namespace, once the
+        resolver's sockets are bound there: make 127.0.0.11:53 reach them, if the backend does
+        that per namespace (control/dns/server.py says why the resolver is not on port 53)."""
+
+    def publish_resolvers(self, resolvers: dict[int, tuple[int, int]]) -> None:
+        """Make the backend's own table of resolver ports hold exactly `resolvers` ({network
+        namespace cookie: (UDP port, TCP port)}) if it keeps one; OSError if it cannot."""
+
     def counters(self) -> dict[str, dict[str, tuple[int, int]]]: ...
 
     def conntrack(self) -> list:

@@ -14,7 +14,7 @@ import errno
 import json
 import socket
 from collections import Counter
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -24,6 +24,7 @@ from ...datapath.maps import (HostRecord, IpvlanPortRecord, Maps, NetworkRecord,
                               port_prefixes)
 from .. import drivers, modes, nlbatch, observe
 from .. import state as statestore
+from ..dns import RESOLVER_ADDRESS, RESOLVER_PORT
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
 from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
@@ -297,6 +298,26 @@ class EbpfBackend:
                 old.close()
         if carried:
             Maps(dp).sync_resolvers(carried, address)
+
+    # -- the containers' resolver ------------------------------------------------------------
+    def redirect_resolver(self, udp_port: int, tcp_port: int) -> None:
+        """Nothing in the namespace: the socket hooks read fn_resolvers (publish_resolvers)."""
+
+    def publish_resolvers(self, resolvers: dict[int, tuple[int, int]]) -> None:
+        """fn_resolvers of every pinned build holds exactly `resolvers`: the socket hooks
+        (bpf/lib/sock.h) send a container's connect()/sendmsg() to 127.0.0.11:53 to its
+        resolver's port, and show 127.0.0.11:53 again to recvmsg() and getpeername(). The pins
+        are reopened each time: an upgrade may have replaced them (while `up` moves to a new
+        build, both are pinned and both builds' hooks attached: both get the table)."""
+        pinned = loader.open_all_pinned(self.pin_root)
+        if not pinned and resolvers:
+            raise OSError(f"no eBPF datapath is loaded: {RESOLVER_ADDRESS}:{RESOLVER_PORT} is not redirected")
+        try:
+            for dp in pinned:
+                Maps(dp).sync_resolvers(resolvers, IPv4Address(RESOLVER_ADDRESS))
+        finally:
+            for dp in pinned:
+                dp.close()
 
     def _services(self, st: ProjectState, c) -> list[ServiceRecord]:
         iface = c.publish_interface

@@ -44,6 +44,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from .. import procs, sandbox
 from .. import state as statestore
+from ..dns import RESOLVER_ADDRESS, RESOLVER_PORT
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
 from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
@@ -110,6 +111,27 @@ def restore(text: str, times: Path | None = None) -> None:
     if times is not None and times.exists():
         with open(times, "a") as f:
             f.write(f"{time.perf_counter_ns() - started}\n")
+
+
+RESOLVER_TABLE = "fastnet_dns"  # the nftables table in each container's namespace
+
+
+def resolver_ruleset(udp_port: int, tcp_port: int) -> str:
+    a, p = RESOLVER_ADDRESS, RESOLVER_PORT
+    # add+delete first: replaces a table left by an earlier resolver in one transaction
+    return f"""add table ip {RESOLVER_TABLE}
+delete table ip {RESOLVER_TABLE}
+table ip {RESOLVER_TABLE} {{
+  chain resolver_port {{
+    type filter hook output priority raw; policy accept;
+    oif != "lo" accept
+    ip daddr {a} udp dport {p} udp dport set {udp_port}
+    ip daddr {a} tcp dport {p} tcp dport set {tcp_port}
+    ip saddr {a} udp sport {udp_port} udp sport set {p}
+    ip saddr {a} tcp sport {tcp_port} tcp sport set {p}
+  }}
+}}
+"""
 
 
 class IptablesBackend:
@@ -318,6 +340,25 @@ class IptablesBackend:
             if _nft_table_is_empty(table):
                 _run("nft", "delete", "table", "ip", table, check=False)
         self.record_file.unlink(missing_ok=True)
+
+    # -- the containers' resolver --------------------------------------------------------------------
+    def redirect_resolver(self, udp_port: int, tcp_port: int) -> None:
+        """As Docker does with iptables: in the container's namespace (the calling thread's: a
+        child process starts in the namespace of the thread that forks it), one *stateless*
+        nftables chain rewrites queries to 127.0.0.11:53 to the resolver's ports and the
+        replies back to port 53. Both directions are locally generated packets on lo, so one
+        output-hook chain sees them; no NAT table and no conntrack (nothing else in the
+        namespace gets tracked), and packets not on lo leave the chain at its first rule. The
+        table goes with the namespace."""
+        cp = procs.run([procs.which("nft") or "/usr/sbin/nft", "-f", "-"], input=resolver_ruleset(udp_port, tcp_port),
+                       text=True, capture_output=True, timeout=10)
+        if cp.returncode != 0:
+            err = cp.stderr.strip().splitlines()
+            raise OSError(f"nft (port redirect for {RESOLVER_ADDRESS}:{RESOLVER_PORT}) failed: "
+                          f"{err[0] if err else cp.returncode}")
+
+    def publish_resolvers(self, resolvers: dict[int, tuple[int, int]]) -> None:
+        """No table: each namespace carries its own chain (redirect_resolver)."""
 
     # -- observing ------------------------------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, tuple[int, int]]]:

@@ -3,18 +3,25 @@ asyncio loop.
 
 Each container's sockets are made *inside its network namespace* (this thread enters it for
 the socket() calls only; a socket stays in the namespace it was made in) and bound to
-127.0.0.11 there, on a random port that port 53 is mapped to (redirect.py says why not 53
-itself, and how): for ebpf projects by fastnet's socket hooks through the fn_resolvers map,
-for iptables projects by a stateless nftables chain in that namespace. So the socket a query
-arrives on names the asking container. Nothing is shared between containers but the loop.
+127.0.0.11 there, so the socket a query arrives on names the asking container. Nothing is
+shared between containers but the loop.
+
+Why not port 53 itself: a container's own programs may listen on port 53 of every address (a
+DNS server in a container, the echo servers of fastnet's tests), and Linux refuses a wildcard
+bind that overlaps an address already bound on that port unless both sockets set SO_REUSEADDR.
+So, like Docker, the resolver listens on a random port of 127.0.0.11, and the project's backend
+maps port 53 to it -- the backend owns that mechanism and its kernel objects, this module only
+asks: `redirect_resolver` inside the namespace once the sockets are bound (the iptables backend
+loads a stateless nftables chain there), then `publish_resolvers` with every container's ports
+(the eBPF backend writes its socket hooks' table fn_resolvers).
 
 Reload (SIGHUP from `up`/`down`, and a poll of the projects directory as a safety net):
 re-read every project state of the host, rebuild the zone, open sockets for new containers
-(or containers whose namespace was replaced), close those of removed ones, rewrite the whole
-fn_resolvers table of the pinned datapath (it may be a new build with an empty table; removed
-containers' entries go), and re-read the host's resolv.conf; then hand the specs read to the
-agent's other consumers (`on_reload`: the iptables backend's port reservations). The outcome
-goes to rt/dns.json with the counters (see notify.py).
+(or containers whose namespace was replaced), close those of removed ones, have each backend
+publish the whole table of its containers' ports (it may be a new build with an empty table;
+removed containers' entries go), and re-read the host's resolv.conf; then hand the specs read
+to the agent's other consumers (`on_reload`: the iptables backend's port reservations). The
+outcome goes to rt/dns.json with the counters (see notify.py).
 
 Bounds (a flood costs at most these, the rest is dropped and counted):
 MAX_FORWARDS in-flight upstream queries in all, MAX_FORWARDS_PER_CONTAINER each;
@@ -38,9 +45,11 @@ from typing import Callable
 import dns.message
 import dns.rcode
 
+from ...datapath.errors import FastnetError
 from .. import linux
 from ..state import from_json
-from . import RESOLVER_ADDRESS, STATUS_FILE, redirect
+from ..observe import socket_netns_cookie
+from . import RESOLVER_ADDRESS, STATUS_FILE
 from .responder import Outcome, render, respond
 from .upstream import Upstreams
 from .zone import Zone
@@ -53,8 +62,6 @@ POLL_INTERVAL = 2.0
 STATUS_INTERVAL = 1.0
 IP_FREEBIND = 15  # linux/in.h: bind 127.0.0.11 even before the container's lo is up
 TCP_LENGTH = struct.Struct("!H")  # RFC 1035 4.2.2: each message over TCP is preceded by its length
-
-SOCKET_HOOK_BACKEND = "ebpf"  # its containers' 127.0.0.11:53 is redirected by the socket hooks, not nft
 
 COUNTERS = ("queries", "local", "nxdomain", "forwarded", "upstream_failed", "refused", "malformed", "dropped")
 
@@ -90,10 +97,9 @@ class Endpoint:
             task.cancel()
 
 
-def open_sockets(netns_path: Path, nft_redirect: bool) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a listening TCP socket on 127.0.0.11 inside the namespace at netns_path; with
-    nft_redirect, an nftables chain there maps 127.0.0.11:53 to them (else the socket hooks do,
-    once the caller has written fn_resolvers)."""
+def open_sockets(netns_path: Path, redirect: Callable[[int, int], None]) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on 127.0.0.11 inside the namespace at netns_path;
+    redirect(udp port, tcp port) runs inside it too (the backend's per-namespace part)."""
     saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     made: list[socket.socket] = []
     try:
@@ -107,8 +113,7 @@ def open_sockets(netns_path: Path, nft_redirect: bool) -> tuple[socket.socket, s
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((RESOLVER_ADDRESS, 0))
             made[1].listen(64)
-            if nft_redirect:
-                redirect.install_nft(made[0].getsockname()[1], made[1].getsockname()[1])
+            redirect(made[0].getsockname()[1], made[1].getsockname()[1])
         finally:
             linux.setns(saved, linux.CLONE_NEWNET)
     except BaseException:
@@ -151,6 +156,7 @@ class Resolver:
         self.loaded: dict[str, int] = {}  # project -> mtime_ns of the state it was built from
         self.last_read_dir = self.runtime / "last-read"
         self._copied: dict[str, int] = {}  # state file -> mtime_ns of the copy in last_read_dir
+        self._backends: dict[str, object] = {}  # backend name -> the backend, made when first needed
         self.totals = _counters()
         self.forwards = 0
         self.generation = 0
@@ -264,28 +270,42 @@ class Resolver:
                     self.endpoints[netns] = await self._open(netns, inode, backend)
                 except OSError as exc:
                     self.errors[netns] = str(exc)
-        self._sync_socket_hooks()
+        self._publish(set(backends.values()))
         if self.on_reload is not None:
             self.on_reload(specs)
         self.loaded = loaded
         self.generation += 1
         self.write_status()
 
-    def _sync_socket_hooks(self) -> None:
-        """The whole fn_resolvers table from the sockets of ebpf projects' containers."""
-        hooked = [ep for ep in self.endpoints.values() if ep.backend == SOCKET_HOOK_BACKEND]
-        try:
-            redirect.sync_socket_hooks(self.runtime / "bpf", {ep.netns_cookie: (ep.udp_port, ep.tcp_port) for ep in hooked})
-        except OSError as exc:
-            for ep in hooked:
-                self.errors[ep.netns] = str(exc)
+    def _backend(self, name: str):
+        """The backend that redirects 127.0.0.11:53 for a project of backend `name`."""
+        if name not in self._backends:
+            from ..backends import backend_for
+            from ..host import current_host
+
+            self._backends[name] = backend_for(name, current_host(), "")  # the agent runs in the host's namespace
+        return self._backends[name]
+
+    def _publish(self, backends: set[str]) -> None:
+        """Each backend's whole table of its containers' resolver ports (`backends`: those of
+        the projects; a backend used before gets its table emptied when it serves none)."""
+        by_backend: dict[str, list[Endpoint]] = {}
+        for ep in self.endpoints.values():
+            by_backend.setdefault(ep.backend, []).append(ep)
+        for name in {*backends, *by_backend, *self._backends}:
+            eps = by_backend.get(name, [])
+            try:
+                self._backend(name).publish_resolvers({ep.netns_cookie: (ep.udp_port, ep.tcp_port) for ep in eps})
+            except (OSError, FastnetError) as exc:
+                for ep in eps:
+                    self.errors[ep.netns] = str(exc)
 
     async def _open(self, netns: str, inode: int, backend: str) -> Endpoint:
         loop = asyncio.get_running_loop()
-        udp, tcp = open_sockets(self.netns_dir / netns, nft_redirect=backend != SOCKET_HOOK_BACKEND)
+        udp, tcp = open_sockets(self.netns_dir / netns, self._backend(backend).redirect_resolver)
         ep = Endpoint(netns, inode, backend, udp_port=udp.getsockname()[1], tcp_port=tcp.getsockname()[1])
         try:
-            ep.netns_cookie = redirect.netns_cookie(udp)
+            ep.netns_cookie = socket_netns_cookie(udp)
             ep.udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self, ep), sock=udp)
             ep.tcp = await asyncio.start_server(functools.partial(self._serve_tcp, ep), sock=tcp)
         except BaseException:

@@ -38,8 +38,8 @@ import pytest
 from harness import WORLD_UPLINK_IP, EchoServer, assert_no_leftovers, netns, tcp_echo, udp_echo, wait_until
 
 from fastnet.control.bench.dns_upstream import ANSWER, Upstream, bind
-from fastnet.control.dns.redirect import TABLE as NFT_TABLE
-from fastnet.control.dns.redirect import netns_cookie
+from fastnet.control.backends.iptables import RESOLVER_TABLE as NFT_TABLE
+from fastnet.control.observe import socket_netns_cookie as netns_cookie
 from fastnet.datapath import libbpf, loader
 from fastnet.datapath.maps import Maps
 

@@ -228,7 +228,7 @@ def test_resolv_conf_names_the_resolver_and_keeps_search():
 
 
 def test_redirect_ruleset_maps_port_53_both_ways():
-    from fastnet.control.dns.redirect import ruleset
+    from fastnet.control.backends.iptables import resolver_ruleset as ruleset
 
     text = ruleset(40001, 40002)
     assert "ip daddr 127.0.0.11 udp dport 53 udp dport set 40001" in text
