@@ -10,7 +10,8 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import nlbatch, sandbox
+from ..datapath import nlbatch
+from . import sandbox
 from .spec import InterfaceSpec, link_alias
 
 # Route protocol number tagging the routes fastnet installs (rtnetlink's rtm_protocol).
@@ -64,7 +65,7 @@ def configure_container_side(netns: Path, iface: InterfaceSpec) -> int:
         index = socket.if_nametoindex(iface.ifname)
         ipr = IPRoute()
     with ipr:
-        # one datagram (control/nlbatch.py): this runs once per container in `up`
+        # one datagram (datapath/nlbatch.py): this runs once per container in `up`
         requests = [
             nlbatch.addr_add(index, str(iface.ipv4), iface.prefixlen),
             nlbatch.link_up(index),

@@ -9,10 +9,11 @@ import errno
 from socket import htons
 
 from pyroute2 import IPRoute
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWQDISC, RTM_NEWTFILTER, TC_H_CLSACT
 from pyroute2.netlink.rtnl.tcmsg import sched_bpf, tcmsg
+
+from . import nlbatch
 
 # pyroute2 0.9 decodes TCA_BPF_* only up to FLAGS; the attached program's id (TCA_BPF_ID,
 # uapi pkt_cls.h) is what tells fastnet which build is on a device, so teach it the rest.
@@ -71,31 +72,24 @@ def attach(ipr: IPRoute, ifindex: int, prog_fd: int, name: str, parent: str = IN
 
 def attach_messages(ifindex: int, prog_fd: int, name: str, parent: str = INGRESS) -> list[tcmsg]:
     """What attach() sends for a device that has no clsact yet (one fastnet has just created),
-    as messages to send with other requests in one datagram (control/nlbatch.py): the
+    as messages to send with other requests in one datagram (nlbatch.send): the
     clsact qdisc (`tc qdisc add dev IFINDEX clsact`) and the program in fastnet's slot
     (`tc filter replace dev IFINDEX ingress|egress prio PRIO handle HANDLE protocol all bpf
     direct-action fd PROG_FD name NAME classid 1`), the fields pyroute2's tc() would fill."""
-    qdisc = tcmsg()
-    qdisc["index"] = ifindex
-    qdisc["handle"] = CLSACT_HANDLE
-    qdisc["parent"] = TC_H_CLSACT
-    qdisc["attrs"] = [("TCA_KIND", "clsact")]
-    qdisc["header"] = {"type": RTM_NEWQDISC, "flags": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL}
-    bpf = tcmsg()
-    bpf["index"] = ifindex
-    bpf["handle"] = HANDLE
-    bpf["parent"] = int(parent.replace(":", ""), 16)  # "ffff:fff2" -> 0xfffffff2
-    bpf["info"] = (PRIO << 16) | htons(ETH_P_ALL)
-    bpf["attrs"] = [
-        ("TCA_KIND", "bpf"),
-        ("TCA_OPTIONS", {"attrs": [
-            ("TCA_BPF_CLASSID", 1),
-            ("TCA_BPF_FD", prog_fd),
-            ("TCA_BPF_NAME", name),
-            ("TCA_BPF_FLAGS", TCA_BPF_FLAG_ACT_DIRECT),
-        ]}),
-    ]
-    bpf["header"] = {"type": RTM_NEWTFILTER, "flags": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE}
+    qdisc = nlbatch.message(tcmsg, RTM_NEWQDISC, nlbatch.CREATE, [("TCA_KIND", "clsact")],
+                            {"index": ifindex, "handle": CLSACT_HANDLE, "parent": TC_H_CLSACT})
+    options = {"attrs": [
+        ("TCA_BPF_CLASSID", 1),
+        ("TCA_BPF_FD", prog_fd),
+        ("TCA_BPF_NAME", name),
+        ("TCA_BPF_FLAGS", TCA_BPF_FLAG_ACT_DIRECT),
+    ]}
+    bpf = nlbatch.message(tcmsg, RTM_NEWTFILTER, nlbatch.REPLACE, [("TCA_KIND", "bpf"), ("TCA_OPTIONS", options)], {
+        "index": ifindex,
+        "handle": HANDLE,
+        "parent": int(parent.replace(":", ""), 16),  # "ffff:fff2" -> 0xfffffff2
+        "info": (PRIO << 16) | htons(ETH_P_ALL),
+    })
     return [qdisc, bpf]
 
 

@@ -22,7 +22,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ...datapath import abi, loader, sockhooks, tc
 from ...datapath.maps import (HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord,
                               port_prefixes)
-from .. import drivers, modes, nlbatch, observe
+from ...datapath import nlbatch
+from .. import drivers, modes, observe
 from .. import state as statestore
 from ..dns import RESOLVER_ADDRESS, RESOLVER_PORT
 from ..host import Host
@@ -144,7 +145,7 @@ class EbpfBackend:
             # moves the container's frames (its table entries come with sync()).
             tc.attach(ipr, ifindex, self.dp.progs[IPVLAN_PROGRAM], IPVLAN_PROGRAM)
             return
-        # One datagram (control/nlbatch.py): this runs once per container in `up`. The
+        # One datagram (datapath/nlbatch.py): this runs once per container in `up`. The
         # kernel runs the messages in order, so the route's prefsrc is already an address;
         # the port was created by this `up`, so it has no clsact yet (tc.attach_messages).
         nlbatch.send(ipr, [

@@ -1,11 +1,11 @@
-"""The batched requests of `up` (control/nlbatch.py, datapath/tc.py attach_messages) are byte for
+"""The batched requests of `up` (datapath/nlbatch.py, datapath/tc.py attach_messages) are byte for
 byte what pyroute2's high-level calls they replace would send, but for sequence number and
 port id. Nothing reaches the kernel: the socket's send is replaced by a capture that aborts
 the call."""
 import pytest
 from pyroute2 import IPRoute
 
-from fastnet.control import nlbatch
+from fastnet.datapath import nlbatch
 from fastnet.control.links import RTPROT_FASTNET
 from fastnet.datapath import tc
 

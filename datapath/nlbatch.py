@@ -11,7 +11,8 @@ added just before it).
 The messages are pyroute2's own classes filled with the fields and attributes its
 high-level calls would send, in the same order: the bytes are those of the call each one
 replaces (tests/unit/test_nlbatch.py compares them; the `ip` command each one matches is in
-its docstring). Nothing here encodes netlink by hand.
+its docstring). Nothing here encodes netlink by hand; datapath/tc.py builds its qdisc and filter
+messages with the same `message()`.
 
 The first failing request raises its NetlinkError, like the call it replaces; the later
 messages of the batch were still run by the kernel, which is harmless on the paths that use
@@ -48,7 +49,7 @@ def send(ipr: IPRoute, messages: list[nlmsg]) -> None:
     ipr.asyncore.event_loop.run_until_complete(run())
 
 
-def _message(cls: type[nlmsg], msg_type: int, msg_flags: int, attrs: list, fields: dict) -> nlmsg:
+def message(cls: type[nlmsg], msg_type: int, msg_flags: int, attrs: list, fields: dict) -> nlmsg:
     """A message of pyroute2's class `cls`: its own fields, attributes and netlink header."""
     msg = cls()
     for name, value in fields.items():
@@ -60,13 +61,13 @@ def _message(cls: type[nlmsg], msg_type: int, msg_flags: int, attrs: list, field
 
 def addr_add(index: int, address: str, prefixlen: int) -> ifaddrmsg:
     """`ip addr add ADDRESS/PREFIXLEN dev INDEX` (IPv4, no broadcast, as pyroute2's addr())."""
-    return _message(ifaddrmsg, RTM_NEWADDR, CREATE, [("IFA_ADDRESS", address), ("IFA_LOCAL", address)],
+    return message(ifaddrmsg, RTM_NEWADDR, CREATE, [("IFA_ADDRESS", address), ("IFA_LOCAL", address)],
                     {"family": socket.AF_INET, "prefixlen": prefixlen, "index": index})
 
 
 def link_up(index: int) -> ifinfmsg:
     """`ip link set dev INDEX up`."""
-    return _message(ifinfmsg, RTM_NEWLINK, CHANGE, [], {"index": index, "flags": IFF_UP, "change": IFF_UP})
+    return message(ifinfmsg, RTM_NEWLINK, CHANGE, [], {"index": index, "flags": IFF_UP, "change": IFF_UP})
 
 
 def route_replace(dst: str, dst_len: int, oif: int, gateway: str | None = None, scope: int = RT_SCOPE_UNIVERSE,
@@ -79,7 +80,7 @@ def route_replace(dst: str, dst_len: int, oif: int, gateway: str | None = None, 
     attrs.append(("RTA_OIF", oif))
     if prefsrc is not None:
         attrs.append(("RTA_PREFSRC", prefsrc))
-    return _message(rtmsg, RTM_NEWROUTE, REPLACE, attrs, {
+    return message(rtmsg, RTM_NEWROUTE, REPLACE, attrs, {
         "family": socket.AF_INET, "dst_len": dst_len, "table": RT_TABLE_MAIN, "proto": proto, "scope": scope,
         "type": RTN_UNICAST,
     })
@@ -87,5 +88,5 @@ def route_replace(dst: str, dst_len: int, oif: int, gateway: str | None = None, 
 
 def neigh_replace(ifindex: int, dst: str, lladdr: str, state: int) -> ndmsg:
     """`ip neigh replace DST lladdr LLADDR dev IFINDEX nud STATE`."""
-    return _message(ndmsg, RTM_NEWNEIGH, REPLACE, [("NDA_DST", dst), ("NDA_LLADDR", lladdr)],
+    return message(ndmsg, RTM_NEWNEIGH, REPLACE, [("NDA_DST", dst), ("NDA_LLADDR", lladdr)],
                     {"family": socket.AF_INET, "ifindex": ifindex, "state": state})
