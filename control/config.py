@@ -55,6 +55,14 @@ from .names import (
     PROJECT_NAME_WHY,
     name_problem,
 )
+from .model import (
+    CONTAINER_MODE_PREFIX,
+    DEFAULT_NETWORK,
+    Conntrack,
+    PortMapping,
+    describe_mapping,
+    mappings_overlap,
+)
 from .source import ConfigError, KeyPath, SourceMap, describe, read_yaml
 
 __all__ = [
@@ -71,14 +79,11 @@ __all__ = [
     "parse_config",
 ]
 
-# Containers that name no network join this one, like Docker's default bridge.
-DEFAULT_NETWORK = "bridge"
 DEFAULT_SUBNET = IPv4Network("172.17.0.0/16")
 DEFAULT_GATEWAY = IPv4Address("172.17.0.1")
 
 BACKENDS = ("ebpf", "iptables")
 NETWORK_MODES = ("host", "none")  # and container:NAME
-CONTAINER_MODE_PREFIX = "container:"
 # driver -> its modes, the first being the default (bridge networks have none)
 DRIVER_MODES = {
     "bridge": (),
@@ -95,22 +100,6 @@ _PUBLISH_RE = re.compile(
 # --------------------------------------------------------------------------
 # Public model
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PortMapping:
-    """One ``publish`` entry: host ports forwarded to container ports.
-
-    Single ports have ``first == last``; ``host_ip`` is ``None`` when the
-    entry names no address (listen on all of them).
-    """
-
-    host_ip: IPv4Address | None
-    host_port_first: int
-    host_port_last: int
-    container_port_first: int
-    container_port_last: int
-    proto: str  # "tcp" | "udp"
 
 
 @dataclass(frozen=True)
@@ -147,24 +136,6 @@ class Container:
     # namespace), "none" (its own namespace with only lo) or "container:NAME" (NAME's
     # namespace); such a container has no attachments.
     network_mode: str | None = None
-
-
-@dataclass(frozen=True)
-class Conntrack:
-    """Connection-tracking sizes and timeouts (seconds). They apply to the whole host: every
-    project on it shares one datapath."""
-
-    max_flows: int = 65536
-    max_new_flows: int = 8192
-    tcp_syn: int = 60
-    tcp_established: int = 21600
-    tcp_closing: int = 10
-    udp: int = 60
-    icmp: int = 30
-
-    @property
-    def timeouts(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")}
 
 
 @dataclass(frozen=True)
@@ -558,22 +529,6 @@ def _resolve(spec: _FileSpec, where: SourceMap) -> Config:
     ct = spec.conntrack
     conntrack = Conntrack(ct.max_flows, ct.max_new_flows, **ct.timeouts.model_dump())
     return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source, conntrack)
-
-
-def describe_mapping(m: PortMapping) -> str:
-    """A published range as users write it, e.g. 127.0.0.1:8080-8081/tcp."""
-    ports = f"{m.host_port_first}" + (f"-{m.host_port_last}" if m.host_port_last != m.host_port_first else "")
-    return f"{m.host_ip}:{ports}/{m.proto}" if m.host_ip else f"{ports}/{m.proto}"
-
-
-def mappings_overlap(a: PortMapping, b: PortMapping) -> bool:
-    """Two published ranges compete for some (address, protocol, port)."""
-    return (
-        a.proto == b.proto
-        and (a.host_ip is None or b.host_ip is None or a.host_ip == b.host_ip)
-        and a.host_port_first <= b.host_port_last
-        and b.host_port_first <= a.host_port_last
-    )
 
 
 def _check_publish(

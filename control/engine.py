@@ -14,7 +14,8 @@ from . import capacity, drivers, interrupt, links, listeners, logs, modes, sandb
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
-from .config import Config, PortMapping, describe_mapping, mappings_overlap
+from .config import Config
+from .model import PortMapping, describe_mapping, mappings_overlap
 from .dns import notify as dns_notify
 from .host import Host, HostError, current_host, enter_host_mounts, ensure_running, locked, stop_keeper, wait_for_agent
 from .plan import Plan, make_plan

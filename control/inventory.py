@@ -4,7 +4,7 @@ from __future__ import annotations
 from pyroute2 import IPRoute
 
 from . import drivers, linux, modes, observe, sandbox
-from .config import describe_mapping
+from .model import describe_mapping
 from . import state as statestore
 from .backends import backend_for
 from .dns import notify as dns_notify

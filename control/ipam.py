@@ -10,9 +10,12 @@ published ports all refer to it).
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
-from .config import Network
 from ..datapath.errors import FastnetError
+
+if TYPE_CHECKING:  # spec.py imports this module, and what reads state files must not load the config model
+    from .config import Network
 
 __all__ = ["IpamError", "allocate"]
 

@@ -15,7 +15,7 @@ from typing import Iterable
 from pyroute2 import DiagSocket
 from pyroute2.netlink.diag import SS_ALL, SS_LISTEN
 
-from .config import PortMapping
+from .model import PortMapping
 
 ANY = IPv4Address(0)
 PROTOCOLS = {"tcp": (socket.IPPROTO_TCP, 1 << SS_LISTEN), "udp": (socket.IPPROTO_UDP, SS_ALL)}

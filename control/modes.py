@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .config import CONTAINER_MODE_PREFIX
+from .model import CONTAINER_MODE_PREFIX
 from .spec import ContainerSpec
 
 HOST_NAMESPACE = ""  # ContainerSpec.netns of a container running in the host's namespace

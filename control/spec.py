@@ -9,9 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
 
 from . import ipam
-from .config import CONTAINER_MODE_PREFIX, Config, Conntrack, PortMapping
+from .model import CONTAINER_MODE_PREFIX, Conntrack, PortMapping
+
+if TYPE_CHECKING:  # what reads state files (the agent) must not load the config model
+    from .config import Config
 
 LINK_ALIAS_PREFIX = "fastnet:"
 

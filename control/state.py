@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from .config import Conntrack, PortMapping
+from .model import Conntrack, PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 from ..datapath.errors import FastnetError

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable
 
-from ..config import DEFAULT_NETWORK
+from ..model import DEFAULT_NETWORK
 from ..modes import owns_namespace
 from ..spec import ProjectSpec
 

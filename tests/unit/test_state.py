@@ -84,3 +84,19 @@ def test_save_load_remove(tmp_path, monkeypatch):
     state.remove(host, "demo")
     state.remove(host, "demo")
     assert state.load(host, "demo") is None and state.projects(host) == []
+
+
+def test_conntrack_defaults_are_the_datapaths():
+    """config's defaults and abi.h's are one fact written twice (a C header cannot import
+    Python): the timeouts agree, and the default table sizes are what the backend compiles
+    for the default settings (two entries a flow)."""
+    from fastnet.control.backends.ebpf import EbpfBackend
+    from fastnet.control.model import Conntrack
+    from fastnet.datapath import abi
+
+    defaults = Conntrack()
+    for name, seconds in defaults.timeouts.items():
+        assert abi.constants()[f"FN_CT_TIMEOUT_{name.upper()}"] == seconds, name
+    spec = build(parse_config(TEXT), None)
+    assert dict(EbpfBackend.defines(spec)) == {"FN_CT_MAX": abi.constants()["FN_CT_MAX"],
+                                               "FN_CT_NEW_MAX": abi.constants()["FN_CT_NEW_MAX"]}
