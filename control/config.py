@@ -46,7 +46,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from . import compose
+from . import compose, netdrivers
+from .netdrivers import Role
 from .names import (
     ALIAS_MAX,
     NAME_MAX,
@@ -84,12 +85,6 @@ DEFAULT_GATEWAY = IPv4Address("172.17.0.1")
 
 BACKENDS = ("ebpf", "iptables")
 NETWORK_MODES = ("host", "none")  # and container:NAME
-# driver -> its modes, the first being the default (bridge networks have none)
-DRIVER_MODES = {
-    "bridge": (),
-    "macvlan": ("bridge", "private", "vepa", "passthru"),
-    "ipvlan": ("l2", "l3"),
-}
 
 _PUBLISH_RE = re.compile(
     r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+(?:-\d+)?):(?P<cont>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp))?$",
@@ -106,7 +101,7 @@ _PUBLISH_RE = re.compile(
 class Network:
     """A network with a fixed subnet. For ``bridge`` the host owns ``gateway``; for
     ``macvlan``/``ipvlan`` the containers sit on the segment of host interface ``parent`` and
-    ``gateway`` is that segment's router (see control/drivers.py)."""
+    ``gateway`` is that segment's router (see control/netdrivers/)."""
 
     name: str
     driver: str
@@ -232,8 +227,8 @@ def _check_network_mode(value: str) -> str:
 
 
 def _check_driver(value: str) -> str:
-    if value not in DRIVER_MODES:
-        _fail(f"unknown driver {value!r}: choose one of {', '.join(DRIVER_MODES)}")
+    if value not in netdrivers.DRIVERS:
+        _fail(f"unknown driver {value!r}: choose one of {', '.join(netdrivers.DRIVERS)}")
     return value
 
 
@@ -357,7 +352,7 @@ class _Spec(BaseModel):
 
 
 class _NetworkSpec(_Spec):
-    driver: Annotated[StrictStr, AfterValidator(_check_driver)] = "bridge"
+    driver: Annotated[StrictStr, AfterValidator(_check_driver)] = netdrivers.DEFAULT
     subnet: Annotated[IPv4Network, PlainValidator(_parse_subnet)] | None = None  # required except for bridge
     gateway: _Address | None = None
     internal: StrictBool = False
@@ -518,7 +513,7 @@ def _resolve(spec: _FileSpec, where: SourceMap) -> Config:
         c.name for c in containers.values() if any(a.network == DEFAULT_NETWORK for a in c.attachments)
     ]
     if bridge_users and DEFAULT_NETWORK not in defined:
-        networks[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK, "bridge", DEFAULT_SUBNET, DEFAULT_GATEWAY, False)
+        networks[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK, netdrivers.DEFAULT, DEFAULT_SUBNET, DEFAULT_GATEWAY, False)
 
     _check_network_modes(spec.containers or {}, containers, where, problems)
     _check_overlaps(networks, defined, bridge_users, where, problems)
@@ -545,7 +540,7 @@ def _check_publish(
         # its own address on the parent's segment, and the published path needs the host's NAT.
         default = next((networks[a.network] for a in container.attachments
                         if a.network in networks and not networks[a.network].internal), None)
-        if container.publish and default is not None and default.driver != "bridge":
+        if container.publish and default is not None and netdrivers.DRIVERS[default.driver].role is not Role.BRIDGED:
             problems.append(where.error(path, f"cannot publish ports: the container's default route is on "
                                         f"{default.driver} network {default.name} (reach it at its own address)", key=True))
         for i, mapping in enumerate(container.publish):
@@ -576,7 +571,7 @@ def _resolve_network(
 ) -> Network | None:
     subnet = spec.subnet
     if subnet is None:
-        if name != DEFAULT_NETWORK or spec.driver != "bridge":
+        if name != DEFAULT_NETWORK or spec.driver != netdrivers.DEFAULT:
             problem = "subnet is required, e.g. 'subnet: 10.90.1.0/24'"
             problems.append(where.error(("networks", name), problem, key=True))
             return None
@@ -594,17 +589,20 @@ def _resolve_driver(
 ) -> tuple[str | None, str | None]:
     """parent and mode as the driver wants them (defaults filled in)."""
     path = ("networks", name)
-    modes = DRIVER_MODES[spec.driver]
-    if not modes:
+    driver = netdrivers.DRIVERS[spec.driver]
+    modes = driver.modes
+    if not driver.needs_parent:
+        with_parent = " and ".join(n for n, d in netdrivers.DRIVERS.items() if d.needs_parent)
         for key in ("parent", "mode", ):
             if getattr(spec, key) is not None:
                 problems.append(where.error(
-                    (*path, key), f"{key} is only for macvlan and ipvlan networks (driver is {spec.driver})", key=True))
+                    (*path, key), f"{key} is only for {with_parent} networks (driver is {spec.driver})", key=True))
         return None, None
     if spec.parent is None:
         problems.append(where.error(path, f"parent is required for a {spec.driver} network, e.g. 'parent: eth0'", key=True))
-    if spec.internal:
-        problems.append(where.error((*path, "internal"), f"internal is only for bridge networks: a {spec.driver} "
+    if spec.internal and driver.role is not Role.BRIDGED:
+        bridged = " and ".join(n for n, d in netdrivers.DRIVERS.items() if d.role is Role.BRIDGED)
+        problems.append(where.error((*path, "internal"), f"internal is only for {bridged} networks: a {spec.driver} "
                                     "network is on its parent's segment", key=True))
     mode = modes[0] if spec.mode is None else spec.mode
     if mode not in modes:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import capacity, drivers, interrupt, links, listeners, logs, modes, sandbox
+from . import capacity, interrupt, links, listeners, logs, modes, netdrivers, sandbox
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
@@ -136,34 +136,11 @@ def _preflight_host_ports(desired: ProjectSpec, current: ProjectState | None, ot
 
 
 def _preflight_drivers(desired: ProjectSpec, others: list[ProjectState], ipr: IPRoute) -> None:
-    """macvlan/ipvlan: the parent exists, the backend can build the driver, and no network of
-    another project on the same parent overlaps."""
+    """What each network's driver needs of the host (macvlan/ipvlan: the parent, the backend)."""
     for net in desired.networks.values():
-        if net.driver not in drivers.DRIVERS_WITH_PARENT:
-            continue
-        problem = drivers.parent_problem(ipr, net, desired.backend)
+        problem = netdrivers.of(net).preflight(ipr, net, desired, [o.spec for o in others])
         if problem:
             raise UpError(problem)
-        if net.driver == "ipvlan" and desired.backend != "ebpf":
-            raise UpError(
-                f"networks.{net.name}.driver: ipvlan needs the ebpf backend (this kernel has no ipvlan "
-                f"module; fastnet builds ipvlan with its eBPF datapath), not {desired.backend}"
-            )
-        host_addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=2)}
-        for c in desired.containers.values():
-            i = c.interface(net.name)
-            if i is not None and str(i.ipv4) in host_addrs:
-                raise UpError(
-                    f"containers.{c.name}.networks.{net.name}: {i.ipv4} is an address of this host; "
-                    "give the container another ipv4_address (or the network a subnet the host does not use)"
-                )
-        for other in others:
-            for on in other.spec.networks.values():
-                if on.parent == net.parent and on.subnet.overlaps(net.subnet):
-                    raise UpError(
-                        f"networks.{net.name}.subnet: {net.subnet} overlaps {on.subnet} of network "
-                        f"{other.name}/{on.name} on parent {net.parent}"
-                    )
 
 
 def default_uplink(ipr: IPRoute) -> str | None:
@@ -338,7 +315,7 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
                     tree.rmdir()
             # 802.1Q sub-interfaces no other project uses, also when the state file is gone
             try:
-                errors += drivers.prune_vlans(ipr, host, project_name)
+                errors += netdrivers.vlan.prune(ipr, host, project_name)
             except statestore.StateError as exc:
                 errors.append(f"802.1Q sub-interfaces kept: {exc}")
         logs.remove_project(host.dir, project_name)

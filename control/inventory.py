@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pyroute2 import IPRoute
 
-from . import drivers, linux, modes, observe, sandbox
+from . import linux, modes, netdrivers, observe, sandbox
 from .model import describe_mapping
 from . import state as statestore
 from .backends import backend_for
@@ -15,6 +15,11 @@ from ..datapath.errors import FastnetError
 
 class NotFound(FastnetError):
     pass
+
+
+def _interface_mac(st, iface) -> str:
+    net = st.spec.networks.get(iface.network)
+    return netdrivers.of(net).interface_mac(net, iface) if net is not None else iface.mac
 
 
 def _project_view(host, keeper, st) -> dict:
@@ -36,7 +41,7 @@ def _project_view(host, keeper, st) -> dict:
                     "ifname": i.ifname,
                     "ipv4": str(i.ipv4),
                     "prefixlen": i.prefixlen,
-                    "mac": drivers.interface_mac(st.spec.networks.get(i.network), i),
+                    "mac": _interface_mac(st, i),
                     "gateway": str(i.gateway),
                     "aliases": list(i.aliases),
                     "host_ifname": i.host_ifname,

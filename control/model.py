@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 
 # Containers that name no network join this one, like Docker's default bridge.
 DEFAULT_NETWORK = "bridge"
+DEFAULT_DRIVER = "bridge"  # of a network that names none (control/netdrivers/)
 CONTAINER_MODE_PREFIX = "container:"
 
 

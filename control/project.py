@@ -10,7 +10,7 @@ from typing import Callable
 
 from pyroute2 import IPRoute
 
-from . import drivers, failpoints, interrupt, links, logs, modes, sandbox
+from . import failpoints, interrupt, links, logs, modes, netdrivers, sandbox
 from .backends.base import Backend
 from .dns import resolvconf
 from .host import Host
@@ -82,8 +82,8 @@ class Project:
                 dead.add(c.name)
                 continue
             for i in c.interfaces:
-                if self._driver(i.network) == "macvlan":
-                    continue  # no host-side link: the device lives and dies with the namespace
+                if not self._driver(i.network).has_host_link:
+                    continue  # the device lives and dies with the namespace
                 idx = self.ipr.link_lookup(ifname=i.host_ifname)
                 if not idx or idx[0] != self.st.ports.get(port_key(c.name, i.network)):
                     missing.add(port_key(c.name, i.network))
@@ -92,31 +92,20 @@ class Project:
                 stopped.add(c.name)
         return Observed(frozenset(dead), frozenset(missing), frozenset(stopped))
 
-    def _driver(self, network: str) -> str:
-        net = self.st.spec.networks.get(network)
-        return net.driver if net is not None else "bridge"
+    def _driver(self, network: str) -> netdrivers.NetworkDriver:
+        return netdrivers.of(self.st.spec.networks.get(network))
 
     # -- single-object operations ---------------------------------------------------------
     def add_network(self, net, journal: Journal) -> None:
-        if net.driver in drivers.DRIVERS_WITH_PARENT:
-            self.st.spec.networks[net.name] = net  # first: a failed add must still prune its sub-interface
-            journal.add(f"network {net.name}", lambda: self.remove_network(net))
-            drivers.add_network(self.ipr, net)
-            return
-        self.backend.add_network(self.ipr, net)
+        # Recorded first: the undo of a half-made network (a sub-interface created, the
+        # backend's part failed) must find it.
         self.st.spec.networks[net.name] = net
         journal.add(f"network {net.name}", lambda: self.remove_network(net))
+        netdrivers.of(net).add_network(self, net)
 
     def remove_network(self, net) -> None:
-        if net.driver in drivers.DRIVERS_WITH_PARENT:
-            self.st.spec.networks.pop(net.name, None)
-            parents = frozenset(n.parent for n in self.st.spec.networks.values() if n.parent)
-            errors = drivers.prune_vlans(self.ipr, self.host, self.st.name, parents)
-            if errors:
-                raise ApplyError("; ".join(errors))
-            return
-        self.backend.remove_network(self.ipr, net)
         self.st.spec.networks.pop(net.name, None)
+        netdrivers.of(net).remove_network(self, net)
 
     def create_container(self, c: ContainerSpec, journal: Journal) -> None:
         if modes.owns_namespace(c):
@@ -130,27 +119,21 @@ class Project:
     def attach_interface(self, cname: str, iface: InterfaceSpec, journal: Journal) -> None:
         c = self.st.spec.containers[cname]
         net = self.st.spec.networks[iface.network]
-        if net.driver == "macvlan":
-            ifindex = drivers.create_macvlan(self.ipr, net, iface, self.netns_path(c))
-        elif net.driver == "ipvlan":
-            ifindex = drivers.create_ipvlan_veth(self.ipr, net, iface, self.netns_path(c))
-        else:
-            ifindex = links.create_veth(self.ipr, iface, self.netns_path(c), self.backend.host_mac(net))
+        driver = netdrivers.of(net)
+        ifindex = driver.create_interface(self, net, iface, self.netns_path(c))
         journal.add(f"interface {cname}/{iface.network}", lambda: self.detach_interface(cname, iface))
-        self.st.ports[port_key(cname, iface.network)] = ifindex  # macvlan: its ifindex in the container
+        self.st.ports[port_key(cname, iface.network)] = ifindex  # no host end: its ifindex in the container
         self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=c.interfaces + (iface,))
-        drivers.configure_container_side(self.netns_path(c), net, iface)
-        if net.driver != "macvlan":  # macvlan is the kernel's alone, whatever the backend
+        driver.configure_container_side(self.netns_path(c), net, iface)
+        if driver.role is not netdrivers.Role.KERNEL:
             self.backend.attach_port(self.ipr, net, iface, ifindex)
         failpoints.check(f"attach_interface:{cname}/{iface.network}")
 
     def detach_interface(self, cname: str, iface: InterfaceSpec) -> None:
         c = self.st.spec.containers.get(cname)
-        if self._driver(iface.network) == "macvlan" and c is not None:
-            drivers.delete_macvlan(self.netns_path(c), iface)
-        links.delete_link(self.ipr, iface.host_ifname)
+        net = self.st.spec.networks.get(iface.network)
+        netdrivers.of(net).delete_interface(self, net, iface, self.netns_path(c) if c is not None else None)
         self.st.ports.pop(port_key(cname, iface.network), None)
-        c = self.st.spec.containers.get(cname)
         if c is not None:
             rest = tuple(i for i in c.interfaces if i.network != iface.network)
             self.st.spec.containers[cname] = dataclasses.replace(c, interfaces=rest)

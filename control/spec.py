@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from . import ipam
-from .model import CONTAINER_MODE_PREFIX, Conntrack, PortMapping
+from .model import CONTAINER_MODE_PREFIX, DEFAULT_DRIVER, Conntrack, PortMapping
 
 if TYPE_CHECKING:  # what reads state files (the agent) must not load the config model
     from .config import Config
@@ -56,7 +56,7 @@ class NetworkSpec:
     subnet: IPv4Network
     gateway: IPv4Address
     internal: bool = False
-    driver: str = "bridge"
+    driver: str = DEFAULT_DRIVER
     parent: str | None = None  # macvlan/ipvlan: the host interface (IF.VLAN: the sub-interface)
     mode: str | None = None
 

@@ -23,11 +23,12 @@ from ...datapath import abi, loader, sockhooks, tc
 from ...datapath.maps import (HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord,
                               port_prefixes)
 from ...datapath import nlbatch
-from .. import drivers, modes, observe
+from .. import modes, netdrivers, observe
 from .. import state as statestore
 from ..dns import RESOLVER_ADDRESS, RESOLVER_PORT
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
+from ..netdrivers import Role
 from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
 from ..state import ProjectState, port_key
 
@@ -38,6 +39,11 @@ IPVLAN_PROGRAM = "fn_from_ipvlan"  # host end of an ipvlan container's veth
 PARENT_PROGRAM = "fn_from_parent"  # parent of ipvlan networks (the uplink has fn_from_uplink instead)
 TAGGER_PROGRAM = "fn_from_tagger"  # peer of an emulated 802.1Q sub-interface
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+
+def _role(net: NetworkSpec | None) -> Role | None:
+    """How this datapath serves a network's ports (None: a network no longer known)."""
+    return netdrivers.of(net).role if net is not None else None
 
 
 class EbpfBackend:
@@ -79,10 +85,10 @@ class EbpfBackend:
             for c in spec.containers.values():
                 resolvers += modes.owns_namespace(c)
                 for i in c.interfaces:
-                    driver = spec.networks[i.network].driver if i.network in spec.networks else None
-                    if driver == "bridge":
+                    role = _role(spec.networks.get(i.network))
+                    if role is Role.BRIDGED:
                         per_network[(spec.name, i.network)] += 1
-                    ipvlan_ports += driver == "ipvlan"
+                    ipvlan_ports += role is Role.PARENT
                 for m in c.publish:
                     table = "fn_svc_any" if m.host_ip is None else "fn_svc_addr"
                     prefixes[table] += len(port_prefixes(m.host_port_first, m.host_port_last))
@@ -90,7 +96,7 @@ class EbpfBackend:
             if count > limits["FN_MAX_FLOOD_PORTS"]:
                 return (f"networks.{network}: {count} container interfaces, above the datapath's "
                         f"{limits['FN_MAX_FLOOD_PORTS']} per network (FN_MAX_FLOOD_PORTS {where})")
-        networks = sum(1 for spec in specs for n in spec.networks.values() if n.driver == "bridge")
+        networks = sum(1 for spec in specs for n in spec.networks.values() if _role(n) is Role.BRIDGED)
         totals = [
             (networks, "FN_MAX_NETWORKS", "bridge networks on this host"),
             (sum(per_network.values()), "FN_MAX_ENDPOINTS", "container interfaces on bridge networks on this host"),
@@ -140,7 +146,7 @@ class EbpfBackend:
 
     def attach_port(self, ipr: IPRoute, network: NetworkSpec, iface: InterfaceSpec, ifindex: int) -> None:
         assert self.dp is not None
-        if network.driver == "ipvlan":
+        if _role(network) is Role.PARENT:
             # Nothing on the host side: no address, route or neighbour; the program alone
             # moves the container's frames (its table entries come with sync()).
             tc.attach(ipr, ifindex, self.dp.progs[IPVLAN_PROGRAM], IPVLAN_PROGRAM)
@@ -169,20 +175,20 @@ class EbpfBackend:
         networks, ports, services = [], [], []
         for st in states:
             for n in st.spec.networks.values():
-                if n.driver == "bridge":
+                if _role(n) is Role.BRIDGED:
                     networks.append(NetworkRecord(n.net_id, n.subnet, n.gateway, n.gateway_mac, n.internal))
             for c in st.spec.containers.values():
                 for i in c.interfaces:
                     ifindex = st.ports.get(port_key(c.name, i.network))
                     net = st.spec.networks.get(i.network)
-                    if ifindex is not None and net is not None and net.driver == "bridge":
+                    if ifindex is not None and _role(net) is Role.BRIDGED:
                         ports.append(PortRecord(ifindex, i.mac, i.ipv4, net.net_id))
                 services += self._services(st, c)
         uplink_name = next((st.spec.uplink for st in states if st.spec.uplink), None)
         with IPRoute() as ipr:
             ipvlan_ports, parents = self._ipvlan(ipr, states)
             vlan_parents = {n.parent for st in states for n in st.spec.networks.values() if n.parent}
-            vlans = drivers.emulated_vlans(ipr, vlan_parents)
+            vlans = netdrivers.vlan.emulated(ipr, vlan_parents)
         maps = Maps(self.dp)
         maps.sync(networks, ports)
         maps.sync_ipvlan(ipvlan_ports)
@@ -225,14 +231,14 @@ class EbpfBackend:
                 for i in c.interfaces:
                     net = st.spec.networks.get(i.network)
                     ifindex = st.ports.get(port_key(c.name, i.network))
-                    if net is None or net.driver != "ipvlan" or ifindex is None:
+                    if _role(net) is not Role.PARENT or ifindex is None:
                         continue
                     found = ipr.link_lookup(ifname=net.parent)
                     if not found:
                         continue  # the parent vanished: its containers are cut off, nothing to route
                     mac = ipr.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
                     records.append(IpvlanPortRecord(ifindex, found[0], mac, i.ipv4, net.mode == "l3"))
-            parents |= {n.parent for n in st.spec.networks.values() if n.driver == "ipvlan" and n.parent}
+            parents |= {n.parent for n in st.spec.networks.values() if _role(n) is Role.PARENT and n.parent}
         return records, parents
 
     def _parents_record(self) -> dict:

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable
 
+from .. import netdrivers
+from ..netdrivers import Role
 from ..spec import ProjectSpec, link_alias, link_name
 from ..state import ProjectState, port_key
 
@@ -146,13 +148,14 @@ def ruleset_of(states: Iterable[ProjectState]) -> Ruleset:
     for st in sorted(states, key=lambda s: s.name):
         spec: ProjectSpec = st.spec
         for _, net in sorted(spec.networks.items()):
-            if net.driver != "bridge":  # macvlan: the kernel's driver, no bridge and no rule
+            if netdrivers.of(net).role is not Role.BRIDGED:  # macvlan: the kernel's device, no bridge and no rule
                 continue
             bridges.append(Bridge(bridge_name(spec.name, net.name), net.subnet, net.internal))
         for _, c in sorted(spec.containers.items()):
             for i in c.interfaces:
                 net = spec.networks.get(i.network)
-                if net is None or port_key(c.name, i.network) not in st.ports or net.internal or net.driver != "bridge":
+                if (net is None or port_key(c.name, i.network) not in st.ports or net.internal
+                        or netdrivers.of(net).role is not Role.BRIDGED):
                     continue
                 endpoints.append(Endpoint(i.ipv4, bridge_name(spec.name, net.name)))
             iface = c.publish_interface
