@@ -2,7 +2,7 @@
 
 Pure data, no sockets: the resolver rebuilds a Zone whenever a project changes.
 
-Rules (Docker's, see the README's "Name resolution"):
+Rules (Docker's, see docs/dns.md):
 - a container resolves the names and aliases of the containers it shares a *user-defined*
   network with (itself included), as `NAME` or `NAME.NETWORK`; the default network `bridge`
   gives no names;

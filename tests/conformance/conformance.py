@@ -2,7 +2,7 @@
 
 EXPECT[case] is either one value, which both backends must produce ("pass" in the matrix), or
 {"ebpf": (value, why), "iptables": (value, why)} for a difference that is on purpose: documented
-in the README ("Differences from Docker's bridge driver", the NAT notes, "Not done yet") or in
+in the README ("Differences from Docker's bridge driver", "Not done yet"), docs/datapath.md or in
 the datapath's drop reasons (bpf/include/fastnet/counters.h). The matrix then shows "differs as
 documented" with that backend's text. Values are compared as JSON (tuples are lists).
 

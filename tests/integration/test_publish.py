@@ -379,7 +379,7 @@ conntrack: {max_flows: 1024, max_new_flows: 256}
 
 
 def test_a_syn_flood_does_not_evict_established_flows(host):
-    """README: a flood of new flows (spoofed SYNs to a published port) only churns the small
+    """docs/datapath.md: a flood of new flows (spoofed SYNs to a published port) only churns the small
     table and never evicts an established flow."""
     host.up(FLOOD)
     c = containers(host, "flood")
