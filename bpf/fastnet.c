@@ -103,6 +103,18 @@ FN_INLINE void fn_ct_new_remove(const struct fn_ct_key *key)
 	fn_ct_new.delete((struct fn_ct_key *)key);
 }
 
+FN_INLINE struct fn_nat_map *fn_nat_map_get(const struct fn_nat_map_key *key)
+{
+	return fn_nat_maps.lookup((struct fn_nat_map_key *)key);
+}
+
+FN_INLINE int fn_nat_map_insert(const struct fn_nat_map_key *key, struct fn_nat_map *m, __u64 flags)
+{
+	if (flags == BPF_NOEXIST)
+		return fn_nat_maps.insert((struct fn_nat_map_key *)key, m);
+	return fn_nat_maps.update((struct fn_nat_map_key *)key, m);
+}
+
 FN_INLINE struct fn_ipvlan_port *fn_ipvlan_port_of(__u32 ifindex)
 {
 	return fn_ipvlan_ports.lookup(&ifindex);

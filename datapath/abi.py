@@ -114,6 +114,14 @@ class CtEntry(ctypes.Structure):
     ]
 
 
+class NatMapKey(ctypes.Structure):
+    _fields_ = [("addr", u32), ("port", u16), ("proto", u8), ("pad", u8)]
+
+
+class NatMap(ctypes.Structure):
+    _fields_ = [("used", u64), ("addr", u32), ("port", u16), ("flags", u16)]
+
+
 class IpvlanPort(ctypes.Structure):
     _fields_ = [("mac", u8 * 6), ("flags", u16), ("ipv4", u32), ("parent_ifindex", u32)]
 
@@ -191,6 +199,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_pub_ports": (u32, u64),
     "fn_ct": (CtKey, CtEntry),
     "fn_ct_new": (CtKey, CtEntry),
+    "fn_nat_maps": (NatMapKey, NatMap),
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),

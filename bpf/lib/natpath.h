@@ -149,7 +149,7 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	if (ttl <= 1 && (svc || !(fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr))))
 		return fn_nat_ttl_exceeded(skb, prog, net->gateway); /* it would be routed: no flow */
 	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
-		ret = fn_dnat_create(&l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
+		ret = fn_dnat_create(skb, &l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
 		if (ret < 0)
 			return ret;
 		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
@@ -158,7 +158,7 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
-	ret = fn_snat_create(&l4, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
+	ret = fn_snat_create(skb, &l4, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
 	if (ret < 0)
 		return ret;
 	return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_SNAT);
@@ -213,7 +213,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if (e)
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX);
 	if (svc) {
-		ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);
+		ret = fn_dnat_create(skb, &l4, svc, cfg, 0, NULL, NULL);
 		if (ret < 0)
 			return ret;
 		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);

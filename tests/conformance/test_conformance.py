@@ -27,6 +27,7 @@ from harness import (
     run,
     tcp_echo,
     udp_echo,
+    udp_stream,
 )
 from testbed import GW, HOST_IP2, WORLD2_IP
 from testbed import IP as ADDR, has, quiet, send, taps
@@ -154,7 +155,7 @@ def test_unicast_to_own_mac(env, record):
 def test_ttl_routed_once_through_snat(env, record):
     m = marker("ttl")
     with taps(env, "world") as t:
-        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5010, m, sport=40010), ttl=64))
+        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5010, m, sport=20010), ttl=64))
         got = t["world"].wait(has(m))
     p = got[0] if got else None
     record.expect(p and (p[IP].src, p[UDP].sport, p[IP].ttl, bytes(p[Raw]) == m, problems(ip_bytes(p))))
@@ -218,14 +219,14 @@ def test_fragments_through_snat(env, record):
     srv = make_socket(env.ns("world"), socket.SOCK_DGRAM)
     with srv, taps(env, "world") as t:
         srv.bind(("0.0.0.0", 6021))
-        pkt = IP(src=ADDR["a"], dst=WORLD_UPLINK_IP, id=0x4322) / UDP(sport=41021, dport=6021) / Raw(payload)
+        pkt = IP(src=ADDR["a"], dst=WORLD_UPLINK_IP, id=0x4322) / UDP(sport=21021, dport=6021) / Raw(payload)
         frags = fragment(pkt, fragsize=1000)
         send(env, "a", *[Ether(src=env.mac("a"), dst=env.gw_mac("a")) / f for f in frags])
         got = _recv_datagram(srv)
         seen = t["world"].match(lambda p: IP in p and p[IP].id == 0x4322)
     record.expect({
         "fragments sent": len(frags),
-        "world got the datagram": bool(got and got[0] == payload and got[1] == (HOST_UPLINK_IP, 41021)),
+        "world got the datagram": bool(got and got[0] == payload and got[1] == (HOST_UPLINK_IP, 21021)),
         "fragments reaching world (src)": sorted({p[IP].src for p in seen}),
     })
 
@@ -264,10 +265,10 @@ def test_nat_mapping_endpoint_independence(env, record):
 
 def test_nat_mapping_under_contention(env, record):
     """RFC 4787 mapping behaviour where port preservation cannot hide it: b holds external port
-    41200 towards WORLD2:5200; a then uses source port 41200 towards WORLD:5200 (free: gets 41200)
-    and towards WORLD2:5200 (taken by b). Endpoint-independent mapping would reuse a's first
-    external port for both destinations; "dependent" means a's mapping depends on the remote."""
-    sport = 41200
+    21200 towards WORLD2:5200; a then uses source port 21200 towards WORLD:5200 (a free tuple) and
+    towards WORLD2:5200 (taken by b). Endpoint-independent mapping would reuse a's first external
+    port for both destinations; "dependent" means a's mapping depends on the remote."""
+    sport = 21200
     mb, m1, m2 = marker("cont-b"), marker("cont-a1"), marker("cont-a2")
     with taps(env, "world") as t:
         send(env, "b", frame(env, "b", WORLD2_IP, udp_to(5200, mb, sport=sport)))
@@ -296,11 +297,41 @@ def test_uplink_packet_with_container_source(env, record):
 
 
 def test_nat_port_preservation(env, record):
-    m = marker("pp")
-    with taps(env, "world") as t:
-        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, TCP(sport=41040, dport=5040, flags="S") / Raw(m)))
-        got = t["world"].wait(has(m))
-    record.expect(got and (got[0][IP].src, got[0][TCP].sport))
+    """A container's source port is kept when it is free: by both backends for a port outside
+    the host's ip_local_port_range; one inside it the eBPF datapath never keeps (the host's own
+    connections take their source ports from that range; README: NAT)."""
+    lo, hi = _local_port_range(env)
+    out = {}
+    for label, sport in (("outside ip_local_port_range", 21040), ("inside ip_local_port_range", 41040)):
+        m = marker("pp")
+        with taps(env, "world") as t:
+            send(env, "a", frame(env, "a", WORLD_UPLINK_IP, TCP(sport=sport, dport=5040, flags="S") / Raw(m)))
+            got = t["world"].wait(has(m))
+        port = got[0][TCP].sport if got else None
+        where = "kept" if port == sport else "outside ip_local_port_range" if port and not lo <= port <= hi else port
+        out[label] = got and (got[0][IP].src, where)
+    record.expect(out)
+
+
+def test_host_socket_and_container_on_the_same_port(env, record):
+    """The host and container a talk to WORLD's UDP echo server from the same port of the host's
+    ip_local_port_range, a first, then the other way round: each gets its own replies."""
+    out = {}
+    for order, port in ((("a", "host"), 41300), (("host", "a"), 41310)):
+        with EchoServer(env.ns("world"), "udp") as srv:
+            socks = {}
+            try:
+                for who in order:
+                    socks[who] = make_socket(env.ns(who), socket.SOCK_DGRAM)
+                    socks[who].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    socks[who].bind(("0.0.0.0", port))
+                    udp_stream("", WORLD_UPLINK_IP, srv.port, count=1, sock=socks[who])
+                out[" then ".join(order)] = {who: udp_stream("", WORLD_UPLINK_IP, srv.port, count=10, sock=socks[who])
+                                             for who in (*order, *order)}
+            finally:
+                for s in socks.values():
+                    s.close()
+    record.expect(out)
 
 
 def _local_port_range(env) -> tuple[int, int]:
@@ -309,7 +340,7 @@ def _local_port_range(env) -> tuple[int, int]:
 
 
 def test_nat_port_collision(env, record):
-    sport = 41050
+    sport = 21050
     ma, mb = marker("coll-a"), marker("coll-b")
     with taps(env, "world") as t:
         send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5050, ma, sport=sport)))
@@ -488,9 +519,9 @@ def test_tcp_rst_closes_the_mapping(env, record, request):
     srv = _CloseFirstServer(env.ns("world"), 5080)
     try:
         with taps(env, "world") as tw:
-            first = _tcp_exchange(env, 5080, 41080, rst=True)
+            first = _tcp_exchange(env, 5080, 21080, rst=True)
             time.sleep(0.3)
-            ext = srv.peers[-1][1] if srv.peers else 41080
+            ext = srv.peers[-1][1] if srv.peers else 21080
             segs = tw["world"].match(lambda p: TCP in p and p[TCP].sport == ext and p[TCP].dport == 5080)
         rst = [p for p in segs if p[TCP].flags.R]
         acks = [p for p in segs if p[TCP].flags.A and not p[TCP].flags.R]
@@ -500,7 +531,7 @@ def test_tcp_rst_closes_the_mapping(env, record, request):
         with taps(env, "a") as t:
             send(env, "world", frame(env, "world", HOST_UPLINK_IP, TCP(sport=5080, dport=ext, flags="PA", seq=seq, ack=ack) / Raw(m)))
             leaked = bool(t["a"].wait(has(m), timeout=0.8))
-        again = _tcp_exchange(env, 5080, 41080)
+        again = _tcp_exchange(env, 5080, 21080)
         record.expect({"first": first, "in-window segment after RST still translated": leaked, "reopened": again,
                        "external ports": [p for _, p in srv.peers]})
     finally:
@@ -510,7 +541,7 @@ def test_tcp_rst_closes_the_mapping(env, record, request):
 def test_tcp_fin_then_reopen(env, record):
     srv = _CloseFirstServer(env.ns("world"), 5081)
     try:
-        res = [_tcp_exchange(env, 5081, 41081) for _ in range(3)]
+        res = [_tcp_exchange(env, 5081, 21081) for _ in range(3)]
         record.expect({"exchanges": res, "external ports": [p for _, p in srv.peers]})
     finally:
         srv.close()

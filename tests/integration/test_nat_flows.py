@@ -105,12 +105,45 @@ def test_snat_source_is_the_uplink_address_and_the_port_is_kept(nat):
             assert udp_echo(c[name].netns, WORLD_UPLINK_IP, udp.port, bind=port + 1) == "ok"
             assert set(udp.peers) == {(HOST_UPLINK_IP, port + 1)}, f"{name}: the WORLD server saw {set(udp.peers)}"
             udp.peers.clear()
-        # a source port the container's kernel picked (ephemeral) is kept as well
+        # a source port the container's kernel picked is in its ip_local_port_range, which is
+        # the host's too (the same default): it moves to the SNAT range below it
         s = open_tcp(c["b"].netns, WORLD_UPLINK_IP, tcp.port)
         with s:
             assert roundtrip(s) == "ok"
-            assert tcp.peers[-1] == (HOST_UPLINK_IP, s.getsockname()[1])
+            assert 32768 <= s.getsockname()[1] <= 60999
+            assert tcp.peers[-1][0] == HOST_UPLINK_IP and 1024 <= tcp.peers[-1][1] <= 32767, tcp.peers[-1]
     assert moved(before, host.counters("a"))["fwd_snat"] >= 4
+
+
+@pytest.mark.parametrize("container_first", [True, False], ids=["container-first", "host-first"])
+def test_a_host_socket_and_a_container_on_the_same_port_both_get_their_replies(nat, container_first):
+    """The host and container a talk to the same WORLD servers from the same port, one of the
+    host's ephemeral range: the container's flows take another external port, so no reply of
+    one reaches the other (a shared tuple would send the host's replies into a)."""
+    host, c = nat
+    port = 41000 + (0 if container_first else 10)
+    tcp, udp = world_servers(host)
+    with tcp, udp:
+        socks = {}
+        for who in (("a", "host") if container_first else ("host", "a")):
+            ns = c["a"].netns if who == "a" else host.netns_path
+            u = make_socket(ns, socket.SOCK_DGRAM)
+            u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            u.bind(("0.0.0.0", port))
+            socks[who] = (u, open_tcp(ns, WORLD_UPLINK_IP, tcp.port, bind=port + 1))
+            assert udp_stream("", WORLD_UPLINK_IP, udp.port, count=5, sock=u) == "ok", who
+        try:
+            for who in ("a", "host", "a", "host"):  # each one's replies reach it, both ways round
+                u, t = socks[who]
+                assert udp_stream("", WORLD_UPLINK_IP, udp.port, count=20, sock=u) == "ok", who
+                assert roundtrip(t) == "ok", who
+        finally:
+            for u, t in socks.values():
+                u.close()
+                t.close()
+    # the host's own sockets keep their port; the container's flows come from another one
+    assert {p for a, p in udp.peers} - {port} and (HOST_UPLINK_IP, port) in udp.peers, set(udp.peers)
+    assert len({p for _, p in tcp.peers}) == 2 and (HOST_UPLINK_IP, port + 1) in tcp.peers, tcp.peers
 
 
 def test_icmp_echo_to_the_outside(nat):
@@ -130,9 +163,9 @@ def test_icmp_echo_to_the_outside(nat):
 
 def test_icmp_echo_identifiers_are_translated_like_ports(nat):
     """a and c ping WORLD at the same time with the same echo identifier: both get their
-    replies, WORLD sees two identifiers (a free one is kept)."""
+    replies, WORLD sees two identifiers (a free one in the SNAT range is kept)."""
     host, c = nat
-    socks = [icmp_echo_socket(c[n].netns, 777) for n in ("a", "c")]
+    socks = [icmp_echo_socket(c[n].netns, 7777) for n in ("a", "c")]
     marks = [uuid.uuid4().hex.encode() for _ in socks]
     try:
         with Capture({"world": (host.world_path, UPLINK)}) as cap:
@@ -150,7 +183,7 @@ def test_icmp_echo_identifiers_are_translated_like_ports(nat):
     finally:
         for s in socks:
             s.close()
-    assert len(set(ids)) == 2 and 777 in ids, f"WORLD saw identifiers {ids}"
+    assert len(set(ids)) == 2 and 7777 in ids, f"WORLD saw identifiers {ids}"
 
 
 @pytest.mark.parametrize("pair", [("a", "b"), ("a", "c")], ids=["same-network", "two-networks"])

@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 5
+#define FASTNET_ABI_VERSION 6
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -31,6 +31,9 @@
 #define FN_MAX_SERVICES        65536  /* LPM prefixes of published ports */
 #define FN_MAX_HOST_ADDRS      256
 #define FN_SNAT_TRIES          32     /* bounded search for a free SNAT port */
+#ifndef FN_NAT_MAPS_MAX
+#define FN_NAT_MAPS_MAX        131072 /* SNAT mappings x 2 directions (fn_nat_maps) */
+#endif
 
 /* Default conntrack timeouts in seconds (Linux/Cilium spirit); fn_config carries the ones
  * in force. */
@@ -286,6 +289,32 @@ struct fn_ct_entry {
 #define FN_CT_F_HAIRPIN    0x8  /* a container to a published port of this host */
 #define FN_CT_F_LOCAL      0x10 /* client is a host process (socket hook) */
 #define FN_CT_F_SEEN_REPLY 0x20 /* TCP: the server answered the SYN; the client's ACK confirms */
+
+/*
+ * fn_nat_maps: LRU_HASH, the SNAT mappings (RFC 4787 terms): which container endpoint (address,
+ * port, protocol) owns which external port of the uplink address, both ways:
+ *   key (container address, its port, proto)  -> (uplink address, external port)
+ *   key (uplink address, external port, proto) -> (container address, its port), F_EXTERNAL
+ * ICMP echo: the identifier is the port. A container endpoint keeps one external port whatever
+ * it talks to (endpoint-independent mapping) and no two endpoints share one (no port
+ * overloading). Written by the programs when they create a flow to the outside, read for new
+ * flows only; the agent deletes a mapping once no tracked flow uses it (datapath/maps.py).
+ */
+struct fn_nat_map_key {
+	__be32 addr;           /* be */
+	__be16 port;           /* be */
+	__u8   proto;
+	__u8   pad;            /* always 0: part of the hashed key */
+};
+
+struct fn_nat_map {
+	__u64  used;           /* bpf_ktime_get_ns() when a flow last took this mapping */
+	__be32 addr;           /* be */
+	__be16 port;           /* be */
+	__u16  flags;          /* FN_NAT_MAP_F_* */
+};
+
+#define FN_NAT_MAP_F_EXTERNAL 0x1 /* keyed by the external side: the owner's endpoint */
 
 /*
  * fn_sock_orig: SK_STORAGE, per socket whose connect()/sendmsg() the socket hooks redirected
