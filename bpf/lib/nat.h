@@ -24,7 +24,11 @@ FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const 
 	    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, pseudo_csum_off, l4->csum_flags))
 		return -FN_DROP_CSUM;
 	if (l4->key.proto == IPPROTO_ICMP) {
-		if (fn_rewrite_port(skb, l4->l4_off + 4, l4->key.sport, e->to_sport, l4->csum_off, 0))
+		/* the echo identifier: a request's source "port", a reply's destination one */
+		int request = l4->icmp_type == ICMP_ECHO;
+
+		if (fn_rewrite_port(skb, l4->l4_off + 4, request ? l4->key.sport : l4->key.dport,
+				    request ? e->to_sport : e->to_dport, l4->csum_off, 0))
 			return -FN_DROP_CSUM;
 		return 0;
 	}
@@ -76,14 +80,22 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 	__be16 ports[2];
 	struct fn_ct_key key = {};
 	struct fn_ct_entry *found;
-	int confirmed;
+	int confirmed, echo_request = 0;
 
 	if (bpf_skb_load_bytes(skb, inner, &ip, sizeof(ip)) || ip.ihl != 5 || ip.version != 4)
 		return 0;
 	if (ip.protocol == IPPROTO_ICMP) {
-		if (bpf_skb_load_bytes(skb, inner + sizeof(ip) + 4, &ports[0], 2))
+		/* a quoted echo request or reply: its identifier in the port it has (fn_l4_parse) */
+		__u8 type;
+		__be16 id;
+
+		if (bpf_skb_load_bytes(skb, inner + sizeof(ip), &type, 1) ||
+		    bpf_skb_load_bytes(skb, inner + sizeof(ip) + 4, &id, 2) ||
+		    (type != ICMP_ECHO && type != ICMP_ECHOREPLY))
 			return 0;
-		ports[1] = ports[0];
+		echo_request = type == ICMP_ECHO;
+		ports[0] = echo_request ? id : 0;
+		ports[1] = echo_request ? 0 : id;
 	} else if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) {
 		if (bpf_skb_load_bytes(skb, inner + sizeof(ip), ports, 4))
 			return 0;
@@ -118,7 +130,8 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 					    inner_csum, icmp_csum))
 			return -FN_DROP_CSUM;
 		if (ip.protocol == IPPROTO_ICMP) {
-			if (fn_icmp_inner_rewrite16(skb, inner_l4 + 4, ports[0], e->to_dport, icmp_csum))
+			if (fn_icmp_inner_rewrite16(skb, inner_l4 + 4, echo_request ? ports[0] : ports[1],
+						    echo_request ? e->to_dport : e->to_sport, icmp_csum))
 				return -FN_DROP_CSUM;
 		} else if (fn_icmp_inner_rewrite16(skb, inner_l4, ports[0], e->to_dport, icmp_csum) ||
 			   fn_icmp_inner_rewrite16(skb, inner_l4 + 2, ports[1], e->to_sport, icmp_csum)) {
@@ -247,10 +260,6 @@ FN_INLINE int fn_nat_create_with_port(struct __sk_buff *skb, const struct fn_ct_
 			continue;
 		rev_key.dport = port;
 		fwd->to_sport = port;
-		if (fwd_key->proto == IPPROTO_ICMP) {
-			rev_key.sport = port; /* the echo identifier is both "ports" */
-			fwd->to_dport = port;
-		}
 		if (!fn_ct_create(fwd_key, fwd, &rev_key, rev)) {
 			if (claim)
 				fn_nat_map_remember(fwd_key->proto, fwd_key->saddr, fwd_key->sport, reply_daddr, port, now);

@@ -118,7 +118,8 @@ def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: P
               ttl_decrement: int = 1) -> Packet:
     """send's frame as it must leave: the given fields replaced, TTL decremented, every checksum
     recomputed (a zero UDP checksum stays zero); `into` a container: Ethernet addresses set to
-    the container's and its gateway's MAC. For ICMP echo, sport is the identifier."""
+    the container's and its gateway's MAC. For ICMP echo the identifier is sport in a request,
+    dport in a reply (as conntrack keys it)."""
     p = send.frame.copy()
     ip = p[IP]
     if src is not None:
@@ -129,8 +130,9 @@ def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: P
     del ip.chksum
     l4 = ip.payload
     if isinstance(l4, ICMP):
-        if sport is not None:
-            l4.id = sport
+        ident = sport if l4.type == 8 else dport
+        if ident is not None:
+            l4.id = ident
         del l4.chksum
     else:
         if sport is not None:
@@ -222,8 +224,9 @@ TWO_SNAT_PORTS = host(snat_ports=(2000, 2001))
 EPHEMERAL = 40000  # in the host's ip_local_port_range (32768-60999): never an external port
 # The same backend port published twice: a client using one source port for both collides.
 WEB_AGAIN = publish(IPPROTO_TCP, SECOND_IP, 9005, 9005, D, 8005)
-# The control plane publishes only TCP and UDP; an ICMP entry reaches the untranslatable branch.
-PING_SERVICE = publish(IPPROTO_ICMP, None, 7, 7, D, 7)
+# The control plane publishes only TCP and UDP; an ICMP entry reaches the untranslatable branch
+# (an echo request's destination "port" is 0: fn_l4_parse).
+PING_SERVICE = publish(IPPROTO_ICMP, None, 0, 0, D, 0)
 
 # ICMP errors quoting a translated packet. The quoted transport checksum is left as it was
 # (receivers do not check it); every other checksum, the quoted IP one included, is rebuilt
@@ -337,7 +340,7 @@ CASES = [
     # one external port per container endpoint, whatever it talks to (endpoint-independent mapping)
     Case("snat_mapping_reused_for_another_server", out(A, tcp(EPHEMERAL, 80), dst=OTHER_SERVER), "redirect", NEIGH,
          SNAT_NEW, to_uplink(out(A, tcp(EPHEMERAL, 80), dst=OTHER_SERVER), src=UPLINK_IP, sport=2000),
-         given=(out(A, tcp(EPHEMERAL, 80)),), host=TWO_SNAT_PORTS),
+         given=(out(A, tcp(EPHEMERAL, 80)),), host=ONE_SNAT_PORT),
     # ... and never one another endpoint's mapping holds, even towards another server (no port overloading)
     Case("snat_port_taken_then_range", out(B, tcp(2000, 80)), "redirect", NEIGH, SNAT_NEW,
          to_uplink(out(B, tcp(2000, 80)), src=UPLINK_IP, sport=2001), given=(out(A, tcp(2000, 80)),),
@@ -367,6 +370,9 @@ CASES = [
     Case("reply_udp_zero_checksum", server_udp_no_csum, "redirect", peer(A), CT,
          into(A, server_udp_no_csum, dst=A.ipv4), given=(a_udp_no_csum,)),
     Case("reply_icmp_echo", server_pong, "redirect", peer(A), CT, into(A, server_pong, dst=A.ipv4), given=(a_ping,)),
+    Case("reply_icmp_echo_moved_identifier", inbound(ping(2000, reply=True)), "redirect", peer(A), CT,
+         into(A, inbound(ping(2000, reply=True)), dst=A.ipv4, dport=EPHEMERAL), given=(out(A, ping(EPHEMERAL)),),
+         host=ONE_SNAT_PORT),
     Case("reply_ip_options", server_synack_options, "redirect", peer(A), CT,
          into(A, server_synack_options, dst=A.ipv4), given=(a_syn,)),
     Case("reply_to_range_port", inbound(tcp(80, 2001, "SA")), "redirect", peer(B), CT,
@@ -381,6 +387,12 @@ CASES = [
     Case("reply_to_other_network", inbound(udp(123, 8005)), "redirect", peer(D), CT,
          into(D, inbound(udp(123, 8005)), dst=D.ipv4), given=(d_udp,)),
     host_bound("reply_from_other_server", inbound(tcp(80, 20000, "SA"), src=OTHER_SERVER), given=(a_syn,)),
+    # an echo *request* with the identifier of A's mapping is not a reply: the host answers it
+    host_bound("echo_request_with_a_containers_identifier", inbound(ping(0x1234)), given=(a_ping,)),
+    host_bound("echo_request_with_a_containers_identifier_other_sender", inbound(ping(0x1234), src=CLIENT),
+               given=(a_ping,)),
+    host_bound("echo_reply_of_a_moved_identifier_to_its_old_value", inbound(ping(EPHEMERAL, reply=True)),
+               given=(out(A, ping(EPHEMERAL)),), host=ONE_SNAT_PORT),
     host_bound("reply_from_other_port", inbound(tcp(81, 20000, "SA")), given=(a_syn,)),
     host_bound("reply_other_protocol", inbound(udp(80, 20000)), given=(a_syn,)),
     host_bound("reply_to_other_host_address", inbound(tcp(80, 20000, "SA"), dst=SECOND_IP), given=(a_syn,)),
@@ -568,9 +580,9 @@ FLOWS = [
          (Entry((A.ipv4, 20000, SERVER, 53), (UPLINK_IP, 20000, SERVER, 53), False, "snat"),
           Entry((SERVER, 53, UPLINK_IP, 20000), (SERVER, 53, A.ipv4, 20000), True, "snat")),
          "udp", "udp"),
-    Flow("snat_icmp_echo", a_ping, server_pong,
-         (Entry((A.ipv4, 0x1234, SERVER, 0x1234), (UPLINK_IP, 0x1234, SERVER, 0x1234), False, "snat"),
-          Entry((SERVER, 0x1234, UPLINK_IP, 0x1234), (SERVER, 0x1234, A.ipv4, 0x1234), True, "snat")),
+    Flow("snat_icmp_echo", a_ping, server_pong,  # the identifier: the request's sport, the reply's dport
+         (Entry((A.ipv4, 0x1234, SERVER, 0), (UPLINK_IP, 0x1234, SERVER, 0), False, "snat"),
+          Entry((SERVER, 0, UPLINK_IP, 0x1234), (SERVER, 0, A.ipv4, 0x1234), True, "snat")),
          "icmp", "icmp"),
     Flow("dnat_tcp", client_syn, d_synack,
          (Entry((CLIENT, 5555, UPLINK_IP, 7005), (CLIENT, 5555, D.ipv4, 8005), False, "dnat"),
@@ -730,7 +742,7 @@ def test_tcp_tuple_reopened_after_rst_becomes_established(nat):
 COLLIDING = {  # the request from source port 20000; the server's reply to a port; that reply delivered
     "tcp": (tcp(20000, 80), lambda port: tcp(80, port, "SA"), {"dport": 20000}),
     "udp": (udp(20000, 53), lambda port: udp(53, port), {"dport": 20000}),
-    "icmp_echo": (ping(20000), lambda port: ping(port, reply=True), {"sport": 20000}),  # sport: the identifier
+    "icmp_echo": (ping(20000), lambda port: ping(port, reply=True), {"dport": 20000}),  # a reply's identifier
 }
 
 

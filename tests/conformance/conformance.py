@@ -27,6 +27,7 @@ EXPECT['direct_container_address_unreachable'] = {'server saw': [], 'tcp b:80': 
 EXPECT['hairpin_to_itself'] = {'server saw': ['10.90.1.1'], 'tcp': 'ok', 'udp': 'ok'}
 EXPECT['icmp_echo_identifier_translation'] = {'reply to container': ['198.51.100.2', '10.90.1.10', 16962, 7, []],
  'world sees': ['198.51.100.1', True, []]}
+EXPECT['echo_request_with_a_containers_identifier'] = {'a saw it': False, 'answered by': '198.51.100.1'}
 EXPECT['icmp_error_translation_embedded_header'] = {'outer': ['198.51.100.2', '10.90.1.10', 3, 3],
  'outer well formed': [],
  'quoted': ['10.90.1.10', '198.51.100.2', 41070, 5999],

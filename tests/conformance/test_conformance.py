@@ -418,6 +418,21 @@ def test_icmp_echo_identifier_translation(env, record):
     })
 
 
+def test_echo_request_with_a_containers_identifier(env, record):
+    """a pings WORLD; WORLD then sends HOST an echo *request* carrying the identifier a's ping
+    had on the wire: HOST answers it, a never sees it."""
+    m, m2 = marker("echo-id"), marker("echo-id-request")
+    with taps(env, "a", "world") as t:
+        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, ICMP(type=8, id=0x4444, seq=1) / Raw(m)))
+        out = t["world"].wait(lambda p: ICMP in p and p[ICMP].type == 8 and m in bytes(p))
+        assert out, "a's echo request did not reach WORLD"
+        assert t["a"].wait(lambda p: ICMP in p and p[ICMP].type == 0 and m in bytes(p)), "a got no reply"
+        send(env, "world", frame(env, "world", HOST_UPLINK_IP, ICMP(type=8, id=out[0][ICMP].id, seq=2) / Raw(m2)))
+        answered = t["world"].wait(lambda p: ICMP in p and p[ICMP].type == 0 and m2 in bytes(p))
+        quiet(0.3)
+        record.expect({"a saw it": bool(t["a"].match(has(m2))), "answered by": answered[0][IP].src if answered else None})
+
+
 def test_icmp_error_translation_embedded_header(env, record):
     m = marker("unreach")
     with taps(env, "a") as t:

@@ -186,6 +186,31 @@ def test_icmp_echo_identifiers_are_translated_like_ports(nat):
     assert len(set(ids)) == 2 and 7777 in ids, f"WORLD saw identifiers {ids}"
 
 
+def test_an_echo_request_with_a_containers_identifier_is_the_hosts(nat):
+    """a pings WORLD with identifier 7788 (kept); WORLD then sends the host an echo *request*
+    with that identifier. The host answers it and a never sees it: a's flow expects replies."""
+    host, c = nat
+    sa = icmp_echo_socket(c["a"].netns, 7788)
+    sw = icmp_echo_socket(host.world_path, 7788)
+    mark = uuid.uuid4().hex.encode()
+    try:
+        with Capture({"a": (c["a"].netns, "eth0")}) as cap:
+            sa.settimeout(2)
+            sw.settimeout(2)
+            sa.sendto(icmp_echo_request(1, b"from a"), (WORLD_UPLINK_IP, 0))
+            assert sa.recvfrom(2048)[0].endswith(b"from a")
+            assert flows(host, "icmp", "snat", src=c["a"].ip("front"), sport=7788)
+            sw.sendto(icmp_echo_request(2, mark), (HOST_UPLINK_IP, 0))
+            reply, peer = sw.recvfrom(2048)
+            assert reply[0] == 0 and reply.endswith(mark) and peer[0] == HOST_UPLINK_IP, (reply, peer)
+            cap.wait_for("a", b"from a")  # a's own reply was seen: the capture runs
+            time.sleep(0.3)
+            assert not cap.seen("a", mark), "WORLD's echo request went into a"
+    finally:
+        sa.close()
+        sw.close()
+
+
 @pytest.mark.parametrize("pair", [("a", "b"), ("a", "c")], ids=["same-network", "two-networks"])
 def test_two_containers_with_the_same_source_port(nat, pair):
     """Both flows work at once; WORLD sees two different source ports on the uplink address."""

@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 6
+#define FASTNET_ABI_VERSION 7
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -257,8 +257,8 @@ struct fn_service {
 struct fn_ct_key {
 	__be32 saddr;
 	__be32 daddr;
-	__be16 sport;          /* ICMP echo: the identifier, in both port fields */
-	__be16 dport;
+	__be16 sport;          /* ICMP echo request: the identifier (dport 0) */
+	__be16 dport;          /* ICMP echo reply: the identifier (sport 0) */
 	__u8   proto;
 	__u8   pad[3];
 };
