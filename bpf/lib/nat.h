@@ -300,6 +300,63 @@ FN_INLINE int fn_snat_create(struct __sk_buff *skb, const struct fn_l4 *l4, cons
 				       fn_snat_first_port(&l4->key, cfg), cfg, 1);
 }
 
+/* Does this packet start a flow that a published port or a mapping may take in? TCP: only a
+ * SYN without ACK, RST or FIN; anything else with no tracked flow belongs to the host (a reply
+ * to one of its own connections, or a segment of a flow nobody tracks). UDP: every datagram. */
+FN_INLINE int fn_nat_starts_flow(const struct fn_l4 *l4)
+{
+	return l4->key.proto != IPPROTO_TCP ||
+	       (l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK | FN_TCP_RST | FN_TCP_FIN)) == FN_TCP_SYN;
+}
+
+/* The SNAT mapping whose external side is a container's new TCP or UDP flow's destination on
+ * the uplink address, if its owner is still a container of this host; NULL otherwise. */
+FN_INLINE struct fn_nat_map *fn_nat_mapping_to(const struct fn_l4 *l4, const struct fn_host_config *cfg)
+{
+	struct fn_nat_map_key k = { .addr = l4->key.daddr, .port = l4->key.dport, .proto = l4->key.proto };
+	struct fn_nat_map *m;
+
+	if (l4->key.daddr != cfg->uplink_ipv4 || (l4->key.proto != IPPROTO_TCP && l4->key.proto != IPPROTO_UDP))
+		return NULL;
+	m = fn_nat_map_get(&k);
+	if (!m || !(m->flags & FN_NAT_MAP_F_EXTERNAL) || !fn_ipcache_of(m->addr))
+		return NULL;
+	return m;
+}
+
+/*
+ * A container's new flow to another container endpoint's SNAT mapping, as learnt through STUN
+ * (RFC 4787 REQ-9: hairpinning). It reaches that endpoint from the sender's own mapping (REQ-9
+ * b: "external source IP address and port"), so each sees the other as from outside and the
+ * owner's replies, to that address and port, come back the same way. 0 or a negative drop reason.
+ */
+FN_INLINE int fn_snat_hairpin_create(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_host_config *cfg,
+				     const struct fn_nat_map *owner, __u32 client_ifindex, const __u8 *client_mac,
+				     const __u8 *client_gw_mac)
+{
+	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT | FN_CT_F_HAIRPIN };
+	struct fn_ct_entry rev = { .flags = FN_CT_F_SNAT | FN_CT_F_HAIRPIN, .out_ifindex = client_ifindex };
+	__be32 owner_addr = owner->addr;
+	__be16 owner_port = owner->port;
+	struct fn_ip_entry *target = fn_ipcache_of(owner_addr);
+	struct fn_network *net;
+
+	if (!target)
+		return -FN_DROP_CT_INSERT; /* the owner went away since fn_nat_mapping_to() */
+	net = fn_network_of(target->net_id);
+	if (!net)
+		return -FN_DROP_NO_NETWORK;
+	fwd.out_ifindex = target->ifindex;
+	fn_mac_copy(fwd.out_dmac, target->mac);
+	fn_mac_copy(fwd.out_smac, net->gateway_mac);
+	fn_mac_copy(rev.out_dmac, client_mac);
+	fn_mac_copy(rev.out_smac, client_gw_mac);
+	fn_entry_to(&fwd, cfg->uplink_ipv4, owner_addr, 0, owner_port);
+	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
+	return fn_nat_create_with_port(skb, &l4->key, &fwd, &rev, owner_addr, owner_port, cfg->uplink_ipv4,
+				       fn_snat_first_port(&l4->key, cfg), cfg, 1);
+}
+
 /*
  * A new flow to a published port. From outside (client_ifindex 0) the client's address is
  * kept. From a container (hairpin) the source also becomes the backend's gateway, so the

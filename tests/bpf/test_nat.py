@@ -188,6 +188,7 @@ def drop(id: str, send: Send, counter: str, **kw) -> Case:
 
 
 SNAT_NEW, DNAT_NEW, CT = ("fwd_snat", "fwd_ct"), ("fwd_dnat", "fwd_ct"), ("fwd_ct",)
+SNAT_HAIRPIN_NEW = ("fwd_snat_hairpin", "fwd_ct")
 
 # Flows the cases build on. A keeps its source port 20000: it is in the SNAT range and free.
 a_syn = out(A, tcp(20000, 80))
@@ -202,6 +203,9 @@ client_syn_second = inbound(tcp(5555, 7005), src=CLIENT, dst=SECOND_IP)
 client_syn_options = inbound(tcp(5555, 7005), src=CLIENT, options=[IPOption_Router_Alert()])
 client_dns = inbound(udp(5555, 5353), src=CLIENT)
 client_dns_no_csum = inbound(udp(5555, 5353, chksum=0), src=CLIENT)
+a_stun = out(A, udp(20000, 3478))  # learns its mapping UPLINK_IP:20000
+b_to_a_mapping = out(B, udp(21000, 20000), dst=UPLINK_IP)
+a_to_b_mapping = out(A, udp(20000, 21000), dst=UPLINK_IP)
 a_hairpin = out(A, tcp(20000, 7005), dst=UPLINK_IP)
 a_hairpin_dns = out(A, udp(20000, 5353), dst=UPLINK_IP)
 
@@ -456,6 +460,28 @@ CASES = [
          into(A, d_hairpin_synack, src=UPLINK_IP, dst=A.ipv4, sport=7005), given=(a_hairpin,)),
     Case("hairpin_reply_same_network", b_hairpin_dns_answer, "redirect", peer(A), CT,
          into(A, b_hairpin_dns_answer, src=UPLINK_IP, dst=A.ipv4, sport=5353), given=(a_hairpin_dns,)),
+    # -- hairpin to another container's SNAT mapping (RFC 4787 REQ-9): A's flow to a STUN server
+    # maps A:20000 to UPLINK_IP:20000; B (or D, on another network) sends there and reaches A,
+    # from its own mapping, and A's answer reaches it back --
+    Case("hairpin_to_snat_mapping_udp", b_to_a_mapping, "redirect", peer(A), SNAT_HAIRPIN_NEW,
+         into(A, b_to_a_mapping, src=UPLINK_IP, dst=A.ipv4, sport=21000), given=(a_stun,)),
+    Case("hairpin_to_snat_mapping_from_another_network", out(D, udp(21000, 20000), dst=UPLINK_IP), "redirect",
+         peer(A), SNAT_HAIRPIN_NEW, into(A, out(D, udp(21000, 20000), dst=UPLINK_IP), src=UPLINK_IP, dst=A.ipv4),
+         given=(a_stun,)),
+    Case("hairpin_to_snat_mapping_reply", a_to_b_mapping, "redirect", peer(B), CT,
+         into(B, a_to_b_mapping, src=UPLINK_IP, dst=B.ipv4, sport=20000), given=(a_stun, b_to_a_mapping)),
+    Case("hairpin_to_snat_mapping_tcp_syn", out(B, tcp(21000, 20000), dst=UPLINK_IP), "redirect", peer(A),
+         SNAT_HAIRPIN_NEW, into(A, out(B, tcp(21000, 20000), dst=UPLINK_IP), src=UPLINK_IP, dst=A.ipv4),
+         given=(a_syn,)),
+    # the sender's external port follows its own mapping (here moved out of the ephemeral range)
+    Case("hairpin_to_snat_mapping_from_a_moved_port", out(B, udp(EPHEMERAL, 20000), dst=UPLINK_IP), "redirect",
+         peer(A), SNAT_HAIRPIN_NEW, into(A, out(B, udp(EPHEMERAL, 20000), dst=UPLINK_IP), src=UPLINK_IP, dst=A.ipv4,
+                                         sport=19999), given=(a_stun,), host=host(snat_ports=(19999, 20000))),
+    host_bound("hairpin_to_snat_mapping_tcp_ack", out(B, tcp(21000, 20000, "A"), dst=UPLINK_IP), given=(a_syn,)),
+    host_bound("hairpin_to_snat_mapping_other_protocol", out(B, tcp(21000, 20000), dst=UPLINK_IP), given=(a_stun,)),
+    host_bound("hairpin_to_snat_mapping_other_address", out(B, udp(21000, 20000), dst=SECOND_IP), given=(a_stun,)),
+    host_bound("hairpin_to_snat_mapping_icmp_echo_reply", out(B, ping(0x1234, reply=True), dst=UPLINK_IP),
+               given=(a_ping,)),
     # a port published on 127.0.0.1 is for host processes only
     host_bound("hairpin_local_only", out(A, tcp(20000, 9000), dst=LOOPBACK)),
     # -- from a container, to the host itself or untranslatable: the host stack decides --
@@ -848,6 +874,31 @@ def test_a_mapping_in_use_is_never_collected(nat):
         nat.expire()
         assert nat.maps.nat_maps_expire(nat.now, 10 * NSEC) == 0
     assert mappings(nat) == mapping("udp", A, EPHEMERAL, 2000)
+
+
+def test_two_containers_punch_through_each_others_mapping(nat):
+    """RFC 4787 REQ-9 with both ends sending first (UDP hole punching as ICE does it): A and B
+    learn their mappings from a STUN server, then each sends to the other's. It is one flow:
+    each side's packets reach the other from the sender's mapping, whoever started."""
+    b_stun = out(B, udp(21000, 3478))
+    for send in (a_stun, b_stun):
+        assert run(nat, send).redirects == NEIGH
+    before = nat.counters()
+    first = run(nat, a_to_b_mapping)
+    assert first.redirects == peer(B)
+    assert first.output.hex() == bytes(into(B, a_to_b_mapping, src=UPLINK_IP, dst=B.ipv4)).hex()
+    second = run(nat, b_to_a_mapping)
+    assert second.redirects == peer(A)
+    assert second.output.hex() == bytes(into(A, b_to_a_mapping, src=UPLINK_IP, dst=A.ipv4)).hex()
+    assert delta(before, nat.counters()) == {
+        (PROG, "fwd_snat_hairpin"): (1, len(a_to_b_mapping.frame)),
+        (PROG, "fwd_ct"): (2, len(a_to_b_mapping.frame) + len(b_to_a_mapping.frame)),
+    }
+    hairpin = {(r.orig, r.translated) for r in nat.conntrack() if r.kind == "hairpin"}
+    assert hairpin == {
+        ((A.ipv4, 20000, UPLINK_IP, 21000), (UPLINK_IP, 20000, B.ipv4, 21000)),
+        ((B.ipv4, 21000, UPLINK_IP, 20000), (UPLINK_IP, 21000, A.ipv4, 20000)),
+    }
 
 
 def test_conntrack_flush_forgets_the_mappings(nat):

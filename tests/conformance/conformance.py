@@ -199,6 +199,11 @@ EXPECT["nat_port_preservation"] = differs(
 EXPECT["host_socket_and_container_on_the_same_port"] = {
     "a then host": {"a": "ok", "host": "ok"}, "host then a": {"a": "ok", "host": "ok"},
 }
+EXPECT["hairpin_to_another_containers_snat_mapping"] = differs(
+    ["198.51.100.1", 21401, "10.90.1.10", 21400],
+    "eBPF hairpins a container's flow to another container's SNAT mapping, from the sender's own mapping (RFC 4787 REQ-9)",
+    "not delivered", "MASQUERADE does not hairpin: the datagram to the host's address goes to the host's INPUT",
+)
 EXPECT["uplink_packet_with_container_source"] = differs(
     "dropped", "eBPF drops outside packets with a container's source address (drop_uplink_spoof)",
     "delivered from 10.90.1.10", "Docker's rules do not check the source of DNAT'd traffic (rp_filter off in the host namespace)",

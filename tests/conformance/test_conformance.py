@@ -405,6 +405,20 @@ def test_hairpin_from_another_network(env, record):
     record.expect(obs)
 
 
+def test_hairpin_to_another_containers_snat_mapping(env, record):
+    """RFC 4787 REQ-9: a sends to WORLD from port 21400 (WORLD sees a's mapping, as STUN would
+    tell a); c, on another network, then sends to that mapping on HOST's address."""
+    m1, m2 = marker("req9-out"), marker("req9-in")
+    with taps(env, "a", "world") as t:
+        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5400, m1, sport=21400)))
+        seen = t["world"].wait(has(m1))
+        assert seen, "a's datagram did not reach WORLD"
+        send(env, "c", frame(env, "c", HOST_UPLINK_IP, udp_to(seen[0][UDP].sport, m2, sport=21401)))
+        got = t["a"].wait(has(m2), timeout=1.0)
+    p = got[0] if got else None
+    record.expect((p[IP].src, p[UDP].sport, p[IP].dst, p[UDP].dport) if p else "not delivered")
+
+
 def test_icmp_echo_identifier_translation(env, record):
     m = marker("echo")
     with taps(env, "a", "world") as t:

@@ -18,6 +18,7 @@ checksums. Published ports (DNAT) are in test_publish.py, `down` in test_nat_dow
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -238,6 +239,69 @@ def test_two_containers_with_the_same_source_port(nat, pair):
                 assert udp_stream("", WORLD_UPLINK_IP, udp.port, count=10, sock=u) == "ok"
         uports = {p for a, p in udp.peers if a == HOST_UPLINK_IP}
         assert {a for a, _ in udp.peers} == {HOST_UPLINK_IP} and len(uports) == 2 and port + 1 in uports, set(udp.peers)
+
+
+class StunServer:
+    """A UDP server in WORLD that answers every datagram with the address and port it came
+    from, as a STUN binding response does: how a container learns its SNAT mapping."""
+
+    def __init__(self, ns_path: str):
+        self.sock = make_socket(ns_path, socket.SOCK_DGRAM)
+        self.sock.bind((WORLD_UPLINK_IP, 0))
+        self.sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                _, peer = self.sock.recvfrom(100)
+            except OSError:
+                continue
+            self.sock.sendto(f"{peer[0]} {peer[1]}".encode(), peer)
+
+    def mapping(self, s: socket.socket) -> tuple[str, int]:
+        """The (address, port) WORLD sees s's datagrams come from."""
+        for _ in range(3):
+            s.sendto(b"binding request", self.sock.getsockname())
+            try:
+                addr, port = s.recv(100).decode().split()
+                return addr, int(port)
+            except socket.timeout:
+                continue
+        raise AssertionError("no answer from the STUN server")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("sender", ["b", "c"], ids=["same-network", "other-network"])
+def test_hairpin_to_another_containers_snat_mapping(nat, sender):
+    """RFC 4787 REQ-9: a learns its SNAT mapping from a STUN server in WORLD, the sender its own;
+    the sender's datagram to a's mapping reaches a from the sender's mapping, and a's answer to
+    that address and port reaches the sender from a's mapping. Ports of the host's ephemeral
+    range: both mappings are ports fastnet chose."""
+    host, c = nat
+    before = host.counters("a")
+    sa, sx = make_socket(c["a"].netns, socket.SOCK_DGRAM), make_socket(c[sender].netns, socket.SOCK_DGRAM)
+    with StunServer(host.world_path) as stun, sa, sx:
+        for s, port in ((sa, 41500), (sx, 41600)):
+            s.settimeout(1)
+            s.bind(("0.0.0.0", port))
+        a_mapped, x_mapped = stun.mapping(sa), stun.mapping(sx)
+        assert a_mapped[0] == x_mapped[0] == HOST_UPLINK_IP and a_mapped[1] != x_mapped[1]
+        sx.sendto(b"to a's mapping", a_mapped)
+        assert sa.recvfrom(100) == (b"to a's mapping", x_mapped)
+        sa.sendto(b"answer", x_mapped)
+        assert sx.recvfrom(100) == (b"answer", a_mapped)
+        assert stun.mapping(sa) == a_mapped and stun.mapping(sx) == x_mapped  # endpoint-independent
+    assert moved(before, host.counters("a"))["fwd_snat_hairpin"] == 1
 
 
 def test_100_concurrent_flows_with_colliding_source_ports(nat):
