@@ -106,7 +106,7 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	struct fn_endpoint *ep;
 	struct fn_network *net;
 	struct fn_ct_entry *e;
-	struct fn_service *svc;
+	struct fn_service *svc = NULL;
 	struct fn_nat_map *mapping = NULL;
 	struct fn_l4 l4 = {};
 	int confirmed, ret;
@@ -147,9 +147,14 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
-	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
-	if (!svc && fn_nat_starts_flow(&l4))
-		mapping = fn_nat_mapping_to(&l4, cfg);
+	/* Only a flow's first packet (TCP: a SYN) may start one into a container; a SYN-ACK or
+	 * data to a host address is a host process's (one connected to a container, from an
+	 * ephemeral port that happens to be published) and goes to the host. */
+	if (fn_nat_starts_flow(&l4)) {
+		svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+		if (!svc)
+			mapping = fn_nat_mapping_to(&l4, cfg);
+	}
 	if (ttl <= 1 && (svc || mapping || !(fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr))))
 		return fn_nat_ttl_exceeded(skb, prog, net->gateway); /* it would be routed: no flow */
 	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
@@ -215,7 +220,10 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_UPLINK_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
-	svc = e ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	/* A new flow to a published port starts with its first packet (TCP: a SYN); anything else
+	 * untracked is the host's, e.g. the replies to its own connections from an ephemeral port
+	 * inside a published range. */
+	svc = e || !fn_nat_starts_flow(&l4) ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
 	if (svc && (svc->flags & FN_SVC_F_LOCAL_ONLY))
 		svc = NULL;
 	if ((e || svc) && ttl <= 1)

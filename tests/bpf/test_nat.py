@@ -418,6 +418,12 @@ CASES = [
          into(B, client_dns_no_csum, dst=B.ipv4, dport=53)),
     Case("dnat_second_packet", client_syn, "redirect", peer(D), CT, into(D, client_syn, dst=D.ipv4, dport=8005),
          given=(client_syn,)),
+    # a new inbound TCP flow starts with a SYN: anything else untracked is the host's (say, the
+    # server's answers to a host process whose ephemeral port is in a published range)
+    host_bound("dnat_tcp_synack_is_the_hosts", inbound(tcp(5555, 7005, "SA"), src=CLIENT)),
+    host_bound("dnat_tcp_data_is_the_hosts", inbound(tcp(5555, 7005, "PA"), src=CLIENT)),
+    host_bound("dnat_tcp_rst_is_the_hosts", inbound(tcp(5555, 7005, "R"), src=CLIENT)),
+    host_bound("dnat_tcp_syn_fin_is_the_hosts", inbound(tcp(5555, 7005, "SF"), src=CLIENT)),
     host_bound("dnat_range_last_plus_one", inbound(tcp(5555, 7100), src=CLIENT)),
     host_bound("dnat_range_first_minus_one", inbound(tcp(5555, 6999), src=CLIENT)),
     host_bound("dnat_other_protocol", inbound(udp(5555, 7005), src=CLIENT)),
@@ -482,6 +488,10 @@ CASES = [
     host_bound("hairpin_to_snat_mapping_other_address", out(B, udp(21000, 20000), dst=SECOND_IP), given=(a_stun,)),
     host_bound("hairpin_to_snat_mapping_icmp_echo_reply", out(B, ping(0x1234, reply=True), dst=UPLINK_IP),
                given=(a_ping,)),
+    # a container answering a host process connected to it from an ephemeral port that is in
+    # a published range: the SYN-ACK and the data go to that process, not to the published one
+    host_bound("hairpin_synack_to_a_host_process", out(A, tcp(80, 7005, "SA"), dst=FRONT.gateway)),
+    host_bound("hairpin_data_to_a_host_process", out(A, tcp(80, 7005, "PA"), dst=UPLINK_IP)),
     # a port published on 127.0.0.1 is for host processes only
     host_bound("hairpin_local_only", out(A, tcp(20000, 9000), dst=LOOPBACK)),
     # -- from a container, to the host itself or untranslatable: the host stack decides --

@@ -204,6 +204,12 @@ EXPECT["hairpin_to_another_containers_snat_mapping"] = differs(
     "eBPF hairpins a container's flow to another container's SNAT mapping, from the sender's own mapping (RFC 4787 REQ-9)",
     "not delivered", "MASQUERADE does not hairpin: the datagram to the host's address goes to the host's INPUT",
 )
+EXPECT["tcp_segment_without_a_flow_to_a_published_port"] = differs(
+    {"ack with data": "not delivered", "syn-ack": "not delivered"},
+    "eBPF starts a new inbound TCP flow only at a SYN without ACK; anything else untracked is the host's",
+    {"ack with data": "delivered to b", "syn-ack": "not delivered"},
+    "conntrack picks an ACK up mid-stream (nf_conntrack_tcp_loose) and DNATs it; a SYN-ACK alone is INVALID",
+)
 EXPECT["uplink_packet_with_container_source"] = differs(
     "dropped", "eBPF drops outside packets with a container's source address (drop_uplink_spoof)",
     "delivered from 10.90.1.10", "Docker's rules do not check the source of DNAT'd traffic (rp_filter off in the host namespace)",

@@ -608,6 +608,21 @@ def test_publish_tcp(env, record):
         })
 
 
+def test_tcp_segment_without_a_flow_to_a_published_port(env, record):
+    """WORLD sends the published TCP port a SYN-ACK and a data segment of no tracked connection:
+    what the answers to a host process's connection from an ephemeral port inside a published
+    range look like."""
+    out = {}
+    for (name, flags), sport in zip((("syn-ack", "SA"), ("ack with data", "PA")), (41230, 41231)):
+        m = marker("nosyn")
+        with taps(env, "b") as t:
+            send(env, "world", frame(env, "world", HOST_UPLINK_IP,
+                                     TCP(sport=sport, dport=8080, flags=flags, seq=1000, ack=2000) / Raw(m)))
+            got = t["b"].wait(has(m), timeout=1.0)
+        out[name] = "delivered to b" if got else "not delivered"
+    record.expect(out)
+
+
 def test_publish_udp(env, record):
     m = marker("pudp")
     with EchoServer(env.ns("b"), "udp", port=53) as srv, taps(env, "b") as t:

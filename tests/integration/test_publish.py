@@ -13,7 +13,8 @@ processes (socket hooks), and everything that must stay unreachable.
      up0 198.51.100.1/24 + 198.51.100.3/24 ==== veth ==== WORLD up0 198.51.100.2/24 (clients)
      fn_from_uplink: DNAT to web, drops to containers' own and loopback addresses
 
-   The SYN-flood test has its own host with the smallest conntrack tables.
+   The SYN-flood test has its own host with the smallest conntrack tables; the tests of ranges
+   inside the host's ephemeral ports have theirs (project eph).
 """
 from __future__ import annotations
 
@@ -34,12 +35,15 @@ from harness import (
     iptables_rules,
     l2socket,
     make_socket,
+    assert_no_leftovers,
     moved,
     nstat,
+    one_line_error,
     open_tcp,
     prog_map_ids,
     roundtrip,
     run,
+    sysctl,
     tcp_echo,
     tx_checksum_off,
     udp_echo,
@@ -430,3 +434,55 @@ def test_a_syn_flood_does_not_evict_established_flows(host):
             except OSError as exc:
                 raise HalfOpenConfirmed(f"the established flow broke: {exc!r}") from None
             assert got == b"still there?"
+
+
+# -- published ranges and the host's ephemeral ports -----------------------------------------------
+EPHEMERAL = """\
+name: eph
+backend: {backend}
+networks:
+  front: {{subnet: 10.92.5.0/24}}
+containers:
+  web:
+    networks: [front]
+    publish: ["40000-40100:40000-40100", "40000-40100:40000-40100/udp"]
+  peer:
+    networks: [front]
+"""
+
+
+@pytest.mark.parametrize("backend", ["ebpf", "iptables"])
+def test_up_refuses_to_publish_the_hosts_ephemeral_ports(host, backend):
+    """ebpf: a published range inside ip_local_port_range is refused before anything is made
+    (answers to the host's own connections from those ports would look like new flows to it);
+    the iptables backend holds every published port with a socket, so the host never uses one."""
+    cp = host.up(EPHEMERAL.format(backend=backend), check=False)
+    if backend == "iptables":
+        assert cp.returncode == 0, cp.stderr
+        host.down(cp.path)
+        return
+    assert cp.returncode == 1, cp.stderr
+    assert one_line_error(cp) == (
+        "fastnet: error: up eph: containers.web.publish: 40000-40100/tcp is in the host's ephemeral port range "
+        "32768-60999 (net.ipv4.ip_local_port_range), where its own connections take their source ports, and "
+        "answers to those would go to the container; publish outside that range, or set "
+        "publish_ephemeral_ports: true to accept it")
+    assert_no_leftovers(host)
+
+
+def test_host_connections_from_ports_of_a_published_range_get_their_replies(host):
+    """With publish_ephemeral_ports and the host's ephemeral ports narrowed into a published TCP
+    range, the host's own connections (to WORLD, and to a container's address) come from ports
+    of that range: their SYN-ACKs and data reach the host, none becomes a flow into web."""
+    sysctl(host.netns_path, "net.ipv4.ip_local_port_range", "40000 40009")
+    host.up(EPHEMERAL.format(backend="ebpf").replace("name: eph\n", "name: eph\npublish_ephemeral_ports: true\n"))
+    c = containers(host, "eph")
+    before = {p: host.counters("web", p) for p in ("fn_from_uplink", "fn_from_container")}
+    with EchoServer(host.world_path, "tcp") as world, EchoServer(c["peer"].netns, "tcp", port=80) as peer:
+        for _ in range(3):
+            assert tcp_echo(host.netns_path, WORLD_UPLINK_IP, world.port) == "ok"
+            assert tcp_echo(host.netns_path, c["peer"].ip("front"), 80) == "ok"
+        ports = [p for _, p in world.peers + peer.peers]
+    assert len(ports) == 6 and all(40000 <= p <= 40009 for p in ports), ports
+    for prog, counts in before.items():
+        assert moved(counts, host.counters("web", prog))["fwd_dnat"] == 0, prog
