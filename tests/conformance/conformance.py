@@ -25,6 +25,12 @@ EXPECT['arp_peer'] = ['02:fa:0a:5a:01:0b', '10.90.1.10', '02:fa:0a:5a:01:0a']
 EXPECT['broadcast_stays_in_its_network'] = ['b']
 EXPECT['direct_container_address_unreachable'] = {'server saw': [], 'tcp b:80': 'blocked', 'udp b:53': 'blocked', 'udp d (internal)': 'blocked'}
 EXPECT['hairpin_to_itself'] = {'server saw': ['10.90.1.1'], 'tcp': 'ok', 'udp': 'ok'}
+EXPECT['host_sockets_to_two_published_udp_ports'] = {
+    'ipv4': {'127.0.0.1:8054': '127.0.0.1:8054', '198.51.100.1:8053': '198.51.100.1:8053'},
+    'ipv6-mapped': {'::ffff:127.0.0.1:8054': '::ffff:127.0.0.1:8054',
+                    '::ffff:198.51.100.1:8053': '::ffff:198.51.100.1:8053'},
+    'tcp ::ffff:198.51.100.1:8080': [True, '::ffff:198.51.100.1:8080'],
+}
 EXPECT['icmp_echo_identifier_translation'] = {'reply to container': ['198.51.100.2', '10.90.1.10', 16962, 7, []],
  'world sees': ['198.51.100.1', True, []]}
 EXPECT['echo_request_with_a_containers_identifier'] = {'a saw it': False, 'answered by': '198.51.100.1'}

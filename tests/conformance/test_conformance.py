@@ -24,6 +24,7 @@ from harness import (
     far_network,
     make_socket,
     marker,
+    netns,
     run,
     tcp_echo,
     udp_echo,
@@ -668,6 +669,44 @@ def test_publish_loopback_only(env, record):
             "host 198.51.100.1:9443": _reach(tcp_echo(env.ns("host"), HOST_UPLINK_IP, 9443, timeout=1)),
             "server saw": sorted({a for a, _ in srv.peers}),
         })
+
+
+def test_host_sockets_to_two_published_udp_ports(env, record):
+    """One unconnected UDP socket of the host, IPv4 or IPv6 with IPv4-mapped addresses, sends to
+    b's 8053 on HOST's address and c's 8054 on 127.0.0.1, then reads both replies: the source
+    each reply shows, by the destination its datagram went to; and an IPv6 socket's TCP
+    connection to ::ffff:198.51.100.1:8080."""
+    out = {}
+    with EchoServer(env.ns("b"), "udp", port=53), EchoServer(env.ns("c"), "udp", port=53), \
+            EchoServer(env.ns("b"), "tcp", port=80):
+        for family, label, prefix in ((socket.AF_INET, "ipv4", ""), (socket.AF_INET6, "ipv6-mapped", "::ffff:")):
+            with netns(env.ns("host")):
+                s = socket.socket(family, socket.SOCK_DGRAM)
+            with s:
+                s.settimeout(1.5)
+                dests = {f"{prefix}{HOST_UPLINK_IP}:8053": (prefix + HOST_UPLINK_IP, 8053),
+                         f"{prefix}127.0.0.1:8054": (prefix + "127.0.0.1", 8054)}
+                for name, dest in dests.items():
+                    s.sendto(name.encode(), dest)
+                seen = {}
+                try:
+                    for _ in dests:
+                        data, peer = s.recvfrom(100)
+                        seen[data.decode()] = f"{peer[0]}:{peer[1]}"
+                except OSError as exc:
+                    seen["error"] = type(exc).__name__
+                out[label] = seen
+        with netns(env.ns("host")):
+            t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        with t:
+            t.settimeout(2)
+            try:
+                t.connect((f"::ffff:{HOST_UPLINK_IP}", 8080))
+                t.sendall(b"hello")
+                out["tcp ::ffff:198.51.100.1:8080"] = (t.recv(5) == b"hello", "%s:%s" % t.getpeername()[:2])
+            except OSError as exc:
+                out["tcp ::ffff:198.51.100.1:8080"] = type(exc).__name__
+    record.expect(out)
 
 
 def test_unpublished_port_unreachable(env, record):

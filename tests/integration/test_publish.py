@@ -7,7 +7,7 @@ processes (socket hooks), and everything that must stay unreachable.
            7000-7002:8000-8002
            198.51.100.3:9000:9000
            127.0.0.1:9443:443
-     peer
+     peer  publish 127.0.0.1:8054:53/udp
 
    HOST (host processes: 127.0.0.1 and 198.51.100.1, through the socket hooks)
      up0 198.51.100.1/24 + 198.51.100.3/24 ==== veth ==== WORLD up0 198.51.100.2/24 (clients)
@@ -30,13 +30,14 @@ from harness import (
     UPLINK,
     WORLD_UPLINK_IP,
     EchoServer,
+    assert_no_leftovers,
     containers,
     flows,
     iptables_rules,
     l2socket,
     make_socket,
-    assert_no_leftovers,
     moved,
+    netns,
     nstat,
     one_line_error,
     open_tcp,
@@ -75,6 +76,7 @@ containers:
       - "127.0.0.1:9443:443"
   peer:
     networks: [front]
+    publish: ["127.0.0.1:8054:53/udp"]
   other:
     networks: [back]
 """
@@ -219,6 +221,64 @@ def test_host_process_reaches_published_ports(pub, web, ip):
         u.send(b"connected")
         assert u.recv(100) == b"connected"
     assert moved(before, host.counters("web", "fn_sock"))["fwd_sock_dnat"] >= 3
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", HOST_UPLINK_IP])
+def test_host_ipv6_socket_with_a_mapped_address_reaches_published_ports(pub, web, ip):
+    """An IPv6 socket using IPv4-mapped addresses (Java's default) reaches published ports like
+    an IPv4 one (connect6, recvmsg6, getpeername6; its sendto() runs sendmsg4) and sees the
+    published address as its peer and as the source of every reply."""
+    host, _ = pub
+    tcp, udp = web
+    mapped = f"::ffff:{ip}"
+    before = host.counters("web", "fn_sock")
+    with netns(host.netns_path):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        cu = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    with s, u, cu:
+        s.settimeout(5)
+        s.connect((mapped, 8080))
+        assert s.getpeername()[:2] == (mapped, 8080)
+        assert roundtrip(s, 64 * 1024) == "ok"
+        u.settimeout(1)
+        for i in range(5):  # unconnected: each reply from the published address
+            u.sendto(b"datagram %d" % i, (mapped, 8053))
+            data, peer = u.recvfrom(100)
+            assert (data, peer[:2]) == (b"datagram %d" % i, (mapped, 8053))
+        cu.settimeout(1)
+        cu.connect((mapped, 8053))
+        assert cu.getpeername()[:2] == (mapped, 8053)
+        cu.send(b"connected")
+        assert cu.recvfrom(100)[0] == b"connected"
+    assert len(tcp.peers) == 1 and len(udp.peers) == 6, (tcp.peers, udp.peers)
+    assert moved(before, host.counters("web", "fn_sock"))["fwd_sock_dnat"] >= 7
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6-mapped"])
+def test_one_udp_socket_sees_each_published_port_answer_from_its_own_address(pub, web, family):
+    """One unconnected UDP socket of the host talks to two published ports at once (web's 8053
+    on every address, peer's 8054 on 127.0.0.1: a datagram to each, then both replies): every
+    reply comes from the address and port it was sent to, not from a container's address (the
+    hooks keep one mapping per destination, not one per socket)."""
+    host, c = pub
+    _, udp = web
+    dests = [(HOST_UPLINK_IP, 8053), ("127.0.0.1", 8054)]
+    if family == socket.AF_INET6:
+        dests = [(f"::ffff:{a}", p) for a, p in dests]
+    with EchoServer(c["peer"].netns, "udp", port=53) as peer_udp:
+        with netns(host.netns_path):
+            s = socket.socket(family, socket.SOCK_DGRAM)
+        with s:
+            s.settimeout(1)
+            for i in range(10):
+                sent = {b"%d to %s" % (i, str(dest).encode()): dest for dest in dests}
+                for payload, dest in sent.items():
+                    s.sendto(payload, dest)
+                for _ in dests:
+                    data, peer = s.recvfrom(200)
+                    assert peer[:2] == sent[data], f"{data!r}: reply from {peer}"
+        assert len(peer_udp.peers) == 10 and len(udp.peers) == 10, (peer_udp.peers, udp.peers)
 
 
 def test_socket_hooks_act_only_in_the_host_namespace(pub, web):

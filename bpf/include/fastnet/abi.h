@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 7
+#define FASTNET_ABI_VERSION 8
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -319,14 +319,42 @@ struct fn_nat_map {
 /*
  * fn_sock_orig: SK_STORAGE, per socket whose connect()/sendmsg() the socket hooks redirected
  * (a host process's to a published port's container, a container's to its DNS resolver's
- * port): the address it asked for, so that replies and getpeername() show that address
- * again. Written and read by the programs only.
+ * port): for a connect(), the address it asked for, so that replies and getpeername() show
+ * that address again; for a sendmsg(), only FN_SOCK_F_SENT (where each destination went is in
+ * fn_sock_dsts). Written and read by the programs only.
  */
 struct fn_sock_orig {
-	__be32 orig_ipv4;
-	__be32 backend_ipv4;
+	__be32 orig_ipv4;      /* FN_SOCK_F_CONNECTED: the address connect() asked for ... */
+	__be32 backend_ipv4;   /* ... and where it went */
 	__be16 orig_port;
 	__be16 backend_port;
+	__u32  flags;          /* FN_SOCK_F_* */
+};
+
+#define FN_SOCK_F_CONNECTED 0x1 /* orig/backend hold the peer a connect() was sent to */
+#define FN_SOCK_F_SENT      0x2 /* a sendmsg() was sent elsewhere: see fn_sock_dsts */
+
+/*
+ * fn_sock_dsts: LRU_HASH, one entry per (socket, destination) a sendmsg() was redirected to:
+ * key (socket cookie, where it went) -> the address it asked for, so that an unconnected UDP
+ * socket talking to several published ports sees each reply come from the address it sent
+ * to. Written and read by the programs only; entries of closed sockets age out (LRU).
+ */
+#ifndef FN_SOCK_DSTS_MAX
+#define FN_SOCK_DSTS_MAX 65536
+#endif
+
+struct fn_sock_dst_key {
+	__u64  cookie;         /* bpf_get_socket_cookie() */
+	__be32 backend_ipv4;   /* be */
+	__be16 backend_port;   /* be */
+	__u16  pad;            /* always 0: part of the hashed key */
+};
+
+struct fn_sock_dst {
+	__be32 orig_ipv4;      /* be */
+	__be16 orig_port;      /* be */
+	__u16  pad;
 };
 
 /*
