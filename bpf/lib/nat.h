@@ -272,14 +272,15 @@ FN_INLINE int fn_nat_create_with_port(struct __sk_buff *skb, const struct fn_ct_
 }
 
 /* The external port a container endpoint tries first: the one its mapping holds (the same
- * for every destination: endpoint-independent mapping), else its own port when that is in the
- * SNAT range (port preservation), else none. */
+ * for every destination: endpoint-independent mapping; unless the uplink address or the SNAT
+ * range changed since), else its own port when that is in the SNAT range (port preservation),
+ * else none. */
 FN_INLINE __be16 fn_snat_first_port(const struct fn_ct_key *key, const struct fn_host_config *cfg)
 {
 	struct fn_nat_map_key k = { .addr = key->saddr, .port = key->sport, .proto = key->proto };
 	struct fn_nat_map *m = fn_nat_map_get(&k);
 
-	if (m && m->addr == cfg->uplink_ipv4)
+	if (m && m->addr == cfg->uplink_ipv4 && fn_snat_port_in_range(cfg, m->port))
 		return m->port;
 	return fn_snat_port_in_range(cfg, key->sport) ? key->sport : 0;
 }

@@ -857,6 +857,15 @@ def test_an_endpoint_keeps_its_external_port_for_every_destination(nat):
     assert mappings(nat) == mapping("udp", A, EPHEMERAL, port)
 
 
+def test_a_mapping_outside_a_new_snat_range_is_not_reused(nat):
+    """`up` recomputes the SNAT range from ip_local_port_range: an endpoint whose mapping's port
+    is no longer in it gets a port of the new range for its next flow."""
+    nat.configure(host(snat_ports=(2000, 2000)))
+    assert translated_sport(run(nat, out(A, udp(EPHEMERAL, 53)))) == 2000
+    nat.configure(host(snat_ports=(3000, 3000)))
+    assert translated_sport(run(nat, out(A, udp(EPHEMERAL, 53), dst=OTHER_SERVER))) == 3000
+
+
 def test_a_mapping_lives_while_a_flow_uses_it(nat):
     """The agent's GC deletes a mapping once no tracked flow uses it and no flow took it for the
     grace period; until then the port stays the endpoint's (B cannot have it)."""
