@@ -103,6 +103,18 @@ FN_INLINE void fn_ct_new_remove(const struct fn_ct_key *key)
 	fn_ct_new.delete((struct fn_ct_key *)key);
 }
 
+FN_INLINE struct fn_nat_map *fn_nat_map_get(const struct fn_nat_map_key *key)
+{
+	return fn_nat_maps.lookup((struct fn_nat_map_key *)key);
+}
+
+FN_INLINE int fn_nat_map_insert(const struct fn_nat_map_key *key, struct fn_nat_map *m, __u64 flags)
+{
+	if (flags == BPF_NOEXIST)
+		return fn_nat_maps.insert((struct fn_nat_map_key *)key, m);
+	return fn_nat_maps.update((struct fn_nat_map_key *)key, m);
+}
+
 FN_INLINE struct fn_ipvlan_port *fn_ipvlan_port_of(__u32 ifindex)
 {
 	return fn_ipvlan_ports.lookup(&ifindex);
@@ -121,6 +133,16 @@ FN_INLINE struct fn_vlan *fn_vlan_of(struct fn_vlan_key *key)
 FN_INLINE struct fn_sock_orig *fn_sock_orig_get(struct bpf_sock *sk, int create)
 {
 	return fn_sock_orig.sk_storage_get(sk, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+}
+
+FN_INLINE struct fn_sock_dst *fn_sock_dst_get(const struct fn_sock_dst_key *key)
+{
+	return fn_sock_dsts.lookup((struct fn_sock_dst_key *)key);
+}
+
+FN_INLINE void fn_sock_dst_set(const struct fn_sock_dst_key *key, struct fn_sock_dst *d)
+{
+	fn_sock_dsts.update((struct fn_sock_dst_key *)key, d);
 }
 
 FN_INLINE struct fn_resolver *fn_resolver_of(__u64 netns_cookie)
@@ -265,31 +287,50 @@ int fn_from_tagger(struct __sk_buff *skb)
 }
 
 /*
- * The socket hooks (cgroup/connect4, sendmsg4, recvmsg4, getpeername4), attached to the root
- * cgroup: a process of this host connecting to a published port (on 127.0.0.1 or any host
- * address) is sent straight to the container's address, with no proxy and no per-packet
- * translation; the process keeps seeing the address it asked for. That part acts only for
- * sockets of the host's own network namespace. In a container's namespace (ebpf projects)
- * they send queries to 127.0.0.11:53 to the agent's resolver's ports (fn_resolvers).
+ * The socket hooks (cgroup/connect4, connect6, sendmsg4, recvmsg4, recvmsg6, getpeername4,
+ * getpeername6), attached to the root cgroup: a process of this host connecting to a published
+ * port (on 127.0.0.1 or any host address) is sent straight to the container's address, with no
+ * proxy and no per-packet translation; the process keeps seeing the address it asked for. That
+ * part acts only for sockets of the host's own network namespace. In a container's namespace
+ * (ebpf projects) they send queries to 127.0.0.11:53 to the agent's resolver's ports
+ * (fn_resolvers). The *6 hooks serve IPv6 sockets using IPv4-mapped addresses (::ffff:a.b.c.d,
+ * Java's default): their connect(), recvmsg() and getpeername() run them; their sendto() to a
+ * mapped address runs sendmsg4 (the kernel hands it to UDP over IPv4 before the IPv6 hook), so
+ * there is no sendmsg6.
  */
 int fn_sock_connect4(struct bpf_sock_addr *ctx)
 {
-	return fn_sock_to_backend(ctx, ctx->protocol);
+	return fn_sock_to_backend(ctx, ctx->protocol, 0, 1);
+}
+
+int fn_sock_connect6(struct bpf_sock_addr *ctx)
+{
+	return fn_sock_to_backend(ctx, ctx->protocol, 1, 1);
 }
 
 int fn_sock_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return fn_sock_to_backend(ctx, IPPROTO_UDP);
+	return fn_sock_to_backend(ctx, IPPROTO_UDP, 0, 0);
 }
 
 int fn_sock_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	return fn_sock_from_backend(ctx);
+	return fn_sock_from_backend(ctx, 0, 1);
+}
+
+int fn_sock_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return fn_sock_from_backend(ctx, 1, 1);
 }
 
 int fn_sock_getpeername4(struct bpf_sock_addr *ctx)
 {
-	return fn_sock_from_backend(ctx);
+	return fn_sock_from_backend(ctx, 0, 0);
+}
+
+int fn_sock_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return fn_sock_from_backend(ctx, 1, 0);
 }
 
 /*

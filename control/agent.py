@@ -85,7 +85,8 @@ async def _periodic(host_dir: Path) -> None:
 
 def collect_garbage(pin_root: Path) -> None:
     """Delete expired conntrack entries (LRU eviction alone would keep dead flows until the
-    table fills). The pins are reopened each time: an upgrade may have replaced them."""
+    table fills), then the SNAT mappings no flow uses any more. The pins are reopened each
+    time: an upgrade may have replaced them."""
     from ..datapath import loader
     from ..datapath.maps import Maps
 
@@ -93,7 +94,9 @@ def collect_garbage(pin_root: Path) -> None:
     if dp is None:
         return
     try:
-        Maps(dp).conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+        maps = Maps(dp)
+        maps.conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+        maps.nat_maps_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
     finally:
         dp.close()
 

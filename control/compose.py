@@ -274,7 +274,8 @@ class _Translator:
         return names
 
     def extension(self, value: Any) -> None:
-        """`x-fastnet:` carries fastnet settings Compose has no key for (uplink, backend, conntrack)."""
+        """`x-fastnet:` carries fastnet settings Compose has no key for (uplink, backend, conntrack,
+        publish_ephemeral_ports)."""
         if value is None:
             return
         ext = self.mapping(value, (EXTENSION,))

@@ -37,7 +37,7 @@ IPAM_CONFIG_KEYS = ("subnet", "ip_range", "gateway", "aux_addresses")
 PORT_KEYS = ("name", "mode", "host_ip", "target", "published", "protocol", "app_protocol")
 # fastnet's own settings that Compose has no key for, under a Compose extension key.
 EXTENSION = "x-fastnet"
-EXTENSION_KEYS = ("uplink", "backend", "conntrack")
+EXTENSION_KEYS = ("uplink", "backend", "conntrack", "publish_ephemeral_ports")
 
 
 def render_path(path: KeyPath) -> str:

@@ -149,6 +149,9 @@ class Config:
     source: str
     conntrack: Conntrack = Conntrack()
     warnings: tuple[str, ...] = ()  # one line each, for stderr (e.g. Compose keys ignored)
+    # ebpf backend: publishing ports of the host's ip_local_port_range is refused at `up`
+    # unless this is true (engine.preflight says why)
+    publish_ephemeral_ports: bool = False
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -418,6 +421,7 @@ class _FileSpec(_Spec):
     networks: dict[_NetworkName, _NetworkSpec | None] | None = None
     containers: dict[_ContainerName, _ContainerSpec | None] | None = None
     conntrack: _ConntrackSpec = _ConntrackSpec()
+    publish_ephemeral_ports: StrictBool = False
 
 
 # How pydantic's own error types read in our messages: "expected X, got Y".
@@ -523,7 +527,8 @@ def _resolve(spec: _FileSpec, where: SourceMap) -> Config:
         raise min(problems, key=lambda e: (e.line, e.col))
     ct = spec.conntrack
     conntrack = Conntrack(ct.max_flows, ct.max_new_flows, **ct.timeouts.model_dump())
-    return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source, conntrack)
+    return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source, conntrack,
+                  publish_ephemeral_ports=spec.publish_ephemeral_ports)
 
 
 def _check_publish(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
-from . import capacity, interrupt, links, listeners, logs, modes, netdrivers, sandbox
+from . import capacity, interrupt, links, listeners, logs, modes, netdrivers, observe, sandbox
 from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
@@ -42,9 +42,10 @@ class UpResult:
 
 
 def preflight(host: Host, desired: ProjectSpec, current: ProjectState | None, others: list[ProjectState],
-              ipr: IPRoute) -> None:
+              ipr: IPRoute, publish_ephemeral_ports: bool = False) -> None:
     """Everything that can be checked before the first change. `others`: the other projects
-    on this host, which share its addresses, ports and datapath."""
+    on this host, which share its addresses, ports and datapath. `publish_ephemeral_ports`:
+    the file's key of that name (see _preflight_ephemeral_ports)."""
     problem = BACKENDS[desired.backend].table_problems(
         [desired, *(o.spec for o in others if o.spec.backend == desired.backend)])
     if problem:
@@ -70,6 +71,8 @@ def preflight(host: Host, desired: ProjectSpec, current: ProjectState | None, ot
                             f"{describe_mapping(clash)} already published by {other.name}/{oc.name}"
                         )
     _preflight_host_ports(desired, current, others)
+    if not publish_ephemeral_ports:
+        _preflight_ephemeral_ports(desired)
     if desired.uplink and not ipr.link_lookup(ifname=desired.uplink):
         raise UpError(f"uplink: no interface named {desired.uplink!r} on this host")
     aliases = links.link_aliases(ipr)  # one dump, not a lookup per port
@@ -135,6 +138,27 @@ def _preflight_host_ports(desired: ProjectSpec, current: ProjectState | None, ot
                 )
 
 
+def _preflight_ephemeral_ports(desired: ProjectSpec) -> None:
+    """ebpf: no published port in the host's ip_local_port_range. The host's kernel picks its
+    own connections' source ports there, and a datagram answering one of them looks like a new
+    flow to the published port (a TCP reply does not: a new inbound TCP flow starts only with a
+    SYN, but the port is still the host's as much as the container's). The iptables backend
+    holds every published port with a bound socket, as dockerd does, so the kernel never picks
+    one. `publish_ephemeral_ports: true` in the file accepts it."""
+    if desired.backend != "ebpf":
+        return
+    lo, hi = observe.local_port_range()
+    for c in desired.containers.values():
+        for m in c.publish:
+            if m.host_port_first <= hi and lo <= m.host_port_last:
+                raise UpError(
+                    f"containers.{c.name}.publish: {describe_mapping(m)} is in the host's ephemeral port range "
+                    f"{lo}-{hi} (net.ipv4.ip_local_port_range), where its own connections take their source "
+                    "ports, and answers to those would go to the container; publish outside that range, or set "
+                    "publish_ephemeral_ports: true to accept it"
+                )
+
+
 def _preflight_drivers(desired: ProjectSpec, others: list[ProjectState], ipr: IPRoute) -> None:
     """What each network's driver needs of the host (macvlan/ipvlan: the parent, the backend)."""
     for net in desired.networks.values():
@@ -180,7 +204,7 @@ def up(config: Config) -> UpResult:
         with IPRoute() as ipr:
             if desired.uplink is None:
                 desired = dataclasses.replace(desired, uplink=default_uplink(ipr))
-            preflight(host, desired, current, others, ipr)
+            preflight(host, desired, current, others, ipr, config.publish_ephemeral_ports)
         try:
             keeper = ensure_running(host)
         except HostError as exc:

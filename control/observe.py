@@ -50,10 +50,17 @@ def host_addresses(ipr: IPRoute) -> list[tuple[IPv4Address, bool]]:
     return sorted(found.items())
 
 
+def local_port_range() -> tuple[int, int]:
+    """The host's ephemeral ports (net.ipv4.ip_local_port_range of this network namespace): the
+    kernel picks the source ports of the host's own connections from them."""
+    lo, hi = (int(x) for x in LOCAL_PORT_RANGE.read_text().split())
+    return lo, hi
+
+
 def snat_port_range() -> tuple[int, int]:
     """The larger stretch of ports outside the host's ephemeral range (never below 1024), so
     translated flows never collide with the host's own outgoing connections."""
-    lo, hi = (int(x) for x in LOCAL_PORT_RANGE.read_text().split())
+    lo, hi = local_port_range()
     below = (1024, lo - 1)
     above = (hi + 1, 65535)
     return max((r for r in (below, above) if r[1] >= r[0]), key=lambda r: r[1] - r[0], default=(1024, 65535))

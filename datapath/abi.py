@@ -114,6 +114,22 @@ class CtEntry(ctypes.Structure):
     ]
 
 
+class NatMapKey(ctypes.Structure):
+    _fields_ = [("addr", u32), ("port", u16), ("proto", u8), ("pad", u8)]
+
+
+class NatMap(ctypes.Structure):
+    _fields_ = [("used", u64), ("addr", u32), ("port", u16), ("flags", u16)]
+
+
+class SockDstKey(ctypes.Structure):
+    _fields_ = [("cookie", u64), ("backend_ipv4", u32), ("backend_port", u16), ("pad", u16)]
+
+
+class SockDst(ctypes.Structure):
+    _fields_ = [("orig_ipv4", u32), ("orig_port", u16), ("pad", u16)]
+
+
 class IpvlanPort(ctypes.Structure):
     _fields_ = [("mac", u8 * 6), ("flags", u16), ("ipv4", u32), ("parent_ifindex", u32)]
 
@@ -169,6 +185,10 @@ SOCK_PROGRAMS = {
     "fn_sock_sendmsg4": 14,  # BPF_CGROUP_UDP4_SENDMSG
     "fn_sock_recvmsg4": 19,  # BPF_CGROUP_UDP4_RECVMSG
     "fn_sock_getpeername4": 29,  # BPF_CGROUP_INET4_GETPEERNAME
+    # IPv6 sockets with IPv4-mapped addresses (their sendto() runs sendmsg4)
+    "fn_sock_connect6": 11,  # BPF_CGROUP_INET6_CONNECT
+    "fn_sock_recvmsg6": 20,  # BPF_CGROUP_UDP6_RECVMSG
+    "fn_sock_getpeername6": 30,  # BPF_CGROUP_INET6_GETPEERNAME
     "fn_sock_bind4": 8,  # BPF_CGROUP_INET4_BIND
     "fn_sock_bind6": 9,  # BPF_CGROUP_INET6_BIND: "::" and IPv4-mapped addresses
 }
@@ -191,6 +211,8 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_pub_ports": (u32, u64),
     "fn_ct": (CtKey, CtEntry),
     "fn_ct_new": (CtKey, CtEntry),
+    "fn_nat_maps": (NatMapKey, NatMap),
+    "fn_sock_dsts": (SockDstKey, SockDst),
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),

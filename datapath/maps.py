@@ -258,6 +258,11 @@ def _be16(port: int) -> int:
 
 
 CT_TABLES = ("fn_ct", "fn_ct_new")
+NAT_MAPS = "fn_nat_maps"
+# A mapping no tracked flow uses is deleted only once no flow took it for this long: the
+# programs claim a port a moment before they create the flow that uses it, and the agent
+# reads the tables one after the other.
+NAT_MAP_GRACE_NS = 30 * 10**9
 CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 
@@ -302,6 +307,27 @@ def ct_record(table: str, k: abi.CtKey, e: abi.CtEntry) -> CtRecord:
         flags=e.flags,
         created_ns=e.created,
         expires_ns=e.expires,
+    )
+
+
+@dataclass(frozen=True)
+class NatMapRecord:
+    """One side of a SNAT mapping: a container endpoint's external (address, port), or back."""
+
+    proto: str
+    external: bool  # keyed by the external (uplink) side
+    key: tuple[IPv4Address, int]
+    value: tuple[IPv4Address, int]
+    used_ns: int
+
+
+def nat_map_record(k: abi.NatMapKey, m: abi.NatMap) -> NatMapRecord:
+    return NatMapRecord(
+        proto=PROTO_NAMES.get(k.proto, str(k.proto)),
+        external=bool(m.flags & abi.constants()["FN_NAT_MAP_F_EXTERNAL"]),
+        key=(from_be32(k.addr), _port(k.port)),
+        value=(from_be32(m.addr), _port(m.port)),
+        used_ns=m.used,
     )
 
 
@@ -428,10 +454,14 @@ class Maps:
         return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]
 
     def conntrack_flush(self) -> int:
+        """Forget every tracked flow, and the SNAT mappings with them; returns the number of
+        conntrack entries removed."""
         n = 0
         for t in CT_TABLES:
             for key, _ in self._items(t):
                 n += libbpf.map_delete(self._fd(t), key)
+        for key, _ in self._items(NAT_MAPS):
+            libbpf.map_delete(self._fd(NAT_MAPS), key)
         return n
 
     def conntrack_expire(self, now_ns: int) -> int:
@@ -442,6 +472,26 @@ class Maps:
             for key, entry in self._items(t):
                 if entry.expires < now_ns:
                     n += libbpf.map_delete(self._fd(t), key)
+        return n
+
+    def nat_maps(self) -> list[NatMapRecord]:
+        return [nat_map_record(k, m) for k, m in self._items(NAT_MAPS)]
+
+    def nat_maps_expire(self, now_ns: int, grace_ns: int = NAT_MAP_GRACE_NS) -> int:
+        """Delete the SNAT mappings (both sides) that no tracked flow uses and no flow took
+        for grace_ns: after conntrack_expire, the agent's garbage collection. A mapping is in
+        use while any conntrack entry has its external (address, port) in either tuple."""
+        live = set()
+        for t in CT_TABLES:
+            for k, e in self._items(t):
+                live.update(((k.proto, k.saddr, k.sport), (k.proto, k.daddr, k.dport),
+                             (k.proto, e.to_saddr, e.to_sport), (k.proto, e.to_daddr, e.to_dport)))
+        external = abi.constants()["FN_NAT_MAP_F_EXTERNAL"]
+        n = 0
+        for k, m in self._items(NAT_MAPS):
+            held = (k.proto, k.addr, k.port) if m.flags & external else (k.proto, m.addr, m.port)
+            if held not in live and now_ns - m.used >= grace_ns:
+                n += libbpf.map_delete(self._fd(NAT_MAPS), k)
         return n
 
     def endpoints(self) -> dict[int, tuple[str, IPv4Address, int]]:

@@ -19,7 +19,7 @@
 
 /* Offsets are from skb->data: packet pointers do not survive the rewrite helpers. */
 struct fn_l4 {
-	struct fn_ct_key key;  /* the tuple as the packet arrives */
+	struct fn_ct_key key;  /* the tuple as the packet arrives (ICMP echo: see fn_l4_parse) */
 	__u32 l4_off;
 	__u32 csum_off;        /* of the L4 checksum; 0 when the protocol has none we fix */
 	__u32 csum_flags;      /* extra flags for bpf_l4_csum_replace */
@@ -91,8 +91,17 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 			return -FN_DROP_MALFORMED_L4;
 		l4->icmp_type = ih->type;
 		l4->csum_off = off + offsetof(struct icmphdr, checksum);
-		if (ih->type == ICMP_ECHO || ih->type == ICMP_ECHOREPLY) {
+		/* The identifier is the requester's "port": a request's source port, a reply's
+		 * destination port, the other one 0. So a request can never match the entry
+		 * that expects the reply to one (an echo request from outside carrying the
+		 * identifier of a container's mapping is the host's to answer). */
+		if (ih->type == ICMP_ECHO) {
 			l4->key.sport = ih->un.echo.id;
+			l4->key.dport = 0;
+			return 0;
+		}
+		if (ih->type == ICMP_ECHOREPLY) {
+			l4->key.sport = 0;
 			l4->key.dport = ih->un.echo.id;
 			return 0;
 		}

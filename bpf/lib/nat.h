@@ -24,7 +24,11 @@ FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const 
 	    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, pseudo_csum_off, l4->csum_flags))
 		return -FN_DROP_CSUM;
 	if (l4->key.proto == IPPROTO_ICMP) {
-		if (fn_rewrite_port(skb, l4->l4_off + 4, l4->key.sport, e->to_sport, l4->csum_off, 0))
+		/* the echo identifier: a request's source "port", a reply's destination one */
+		int request = l4->icmp_type == ICMP_ECHO;
+
+		if (fn_rewrite_port(skb, l4->l4_off + 4, request ? l4->key.sport : l4->key.dport,
+				    request ? e->to_sport : e->to_dport, l4->csum_off, 0))
 			return -FN_DROP_CSUM;
 		return 0;
 	}
@@ -76,14 +80,22 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 	__be16 ports[2];
 	struct fn_ct_key key = {};
 	struct fn_ct_entry *found;
-	int confirmed;
+	int confirmed, echo_request = 0;
 
 	if (bpf_skb_load_bytes(skb, inner, &ip, sizeof(ip)) || ip.ihl != 5 || ip.version != 4)
 		return 0;
 	if (ip.protocol == IPPROTO_ICMP) {
-		if (bpf_skb_load_bytes(skb, inner + sizeof(ip) + 4, &ports[0], 2))
+		/* a quoted echo request or reply: its identifier in the port it has (fn_l4_parse) */
+		__u8 type;
+		__be16 id;
+
+		if (bpf_skb_load_bytes(skb, inner + sizeof(ip), &type, 1) ||
+		    bpf_skb_load_bytes(skb, inner + sizeof(ip) + 4, &id, 2) ||
+		    (type != ICMP_ECHO && type != ICMP_ECHOREPLY))
 			return 0;
-		ports[1] = ports[0];
+		echo_request = type == ICMP_ECHO;
+		ports[0] = echo_request ? id : 0;
+		ports[1] = echo_request ? 0 : id;
 	} else if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) {
 		if (bpf_skb_load_bytes(skb, inner + sizeof(ip), ports, 4))
 			return 0;
@@ -118,7 +130,8 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 					    inner_csum, icmp_csum))
 			return -FN_DROP_CSUM;
 		if (ip.protocol == IPPROTO_ICMP) {
-			if (fn_icmp_inner_rewrite16(skb, inner_l4 + 4, ports[0], e->to_dport, icmp_csum))
+			if (fn_icmp_inner_rewrite16(skb, inner_l4 + 4, echo_request ? ports[0] : ports[1],
+						    echo_request ? e->to_dport : e->to_sport, icmp_csum))
 				return -FN_DROP_CSUM;
 		} else if (fn_icmp_inner_rewrite16(skb, inner_l4, ports[0], e->to_dport, icmp_csum) ||
 			   fn_icmp_inner_rewrite16(skb, inner_l4 + 2, ports[1], e->to_sport, icmp_csum)) {
@@ -153,40 +166,129 @@ FN_INLINE void fn_entry_to(struct fn_ct_entry *e, __be32 saddr, __be32 daddr, __
 }
 
 /*
- * Creates a flow whose reply comes back to (reply_daddr, port) where port is `want` if free,
- * else one of a bounded number of random picks in [min, max] (never the host's ephemeral
- * range). `fwd` and `rev` are complete but for that port. 0, or a negative drop reason.
+ * Would a socket of the host's own stack receive what saddr:sport sends to daddr:dport? A
+ * listening, connected or TIME_WAIT TCP socket, a bound or connected UDP socket of the
+ * namespace the packet is in (the host's). ICMP echo has nothing to look up: the host's ping
+ * and raw sockets cannot be asked.
  */
-FN_INLINE int fn_nat_create_with_port(const struct fn_ct_key *fwd_key, struct fn_ct_entry *fwd,
-				      struct fn_ct_entry *rev, __be32 reply_saddr, __be16 reply_sport,
-				      __be32 reply_daddr, __be16 want, __u16 min, __u16 max)
+FN_INLINE int fn_host_socket_holds(struct __sk_buff *skb, __u8 proto, __be32 saddr, __be16 sport,
+				   __be32 daddr, __be16 dport)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+
+	t.ipv4.saddr = saddr;
+	t.ipv4.daddr = daddr;
+	t.ipv4.sport = sport;
+	t.ipv4.dport = dport;
+	if (proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	else if (proto == IPPROTO_UDP)
+		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	else
+		return 0;
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
+/* In the SNAT range: outside the host's ip_local_port_range, where its kernel picks the
+ * source ports of its own connections (and ICMP echo identifiers alike). */
+FN_INLINE int fn_snat_port_in_range(const struct fn_host_config *cfg, __be16 port)
+{
+	__u16 p = bpf_ntohs(port);
+
+	return p >= cfg->snat_port_min && p <= cfg->snat_port_max;
+}
+
+/* Takes the external (addr, port) of `proto` for the container endpoint (int_addr, int_port):
+ * 1 when it is now, or already was, that endpoint's; 0 when another endpoint's mapping holds
+ * it. BPF_NOEXIST: two CPUs racing for one port agree on its owner. */
+FN_INLINE int fn_nat_map_claim(__u8 proto, __be32 addr, __be16 port, __be32 int_addr, __be16 int_port, __u64 now)
+{
+	struct fn_nat_map_key k = { .addr = addr, .port = port, .proto = proto };
+	struct fn_nat_map m = { .used = now, .addr = int_addr, .port = int_port, .flags = FN_NAT_MAP_F_EXTERNAL };
+	struct fn_nat_map *held;
+
+	if (!fn_nat_map_insert(&k, &m, BPF_NOEXIST))
+		return 1;
+	held = fn_nat_map_get(&k);
+	if (!held || held->addr != int_addr || held->port != int_port)
+		return 0;
+	held->used = now;
+	return 1;
+}
+
+/* The container endpoint's side of its mapping, written once a flow took the port. */
+FN_INLINE void fn_nat_map_remember(__u8 proto, __be32 int_addr, __be16 int_port, __be32 addr, __be16 port, __u64 now)
+{
+	struct fn_nat_map_key k = { .addr = int_addr, .port = int_port, .proto = proto };
+	struct fn_nat_map m = { .used = now, .addr = addr, .port = port };
+
+	fn_nat_map_insert(&k, &m, BPF_ANY);
+}
+
+/*
+ * Creates a container's flow whose replies come from reply_saddr:reply_sport to reply_daddr (an
+ * address of the host) and a port chosen here: `first` if it is free (0: none), else one of a
+ * bounded number of random picks. Every candidate is in the SNAT range (fn_snat_port_in_range),
+ * so the host's kernel never picks it for a socket of its own, and none that a host socket
+ * already holds (an explicit bind) is taken. With `claim` (SNAT to the uplink address) the port
+ * becomes the container endpoint's mapping: ports another endpoint's mapping holds, and published
+ * ports, are skipped. `fwd` and `rev` are complete but for that port. 0, or a negative drop reason.
+ */
+FN_INLINE int fn_nat_create_with_port(struct __sk_buff *skb, const struct fn_ct_key *fwd_key,
+				      struct fn_ct_entry *fwd, struct fn_ct_entry *rev, __be32 reply_saddr,
+				      __be16 reply_sport, __be32 reply_daddr, __be16 first,
+				      const struct fn_host_config *cfg, int claim)
 {
 	struct fn_ct_key rev_key = { .saddr = reply_saddr, .daddr = reply_daddr, .sport = reply_sport,
 				     .proto = fwd_key->proto };
+	__u16 min = cfg->snat_port_min, max = cfg->snat_port_max;
 	__u32 span = max >= min ? (__u32)(max - min) + 1 : 1;
-	__be16 port = want;
+	__u64 now = fn_now();
+	__be16 port;
 	int confirmed, i;
 
 	for (i = 0; i < FN_SNAT_TRIES; i++) {
+		port = i == 0 && first ? first : bpf_htons(min + bpf_get_prandom_u32() % span);
+		if (claim && (fn_port_published(fwd_key->proto, bpf_ntohs(port)) ||
+			      !fn_nat_map_claim(fwd_key->proto, reply_daddr, port, fwd_key->saddr, fwd_key->sport, now)))
+			continue;
+		if (fn_host_socket_holds(skb, fwd_key->proto, reply_saddr, reply_sport, reply_daddr, port))
+			continue;
 		rev_key.dport = port;
-		if (fwd_key->proto == IPPROTO_ICMP)
-			rev_key.sport = port; /* the echo identifier is both "ports" */
-		if (fwd_key->proto == IPPROTO_ICMP)
-			fwd->to_sport = fwd->to_dport = port;
-		else
-			fwd->to_sport = port;
-		if (!fn_ct_create(fwd_key, fwd, &rev_key, rev))
+		fwd->to_sport = port;
+		if (!fn_ct_create(fwd_key, fwd, &rev_key, rev)) {
+			if (claim)
+				fn_nat_map_remember(fwd_key->proto, fwd_key->saddr, fwd_key->sport, reply_daddr, port, now);
 			return 0;
+		}
 		if (fn_ct_find(fwd_key, &confirmed)) /* another CPU created this very flow */
 			return 0;
-		port = bpf_htons(min + bpf_get_prandom_u32() % span);
 	}
 	return -FN_DROP_SNAT_EXHAUSTED;
 }
 
-/* A container's new flow to the outside: source becomes the uplink address. */
-FN_INLINE int fn_snat_create(const struct fn_l4 *l4, const struct fn_host_config *cfg, __u32 port_ifindex,
-			     const __u8 *port_mac, const __u8 *gateway_mac)
+/* The external port a container endpoint tries first: the one its mapping holds (the same
+ * for every destination: endpoint-independent mapping; unless the uplink address or the SNAT
+ * range changed since), else its own port when that is in the SNAT range (port preservation),
+ * else none. */
+FN_INLINE __be16 fn_snat_first_port(const struct fn_ct_key *key, const struct fn_host_config *cfg)
+{
+	struct fn_nat_map_key k = { .addr = key->saddr, .port = key->sport, .proto = key->proto };
+	struct fn_nat_map *m = fn_nat_map_get(&k);
+
+	if (m && m->addr == cfg->uplink_ipv4 && fn_snat_port_in_range(cfg, m->port))
+		return m->port;
+	return fn_snat_port_in_range(cfg, key->sport) ? key->sport : 0;
+}
+
+/* A container's new flow to the outside: source becomes the uplink address and the port of
+ * the container endpoint's mapping. */
+FN_INLINE int fn_snat_create(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_host_config *cfg,
+			     __u32 port_ifindex, const __u8 *port_mac, const __u8 *gateway_mac)
 {
 	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT };
 	struct fn_ct_entry rev = { .flags = FN_CT_F_SNAT, .out_ifindex = port_ifindex };
@@ -195,8 +297,65 @@ FN_INLINE int fn_snat_create(const struct fn_l4 *l4, const struct fn_host_config
 	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
 	fn_mac_copy(rev.out_dmac, port_mac);
 	fn_mac_copy(rev.out_smac, gateway_mac);
-	return fn_nat_create_with_port(&l4->key, &fwd, &rev, l4->key.daddr, l4->key.dport, cfg->uplink_ipv4,
-				       l4->key.sport, cfg->snat_port_min, cfg->snat_port_max);
+	return fn_nat_create_with_port(skb, &l4->key, &fwd, &rev, l4->key.daddr, l4->key.dport, cfg->uplink_ipv4,
+				       fn_snat_first_port(&l4->key, cfg), cfg, 1);
+}
+
+/* Does this packet start a flow that a published port or a mapping may take in? TCP: only a
+ * SYN without ACK, RST or FIN; anything else with no tracked flow belongs to the host (a reply
+ * to one of its own connections, or a segment of a flow nobody tracks). UDP: every datagram. */
+FN_INLINE int fn_nat_starts_flow(const struct fn_l4 *l4)
+{
+	return l4->key.proto != IPPROTO_TCP ||
+	       (l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK | FN_TCP_RST | FN_TCP_FIN)) == FN_TCP_SYN;
+}
+
+/* The SNAT mapping whose external side is a container's new TCP or UDP flow's destination on
+ * the uplink address, if its owner is still a container of this host; NULL otherwise. */
+FN_INLINE struct fn_nat_map *fn_nat_mapping_to(const struct fn_l4 *l4, const struct fn_host_config *cfg)
+{
+	struct fn_nat_map_key k = { .addr = l4->key.daddr, .port = l4->key.dport, .proto = l4->key.proto };
+	struct fn_nat_map *m;
+
+	if (l4->key.daddr != cfg->uplink_ipv4 || (l4->key.proto != IPPROTO_TCP && l4->key.proto != IPPROTO_UDP))
+		return NULL;
+	m = fn_nat_map_get(&k);
+	if (!m || !(m->flags & FN_NAT_MAP_F_EXTERNAL) || !fn_ipcache_of(m->addr))
+		return NULL;
+	return m;
+}
+
+/*
+ * A container's new flow to another container endpoint's SNAT mapping, as learnt through STUN
+ * (RFC 4787 REQ-9: hairpinning). It reaches that endpoint from the sender's own mapping (REQ-9
+ * b: "external source IP address and port"), so each sees the other as from outside and the
+ * owner's replies, to that address and port, come back the same way. 0 or a negative drop reason.
+ */
+FN_INLINE int fn_snat_hairpin_create(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_host_config *cfg,
+				     const struct fn_nat_map *owner, __u32 client_ifindex, const __u8 *client_mac,
+				     const __u8 *client_gw_mac)
+{
+	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT | FN_CT_F_HAIRPIN };
+	struct fn_ct_entry rev = { .flags = FN_CT_F_SNAT | FN_CT_F_HAIRPIN, .out_ifindex = client_ifindex };
+	__be32 owner_addr = owner->addr;
+	__be16 owner_port = owner->port;
+	struct fn_ip_entry *target = fn_ipcache_of(owner_addr);
+	struct fn_network *net;
+
+	if (!target)
+		return -FN_DROP_CT_INSERT; /* the owner went away since fn_nat_mapping_to() */
+	net = fn_network_of(target->net_id);
+	if (!net)
+		return -FN_DROP_NO_NETWORK;
+	fwd.out_ifindex = target->ifindex;
+	fn_mac_copy(fwd.out_dmac, target->mac);
+	fn_mac_copy(fwd.out_smac, net->gateway_mac);
+	fn_mac_copy(rev.out_dmac, client_mac);
+	fn_mac_copy(rev.out_smac, client_gw_mac);
+	fn_entry_to(&fwd, cfg->uplink_ipv4, owner_addr, 0, owner_port);
+	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
+	return fn_nat_create_with_port(skb, &l4->key, &fwd, &rev, owner_addr, owner_port, cfg->uplink_ipv4,
+				       fn_snat_first_port(&l4->key, cfg), cfg, 1);
 }
 
 /*
@@ -205,8 +364,9 @@ FN_INLINE int fn_snat_create(const struct fn_l4 *l4, const struct fn_host_config
  * backend's replies come back through the gateway (and this program) even when client and
  * backend share a network.
  */
-FN_INLINE int fn_dnat_create(const struct fn_l4 *l4, const struct fn_service *svc, const struct fn_host_config *cfg,
-			     __u32 client_ifindex, const __u8 *client_mac, const __u8 *client_gw_mac)
+FN_INLINE int fn_dnat_create(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_service *svc,
+			     const struct fn_host_config *cfg, __u32 client_ifindex, const __u8 *client_mac,
+			     const __u8 *client_gw_mac)
 {
 	__be16 bport = fn_service_backend_port(svc, l4->key.dport);
 	struct fn_ct_entry fwd = { .flags = FN_CT_F_DNAT, .out_ifindex = svc->backend_ifindex };
@@ -222,8 +382,8 @@ FN_INLINE int fn_dnat_create(const struct fn_l4 *l4, const struct fn_service *sv
 		rev.flags |= FN_CT_F_HAIRPIN;
 		fn_mac_copy(rev.out_dmac, client_mac);
 		fn_mac_copy(rev.out_smac, client_gw_mac);
-		return fn_nat_create_with_port(&l4->key, &fwd, &rev, svc->backend_ipv4, bport, svc->gateway,
-					       l4->key.sport, cfg->snat_port_min, cfg->snat_port_max);
+		return fn_nat_create_with_port(skb, &l4->key, &fwd, &rev, svc->backend_ipv4, bport, svc->gateway,
+					       fn_snat_port_in_range(cfg, l4->key.sport) ? l4->key.sport : 0, cfg, 0);
 	}
 	{
 		struct fn_ct_key rev_key = { .saddr = svc->backend_ipv4, .daddr = l4->key.saddr, .sport = bport,

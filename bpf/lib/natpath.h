@@ -93,8 +93,9 @@ FN_INLINE int fn_nat_new_flow(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l
 
 /*
  * A container's IPv4 packet to its gateway MAC that the bridge allowed. Tracked flows are
- * translated; new flows to a published port of the host are hairpinned, new flows to the
- * outside are SNATed; the rest (the host's own addresses, other containers) goes to the host.
+ * translated; new flows to a published port of the host, or to another container's SNAT
+ * mapping on the uplink address, are hairpinned; new flows to the outside are SNATed; the rest
+ * (the host's own addresses, other containers) goes to the host.
  */
 FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 {
@@ -105,7 +106,8 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	struct fn_endpoint *ep;
 	struct fn_network *net;
 	struct fn_ct_entry *e;
-	struct fn_service *svc;
+	struct fn_service *svc = NULL;
+	struct fn_nat_map *mapping = NULL;
 	struct fn_l4 l4 = {};
 	int confirmed, ret;
 	__u8 ttl;
@@ -145,20 +147,33 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
-	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
-	if (ttl <= 1 && (svc || !(fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr))))
+	/* Only a flow's first packet (TCP: a SYN) may start one into a container; a SYN-ACK or
+	 * data to a host address is a host process's (one connected to a container, from an
+	 * ephemeral port that happens to be published) and goes to the host. */
+	if (fn_nat_starts_flow(&l4)) {
+		svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+		if (!svc)
+			mapping = fn_nat_mapping_to(&l4, cfg);
+	}
+	if (ttl <= 1 && (svc || mapping || !(fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr))))
 		return fn_nat_ttl_exceeded(skb, prog, net->gateway); /* it would be routed: no flow */
 	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
-		ret = fn_dnat_create(&l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
+		ret = fn_dnat_create(skb, &l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
 		if (ret < 0)
 			return ret;
 		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
+	}
+	if (mapping) {
+		ret = fn_snat_hairpin_create(skb, &l4, cfg, mapping, skb->ingress_ifindex, ep->mac, net->gateway_mac);
+		if (ret < 0)
+			return ret;
+		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_SNAT_HAIRPIN);
 	}
 	if (fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr)) {
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
-	ret = fn_snat_create(&l4, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
+	ret = fn_snat_create(skb, &l4, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
 	if (ret < 0)
 		return ret;
 	return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_SNAT);
@@ -205,7 +220,10 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_UPLINK_HOST);
 	e = fn_ct_find(&l4.key, &confirmed);
-	svc = e ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	/* A new flow to a published port starts with its first packet (TCP: a SYN); anything else
+	 * untracked is the host's, e.g. the replies to its own connections from an ephemeral port
+	 * inside a published range. */
+	svc = e || !fn_nat_starts_flow(&l4) ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
 	if (svc && (svc->flags & FN_SVC_F_LOCAL_ONLY))
 		svc = NULL;
 	if ((e || svc) && ttl <= 1)
@@ -213,7 +231,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if (e)
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX);
 	if (svc) {
-		ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);
+		ret = fn_dnat_create(skb, &l4, svc, cfg, 0, NULL, NULL);
 		if (ret < 0)
 			return ret;
 		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);

@@ -5,12 +5,14 @@
  *     container (the host's own network namespace only);
  *   - a container's connect()/sendmsg() to its resolver's 127.0.0.11:53 goes to the port the
  *     agent's resolver listens on in that namespace (fn_resolvers, ebpf projects only).
- * Both record the address asked for in fn_sock_orig so replies and getpeername() show it.
+ * Both record the address asked for (fn_sock_orig for a connect(), fn_sock_dsts for each
+ * destination of a sendmsg()) so that replies and getpeername() show it. IPv6 sockets using
+ * IPv4-mapped addresses are served like IPv4 ones.
  * And a host process's bind() to a published (address, port) fails with EADDRINUSE, as under
  * Docker, which holds each published port with a bound socket (the host's own network
  * namespace only).
- * Needs fn_host_config_get(), fn_sock_orig_get(), fn_resolver_of() and the service accessors
- * of fastnet.c.
+ * Needs fn_host_config_get(), fn_sock_orig_get(), fn_sock_dst_get/set(), fn_resolver_of() and
+ * the service accessors of fastnet.c.
  */
 #ifndef FN_LIB_SOCK_H
 #define FN_LIB_SOCK_H
@@ -28,23 +30,63 @@
 
 #define FN_DNS_PORT 53
 
-/* Send the socket to (addr, port) and remember what it asked for. */
-FN_INLINE void fn_sock_redirect(struct bpf_sock_addr *ctx, __be32 addr, __be16 port)
+/* bcc 0.26 declares bpf_get_socket_cookie() returning 32 bits: call the helper by its id. */
+static __u64 (*fn_bpf_get_socket_cookie)(void *ctx) = (void *)BPF_FUNC_get_socket_cookie;
+
+/* The IPv4 address a socket address names: user_ip4, or, for an IPv6 socket's address, a.b.c.d
+ * of ::ffff:a.b.c.d. `v6` is a constant of each hook: only its own context fields are read. 0
+ * when the address is no IPv4 one (then fastnet, which publishes IPv4 only, leaves it alone). */
+FN_INLINE int fn_sock_ipv4(struct bpf_sock_addr *ctx, int v6, __be32 *addr)
+{
+	if (!v6) {
+		*addr = ctx->user_ip4;
+		return 1;
+	}
+	if (ctx->user_ip6[0] || ctx->user_ip6[1] || ctx->user_ip6[2] != bpf_htonl(0x0000ffff))
+		return 0;
+	*addr = ctx->user_ip6[3];
+	return 1;
+}
+
+FN_INLINE void fn_sock_set_ipv4(struct bpf_sock_addr *ctx, int v6, __be32 addr)
+{
+	if (v6)
+		ctx->user_ip6[3] = addr; /* stays ::ffff:addr */
+	else
+		ctx->user_ip4 = addr;
+}
+
+/* Send the socket to (addr, port) and remember what it asked for (orig_addr and the context's
+ * port): a connect() in the socket's own storage (its one peer), a sendmsg() in fn_sock_dsts
+ * under (socket, where it went), so that a socket sending to several published ports sees each
+ * one's replies come from the address it sent to. */
+FN_INLINE void fn_sock_redirect(struct bpf_sock_addr *ctx, int v6, int connect, __be32 orig_addr, __be32 addr,
+				__be16 port)
 {
 	struct fn_sock_orig *orig = fn_sock_orig_get(ctx->sk, 1);
+	__be16 orig_port = (__be16)ctx->user_port;
 
-	if (orig) {
-		orig->orig_ipv4 = ctx->user_ip4;
-		orig->orig_port = (__be16)ctx->user_port;
+	if (orig && connect) {
+		orig->orig_ipv4 = orig_addr;
+		orig->orig_port = orig_port;
 		orig->backend_ipv4 = addr;
 		orig->backend_port = port;
+		orig->flags |= FN_SOCK_F_CONNECTED;
+	} else if (orig) {
+		struct fn_sock_dst_key k = { .cookie = fn_bpf_get_socket_cookie(ctx), .backend_ipv4 = addr,
+					     .backend_port = port };
+		struct fn_sock_dst d = { .orig_ipv4 = orig_addr, .orig_port = orig_port };
+
+		fn_sock_dst_set(&k, &d);
+		orig->flags |= FN_SOCK_F_SENT;
 	}
-	ctx->user_ip4 = addr;
+	fn_sock_set_ipv4(ctx, v6, addr);
 	ctx->user_port = port;
 }
 
 /* A container's query to addr:53 -> the resolver's socket of the same protocol. */
-FN_INLINE int fn_sock_to_resolver(struct bpf_sock_addr *ctx, __u32 proto, __u64 netns_cookie)
+FN_INLINE int fn_sock_to_resolver(struct bpf_sock_addr *ctx, __u32 proto, __u64 netns_cookie, int v6, int connect,
+				  __be32 daddr)
 {
 	struct fn_resolver *r;
 	__be16 port;
@@ -52,34 +94,35 @@ FN_INLINE int fn_sock_to_resolver(struct bpf_sock_addr *ctx, __u32 proto, __u64 
 	if ((__be16)ctx->user_port != bpf_htons(FN_DNS_PORT)) /* before the lookup: most sockets */
 		return FN_SOCK_ALLOW;
 	r = fn_resolver_of(netns_cookie);
-	if (!r || ctx->user_ip4 != r->addr)
+	if (!r || daddr != r->addr)
 		return FN_SOCK_ALLOW;
 	port = proto == IPPROTO_TCP ? r->tcp_port : r->udp_port;
 	/* The resolver's own socket (bound to addr:port) answering a client that itself sends
 	 * from addr:53 (a DNS server in the container) must reach that client, not loop back. */
 	if (!port || (ctx->sk->src_ip4 == r->addr && ctx->sk->src_port == bpf_ntohs(port)))
 		return FN_SOCK_ALLOW;
-	fn_sock_redirect(ctx, r->addr, port);
+	fn_sock_redirect(ctx, v6, connect, daddr, r->addr, port);
 	fn_count_bytes(FN_PROG_SOCK, FN_FWD_SOCK_RESOLVER, 0); /* a query or connection, not a packet */
 	return FN_SOCK_ALLOW;
 }
 
-FN_INLINE int fn_sock_to_backend(struct bpf_sock_addr *ctx, __u32 proto)
+/* connect() (connect 1) or sendmsg() (0) of an IPv4 (v6 0) or IPv6 socket. */
+FN_INLINE int fn_sock_to_backend(struct bpf_sock_addr *ctx, __u32 proto, int v6, int connect)
 {
 	struct fn_host_config *cfg = fn_host_config_get();
 	__u64 netns_cookie = bpf_get_netns_cookie(ctx);
-	__be32 daddr = ctx->user_ip4;
 	__be16 dport = (__be16)ctx->user_port;
 	struct fn_service *svc;
+	__be32 daddr;
 
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !fn_sock_ipv4(ctx, v6, &daddr))
 		return FN_SOCK_ALLOW;
 	if (!cfg || !cfg->netns_cookie || netns_cookie != cfg->netns_cookie)
-		return fn_sock_to_resolver(ctx, proto, netns_cookie);
+		return fn_sock_to_resolver(ctx, proto, netns_cookie, v6, connect, daddr);
 	svc = fn_service_find(proto, daddr, dport);
 	if (!svc)
 		return FN_SOCK_ALLOW;
-	fn_sock_redirect(ctx, svc->backend_ipv4, fn_service_backend_port(svc, dport));
+	fn_sock_redirect(ctx, v6, connect, daddr, svc->backend_ipv4, fn_service_backend_port(svc, dport));
 	fn_count_bytes(FN_PROG_SOCK, FN_FWD_SOCK_DNAT, 0); /* a connection, not a packet */
 	return FN_SOCK_ALLOW;
 }
@@ -135,15 +178,29 @@ FN_INLINE int fn_sock_refuse(__u32 reason)
 	return FN_SOCK_REFUSE;
 }
 
-/* Replies and getpeername() show the address asked for, not the one connected to. Any
- * namespace: fn_sock_orig exists only on sockets the hooks above redirected. */
-FN_INLINE int fn_sock_from_backend(struct bpf_sock_addr *ctx)
+/* Replies (`sent` 1: a connected socket's, then each sendmsg() destination's) and getpeername()
+ * (`sent` 0: the connected peer only) show the address asked for, not the one connected or sent
+ * to. Any namespace: fn_sock_orig exists only on sockets the hooks above redirected. */
+FN_INLINE int fn_sock_from_backend(struct bpf_sock_addr *ctx, int v6, int sent)
 {
 	struct fn_sock_orig *orig = fn_sock_orig_get(ctx->sk, 0);
+	__be16 port = (__be16)ctx->user_port;
+	__be32 addr;
 
-	if (orig && ctx->user_ip4 == orig->backend_ipv4 && (__be16)ctx->user_port == orig->backend_port) {
-		ctx->user_ip4 = orig->orig_ipv4;
+	if (!orig || !fn_sock_ipv4(ctx, v6, &addr))
+		return FN_SOCK_ALLOW;
+	if ((orig->flags & FN_SOCK_F_CONNECTED) && addr == orig->backend_ipv4 && port == orig->backend_port) {
+		fn_sock_set_ipv4(ctx, v6, orig->orig_ipv4);
 		ctx->user_port = orig->orig_port;
+	} else if (sent && (orig->flags & FN_SOCK_F_SENT)) {
+		struct fn_sock_dst_key k = { .cookie = fn_bpf_get_socket_cookie(ctx), .backend_ipv4 = addr,
+					     .backend_port = port };
+		struct fn_sock_dst *d = fn_sock_dst_get(&k);
+
+		if (d) {
+			fn_sock_set_ipv4(ctx, v6, d->orig_ipv4);
+			ctx->user_port = d->orig_port;
+		}
 	}
 	return FN_SOCK_ALLOW;
 }

@@ -1,9 +1,19 @@
 """Fixtures of the BPF unit tests: one test build of the datapath per session, and maps reset
 before every test — to the standard topology without an uplink (`bridge`), or to the NAT
 topology with the host's uplink and published ports (`nat`); see topology.py. Conntrack, the
-counters and the programs' clock are reset too, so no test sees another's flows."""
+counters and the programs' clock are reset too, so no test sees another's flows.
+
+Every test runs in a network namespace of its own (`private_netns`): a test run's packet is in
+the namespace of the thread that runs it, and the NAT path asks the kernel which of that
+namespace's sockets hold a port (bpf_sk_lookup_*). There the only sockets are those a test opens
+on purpose (`host_sockets`), as the host's."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import socket
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +27,76 @@ from topology import HOST, NAT_NETWORKS, NAT_PORTS, NETWORKS, NO_UPLINK, PORTS, 
 PROG = "fn_from_container"
 UPLINK_PROG = "fn_from_uplink"
 NSEC = 1_000_000_000
+
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+
+
+def _new_netns() -> int:
+    """A file descriptor of a new network namespace, made by a thread of its own (unshare moves
+    only the calling thread) and alive while the descriptor is open: nothing is named in
+    /run/netns, so nothing can be left behind."""
+    found: list = []
+
+    def make():
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+            found.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            found.append(exc)
+
+    t = threading.Thread(target=make)
+    t.start()
+    t.join()
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def netns_fd():
+    fd = _new_netns()
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture(autouse=True)
+def private_netns(netns_fd):
+    """The test's thread in the session's own network namespace, then back."""
+    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(netns_fd)
+        try:
+            yield
+        finally:
+            _setns(saved)
+    finally:
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def host_sockets(held: tuple[tuple[int, int], ...]):
+    """Sockets of "the host" (the test's namespace) holding ports: (IPPROTO_TCP, port) listens
+    on 0.0.0.0:port, (IPPROTO_UDP, port) is bound to it."""
+    socks = []
+    try:
+        for proto, port in held:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == socket.IPPROTO_TCP else socket.SOCK_DGRAM)
+            socks.append(s)
+            s.bind(("0.0.0.0", port))
+            if proto == socket.IPPROTO_TCP:
+                s.listen(1)
+        yield
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.fixture(scope="session")

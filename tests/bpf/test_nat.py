@@ -9,7 +9,7 @@ fn_from_uplink for everything arriving from outside, sharing conntrack (fn_ct_ne
                                       |
      host  uplink if 900 at UPLINK_MAC 02:00:00:00:09:00, UPLINK_IP 198.51.100.1 (+ SECOND_IP .2)
            host addresses: UPLINK_IP, SECOND_IP, 127.0.0.1 (loopback), every gateway
-           SNAT ports 1024-32767; published ports:
+           SNAT ports 1024-32767 (the host's ip_local_port_range is above); published ports:
              WEB   tcp  *:7000-7099        -> D 10.0.2.2:8000-8099
              DNS   udp  198.51.100.1:5353  -> B 10.0.1.3:53
              ADMIN tcp  127.0.0.1:9000     -> C 10.0.1.4:9000   (local_only: host processes)
@@ -31,14 +31,16 @@ test, and everything its run must show — verdict, recorded redirects, the coun
 fwd_ct for its translation) and the exact output frame. Expected frames are rebuilt by scapy
 from the input with the translated fields, so every IP, TCP, UDP and ICMP checksum in them is
 computed from scratch: a byte-for-byte match proves the incremental updates right.
-The tests after the table follow flows over several packets: conntrack state, timeouts and
-expiry, port collisions, and the LRU split of the two conntrack tables.
+Cases may also hold ports with sockets of "the host" (`host_sockets`: the test's own network
+namespace, see conftest.py). The tests after the table follow flows over several packets:
+conntrack state, timeouts and expiry, port collisions, SNAT mappings and their garbage
+collection, and the LRU split of the two conntrack tables.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from socket import IPPROTO_ICMP, IPPROTO_TCP
+from socket import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
@@ -51,7 +53,7 @@ from fastnet.datapath.loader import compile_datapath
 from fastnet.datapath.maps import CtRecord, HostRecord, PortRecord, ServiceRecord
 from fastnet.datapath.testrun import RunResult
 
-from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
+from conftest import NSEC, PROG, UPLINK_PROG, Nat, host_sockets, reset
 from topology import (A, B, BACK, C, CLIENT, D, F, FRONT, HOST, INTERNAL, LOOPBACK, NAT_NETWORKS, NAT_PORTS,
                       NOT_HOST, OTHER_SERVER, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS, UPLINK_IFINDEX,
                       UPLINK_IP, UPLINK_MAC, gateway_of, host, publish)
@@ -116,7 +118,8 @@ def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: P
               ttl_decrement: int = 1) -> Packet:
     """send's frame as it must leave: the given fields replaced, TTL decremented, every checksum
     recomputed (a zero UDP checksum stays zero); `into` a container: Ethernet addresses set to
-    the container's and its gateway's MAC. For ICMP echo, sport is the identifier."""
+    the container's and its gateway's MAC. For ICMP echo the identifier is sport in a request,
+    dport in a reply (as conntrack keys it)."""
     p = send.frame.copy()
     ip = p[IP]
     if src is not None:
@@ -127,8 +130,9 @@ def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: P
     del ip.chksum
     l4 = ip.payload
     if isinstance(l4, ICMP):
-        if sport is not None:
-            l4.id = sport
+        ident = sport if l4.type == 8 else dport
+        if ident is not None:
+            l4.id = ident
         del l4.chksum
     else:
         if sport is not None:
@@ -165,6 +169,7 @@ class Case:
     given: tuple[Send, ...] = ()  # sent first, in order (each must be translated)
     host: HostRecord = HOST
     services: tuple[ServiceRecord, ...] = SERVICES
+    host_sockets: tuple[tuple[int, int], ...] = ()  # (IPPROTO_TCP/UDP, port) the host holds (conftest)
 
     @property
     def counter(self) -> str:
@@ -183,41 +188,49 @@ def drop(id: str, send: Send, counter: str, **kw) -> Case:
 
 
 SNAT_NEW, DNAT_NEW, CT = ("fwd_snat", "fwd_ct"), ("fwd_dnat", "fwd_ct"), ("fwd_ct",)
+SNAT_HAIRPIN_NEW = ("fwd_snat_hairpin", "fwd_ct")
 
-# Flows the cases build on. A keeps its source port 40000 (free); the SNAT range is elsewhere.
-a_syn = out(A, tcp(40000, 80))
-a_ack = out(A, tcp(40000, 80, "A"))  # completes the handshake: confirms the flow
-a_udp = out(A, udp(40000, 53))
-a_udp_no_csum = out(A, udp(40000, 53, chksum=0))
+# Flows the cases build on. A keeps its source port 20000: it is in the SNAT range and free.
+a_syn = out(A, tcp(20000, 80))
+a_ack = out(A, tcp(20000, 80, "A"))  # completes the handshake: confirms the flow
+a_udp = out(A, udp(20000, 53))
+a_udp_no_csum = out(A, udp(20000, 53, chksum=0))
 a_ping = out(A, ping(0x1234))
-a_syn_options = out(A, tcp(40000, 80), options=[IPOption_Router_Alert()])
+a_syn_options = out(A, tcp(20000, 80), options=[IPOption_Router_Alert()])
 d_udp = out(D, udp(8005, 123))
 client_syn = inbound(tcp(5555, 7005), src=CLIENT)
 client_syn_second = inbound(tcp(5555, 7005), src=CLIENT, dst=SECOND_IP)
 client_syn_options = inbound(tcp(5555, 7005), src=CLIENT, options=[IPOption_Router_Alert()])
 client_dns = inbound(udp(5555, 5353), src=CLIENT)
 client_dns_no_csum = inbound(udp(5555, 5353, chksum=0), src=CLIENT)
-a_hairpin = out(A, tcp(40000, 7005), dst=UPLINK_IP)
-a_hairpin_dns = out(A, udp(40000, 5353), dst=UPLINK_IP)
+a_stun = out(A, udp(20000, 3478))  # learns its mapping UPLINK_IP:20000
+b_to_a_mapping = out(B, udp(21000, 20000), dst=UPLINK_IP)
+a_to_b_mapping = out(A, udp(20000, 21000), dst=UPLINK_IP)
+a_hairpin = out(A, tcp(20000, 7005), dst=UPLINK_IP)
+a_hairpin_dns = out(A, udp(20000, 5353), dst=UPLINK_IP)
 
 # Replies to those flows.
-server_synack = inbound(tcp(80, 40000, "SA"))
-server_udp = inbound(udp(53, 40000))
-server_udp_no_csum = inbound(udp(53, 40000, chksum=0))
+server_synack = inbound(tcp(80, 20000, "SA"))
+server_udp = inbound(udp(53, 20000))
+server_udp_no_csum = inbound(udp(53, 20000, chksum=0))
 server_pong = inbound(ping(0x1234, reply=True))
-server_synack_options = inbound(tcp(80, 40000, "SA"), options=[IPOption_Router_Alert()])
+server_synack_options = inbound(tcp(80, 20000, "SA"), options=[IPOption_Router_Alert()])
 d_synack = out(D, tcp(8005, 5555, "SA"), dst=CLIENT)
 d_synack_options = out(D, tcp(8005, 5555, "SA"), dst=CLIENT, options=[IPOption_Router_Alert()])
 b_dns_answer = out(B, udp(53, 5555), dst=CLIENT)
 b_dns_answer_no_csum = out(B, udp(53, 5555, chksum=0), dst=CLIENT)
-d_hairpin_synack = out(D, tcp(8005, 40000, "SA"), dst=BACK.gateway)
-b_hairpin_dns_answer = out(B, udp(53, 40000), dst=FRONT.gateway)
+d_hairpin_synack = out(D, tcp(8005, 20000, "SA"), dst=BACK.gateway)
+b_hairpin_dns_answer = out(B, udp(53, 20000), dst=FRONT.gateway)
 
 ONE_SNAT_PORT = host(snat_ports=(2000, 2000))
+# Random picks in a range of two find the free one (in 32 tries: all but certainly).
+TWO_SNAT_PORTS = host(snat_ports=(2000, 2001))
+EPHEMERAL = 40000  # in the host's ip_local_port_range (32768-60999): never an external port
 # The same backend port published twice: a client using one source port for both collides.
 WEB_AGAIN = publish(IPPROTO_TCP, SECOND_IP, 9005, 9005, D, 8005)
-# The control plane publishes only TCP and UDP; an ICMP entry reaches the untranslatable branch.
-PING_SERVICE = publish(IPPROTO_ICMP, None, 7, 7, D, 7)
+# The control plane publishes only TCP and UDP; an ICMP entry reaches the untranslatable branch
+# (an echo request's destination "port" is 0: fn_l4_parse).
+PING_SERVICE = publish(IPPROTO_ICMP, None, 0, 0, D, 0)
 
 # ICMP errors quoting a translated packet. The quoted transport checksum is left as it was
 # (receivers do not check it); every other checksum, the quoted IP one included, is rebuilt
@@ -272,11 +285,11 @@ def error_rewritten(send: Send, *, outer_src=None, outer_dst=None, q_src=None, q
     return Ether(bytes(p))
 
 
-udp_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(40000, 53)))
-tcp_frag_needed = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, tcp(40000, 80)), code=4, nexthopmtu=1400)
+udp_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(20000, 53)))
+tcp_frag_needed = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, tcp(20000, 80)), code=4, nexthopmtu=1400)
 ping_time_exceeded = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, ping(0x1234)), type_=11, code=0)
 d_port_unreachable = icmp_error(D.ipv4, CLIENT, quoted(CLIENT, D.ipv4, tcp(5555, 8005)), port=D)
-stray_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(41000, 53)))
+stray_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(21000, 53)))
 
 def time_exceeded(send: Send, gateway: IPv4Address) -> Packet:
     """The gateway's answer to send's frame: ICMP time exceeded (RFC 792), quoting the expired
@@ -300,8 +313,8 @@ ICMP_ERROR_CASES = [
          error_rewritten(d_port_unreachable, outer_src=UPLINK_IP, q_dst=UPLINK_IP, q_dport=7005),
          given=(client_syn,)),
     host_bound("icmp_error_about_no_tracked_flow", stray_unreachable, given=(a_udp,)),
-    Case("ttl_expires_at_the_gateway", out(A, udp(40001, 33434), ttl=1), "redirect", [("egress", A.ifindex)],
-         ("fwd_ttl_exceeded",), time_exceeded(out(A, udp(40001, 33434), ttl=1), FRONT.gateway)),
+    Case("ttl_expires_at_the_gateway", out(A, udp(20001, 33434), ttl=1), "redirect", [("egress", A.ifindex)],
+         ("fwd_ttl_exceeded",), time_exceeded(out(A, udp(20001, 33434), ttl=1), FRONT.gateway)),
 ]
 
 CASES = [
@@ -312,20 +325,46 @@ CASES = [
     Case("snat_icmp_echo", a_ping, "redirect", NEIGH, SNAT_NEW, to_uplink(a_ping, src=UPLINK_IP)),
     Case("snat_ip_options", a_syn_options, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn_options, src=UPLINK_IP)),
     Case("snat_from_other_network", d_udp, "redirect", NEIGH, SNAT_NEW, to_uplink(d_udp, src=UPLINK_IP)),
-    Case("snat_first_fragment", out(A, udp(40000, 53), flags="MF"), "redirect", NEIGH, SNAT_NEW,
-         to_uplink(out(A, udp(40000, 53), flags="MF"), src=UPLINK_IP)),
-    Case("snat_ttl_2_leaves_with_1", out(A, udp(40000, 53), ttl=2), "redirect", NEIGH, SNAT_NEW,
-         to_uplink(out(A, udp(40000, 53), ttl=2), src=UPLINK_IP)),
+    Case("snat_first_fragment", out(A, udp(20000, 53), flags="MF"), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(20000, 53), flags="MF"), src=UPLINK_IP)),
+    Case("snat_ttl_2_leaves_with_1", out(A, udp(20000, 53), ttl=2), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(20000, 53), ttl=2), src=UPLINK_IP)),
     # a wildcard published port is the host's only on the host's addresses
-    Case("snat_to_published_port_of_other_host", out(A, tcp(40000, 7005), dst=NOT_HOST), "redirect", NEIGH,
-         SNAT_NEW, to_uplink(out(A, tcp(40000, 7005), dst=NOT_HOST), src=UPLINK_IP)),
+    Case("snat_to_published_port_of_other_host", out(A, tcp(20000, 7005), dst=NOT_HOST), "redirect", NEIGH,
+         SNAT_NEW, to_uplink(out(A, tcp(20000, 7005), dst=NOT_HOST), src=UPLINK_IP)),
     Case("snat_second_packet", a_syn, "redirect", NEIGH, CT, to_uplink(a_syn, src=UPLINK_IP), given=(a_syn,)),
-    # with one SNAT port, the second flow from source port 40000 to the same server gets it
-    Case("snat_port_taken_then_range", out(B, tcp(40000, 80)), "redirect", NEIGH, SNAT_NEW,
-         to_uplink(out(B, tcp(40000, 80)), src=UPLINK_IP, sport=2000), given=(a_syn,), host=ONE_SNAT_PORT),
-    Case("snat_port_free_towards_other_server", out(B, tcp(40000, 80), dst=OTHER_SERVER), "redirect", NEIGH,
-         SNAT_NEW, to_uplink(out(B, tcp(40000, 80), dst=OTHER_SERVER), src=UPLINK_IP), given=(a_syn,),
-         host=ONE_SNAT_PORT),
+    # -- the external port: the container's own when it is in the SNAT range and nobody holds it --
+    # a port of the host's ephemeral range is never kept: the host's own connections use those
+    Case("snat_port_in_host_ephemeral_range_moves", out(A, tcp(EPHEMERAL, 80)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, tcp(EPHEMERAL, 80)), src=UPLINK_IP, sport=2000), host=ONE_SNAT_PORT),
+    Case("snat_udp_port_in_host_ephemeral_range_moves", out(A, udp(EPHEMERAL, 53)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(EPHEMERAL, 53)), src=UPLINK_IP, sport=2000), host=ONE_SNAT_PORT),
+    Case("snat_icmp_identifier_outside_range_moves", out(A, ping(EPHEMERAL)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, ping(EPHEMERAL)), src=UPLINK_IP, sport=2000), host=ONE_SNAT_PORT),
+    # one external port per container endpoint, whatever it talks to (endpoint-independent mapping)
+    Case("snat_mapping_reused_for_another_server", out(A, tcp(EPHEMERAL, 80), dst=OTHER_SERVER), "redirect", NEIGH,
+         SNAT_NEW, to_uplink(out(A, tcp(EPHEMERAL, 80), dst=OTHER_SERVER), src=UPLINK_IP, sport=2000),
+         given=(out(A, tcp(EPHEMERAL, 80)),), host=ONE_SNAT_PORT),
+    # ... and never one another endpoint's mapping holds, even towards another server (no port overloading)
+    Case("snat_port_taken_then_range", out(B, tcp(2000, 80)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(B, tcp(2000, 80)), src=UPLINK_IP, sport=2001), given=(out(A, tcp(2000, 80)),),
+         host=TWO_SNAT_PORTS),
+    Case("snat_port_held_by_another_endpoint", out(B, tcp(2000, 80), dst=OTHER_SERVER), "redirect", NEIGH,
+         SNAT_NEW, to_uplink(out(B, tcp(2000, 80), dst=OTHER_SERVER), src=UPLINK_IP, sport=2001),
+         given=(out(A, tcp(2000, 80)),), host=TWO_SNAT_PORTS),
+    # ... nor one a socket of the host holds (bound before; ports it picks itself are in its own range)
+    Case("snat_port_held_by_a_host_udp_socket", out(A, udp(2000, 53)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(2000, 53)), src=UPLINK_IP, sport=2001), host=TWO_SNAT_PORTS,
+         host_sockets=((IPPROTO_UDP, 2000),)),
+    Case("snat_port_held_by_a_host_tcp_listener", out(A, tcp(2000, 80)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, tcp(2000, 80)), src=UPLINK_IP, sport=2001), host=TWO_SNAT_PORTS,
+         host_sockets=((IPPROTO_TCP, 2000),)),
+    Case("snat_port_held_by_the_host_other_protocol", out(A, udp(2000, 53)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(2000, 53)), src=UPLINK_IP, sport=2000), host=TWO_SNAT_PORTS,
+         host_sockets=((IPPROTO_TCP, 2000),)),
+    # ... nor a published one
+    Case("snat_port_published_moves", out(A, udp(5353, 53)), "redirect", NEIGH, SNAT_NEW,
+         to_uplink(out(A, udp(5353, 53)), src=UPLINK_IP, sport=5354), host=host(snat_ports=(5353, 5354))),
     drop("snat_exhausted", out(B, tcp(2000, 80)), "drop_snat_exhausted", given=(out(A, tcp(2000, 80)),),
          host=ONE_SNAT_PORT),
     # -- replies from outside to the uplink address and a translated port --
@@ -335,19 +374,32 @@ CASES = [
     Case("reply_udp_zero_checksum", server_udp_no_csum, "redirect", peer(A), CT,
          into(A, server_udp_no_csum, dst=A.ipv4), given=(a_udp_no_csum,)),
     Case("reply_icmp_echo", server_pong, "redirect", peer(A), CT, into(A, server_pong, dst=A.ipv4), given=(a_ping,)),
+    Case("reply_icmp_echo_moved_identifier", inbound(ping(2000, reply=True)), "redirect", peer(A), CT,
+         into(A, inbound(ping(2000, reply=True)), dst=A.ipv4, dport=EPHEMERAL), given=(out(A, ping(EPHEMERAL)),),
+         host=ONE_SNAT_PORT),
     Case("reply_ip_options", server_synack_options, "redirect", peer(A), CT,
          into(A, server_synack_options, dst=A.ipv4), given=(a_syn,)),
-    Case("reply_to_range_port", inbound(tcp(80, 2000, "SA")), "redirect", peer(B), CT,
-         into(B, inbound(tcp(80, 2000, "SA")), dst=B.ipv4, dport=40000), given=(a_syn, out(B, tcp(40000, 80))),
-         host=ONE_SNAT_PORT),
-    Case("reply_to_kept_port_despite_range", server_synack, "redirect", peer(A), CT,
-         into(A, server_synack, dst=A.ipv4), given=(a_syn, out(B, tcp(40000, 80))), host=ONE_SNAT_PORT),
+    Case("reply_to_range_port", inbound(tcp(80, 2001, "SA")), "redirect", peer(B), CT,
+         into(B, inbound(tcp(80, 2001, "SA")), dst=B.ipv4, dport=2000),
+         given=(out(A, tcp(2000, 80)), out(B, tcp(2000, 80))), host=TWO_SNAT_PORTS),
+    Case("reply_to_kept_port_despite_range", inbound(tcp(80, 2000, "SA")), "redirect", peer(A), CT,
+         into(A, inbound(tcp(80, 2000, "SA")), dst=A.ipv4),
+         given=(out(A, tcp(2000, 80)), out(B, tcp(2000, 80))), host=TWO_SNAT_PORTS),
+    Case("reply_to_moved_ephemeral_port", inbound(tcp(80, 2000, "SA")), "redirect", peer(A), CT,
+         into(A, inbound(tcp(80, 2000, "SA")), dst=A.ipv4, dport=EPHEMERAL),
+         given=(out(A, tcp(EPHEMERAL, 80)),), host=ONE_SNAT_PORT),
     Case("reply_to_other_network", inbound(udp(123, 8005)), "redirect", peer(D), CT,
          into(D, inbound(udp(123, 8005)), dst=D.ipv4), given=(d_udp,)),
-    host_bound("reply_from_other_server", inbound(tcp(80, 40000, "SA"), src=OTHER_SERVER), given=(a_syn,)),
-    host_bound("reply_from_other_port", inbound(tcp(81, 40000, "SA")), given=(a_syn,)),
-    host_bound("reply_other_protocol", inbound(udp(80, 40000)), given=(a_syn,)),
-    host_bound("reply_to_other_host_address", inbound(tcp(80, 40000, "SA"), dst=SECOND_IP), given=(a_syn,)),
+    host_bound("reply_from_other_server", inbound(tcp(80, 20000, "SA"), src=OTHER_SERVER), given=(a_syn,)),
+    # an echo *request* with the identifier of A's mapping is not a reply: the host answers it
+    host_bound("echo_request_with_a_containers_identifier", inbound(ping(0x1234)), given=(a_ping,)),
+    host_bound("echo_request_with_a_containers_identifier_other_sender", inbound(ping(0x1234), src=CLIENT),
+               given=(a_ping,)),
+    host_bound("echo_reply_of_a_moved_identifier_to_its_old_value", inbound(ping(EPHEMERAL, reply=True)),
+               given=(out(A, ping(EPHEMERAL)),), host=ONE_SNAT_PORT),
+    host_bound("reply_from_other_port", inbound(tcp(81, 20000, "SA")), given=(a_syn,)),
+    host_bound("reply_other_protocol", inbound(udp(80, 20000)), given=(a_syn,)),
+    host_bound("reply_to_other_host_address", inbound(tcp(80, 20000, "SA"), dst=SECOND_IP), given=(a_syn,)),
     # -- DNAT: a published port, from outside; the client's address is kept --
     Case("dnat_tcp", client_syn, "redirect", peer(D), DNAT_NEW, into(D, client_syn, dst=D.ipv4, dport=8005)),
     Case("dnat_range_first", inbound(tcp(5555, 7000), src=CLIENT), "redirect", peer(D), DNAT_NEW,
@@ -366,6 +418,12 @@ CASES = [
          into(B, client_dns_no_csum, dst=B.ipv4, dport=53)),
     Case("dnat_second_packet", client_syn, "redirect", peer(D), CT, into(D, client_syn, dst=D.ipv4, dport=8005),
          given=(client_syn,)),
+    # a new inbound TCP flow starts with a SYN: anything else untracked is the host's (say, the
+    # server's answers to a host process whose ephemeral port is in a published range)
+    host_bound("dnat_tcp_synack_is_the_hosts", inbound(tcp(5555, 7005, "SA"), src=CLIENT)),
+    host_bound("dnat_tcp_data_is_the_hosts", inbound(tcp(5555, 7005, "PA"), src=CLIENT)),
+    host_bound("dnat_tcp_rst_is_the_hosts", inbound(tcp(5555, 7005, "R"), src=CLIENT)),
+    host_bound("dnat_tcp_syn_fin_is_the_hosts", inbound(tcp(5555, 7005, "SF"), src=CLIENT)),
     host_bound("dnat_range_last_plus_one", inbound(tcp(5555, 7100), src=CLIENT)),
     host_bound("dnat_range_first_minus_one", inbound(tcp(5555, 6999), src=CLIENT)),
     host_bound("dnat_other_protocol", inbound(udp(5555, 7005), src=CLIENT)),
@@ -389,47 +447,80 @@ CASES = [
     Case("dnat_reply_udp_zero_checksum", b_dns_answer_no_csum, "redirect", NEIGH, CT,
          to_uplink(b_dns_answer_no_csum, src=UPLINK_IP, sport=5353), given=(client_dns_no_csum,)),
     # -- hairpin: a container to a published port of the host, from the backend's gateway --
+    # (the client's port follows the SNAT rules: the replies come to a host address)
+    Case("hairpin_port_in_host_ephemeral_range_moves", out(A, tcp(EPHEMERAL, 7005), dst=UPLINK_IP), "redirect",
+         peer(D), DNAT_NEW, into(D, out(A, tcp(EPHEMERAL, 7005), dst=UPLINK_IP), src=BACK.gateway, dst=D.ipv4,
+                                 sport=2000, dport=8005), host=ONE_SNAT_PORT),
+    Case("hairpin_port_held_by_a_host_socket", out(A, tcp(2000, 7005), dst=UPLINK_IP), "redirect", peer(D), DNAT_NEW,
+         into(D, out(A, tcp(2000, 7005), dst=UPLINK_IP), src=BACK.gateway, dst=D.ipv4, sport=2001, dport=8005),
+         host=TWO_SNAT_PORTS, host_sockets=((IPPROTO_TCP, 2000),)),
     Case("hairpin_uplink_address", a_hairpin, "redirect", peer(D), DNAT_NEW,
          into(D, a_hairpin, src=BACK.gateway, dst=D.ipv4, dport=8005)),
-    Case("hairpin_own_gateway_address", out(A, tcp(40000, 7005), dst=FRONT.gateway), "redirect", peer(D), DNAT_NEW,
-         into(D, out(A, tcp(40000, 7005), dst=FRONT.gateway), src=BACK.gateway, dst=D.ipv4, dport=8005)),
+    Case("hairpin_own_gateway_address", out(A, tcp(20000, 7005), dst=FRONT.gateway), "redirect", peer(D), DNAT_NEW,
+         into(D, out(A, tcp(20000, 7005), dst=FRONT.gateway), src=BACK.gateway, dst=D.ipv4, dport=8005)),
     Case("hairpin_same_network", a_hairpin_dns, "redirect", peer(B), DNAT_NEW,
          into(B, a_hairpin_dns, src=FRONT.gateway, dst=B.ipv4, dport=53)),
-    Case("hairpin_to_itself", out(D, tcp(40000, 7005), dst=UPLINK_IP), "redirect", peer(D), DNAT_NEW,
-         into(D, out(D, tcp(40000, 7005), dst=UPLINK_IP), src=BACK.gateway, dst=D.ipv4, dport=8005)),
+    Case("hairpin_to_itself", out(D, tcp(20000, 7005), dst=UPLINK_IP), "redirect", peer(D), DNAT_NEW,
+         into(D, out(D, tcp(20000, 7005), dst=UPLINK_IP), src=BACK.gateway, dst=D.ipv4, dport=8005)),
     Case("hairpin_reply", d_hairpin_synack, "redirect", peer(A), CT,
          into(A, d_hairpin_synack, src=UPLINK_IP, dst=A.ipv4, sport=7005), given=(a_hairpin,)),
     Case("hairpin_reply_same_network", b_hairpin_dns_answer, "redirect", peer(A), CT,
          into(A, b_hairpin_dns_answer, src=UPLINK_IP, dst=A.ipv4, sport=5353), given=(a_hairpin_dns,)),
+    # -- hairpin to another container's SNAT mapping (RFC 4787 REQ-9): A's flow to a STUN server
+    # maps A:20000 to UPLINK_IP:20000; B (or D, on another network) sends there and reaches A,
+    # from its own mapping, and A's answer reaches it back --
+    Case("hairpin_to_snat_mapping_udp", b_to_a_mapping, "redirect", peer(A), SNAT_HAIRPIN_NEW,
+         into(A, b_to_a_mapping, src=UPLINK_IP, dst=A.ipv4, sport=21000), given=(a_stun,)),
+    Case("hairpin_to_snat_mapping_from_another_network", out(D, udp(21000, 20000), dst=UPLINK_IP), "redirect",
+         peer(A), SNAT_HAIRPIN_NEW, into(A, out(D, udp(21000, 20000), dst=UPLINK_IP), src=UPLINK_IP, dst=A.ipv4),
+         given=(a_stun,)),
+    Case("hairpin_to_snat_mapping_reply", a_to_b_mapping, "redirect", peer(B), CT,
+         into(B, a_to_b_mapping, src=UPLINK_IP, dst=B.ipv4, sport=20000), given=(a_stun, b_to_a_mapping)),
+    Case("hairpin_to_snat_mapping_tcp_syn", out(B, tcp(21000, 20000), dst=UPLINK_IP), "redirect", peer(A),
+         SNAT_HAIRPIN_NEW, into(A, out(B, tcp(21000, 20000), dst=UPLINK_IP), src=UPLINK_IP, dst=A.ipv4),
+         given=(a_syn,)),
+    # the sender's external port follows its own mapping (here moved out of the ephemeral range)
+    Case("hairpin_to_snat_mapping_from_a_moved_port", out(B, udp(EPHEMERAL, 20000), dst=UPLINK_IP), "redirect",
+         peer(A), SNAT_HAIRPIN_NEW, into(A, out(B, udp(EPHEMERAL, 20000), dst=UPLINK_IP), src=UPLINK_IP, dst=A.ipv4,
+                                         sport=19999), given=(a_stun,), host=host(snat_ports=(19999, 20000))),
+    host_bound("hairpin_to_snat_mapping_tcp_ack", out(B, tcp(21000, 20000, "A"), dst=UPLINK_IP), given=(a_syn,)),
+    host_bound("hairpin_to_snat_mapping_other_protocol", out(B, tcp(21000, 20000), dst=UPLINK_IP), given=(a_stun,)),
+    host_bound("hairpin_to_snat_mapping_other_address", out(B, udp(21000, 20000), dst=SECOND_IP), given=(a_stun,)),
+    host_bound("hairpin_to_snat_mapping_icmp_echo_reply", out(B, ping(0x1234, reply=True), dst=UPLINK_IP),
+               given=(a_ping,)),
+    # a container answering a host process connected to it from an ephemeral port that is in
+    # a published range: the SYN-ACK and the data go to that process, not to the published one
+    host_bound("hairpin_synack_to_a_host_process", out(A, tcp(80, 7005, "SA"), dst=FRONT.gateway)),
+    host_bound("hairpin_data_to_a_host_process", out(A, tcp(80, 7005, "PA"), dst=UPLINK_IP)),
     # a port published on 127.0.0.1 is for host processes only
-    host_bound("hairpin_local_only", out(A, tcp(40000, 9000), dst=LOOPBACK)),
+    host_bound("hairpin_local_only", out(A, tcp(20000, 9000), dst=LOOPBACK)),
     # -- from a container, to the host itself or untranslatable: the host stack decides --
-    host_bound("container_to_host_unpublished_port", out(A, tcp(40000, 22), dst=UPLINK_IP)),
-    host_bound("container_to_published_port_other_protocol", out(A, udp(40000, 7005), dst=UPLINK_IP)),
-    host_bound("container_to_address_specific_port_other_address", out(A, udp(40000, 5353), dst=SECOND_IP)),
-    host_bound("container_to_peer_via_gateway", out(A, udp(40000, 53), dst=B.ipv4)),
+    host_bound("container_to_host_unpublished_port", out(A, tcp(20000, 22), dst=UPLINK_IP)),
+    host_bound("container_to_published_port_other_protocol", out(A, udp(20000, 7005), dst=UPLINK_IP)),
+    host_bound("container_to_address_specific_port_other_address", out(A, udp(20000, 5353), dst=SECOND_IP)),
+    host_bound("container_to_peer_via_gateway", out(A, udp(20000, 53), dst=B.ipv4)),
     host_bound("container_non_first_fragment", out(A, Raw(bytes(16)), proto=17, frag=100)),
     host_bound("container_other_protocol", out(A, Raw(bytes(16)), proto=132)),
     host_bound("container_icmp_error",
-               out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=40001))),
+               out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=20001))),
     host_bound("container_icmp_not_echo", out(A, ICMP(type=13))),
     drop("container_tcp_header_truncated", out(A, Raw(bytes(10)), proto=6), "drop_malformed_l4"),
-    drop("container_udp_length_zero", out(A, UDP(sport=40000, dport=53, len=0) / Raw(b"fastnet")),
+    drop("container_udp_length_zero", out(A, UDP(sport=20000, dport=53, len=0) / Raw(b"fastnet")),
          "drop_malformed_l4"),
-    drop("container_udp_length_beyond_ip", out(A, UDP(sport=40000, dport=53, len=200) / Raw(b"fastnet")),
+    drop("container_udp_length_beyond_ip", out(A, UDP(sport=20000, dport=53, len=200) / Raw(b"fastnet")),
          "drop_malformed_l4"),
     host_bound("uplink_udp_length_zero_not_translated",
                inbound(UDP(sport=5555, dport=5353, len=0) / Raw(b"fastnet"), src=CLIENT)),
-    host_bound("internal_to_own_gateway", out(F, udp(40000, 53), dst=INTERNAL.gateway)),
-    host_bound("internal_to_own_subnet", out(F, udp(40000, 53), dst="10.0.4.3")),
-    drop("internal_to_outside", out(F, udp(40000, 53)), "drop_internal"),
-    drop("internal_to_host_uplink_address", out(F, udp(40000, 53), dst=UPLINK_IP), "drop_internal"),
+    host_bound("internal_to_own_gateway", out(F, udp(20000, 53), dst=INTERNAL.gateway)),
+    host_bound("internal_to_own_subnet", out(F, udp(20000, 53), dst="10.0.4.3")),
+    drop("internal_to_outside", out(F, udp(20000, 53)), "drop_internal"),
+    drop("internal_to_host_uplink_address", out(F, udp(20000, 53), dst=UPLINK_IP), "drop_internal"),
     # -- from the uplink: drops, and the host's own traffic --
     drop("uplink_to_container_address", inbound(tcp(5555, 8005), src=CLIENT, dst=D.ipv4), "drop_direct_access"),
     drop("uplink_to_container_address_icmp", inbound(ping(1), dst=A.ipv4), "drop_direct_access"),
     drop("uplink_to_loopback", inbound(udp(5555, 53), dst=LOOPBACK), "drop_loopback_dst"),
     drop("uplink_to_loopback_net", inbound(udp(5555, 53), dst="127.0.0.53"), "drop_loopback_dst"),
-    drop("uplink_from_container_address", inbound(tcp(40000, 80, "A"), src=A.ipv4, dst=SERVER), "drop_uplink_spoof"),
+    drop("uplink_from_container_address", inbound(tcp(20000, 80, "A"), src=A.ipv4, dst=SERVER), "drop_uplink_spoof"),
     host_bound("uplink_unknown_flow", inbound(tcp(5555, 22), src=CLIENT)),
     host_bound("uplink_ping_to_host", inbound(ping(1))),
     host_bound("uplink_non_first_fragment", inbound(Raw(bytes(16)), proto=17, frag=100)),
@@ -464,7 +555,8 @@ def test_nat(nat, case: Case):
     expected_output = frame if case.output == UNCHANGED else bytes(case.output)
     before = nat.counters()
 
-    result = run(nat, case.send)
+    with host_sockets(case.host_sockets):
+        result = run(nat, case.send)
 
     assert (result.verdict, result.redirects) == (case.verdict, case.redirects)
     assert result.output.hex() == expected_output.hex()
@@ -517,16 +609,16 @@ class Flow:
 
 FLOWS = [
     Flow("snat_tcp", a_syn, server_synack,
-         (Entry((A.ipv4, 40000, SERVER, 80), (UPLINK_IP, 40000, SERVER, 80), False, "snat"),
-          Entry((SERVER, 80, UPLINK_IP, 40000), (SERVER, 80, A.ipv4, 40000), True, "snat")),
-         "tcp_syn", "tcp_established", out(A, tcp(40000, 80, "A"))),
+         (Entry((A.ipv4, 20000, SERVER, 80), (UPLINK_IP, 20000, SERVER, 80), False, "snat"),
+          Entry((SERVER, 80, UPLINK_IP, 20000), (SERVER, 80, A.ipv4, 20000), True, "snat")),
+         "tcp_syn", "tcp_established", out(A, tcp(20000, 80, "A"))),
     Flow("snat_udp", a_udp, server_udp,
-         (Entry((A.ipv4, 40000, SERVER, 53), (UPLINK_IP, 40000, SERVER, 53), False, "snat"),
-          Entry((SERVER, 53, UPLINK_IP, 40000), (SERVER, 53, A.ipv4, 40000), True, "snat")),
+         (Entry((A.ipv4, 20000, SERVER, 53), (UPLINK_IP, 20000, SERVER, 53), False, "snat"),
+          Entry((SERVER, 53, UPLINK_IP, 20000), (SERVER, 53, A.ipv4, 20000), True, "snat")),
          "udp", "udp"),
-    Flow("snat_icmp_echo", a_ping, server_pong,
-         (Entry((A.ipv4, 0x1234, SERVER, 0x1234), (UPLINK_IP, 0x1234, SERVER, 0x1234), False, "snat"),
-          Entry((SERVER, 0x1234, UPLINK_IP, 0x1234), (SERVER, 0x1234, A.ipv4, 0x1234), True, "snat")),
+    Flow("snat_icmp_echo", a_ping, server_pong,  # the identifier: the request's sport, the reply's dport
+         (Entry((A.ipv4, 0x1234, SERVER, 0), (UPLINK_IP, 0x1234, SERVER, 0), False, "snat"),
+          Entry((SERVER, 0, UPLINK_IP, 0x1234), (SERVER, 0, A.ipv4, 0x1234), True, "snat")),
          "icmp", "icmp"),
     Flow("dnat_tcp", client_syn, d_synack,
          (Entry((CLIENT, 5555, UPLINK_IP, 7005), (CLIENT, 5555, D.ipv4, 8005), False, "dnat"),
@@ -537,9 +629,9 @@ FLOWS = [
           Entry((B.ipv4, 53, CLIENT, 5555), (UPLINK_IP, 5353, CLIENT, 5555), True, "dnat")),
          "udp", "udp"),
     Flow("hairpin_tcp", a_hairpin, d_hairpin_synack,
-         (Entry((A.ipv4, 40000, UPLINK_IP, 7005), (BACK.gateway, 40000, D.ipv4, 8005), False, "hairpin"),
-          Entry((D.ipv4, 8005, BACK.gateway, 40000), (UPLINK_IP, 7005, A.ipv4, 40000), True, "hairpin")),
-         "tcp_syn", "tcp_established", out(A, tcp(40000, 7005, "A"), dst=UPLINK_IP)),
+         (Entry((A.ipv4, 20000, UPLINK_IP, 7005), (BACK.gateway, 20000, D.ipv4, 8005), False, "hairpin"),
+          Entry((D.ipv4, 8005, BACK.gateway, 20000), (UPLINK_IP, 7005, A.ipv4, 20000), True, "hairpin")),
+         "tcp_syn", "tcp_established", out(A, tcp(20000, 7005, "A"), dst=UPLINK_IP)),
 ]
 
 
@@ -578,30 +670,30 @@ def states(nat: Nat) -> dict[bool, tuple[str, int]]:
 
 def test_tcp_fin_in_both_directions_closes_with_the_short_timeout(nat):
     nat.configure(host(**SHORT))
-    for send in (a_syn, server_synack, out(A, tcp(40000, 80, "A")), inbound(tcp(80, 40000, "PA"))):
+    for send in (a_syn, server_synack, out(A, tcp(20000, 80, "A")), inbound(tcp(80, 20000, "PA"))):
         assert run(nat, send).verdict == "redirect"
     established = nat.now + SHORT["tcp_established"] * NSEC
     assert states(nat) == {False: ("established", established), True: ("established", established)}
 
     t1 = nat.advance(2)
-    assert run(nat, out(A, tcp(40000, 80, "FA"))).verdict == "redirect"
+    assert run(nat, out(A, tcp(20000, 80, "FA"))).verdict == "redirect"
     # half-closed: the server may still send, its direction keeps the long timeout
     assert states(nat) == {False: ("closing", t1 + 3 * NSEC), True: ("established", established)}
 
     t2 = nat.advance(1)
-    assert run(nat, inbound(tcp(80, 40000, "FA"))).verdict == "redirect"
+    assert run(nat, inbound(tcp(80, 20000, "FA"))).verdict == "redirect"
     assert states(nat) == {False: ("closing", t2 + 3 * NSEC), True: ("closing", t2 + 3 * NSEC)}
-    assert run(nat, out(A, tcp(40000, 80, "A"))).verdict == "redirect"  # the last ACK: no refresh
+    assert run(nat, out(A, tcp(20000, 80, "A"))).verdict == "redirect"  # the last ACK: no refresh
     assert states(nat) == {False: ("closing", t2 + 3 * NSEC), True: ("closing", t2 + 3 * NSEC)}
 
     nat.advance(3 + 1)
     assert nat.expire() == 2
     assert nat.conntrack() == []
-    late = run(nat, inbound(tcp(80, 40000, "A")))
+    late = run(nat, inbound(tcp(80, 20000, "A")))
     assert (late.verdict, late.redirects) == ("ok", [])
 
 
-@pytest.mark.parametrize("rst", [out(A, tcp(40000, 80, "R")), inbound(tcp(80, 40000, "R"))],
+@pytest.mark.parametrize("rst", [out(A, tcp(20000, 80, "R")), inbound(tcp(80, 20000, "R"))],
                          ids=["from_container", "from_server"])
 def test_tcp_rst_closes_both_directions(nat, rst: Send):
     nat.configure(host(**SHORT))
@@ -672,10 +764,10 @@ def test_one_way_traffic_keeps_the_whole_flow(nat):
 
 def test_tcp_tuple_reopened_after_rst_becomes_established(nat):
     nat.configure(host(**SHORT))
-    for send in (a_syn, server_synack, inbound(tcp(80, 40000, "R"))):
+    for send in (a_syn, server_synack, inbound(tcp(80, 20000, "R"))):
         run(nat, send)
     t1 = nat.advance(1)
-    for send in (a_syn, server_synack, out(A, tcp(40000, 80, "A"))):  # the same tuple, again
+    for send in (a_syn, server_synack, out(A, tcp(20000, 80, "A"))):  # the same tuple, again
         assert run(nat, send).verdict == "redirect"
     established = t1 + SHORT["tcp_established"] * NSEC
     assert states(nat) == {False: ("established", established), True: ("established", established)}
@@ -683,10 +775,10 @@ def test_tcp_tuple_reopened_after_rst_becomes_established(nat):
 
 # ---- port collisions ----------------------------------------------------------------------------
 
-COLLIDING = {  # the request from source port 40000; the server's reply to a port; that reply delivered
-    "tcp": (tcp(40000, 80), lambda port: tcp(80, port, "SA"), {"dport": 40000}),
-    "udp": (udp(40000, 53), lambda port: udp(53, port), {"dport": 40000}),
-    "icmp_echo": (ping(40000), lambda port: ping(port, reply=True), {"sport": 40000}),  # sport: the identifier
+COLLIDING = {  # the request from source port 20000; the server's reply to a port; that reply delivered
+    "tcp": (tcp(20000, 80), lambda port: tcp(80, port, "SA"), {"dport": 20000}),
+    "udp": (udp(20000, 53), lambda port: udp(53, port), {"dport": 20000}),
+    "icmp_echo": (ping(20000), lambda port: ping(port, reply=True), {"dport": 20000}),  # a reply's identifier
 }
 
 
@@ -697,7 +789,7 @@ def translated_sport(result: RunResult) -> int:
 
 @pytest.mark.parametrize("proto", COLLIDING)
 def test_same_source_port_to_the_same_server_gets_distinct_ports(nat, proto: str):
-    """A keeps 40000; B and C, sending from 40000 to the same server and port, get other
+    """A keeps 20000; B and C, sending from 20000 to the same server and port, get other
     ports of the SNAT range; each reply reaches the container whose flow it belongs to."""
     request, reply, back = COLLIDING[proto]
     ports = {}
@@ -707,7 +799,7 @@ def test_same_source_port_to_the_same_server_gets_distinct_ports(nat, proto: str
         port = ports[container] = translated_sport(result)
         assert (result.verdict, result.redirects) == ("redirect", NEIGH)
         assert result.output.hex() == bytes(to_uplink(send, src=UPLINK_IP, sport=port)).hex()
-    assert ports[A] == 40000
+    assert ports[A] == 20000
     assert len(set(ports.values())) == 3
     assert all(SNAT_PORTS[0] <= ports[c] <= SNAT_PORTS[1] for c in (B, C))
 
@@ -716,26 +808,123 @@ def test_same_source_port_to_the_same_server_gets_distinct_ports(nat, proto: str
         result = run(nat, answer)
         assert (result.verdict, result.redirects) == ("redirect", peer(container))
         assert result.output.hex() == bytes(into(container, answer, dst=container.ipv4, **back)).hex()
-    request_len, reply_len = len(out(A, request.copy()).frame), len(inbound(reply(40000)).frame)
+    request_len, reply_len = len(out(A, request.copy()).frame), len(inbound(reply(20000)).frame)
     assert nat.counters() == {(PROG, "fwd_snat"): (3, 3 * request_len), (PROG, "fwd_ct"): (3, 3 * request_len),
                               (UPLINK_PROG, "fwd_ct"): (3, 3 * reply_len)}
 
 
 def test_hairpin_clients_with_the_same_source_port_get_distinct_ports(nat):
     """Hairpinned, both clients come from the backend's gateway: the second one's port moves."""
-    first, second = out(A, tcp(40000, 7005), dst=UPLINK_IP), out(B, tcp(40000, 7005), dst=UPLINK_IP)
+    first, second = out(A, tcp(20000, 7005), dst=UPLINK_IP), out(B, tcp(20000, 7005), dst=UPLINK_IP)
     run(nat, first)
     result = run(nat, second)
     port = translated_sport(result)
-    assert port != 40000 and SNAT_PORTS[0] <= port <= SNAT_PORTS[1]
+    assert port != 20000 and SNAT_PORTS[0] <= port <= SNAT_PORTS[1]
     assert result.output.hex() == bytes(into(D, second, src=BACK.gateway, dst=D.ipv4, sport=port, dport=8005)).hex()
 
-    for client, client_port in ((B, port), (A, 40000)):
+    for client, client_port in ((B, port), (A, 20000)):
         answer = out(D, tcp(8005, client_port, "SA"), dst=BACK.gateway)
         result = run(nat, answer)
         assert (result.verdict, result.redirects) == ("redirect", peer(client))
         assert result.output.hex() == bytes(into(client, answer, src=UPLINK_IP, dst=client.ipv4, sport=7005,
-                                                 dport=40000)).hex()
+                                                 dport=20000)).hex()
+
+
+# ---- SNAT mappings (fn_nat_maps): one external port per container endpoint -------------------------
+
+def mappings(nat: Nat) -> set[tuple]:
+    """Both sides of every SNAT mapping: (proto, keyed by the external side?, key, value)."""
+    return {(m.proto, m.external, m.key, m.value) for m in nat.maps.nat_maps()}
+
+
+def mapping(proto: str, container: PortRecord, port: int, external_port: int) -> set[tuple]:
+    return {(proto, False, (container.ipv4, port), (UPLINK_IP, external_port)),
+            (proto, True, (UPLINK_IP, external_port), (container.ipv4, port))}
+
+
+def test_an_endpoint_keeps_its_external_port_for_every_destination(nat):
+    """RFC 4787 REQ-1 (endpoint-independent mapping) with a port that must move: A's port of the
+    host's ephemeral range gets one external port, the same towards every server."""
+    nat.configure(host(snat_ports=(2000, 2999)))
+    ports = set()
+    for server in (SERVER, OTHER_SERVER, NOT_HOST):
+        for l4 in (udp(EPHEMERAL, 53), udp(EPHEMERAL, 123)):
+            result = run(nat, out(A, l4, dst=server))
+            assert result.redirects == NEIGH
+            ports.add(translated_sport(result))
+    (port,) = ports
+    assert 2000 <= port <= 2999
+    assert mappings(nat) == mapping("udp", A, EPHEMERAL, port)
+
+
+def test_a_mapping_outside_a_new_snat_range_is_not_reused(nat):
+    """`up` recomputes the SNAT range from ip_local_port_range: an endpoint whose mapping's port
+    is no longer in it gets a port of the new range for its next flow."""
+    nat.configure(host(snat_ports=(2000, 2000)))
+    assert translated_sport(run(nat, out(A, udp(EPHEMERAL, 53)))) == 2000
+    nat.configure(host(snat_ports=(3000, 3000)))
+    assert translated_sport(run(nat, out(A, udp(EPHEMERAL, 53), dst=OTHER_SERVER))) == 3000
+
+
+def test_a_mapping_lives_while_a_flow_uses_it(nat):
+    """The agent's GC deletes a mapping once no tracked flow uses it and no flow took it for the
+    grace period; until then the port stays the endpoint's (B cannot have it)."""
+    nat.configure(host(snat_ports=(2000, 2000), **SHORT))
+    t0 = nat.now
+    assert translated_sport(run(nat, out(A, udp(EPHEMERAL, 53)))) == 2000
+    grace = 10 * NSEC
+    nat.advance(SHORT["udp"] + 1)
+    assert nat.expire() == 2 and nat.conntrack() == []
+    assert nat.maps.nat_maps_expire(nat.now, grace) == 0  # within the grace period
+    assert run(nat, out(B, udp(EPHEMERAL, 53))).verdict == "shot"  # drop_snat_exhausted: 2000 is A's
+    nat.advance(t0 + grace - nat.now)
+    assert nat.maps.nat_maps_expire(nat.now, grace) == 2
+    assert mappings(nat) == set()
+    assert translated_sport(run(nat, out(B, udp(EPHEMERAL, 53)))) == 2000
+    assert mappings(nat) == mapping("udp", B, EPHEMERAL, 2000)
+
+
+def test_a_mapping_in_use_is_never_collected(nat):
+    nat.configure(host(snat_ports=(2000, 2000), **SHORT))
+    run(nat, out(A, udp(EPHEMERAL, 53)))
+    for _ in range(20):  # a minute of replies, one every 3 s, GC in between
+        nat.advance(3)
+        assert run(nat, inbound(udp(53, 2000))).redirects == peer(A)
+        nat.expire()
+        assert nat.maps.nat_maps_expire(nat.now, 10 * NSEC) == 0
+    assert mappings(nat) == mapping("udp", A, EPHEMERAL, 2000)
+
+
+def test_two_containers_punch_through_each_others_mapping(nat):
+    """RFC 4787 REQ-9 with both ends sending first (UDP hole punching as ICE does it): A and B
+    learn their mappings from a STUN server, then each sends to the other's. It is one flow:
+    each side's packets reach the other from the sender's mapping, whoever started."""
+    b_stun = out(B, udp(21000, 3478))
+    for send in (a_stun, b_stun):
+        assert run(nat, send).redirects == NEIGH
+    before = nat.counters()
+    first = run(nat, a_to_b_mapping)
+    assert first.redirects == peer(B)
+    assert first.output.hex() == bytes(into(B, a_to_b_mapping, src=UPLINK_IP, dst=B.ipv4)).hex()
+    second = run(nat, b_to_a_mapping)
+    assert second.redirects == peer(A)
+    assert second.output.hex() == bytes(into(A, b_to_a_mapping, src=UPLINK_IP, dst=A.ipv4)).hex()
+    assert delta(before, nat.counters()) == {
+        (PROG, "fwd_snat_hairpin"): (1, len(a_to_b_mapping.frame)),
+        (PROG, "fwd_ct"): (2, len(a_to_b_mapping.frame) + len(b_to_a_mapping.frame)),
+    }
+    hairpin = {(r.orig, r.translated) for r in nat.conntrack() if r.kind == "hairpin"}
+    assert hairpin == {
+        ((A.ipv4, 20000, UPLINK_IP, 21000), (UPLINK_IP, 20000, B.ipv4, 21000)),
+        ((B.ipv4, 21000, UPLINK_IP, 20000), (UPLINK_IP, 21000, A.ipv4, 20000)),
+    }
+
+
+def test_conntrack_flush_forgets_the_mappings(nat):
+    run(nat, a_udp)
+    assert mappings(nat) == mapping("udp", A, 20000, 20000)
+    nat.maps.conntrack_flush()
+    assert mappings(nat) == set()
 
 
 def assert_checksums_valid(frame: bytes) -> None:
@@ -767,8 +956,8 @@ def test_ttl_is_decremented_into_containers(nat, given, send: Send):
 
 
 TTL_EXPIRES = [  # (given, a packet with TTL 1 that would be routed, who answers, its port)
-    pytest.param((a_syn, server_synack), out(A, tcp(40000, 80, "A"), ttl=1), FRONT.gateway, A, id="tracked_flow"),
-    pytest.param((), out(A, udp(40001, 33434), ttl=1), FRONT.gateway, A, id="new_flow"),
+    pytest.param((a_syn, server_synack), out(A, tcp(20000, 80, "A"), ttl=1), FRONT.gateway, A, id="tracked_flow"),
+    pytest.param((), out(A, udp(20001, 33434), ttl=1), FRONT.gateway, A, id="new_flow"),
     pytest.param((client_syn,), out(D, tcp(8005, 5555, "SA"), dst=CLIENT, ttl=1), BACK.gateway, D, id="dnat_reply"),
     pytest.param((), inbound(tcp(5555, 7005), src=CLIENT, ttl=1), UPLINK_IP, None, id="dnat_from_outside"),
 ]
@@ -794,8 +983,8 @@ def test_the_gateway_answers_an_expiring_ttl(nat, given, send: Send, gateway, po
 
 
 @pytest.mark.parametrize(("given", "spoofed"), [
-    pytest.param((a_hairpin,), inbound(tcp(40000, 7005, "A"), src=A.ipv4), id="into_hairpin_backend"),
-    pytest.param((a_syn,), inbound(tcp(40000, 80, "A"), src=A.ipv4, dst=SERVER), id="reflected_by_snat"),
+    pytest.param((a_hairpin,), inbound(tcp(20000, 7005, "A"), src=A.ipv4), id="into_hairpin_backend"),
+    pytest.param((a_syn,), inbound(tcp(20000, 80, "A"), src=A.ipv4, dst=SERVER), id="reflected_by_snat"),
 ])
 def test_uplink_packet_with_a_container_source_is_not_translated(nat, given, spoofed: Send):
     for earlier in given:
@@ -845,8 +1034,8 @@ def test_flood_of_new_flows_never_evicts_a_confirmed_one(small_nat):
     confirmed = [r for r in nat.conntrack() if r.confirmed]
     unconfirmed = [r for r in nat.conntrack() if not r.confirmed]
     assert {(r.orig, r.translated) for r in confirmed} == {
-        ((A.ipv4, 40000, SERVER, 80), (UPLINK_IP, 40000, SERVER, 80)),
-        ((SERVER, 80, UPLINK_IP, 40000), (SERVER, 80, A.ipv4, 40000)),
+        ((A.ipv4, 20000, SERVER, 80), (UPLINK_IP, 20000, SERVER, 80)),
+        ((SERVER, 80, UPLINK_IP, 20000), (SERVER, 80, A.ipv4, 20000)),
     }
     assert 0 < len(unconfirmed) <= CT_NEW_MAX
     assert all((r.kind, r.state) == ("dnat", "new") for r in unconfirmed)
@@ -859,7 +1048,7 @@ def test_flood_of_new_flows_never_evicts_a_confirmed_one(small_nat):
         (UPLINK_PROG, "fwd_dnat"): (flood, flood * syn_len),
     }
     # the established flow still translates both ways, as a tracked flow (no new SNAT)
-    data_out, data_in = out(A, tcp(40000, 80, "PA")), inbound(tcp(80, 40000, "PA"))
+    data_out, data_in = out(A, tcp(20000, 80, "PA")), inbound(tcp(80, 20000, "PA"))
     assert run(nat, data_out).output.hex() == bytes(to_uplink(data_out, src=UPLINK_IP)).hex()
     assert run(nat, data_in).output.hex() == bytes(into(A, data_in, dst=A.ipv4)).hex()
     assert len([r for r in nat.conntrack() if r.confirmed]) == 2

@@ -25,8 +25,15 @@ EXPECT['arp_peer'] = ['02:fa:0a:5a:01:0b', '10.90.1.10', '02:fa:0a:5a:01:0a']
 EXPECT['broadcast_stays_in_its_network'] = ['b']
 EXPECT['direct_container_address_unreachable'] = {'server saw': [], 'tcp b:80': 'blocked', 'udp b:53': 'blocked', 'udp d (internal)': 'blocked'}
 EXPECT['hairpin_to_itself'] = {'server saw': ['10.90.1.1'], 'tcp': 'ok', 'udp': 'ok'}
+EXPECT['host_sockets_to_two_published_udp_ports'] = {
+    'ipv4': {'127.0.0.1:8054': '127.0.0.1:8054', '198.51.100.1:8053': '198.51.100.1:8053'},
+    'ipv6-mapped': {'::ffff:127.0.0.1:8054': '::ffff:127.0.0.1:8054',
+                    '::ffff:198.51.100.1:8053': '::ffff:198.51.100.1:8053'},
+    'tcp ::ffff:198.51.100.1:8080': [True, '::ffff:198.51.100.1:8080'],
+}
 EXPECT['icmp_echo_identifier_translation'] = {'reply to container': ['198.51.100.2', '10.90.1.10', 16962, 7, []],
  'world sees': ['198.51.100.1', True, []]}
+EXPECT['echo_request_with_a_containers_identifier'] = {'a saw it': False, 'answered by': '198.51.100.1'}
 EXPECT['icmp_error_translation_embedded_header'] = {'outer': ['198.51.100.2', '10.90.1.10', 3, 3],
  'outer well formed': [],
  'quoted': ['10.90.1.10', '198.51.100.2', 41070, 5999],
@@ -47,7 +54,6 @@ EXPECT['nat_filtering_of_unsolicited_inbound'] = {'other address, same port': Fa
  'same address, other port': False,
  'same endpoint (reply)': True}
 EXPECT['nat_mapping_endpoint_independence'] = 'endpoint-independent'
-EXPECT['nat_port_preservation'] = ['198.51.100.1', 41040]
 EXPECT['pmtu_fragmentation_needed_through_nat'] = {'next-hop mtu': 1280,
  'outer': ['198.51.100.2', '10.90.1.10'],
  'quoted': ['10.90.1.10', '203.0.113.2'],
@@ -67,9 +73,9 @@ EXPECT['publish_tcp'] = {'echo': 'ok',
 EXPECT['publish_udp'] = {'datagram at container': ['198.51.100.2', '10.90.1.11', 41111, 53, 63, []],
  'echo': 'ok',
  'server saw': ['198.51.100.2']}
-EXPECT['tcp_fin_then_reopen'] = {'exchanges': ['ok', 'ok', 'ok'], 'external ports': [41081, 41081, 41081]}
+EXPECT['tcp_fin_then_reopen'] = {'exchanges': ['ok', 'ok', 'ok'], 'external ports': [21081, 21081, 21081]}
 EXPECT['ttl_expiry_at_gateway'] = {'icmp to sender': [11, 0, '10.90.1.1', '10.90.1.10', 40011], 'world received it': False}
-EXPECT['ttl_routed_once_through_snat'] = ['198.51.100.1', 40010, 63, True, []]
+EXPECT['ttl_routed_once_through_snat'] = ['198.51.100.1', 20010, 63, True, []]
 EXPECT['udp_zero_checksum'] = ['198.51.100.1', 0, []]
 EXPECT['unicast_same_network_ttl_unchanged'] = ['02:fa:0a:5a:01:0a', '10.90.1.10', 64, [], []]
 EXPECT['unpublished_port_unreachable'] = {'server saw': [], 'tcp 81': 'blocked', 'udp 54': 'blocked'}
@@ -126,9 +132,9 @@ EXPECT["fragments_through_snat"] = differs(
     "conntrack defragments and MASQUERADE translates every fragment",
 )
 EXPECT["nat_port_collision"] = differs(
-    [41050, True, "outside ip_local_port_range"],
+    [21050, True, "outside ip_local_port_range"],
     "eBPF keeps the first port and takes the colliding one from outside ip_local_port_range",
-    [41050, True, "Linux's choice in 1024-65535"],
+    [21050, True, "Linux's choice in 1024-65535"],
     "nf_nat keeps the first port and picks any free port (1024-65535) for the colliding one",
 )
 EXPECT["tcp_bad_checksum"] = differs(
@@ -172,16 +178,44 @@ EXPECT["zero_length_udp_from_world"] = "dropped"  # conntrack: INVALID; ebpf: ne
 # Not "the mapping is gone at once": Linux keeps a reset flow in CLOSE for 10 s and still translates
 # in-window segments; fastnet does the same (FN_CT_CLOSED, tcp_closing). Both reuse the tuple at once.
 EXPECT["tcp_rst_closes_the_mapping"] = {
-    "external ports": [41080, 41080], "first": "ok",
+    "external ports": [21080, 21080], "first": "ok",
     "in-window segment after RST still translated": True, "reopened": "ok",
 }
 
-# RFC 4787 mapping: without contention both keep the source port for every destination (looks
-# endpoint-independent); under contention both give the container another port for the remote
-# whose tuple is taken, i.e. both are endpoint-dependent (Linux nf_nat and fastnet alike).
-EXPECT["nat_mapping_under_contention"] = {
-    "a -> world keeps its port": True, "a's mapping": "endpoint-dependent", "b -> world2 keeps its port": True,
+# RFC 4787 mapping under contention: b holds 21200 towards WORLD2; a then sends from 21200 too.
+# eBPF: one external port per container endpoint (REQ-1, endpoint-independent mapping) and never
+# another endpoint's (REQ-3, no port overloading): a gets another port, for both destinations.
+# Linux nf_nat keeps 21200 for a towards WORLD (the tuple is free: port overloading) and gives
+# it another one towards WORLD2 (endpoint-dependent).
+EXPECT["nat_mapping_under_contention"] = differs(
+    {"a -> world keeps its port": False, "a's mapping": "endpoint-independent", "b -> world2 keeps its port": True},
+    "eBPF: one external port per container endpoint for every destination, never another endpoint's (RFC 4787 REQ-1, REQ-3)",
+    {"a -> world keeps its port": True, "a's mapping": "endpoint-dependent", "b -> world2 keeps its port": True},
+    "nf_nat keeps a's port where the tuple is free (b's port, overloaded) and moves it where it is not",
+)
+EXPECT["nat_port_preservation"] = differs(
+    {"inside ip_local_port_range": ["198.51.100.1", "outside ip_local_port_range"],
+     "outside ip_local_port_range": ["198.51.100.1", "kept"]},
+    "eBPF never gives a container a port of the host's ephemeral range: the host's own connections use those",
+    {"inside ip_local_port_range": ["198.51.100.1", "kept"], "outside ip_local_port_range": ["198.51.100.1", "kept"]},
+    "MASQUERADE keeps any free port (conntrack moves the host's own clashing flows instead)",
+)
+# Both keep the host's and the container's replies apart: eBPF by never using a port of the
+# host's ephemeral range, Linux by remapping whichever flow clashes second.
+EXPECT["host_socket_and_container_on_the_same_port"] = {
+    "a then host": {"a": "ok", "host": "ok"}, "host then a": {"a": "ok", "host": "ok"},
 }
+EXPECT["hairpin_to_another_containers_snat_mapping"] = differs(
+    ["198.51.100.1", 21401, "10.90.1.10", 21400],
+    "eBPF hairpins a container's flow to another container's SNAT mapping, from the sender's own mapping (RFC 4787 REQ-9)",
+    "not delivered", "MASQUERADE does not hairpin: the datagram to the host's address goes to the host's INPUT",
+)
+EXPECT["tcp_segment_without_a_flow_to_a_published_port"] = differs(
+    {"ack with data": "not delivered", "syn-ack": "not delivered"},
+    "eBPF starts a new inbound TCP flow only at a SYN without ACK; anything else untracked is the host's",
+    {"ack with data": "delivered to b", "syn-ack": "not delivered"},
+    "conntrack picks an ACK up mid-stream (nf_conntrack_tcp_loose) and DNATs it; a SYN-ACK alone is INVALID",
+)
 EXPECT["uplink_packet_with_container_source"] = differs(
     "dropped", "eBPF drops outside packets with a container's source address (drop_uplink_spoof)",
     "delivered from 10.90.1.10", "Docker's rules do not check the source of DNAT'd traffic (rp_filter off in the host namespace)",

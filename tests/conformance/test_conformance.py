@@ -24,9 +24,11 @@ from harness import (
     far_network,
     make_socket,
     marker,
+    netns,
     run,
     tcp_echo,
     udp_echo,
+    udp_stream,
 )
 from testbed import GW, HOST_IP2, WORLD2_IP
 from testbed import IP as ADDR, has, quiet, send, taps
@@ -154,7 +156,7 @@ def test_unicast_to_own_mac(env, record):
 def test_ttl_routed_once_through_snat(env, record):
     m = marker("ttl")
     with taps(env, "world") as t:
-        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5010, m, sport=40010), ttl=64))
+        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5010, m, sport=20010), ttl=64))
         got = t["world"].wait(has(m))
     p = got[0] if got else None
     record.expect(p and (p[IP].src, p[UDP].sport, p[IP].ttl, bytes(p[Raw]) == m, problems(ip_bytes(p))))
@@ -218,14 +220,14 @@ def test_fragments_through_snat(env, record):
     srv = make_socket(env.ns("world"), socket.SOCK_DGRAM)
     with srv, taps(env, "world") as t:
         srv.bind(("0.0.0.0", 6021))
-        pkt = IP(src=ADDR["a"], dst=WORLD_UPLINK_IP, id=0x4322) / UDP(sport=41021, dport=6021) / Raw(payload)
+        pkt = IP(src=ADDR["a"], dst=WORLD_UPLINK_IP, id=0x4322) / UDP(sport=21021, dport=6021) / Raw(payload)
         frags = fragment(pkt, fragsize=1000)
         send(env, "a", *[Ether(src=env.mac("a"), dst=env.gw_mac("a")) / f for f in frags])
         got = _recv_datagram(srv)
         seen = t["world"].match(lambda p: IP in p and p[IP].id == 0x4322)
     record.expect({
         "fragments sent": len(frags),
-        "world got the datagram": bool(got and got[0] == payload and got[1] == (HOST_UPLINK_IP, 41021)),
+        "world got the datagram": bool(got and got[0] == payload and got[1] == (HOST_UPLINK_IP, 21021)),
         "fragments reaching world (src)": sorted({p[IP].src for p in seen}),
     })
 
@@ -264,10 +266,10 @@ def test_nat_mapping_endpoint_independence(env, record):
 
 def test_nat_mapping_under_contention(env, record):
     """RFC 4787 mapping behaviour where port preservation cannot hide it: b holds external port
-    41200 towards WORLD2:5200; a then uses source port 41200 towards WORLD:5200 (free: gets 41200)
-    and towards WORLD2:5200 (taken by b). Endpoint-independent mapping would reuse a's first
-    external port for both destinations; "dependent" means a's mapping depends on the remote."""
-    sport = 41200
+    21200 towards WORLD2:5200; a then uses source port 21200 towards WORLD:5200 (a free tuple) and
+    towards WORLD2:5200 (taken by b). Endpoint-independent mapping would reuse a's first external
+    port for both destinations; "dependent" means a's mapping depends on the remote."""
+    sport = 21200
     mb, m1, m2 = marker("cont-b"), marker("cont-a1"), marker("cont-a2")
     with taps(env, "world") as t:
         send(env, "b", frame(env, "b", WORLD2_IP, udp_to(5200, mb, sport=sport)))
@@ -296,11 +298,41 @@ def test_uplink_packet_with_container_source(env, record):
 
 
 def test_nat_port_preservation(env, record):
-    m = marker("pp")
-    with taps(env, "world") as t:
-        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, TCP(sport=41040, dport=5040, flags="S") / Raw(m)))
-        got = t["world"].wait(has(m))
-    record.expect(got and (got[0][IP].src, got[0][TCP].sport))
+    """A container's source port is kept when it is free: by both backends for a port outside
+    the host's ip_local_port_range; one inside it the eBPF datapath never keeps (the host's own
+    connections take their source ports from that range; README: NAT)."""
+    lo, hi = _local_port_range(env)
+    out = {}
+    for label, sport in (("outside ip_local_port_range", 21040), ("inside ip_local_port_range", 41040)):
+        m = marker("pp")
+        with taps(env, "world") as t:
+            send(env, "a", frame(env, "a", WORLD_UPLINK_IP, TCP(sport=sport, dport=5040, flags="S") / Raw(m)))
+            got = t["world"].wait(has(m))
+        port = got[0][TCP].sport if got else None
+        where = "kept" if port == sport else "outside ip_local_port_range" if port and not lo <= port <= hi else port
+        out[label] = got and (got[0][IP].src, where)
+    record.expect(out)
+
+
+def test_host_socket_and_container_on_the_same_port(env, record):
+    """The host and container a talk to WORLD's UDP echo server from the same port of the host's
+    ip_local_port_range, a first, then the other way round: each gets its own replies."""
+    out = {}
+    for order, port in ((("a", "host"), 41300), (("host", "a"), 41310)):
+        with EchoServer(env.ns("world"), "udp") as srv:
+            socks = {}
+            try:
+                for who in order:
+                    socks[who] = make_socket(env.ns(who), socket.SOCK_DGRAM)
+                    socks[who].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    socks[who].bind(("0.0.0.0", port))
+                    udp_stream("", WORLD_UPLINK_IP, srv.port, count=1, sock=socks[who])
+                out[" then ".join(order)] = {who: udp_stream("", WORLD_UPLINK_IP, srv.port, count=10, sock=socks[who])
+                                             for who in (*order, *order)}
+            finally:
+                for s in socks.values():
+                    s.close()
+    record.expect(out)
 
 
 def _local_port_range(env) -> tuple[int, int]:
@@ -309,7 +341,7 @@ def _local_port_range(env) -> tuple[int, int]:
 
 
 def test_nat_port_collision(env, record):
-    sport = 41050
+    sport = 21050
     ma, mb = marker("coll-a"), marker("coll-b")
     with taps(env, "world") as t:
         send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5050, ma, sport=sport)))
@@ -374,6 +406,20 @@ def test_hairpin_from_another_network(env, record):
     record.expect(obs)
 
 
+def test_hairpin_to_another_containers_snat_mapping(env, record):
+    """RFC 4787 REQ-9: a sends to WORLD from port 21400 (WORLD sees a's mapping, as STUN would
+    tell a); c, on another network, then sends to that mapping on HOST's address."""
+    m1, m2 = marker("req9-out"), marker("req9-in")
+    with taps(env, "a", "world") as t:
+        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, udp_to(5400, m1, sport=21400)))
+        seen = t["world"].wait(has(m1))
+        assert seen, "a's datagram did not reach WORLD"
+        send(env, "c", frame(env, "c", HOST_UPLINK_IP, udp_to(seen[0][UDP].sport, m2, sport=21401)))
+        got = t["a"].wait(has(m2), timeout=1.0)
+    p = got[0] if got else None
+    record.expect((p[IP].src, p[UDP].sport, p[IP].dst, p[UDP].dport) if p else "not delivered")
+
+
 def test_icmp_echo_identifier_translation(env, record):
     m = marker("echo")
     with taps(env, "a", "world") as t:
@@ -385,6 +431,21 @@ def test_icmp_echo_identifier_translation(env, record):
         "world sees": o and (o[IP].src, o[ICMP].id == 0x4242, problems(ip_bytes(o))),
         "reply to container": b and (b[IP].src, b[IP].dst, b[ICMP].id, b[ICMP].seq, problems(ip_bytes(b))),
     })
+
+
+def test_echo_request_with_a_containers_identifier(env, record):
+    """a pings WORLD; WORLD then sends HOST an echo *request* carrying the identifier a's ping
+    had on the wire: HOST answers it, a never sees it."""
+    m, m2 = marker("echo-id"), marker("echo-id-request")
+    with taps(env, "a", "world") as t:
+        send(env, "a", frame(env, "a", WORLD_UPLINK_IP, ICMP(type=8, id=0x4444, seq=1) / Raw(m)))
+        out = t["world"].wait(lambda p: ICMP in p and p[ICMP].type == 8 and m in bytes(p))
+        assert out, "a's echo request did not reach WORLD"
+        assert t["a"].wait(lambda p: ICMP in p and p[ICMP].type == 0 and m in bytes(p)), "a got no reply"
+        send(env, "world", frame(env, "world", HOST_UPLINK_IP, ICMP(type=8, id=out[0][ICMP].id, seq=2) / Raw(m2)))
+        answered = t["world"].wait(lambda p: ICMP in p and p[ICMP].type == 0 and m2 in bytes(p))
+        quiet(0.3)
+        record.expect({"a saw it": bool(t["a"].match(has(m2))), "answered by": answered[0][IP].src if answered else None})
 
 
 def test_icmp_error_translation_embedded_header(env, record):
@@ -488,9 +549,9 @@ def test_tcp_rst_closes_the_mapping(env, record, request):
     srv = _CloseFirstServer(env.ns("world"), 5080)
     try:
         with taps(env, "world") as tw:
-            first = _tcp_exchange(env, 5080, 41080, rst=True)
+            first = _tcp_exchange(env, 5080, 21080, rst=True)
             time.sleep(0.3)
-            ext = srv.peers[-1][1] if srv.peers else 41080
+            ext = srv.peers[-1][1] if srv.peers else 21080
             segs = tw["world"].match(lambda p: TCP in p and p[TCP].sport == ext and p[TCP].dport == 5080)
         rst = [p for p in segs if p[TCP].flags.R]
         acks = [p for p in segs if p[TCP].flags.A and not p[TCP].flags.R]
@@ -500,7 +561,7 @@ def test_tcp_rst_closes_the_mapping(env, record, request):
         with taps(env, "a") as t:
             send(env, "world", frame(env, "world", HOST_UPLINK_IP, TCP(sport=5080, dport=ext, flags="PA", seq=seq, ack=ack) / Raw(m)))
             leaked = bool(t["a"].wait(has(m), timeout=0.8))
-        again = _tcp_exchange(env, 5080, 41080)
+        again = _tcp_exchange(env, 5080, 21080)
         record.expect({"first": first, "in-window segment after RST still translated": leaked, "reopened": again,
                        "external ports": [p for _, p in srv.peers]})
     finally:
@@ -510,7 +571,7 @@ def test_tcp_rst_closes_the_mapping(env, record, request):
 def test_tcp_fin_then_reopen(env, record):
     srv = _CloseFirstServer(env.ns("world"), 5081)
     try:
-        res = [_tcp_exchange(env, 5081, 41081) for _ in range(3)]
+        res = [_tcp_exchange(env, 5081, 21081) for _ in range(3)]
         record.expect({"exchanges": res, "external ports": [p for _, p in srv.peers]})
     finally:
         srv.close()
@@ -546,6 +607,21 @@ def test_publish_tcp(env, record):
             "echo": ok, "server saw": sorted({a for a, _ in srv.peers}),
             "syn at container": p and (p[IP].src, p[IP].dst, p[TCP].sport, p[TCP].dport, p[IP].ttl, problems(ip_bytes(p))),
         })
+
+
+def test_tcp_segment_without_a_flow_to_a_published_port(env, record):
+    """WORLD sends the published TCP port a SYN-ACK and a data segment of no tracked connection:
+    what the answers to a host process's connection from an ephemeral port inside a published
+    range look like."""
+    out = {}
+    for (name, flags), sport in zip((("syn-ack", "SA"), ("ack with data", "PA")), (41230, 41231)):
+        m = marker("nosyn")
+        with taps(env, "b") as t:
+            send(env, "world", frame(env, "world", HOST_UPLINK_IP,
+                                     TCP(sport=sport, dport=8080, flags=flags, seq=1000, ack=2000) / Raw(m)))
+            got = t["b"].wait(has(m), timeout=1.0)
+        out[name] = "delivered to b" if got else "not delivered"
+    record.expect(out)
 
 
 def test_publish_udp(env, record):
@@ -593,6 +669,44 @@ def test_publish_loopback_only(env, record):
             "host 198.51.100.1:9443": _reach(tcp_echo(env.ns("host"), HOST_UPLINK_IP, 9443, timeout=1)),
             "server saw": sorted({a for a, _ in srv.peers}),
         })
+
+
+def test_host_sockets_to_two_published_udp_ports(env, record):
+    """One unconnected UDP socket of the host, IPv4 or IPv6 with IPv4-mapped addresses, sends to
+    b's 8053 on HOST's address and c's 8054 on 127.0.0.1, then reads both replies: the source
+    each reply shows, by the destination its datagram went to; and an IPv6 socket's TCP
+    connection to ::ffff:198.51.100.1:8080."""
+    out = {}
+    with EchoServer(env.ns("b"), "udp", port=53), EchoServer(env.ns("c"), "udp", port=53), \
+            EchoServer(env.ns("b"), "tcp", port=80):
+        for family, label, prefix in ((socket.AF_INET, "ipv4", ""), (socket.AF_INET6, "ipv6-mapped", "::ffff:")):
+            with netns(env.ns("host")):
+                s = socket.socket(family, socket.SOCK_DGRAM)
+            with s:
+                s.settimeout(1.5)
+                dests = {f"{prefix}{HOST_UPLINK_IP}:8053": (prefix + HOST_UPLINK_IP, 8053),
+                         f"{prefix}127.0.0.1:8054": (prefix + "127.0.0.1", 8054)}
+                for name, dest in dests.items():
+                    s.sendto(name.encode(), dest)
+                seen = {}
+                try:
+                    for _ in dests:
+                        data, peer = s.recvfrom(100)
+                        seen[data.decode()] = f"{peer[0]}:{peer[1]}"
+                except OSError as exc:
+                    seen["error"] = type(exc).__name__
+                out[label] = seen
+        with netns(env.ns("host")):
+            t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        with t:
+            t.settimeout(2)
+            try:
+                t.connect((f"::ffff:{HOST_UPLINK_IP}", 8080))
+                t.sendall(b"hello")
+                out["tcp ::ffff:198.51.100.1:8080"] = (t.recv(5) == b"hello", "%s:%s" % t.getpeername()[:2])
+            except OSError as exc:
+                out["tcp ::ffff:198.51.100.1:8080"] = type(exc).__name__
+    record.expect(out)
 
 
 def test_unpublished_port_unreachable(env, record):

@@ -1041,8 +1041,8 @@ def cgroup_tree_ids(root: str = "/sys/fs/cgroup/unified") -> set[int]:
 def sock_hook_ids(host: Host) -> dict[int, str]:
     """The socket hooks (fn_sock_*) of *this* host's datapath: other hosts on the machine attach
     their own to the same root cgroup, so ours are told apart by the maps they share with the
-    program on this host's uplink, directly or through another of our hooks (recvmsg4 and
-    getpeername4 use only the per-socket storage that connect4 and sendmsg4 fill)."""
+    program on this host's uplink, directly or through another of our hooks (recvmsg* and
+    getpeername* use only the socket storage and tables that connect* and sendmsg4 fill)."""
     prog = uplink_program(host)
     ours = prog_map_ids(prog) if prog else set()
     hooks = {pid: (name, prog_map_ids(pid)) for pid, name in cgroup_programs().items() if name.startswith("fn_sock_")}

@@ -386,6 +386,38 @@ def test_replies_show_127_0_0_11_port_53(dnst):
     assert host.counters("web2", "fn_sock")["fwd_sock_resolver"] - before >= 3
 
 
+def test_an_ipv6_socket_with_a_mapped_address_reaches_the_resolver(dnst):
+    """An IPv6 socket asking ::ffff:127.0.0.11 (Java's default) is served like an IPv4 one:
+    unconnected UDP (sendto runs the IPv4 hook, recvfrom the IPv6 one), connected UDP and TCP
+    (connect6); replies and getpeername() show ::ffff:127.0.0.11 port 53."""
+    host, _ = dnst
+    mapped = f"::ffff:{RESOLVER}"
+    query = dns.message.make_query("web", "A")
+    with netns(ns_of(host, "web2")):
+        unconnected = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        connected = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        stream = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    with unconnected, connected, stream:
+        for s in (unconnected, connected, stream):
+            s.settimeout(3.0)
+        unconnected.sendto(query.to_wire(), (mapped, 53))
+        wire, source = unconnected.recvfrom(4096)
+        assert source[:2] == (mapped, 53)
+        assert str(dns.message.from_wire(wire).answer[0][0]) == "10.93.1.10"
+
+        connected.connect((mapped, 53))
+        assert connected.getpeername()[:2] == (mapped, 53)
+        connected.send(query.to_wire())
+        assert str(dns.message.from_wire(connected.recv(4096)).answer[0][0]) == "10.93.1.10"
+
+        stream.connect((mapped, 53))
+        assert stream.getpeername()[:2] == (mapped, 53)
+        wire = query.to_wire()
+        stream.sendall(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", recv_exactly(stream, 2))
+        assert str(dns.message.from_wire(recv_exactly(stream, length)).answer[0][0]) == "10.93.1.10"
+
+
 def test_a_client_sending_from_127_0_0_11_port_53_gets_its_answer(dnst):
     """The resolver's reply to 127.0.0.11:53 (a DNS server in the container asking from its own
     port 53) goes to that client: the hooks leave the resolver's own socket alone."""

@@ -6,7 +6,8 @@ Each test has its own host.
    front 10.91.1.0/24: a  publish 8080:80, 8053:53/udp
                                                     root cgroup (shared by every host on the
    HOST  up0 198.51.100.1/24 ==== veth ==== WORLD   machine): fn_sock_connect4, _sendmsg4,
-         clsact: ingress fn_from_uplink             _recvmsg4, _getpeername4, _bind4, _bind6
+         clsact: ingress fn_from_uplink             _recvmsg4, _getpeername4, _connect6,
+                                                    _recvmsg6, _getpeername6, _bind4, _bind6
                                                     of each host, told apart by the maps they
                                                     share with that host's fn_from_uplink
 """
@@ -59,7 +60,7 @@ def test_down_removes_the_uplink_program_socket_hooks_and_conntrack(host, clsact
     hooks = sock_hook_ids(host)
     assert sorted(hooks.values()) == sorted(
         ["fn_sock_connect4", "fn_sock_sendmsg4", "fn_sock_recvmsg4", "fn_sock_getpeername4",
-         "fn_sock_bind4", "fn_sock_bind6"]
+         "fn_sock_connect6", "fn_sock_recvmsg6", "fn_sock_getpeername6", "fn_sock_bind4", "fn_sock_bind6"]
     ), hooks
     assert set(hooks) <= cgroup_tree_ids(), "bpftool cgroup tree does not show the hooks"
     maps = {}

@@ -18,6 +18,7 @@ checksums. Published ports (DNAT) are in test_publish.py, `down` in test_nat_dow
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -105,12 +106,45 @@ def test_snat_source_is_the_uplink_address_and_the_port_is_kept(nat):
             assert udp_echo(c[name].netns, WORLD_UPLINK_IP, udp.port, bind=port + 1) == "ok"
             assert set(udp.peers) == {(HOST_UPLINK_IP, port + 1)}, f"{name}: the WORLD server saw {set(udp.peers)}"
             udp.peers.clear()
-        # a source port the container's kernel picked (ephemeral) is kept as well
+        # a source port the container's kernel picked is in its ip_local_port_range, which is
+        # the host's too (the same default): it moves to the SNAT range below it
         s = open_tcp(c["b"].netns, WORLD_UPLINK_IP, tcp.port)
         with s:
             assert roundtrip(s) == "ok"
-            assert tcp.peers[-1] == (HOST_UPLINK_IP, s.getsockname()[1])
+            assert 32768 <= s.getsockname()[1] <= 60999
+            assert tcp.peers[-1][0] == HOST_UPLINK_IP and 1024 <= tcp.peers[-1][1] <= 32767, tcp.peers[-1]
     assert moved(before, host.counters("a"))["fwd_snat"] >= 4
+
+
+@pytest.mark.parametrize("container_first", [True, False], ids=["container-first", "host-first"])
+def test_a_host_socket_and_a_container_on_the_same_port_both_get_their_replies(nat, container_first):
+    """The host and container a talk to the same WORLD servers from the same port, one of the
+    host's ephemeral range: the container's flows take another external port, so no reply of
+    one reaches the other (a shared tuple would send the host's replies into a)."""
+    host, c = nat
+    port = 41000 + (0 if container_first else 10)
+    tcp, udp = world_servers(host)
+    with tcp, udp:
+        socks = {}
+        for who in (("a", "host") if container_first else ("host", "a")):
+            ns = c["a"].netns if who == "a" else host.netns_path
+            u = make_socket(ns, socket.SOCK_DGRAM)
+            u.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            u.bind(("0.0.0.0", port))
+            socks[who] = (u, open_tcp(ns, WORLD_UPLINK_IP, tcp.port, bind=port + 1))
+            assert udp_stream("", WORLD_UPLINK_IP, udp.port, count=5, sock=u) == "ok", who
+        try:
+            for who in ("a", "host", "a", "host"):  # each one's replies reach it, both ways round
+                u, t = socks[who]
+                assert udp_stream("", WORLD_UPLINK_IP, udp.port, count=20, sock=u) == "ok", who
+                assert roundtrip(t) == "ok", who
+        finally:
+            for u, t in socks.values():
+                u.close()
+                t.close()
+    # the host's own sockets keep their port; the container's flows come from another one
+    assert {p for a, p in udp.peers} - {port} and (HOST_UPLINK_IP, port) in udp.peers, set(udp.peers)
+    assert len({p for _, p in tcp.peers}) == 2 and (HOST_UPLINK_IP, port + 1) in tcp.peers, tcp.peers
 
 
 def test_icmp_echo_to_the_outside(nat):
@@ -130,9 +164,9 @@ def test_icmp_echo_to_the_outside(nat):
 
 def test_icmp_echo_identifiers_are_translated_like_ports(nat):
     """a and c ping WORLD at the same time with the same echo identifier: both get their
-    replies, WORLD sees two identifiers (a free one is kept)."""
+    replies, WORLD sees two identifiers (a free one in the SNAT range is kept)."""
     host, c = nat
-    socks = [icmp_echo_socket(c[n].netns, 777) for n in ("a", "c")]
+    socks = [icmp_echo_socket(c[n].netns, 7777) for n in ("a", "c")]
     marks = [uuid.uuid4().hex.encode() for _ in socks]
     try:
         with Capture({"world": (host.world_path, UPLINK)}) as cap:
@@ -150,7 +184,32 @@ def test_icmp_echo_identifiers_are_translated_like_ports(nat):
     finally:
         for s in socks:
             s.close()
-    assert len(set(ids)) == 2 and 777 in ids, f"WORLD saw identifiers {ids}"
+    assert len(set(ids)) == 2 and 7777 in ids, f"WORLD saw identifiers {ids}"
+
+
+def test_an_echo_request_with_a_containers_identifier_is_the_hosts(nat):
+    """a pings WORLD with identifier 7788 (kept); WORLD then sends the host an echo *request*
+    with that identifier. The host answers it and a never sees it: a's flow expects replies."""
+    host, c = nat
+    sa = icmp_echo_socket(c["a"].netns, 7788)
+    sw = icmp_echo_socket(host.world_path, 7788)
+    mark = uuid.uuid4().hex.encode()
+    try:
+        with Capture({"a": (c["a"].netns, "eth0")}) as cap:
+            sa.settimeout(2)
+            sw.settimeout(2)
+            sa.sendto(icmp_echo_request(1, b"from a"), (WORLD_UPLINK_IP, 0))
+            assert sa.recvfrom(2048)[0].endswith(b"from a")
+            assert flows(host, "icmp", "snat", src=c["a"].ip("front"), sport=7788)
+            sw.sendto(icmp_echo_request(2, mark), (HOST_UPLINK_IP, 0))
+            reply, peer = sw.recvfrom(2048)
+            assert reply[0] == 0 and reply.endswith(mark) and peer[0] == HOST_UPLINK_IP, (reply, peer)
+            cap.wait_for("a", b"from a")  # a's own reply was seen: the capture runs
+            time.sleep(0.3)
+            assert not cap.seen("a", mark), "WORLD's echo request went into a"
+    finally:
+        sa.close()
+        sw.close()
 
 
 @pytest.mark.parametrize("pair", [("a", "b"), ("a", "c")], ids=["same-network", "two-networks"])
@@ -180,6 +239,69 @@ def test_two_containers_with_the_same_source_port(nat, pair):
                 assert udp_stream("", WORLD_UPLINK_IP, udp.port, count=10, sock=u) == "ok"
         uports = {p for a, p in udp.peers if a == HOST_UPLINK_IP}
         assert {a for a, _ in udp.peers} == {HOST_UPLINK_IP} and len(uports) == 2 and port + 1 in uports, set(udp.peers)
+
+
+class StunServer:
+    """A UDP server in WORLD that answers every datagram with the address and port it came
+    from, as a STUN binding response does: how a container learns its SNAT mapping."""
+
+    def __init__(self, ns_path: str):
+        self.sock = make_socket(ns_path, socket.SOCK_DGRAM)
+        self.sock.bind((WORLD_UPLINK_IP, 0))
+        self.sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                _, peer = self.sock.recvfrom(100)
+            except OSError:
+                continue
+            self.sock.sendto(f"{peer[0]} {peer[1]}".encode(), peer)
+
+    def mapping(self, s: socket.socket) -> tuple[str, int]:
+        """The (address, port) WORLD sees s's datagrams come from."""
+        for _ in range(3):
+            s.sendto(b"binding request", self.sock.getsockname())
+            try:
+                addr, port = s.recv(100).decode().split()
+                return addr, int(port)
+            except socket.timeout:
+                continue
+        raise AssertionError("no answer from the STUN server")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("sender", ["b", "c"], ids=["same-network", "other-network"])
+def test_hairpin_to_another_containers_snat_mapping(nat, sender):
+    """RFC 4787 REQ-9: a learns its SNAT mapping from a STUN server in WORLD, the sender its own;
+    the sender's datagram to a's mapping reaches a from the sender's mapping, and a's answer to
+    that address and port reaches the sender from a's mapping. Ports of the host's ephemeral
+    range: both mappings are ports fastnet chose."""
+    host, c = nat
+    before = host.counters("a")
+    sa, sx = make_socket(c["a"].netns, socket.SOCK_DGRAM), make_socket(c[sender].netns, socket.SOCK_DGRAM)
+    with StunServer(host.world_path) as stun, sa, sx:
+        for s, port in ((sa, 41500), (sx, 41600)):
+            s.settimeout(1)
+            s.bind(("0.0.0.0", port))
+        a_mapped, x_mapped = stun.mapping(sa), stun.mapping(sx)
+        assert a_mapped[0] == x_mapped[0] == HOST_UPLINK_IP and a_mapped[1] != x_mapped[1]
+        sx.sendto(b"to a's mapping", a_mapped)
+        assert sa.recvfrom(100) == (b"to a's mapping", x_mapped)
+        sa.sendto(b"answer", x_mapped)
+        assert sx.recvfrom(100) == (b"answer", a_mapped)
+        assert stun.mapping(sa) == a_mapped and stun.mapping(sx) == x_mapped  # endpoint-independent
+    assert moved(before, host.counters("a"))["fwd_snat_hairpin"] == 1
 
 
 def test_100_concurrent_flows_with_colliding_source_ports(nat):

@@ -7,13 +7,14 @@ processes (socket hooks), and everything that must stay unreachable.
            7000-7002:8000-8002
            198.51.100.3:9000:9000
            127.0.0.1:9443:443
-     peer
+     peer  publish 127.0.0.1:8054:53/udp
 
    HOST (host processes: 127.0.0.1 and 198.51.100.1, through the socket hooks)
      up0 198.51.100.1/24 + 198.51.100.3/24 ==== veth ==== WORLD up0 198.51.100.2/24 (clients)
      fn_from_uplink: DNAT to web, drops to containers' own and loopback addresses
 
-   The SYN-flood test has its own host with the smallest conntrack tables.
+   The SYN-flood test has its own host with the smallest conntrack tables; the tests of ranges
+   inside the host's ephemeral ports have theirs (project eph).
 """
 from __future__ import annotations
 
@@ -29,17 +30,21 @@ from harness import (
     UPLINK,
     WORLD_UPLINK_IP,
     EchoServer,
+    assert_no_leftovers,
     containers,
     flows,
     iptables_rules,
     l2socket,
     make_socket,
     moved,
+    netns,
     nstat,
+    one_line_error,
     open_tcp,
     prog_map_ids,
     roundtrip,
     run,
+    sysctl,
     tcp_echo,
     tx_checksum_off,
     udp_echo,
@@ -71,6 +76,7 @@ containers:
       - "127.0.0.1:9443:443"
   peer:
     networks: [front]
+    publish: ["127.0.0.1:8054:53/udp"]
   other:
     networks: [back]
 """
@@ -215,6 +221,64 @@ def test_host_process_reaches_published_ports(pub, web, ip):
         u.send(b"connected")
         assert u.recv(100) == b"connected"
     assert moved(before, host.counters("web", "fn_sock"))["fwd_sock_dnat"] >= 3
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", HOST_UPLINK_IP])
+def test_host_ipv6_socket_with_a_mapped_address_reaches_published_ports(pub, web, ip):
+    """An IPv6 socket using IPv4-mapped addresses (Java's default) reaches published ports like
+    an IPv4 one (connect6, recvmsg6, getpeername6; its sendto() runs sendmsg4) and sees the
+    published address as its peer and as the source of every reply."""
+    host, _ = pub
+    tcp, udp = web
+    mapped = f"::ffff:{ip}"
+    before = host.counters("web", "fn_sock")
+    with netns(host.netns_path):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        cu = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    with s, u, cu:
+        s.settimeout(5)
+        s.connect((mapped, 8080))
+        assert s.getpeername()[:2] == (mapped, 8080)
+        assert roundtrip(s, 64 * 1024) == "ok"
+        u.settimeout(1)
+        for i in range(5):  # unconnected: each reply from the published address
+            u.sendto(b"datagram %d" % i, (mapped, 8053))
+            data, peer = u.recvfrom(100)
+            assert (data, peer[:2]) == (b"datagram %d" % i, (mapped, 8053))
+        cu.settimeout(1)
+        cu.connect((mapped, 8053))
+        assert cu.getpeername()[:2] == (mapped, 8053)
+        cu.send(b"connected")
+        assert cu.recvfrom(100)[0] == b"connected"
+    assert len(tcp.peers) == 1 and len(udp.peers) == 6, (tcp.peers, udp.peers)
+    assert moved(before, host.counters("web", "fn_sock"))["fwd_sock_dnat"] >= 7
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6-mapped"])
+def test_one_udp_socket_sees_each_published_port_answer_from_its_own_address(pub, web, family):
+    """One unconnected UDP socket of the host talks to two published ports at once (web's 8053
+    on every address, peer's 8054 on 127.0.0.1: a datagram to each, then both replies): every
+    reply comes from the address and port it was sent to, not from a container's address (the
+    hooks keep one mapping per destination, not one per socket)."""
+    host, c = pub
+    _, udp = web
+    dests = [(HOST_UPLINK_IP, 8053), ("127.0.0.1", 8054)]
+    if family == socket.AF_INET6:
+        dests = [(f"::ffff:{a}", p) for a, p in dests]
+    with EchoServer(c["peer"].netns, "udp", port=53) as peer_udp:
+        with netns(host.netns_path):
+            s = socket.socket(family, socket.SOCK_DGRAM)
+        with s:
+            s.settimeout(1)
+            for i in range(10):
+                sent = {b"%d to %s" % (i, str(dest).encode()): dest for dest in dests}
+                for payload, dest in sent.items():
+                    s.sendto(payload, dest)
+                for _ in dests:
+                    data, peer = s.recvfrom(200)
+                    assert peer[:2] == sent[data], f"{data!r}: reply from {peer}"
+        assert len(peer_udp.peers) == 10 and len(udp.peers) == 10, (peer_udp.peers, udp.peers)
 
 
 def test_socket_hooks_act_only_in_the_host_namespace(pub, web):
@@ -430,3 +494,55 @@ def test_a_syn_flood_does_not_evict_established_flows(host):
             except OSError as exc:
                 raise HalfOpenConfirmed(f"the established flow broke: {exc!r}") from None
             assert got == b"still there?"
+
+
+# -- published ranges and the host's ephemeral ports -----------------------------------------------
+EPHEMERAL = """\
+name: eph
+backend: {backend}
+networks:
+  front: {{subnet: 10.92.5.0/24}}
+containers:
+  web:
+    networks: [front]
+    publish: ["40000-40100:40000-40100", "40000-40100:40000-40100/udp"]
+  peer:
+    networks: [front]
+"""
+
+
+@pytest.mark.parametrize("backend", ["ebpf", "iptables"])
+def test_up_refuses_to_publish_the_hosts_ephemeral_ports(host, backend):
+    """ebpf: a published range inside ip_local_port_range is refused before anything is made
+    (answers to the host's own connections from those ports would look like new flows to it);
+    the iptables backend holds every published port with a socket, so the host never uses one."""
+    cp = host.up(EPHEMERAL.format(backend=backend), check=False)
+    if backend == "iptables":
+        assert cp.returncode == 0, cp.stderr
+        host.down(cp.path)
+        return
+    assert cp.returncode == 1, cp.stderr
+    assert one_line_error(cp) == (
+        "fastnet: error: up eph: containers.web.publish: 40000-40100/tcp is in the host's ephemeral port range "
+        "32768-60999 (net.ipv4.ip_local_port_range), where its own connections take their source ports, and "
+        "answers to those would go to the container; publish outside that range, or set "
+        "publish_ephemeral_ports: true to accept it")
+    assert_no_leftovers(host)
+
+
+def test_host_connections_from_ports_of_a_published_range_get_their_replies(host):
+    """With publish_ephemeral_ports and the host's ephemeral ports narrowed into a published TCP
+    range, the host's own connections (to WORLD, and to a container's address) come from ports
+    of that range: their SYN-ACKs and data reach the host, none becomes a flow into web."""
+    sysctl(host.netns_path, "net.ipv4.ip_local_port_range", "40000 40009")
+    host.up(EPHEMERAL.format(backend="ebpf").replace("name: eph\n", "name: eph\npublish_ephemeral_ports: true\n"))
+    c = containers(host, "eph")
+    before = {p: host.counters("web", p) for p in ("fn_from_uplink", "fn_from_container")}
+    with EchoServer(host.world_path, "tcp") as world, EchoServer(c["peer"].netns, "tcp", port=80) as peer:
+        for _ in range(3):
+            assert tcp_echo(host.netns_path, WORLD_UPLINK_IP, world.port) == "ok"
+            assert tcp_echo(host.netns_path, c["peer"].ip("front"), 80) == "ok"
+        ports = [p for _, p in world.peers + peer.peers]
+    assert len(ports) == 6 and all(40000 <= p <= 40009 for p in ports), ports
+    for prog, counts in before.items():
+        assert moved(counts, host.counters("web", prog))["fwd_dnat"] == 0, prog

@@ -196,13 +196,14 @@ def test_x_fastnet_extension_carries_uplink_and_backend():
         x-fastnet:
           uplink: up0
           backend: iptables
+          publish_ephemeral_ports: true
         x-common: &common {image: busybox}
         services:
           a: {networks: [n]}
         networks:
           n: {ipam: {config: [{subnet: 10.3.0.0/24}]}}
         """)
-    assert (cfg.uplink, cfg.backend) == ("up0", "iptables")
+    assert (cfg.uplink, cfg.backend, cfg.publish_ephemeral_ports) == ("up0", "iptables", True)
     assert cfg.warnings == ()  # x-* keys are Compose extensions, not ignored keys
 
 

@@ -471,7 +471,8 @@ def test_duplicate_network_in_list():
 @pytest.mark.parametrize(("text", "line", "col", "path", "fragment"), [
     ("nmae: x\n", 1, 1, "", "unknown key 'nmae' (did you mean 'name'?)"),
     ("name: x\nzzz: 1\n", 2, 1, "",
-     "unknown key 'zzz' (valid keys: name, uplink, backend, networks, containers, conntrack)"),
+     "unknown key 'zzz' (valid keys: name, uplink, backend, networks, containers, conntrack, "
+     "publish_ephemeral_ports)"),
     ("networks:\n  front:\n    subnet: 10.1.0.0/16\n    subent: 1\n", 4, 5, "networks.front",
      "unknown key 'subent' (did you mean 'subnet'?)"),
     ("containers:\n  web:\n    network: [a]\n", 3, 5, "containers.web",
@@ -708,6 +709,14 @@ containers:
 """
     with pytest.raises(ConfigError, match="only on internal networks"):
         parse_config(text)
+
+
+def test_publish_ephemeral_ports_is_a_boolean_off_by_default():
+    assert parse_config("name: x\n").publish_ephemeral_ports is False
+    assert parse_config("publish_ephemeral_ports: true\n").publish_ephemeral_ports is True
+    with pytest.raises(ConfigError) as exc:
+        parse_config("publish_ephemeral_ports: yes\n", "p.yaml")
+    assert str(exc.value) == "p.yaml:1:26: publish_ephemeral_ports: expected true or false, got string 'yes'"
 
 
 def test_conntrack_settings():

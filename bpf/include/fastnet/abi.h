@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 5
+#define FASTNET_ABI_VERSION 8
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -31,6 +31,9 @@
 #define FN_MAX_SERVICES        65536  /* LPM prefixes of published ports */
 #define FN_MAX_HOST_ADDRS      256
 #define FN_SNAT_TRIES          32     /* bounded search for a free SNAT port */
+#ifndef FN_NAT_MAPS_MAX
+#define FN_NAT_MAPS_MAX        131072 /* SNAT mappings x 2 directions (fn_nat_maps) */
+#endif
 
 /* Default conntrack timeouts in seconds (Linux/Cilium spirit); fn_config carries the ones
  * in force. */
@@ -254,8 +257,8 @@ struct fn_service {
 struct fn_ct_key {
 	__be32 saddr;
 	__be32 daddr;
-	__be16 sport;          /* ICMP echo: the identifier, in both port fields */
-	__be16 dport;
+	__be16 sport;          /* ICMP echo request: the identifier (dport 0) */
+	__be16 dport;          /* ICMP echo reply: the identifier (sport 0) */
 	__u8   proto;
 	__u8   pad[3];
 };
@@ -288,16 +291,70 @@ struct fn_ct_entry {
 #define FN_CT_F_SEEN_REPLY 0x20 /* TCP: the server answered the SYN; the client's ACK confirms */
 
 /*
+ * fn_nat_maps: LRU_HASH, the SNAT mappings (RFC 4787 terms): which container endpoint (address,
+ * port, protocol) owns which external port of the uplink address, both ways:
+ *   key (container address, its port, proto)  -> (uplink address, external port)
+ *   key (uplink address, external port, proto) -> (container address, its port), F_EXTERNAL
+ * ICMP echo: the identifier is the port. A container endpoint keeps one external port whatever
+ * it talks to (endpoint-independent mapping) and no two endpoints share one (no port
+ * overloading). Written by the programs when they create a flow to the outside, read for new
+ * flows only; the agent deletes a mapping once no tracked flow uses it (datapath/maps.py).
+ */
+struct fn_nat_map_key {
+	__be32 addr;           /* be */
+	__be16 port;           /* be */
+	__u8   proto;
+	__u8   pad;            /* always 0: part of the hashed key */
+};
+
+struct fn_nat_map {
+	__u64  used;           /* bpf_ktime_get_ns() when a flow last took this mapping */
+	__be32 addr;           /* be */
+	__be16 port;           /* be */
+	__u16  flags;          /* FN_NAT_MAP_F_* */
+};
+
+#define FN_NAT_MAP_F_EXTERNAL 0x1 /* keyed by the external side: the owner's endpoint */
+
+/*
  * fn_sock_orig: SK_STORAGE, per socket whose connect()/sendmsg() the socket hooks redirected
  * (a host process's to a published port's container, a container's to its DNS resolver's
- * port): the address it asked for, so that replies and getpeername() show that address
- * again. Written and read by the programs only.
+ * port): for a connect(), the address it asked for, so that replies and getpeername() show
+ * that address again; for a sendmsg(), only FN_SOCK_F_SENT (where each destination went is in
+ * fn_sock_dsts). Written and read by the programs only.
  */
 struct fn_sock_orig {
-	__be32 orig_ipv4;
-	__be32 backend_ipv4;
+	__be32 orig_ipv4;      /* FN_SOCK_F_CONNECTED: the address connect() asked for ... */
+	__be32 backend_ipv4;   /* ... and where it went */
 	__be16 orig_port;
 	__be16 backend_port;
+	__u32  flags;          /* FN_SOCK_F_* */
+};
+
+#define FN_SOCK_F_CONNECTED 0x1 /* orig/backend hold the peer a connect() was sent to */
+#define FN_SOCK_F_SENT      0x2 /* a sendmsg() was sent elsewhere: see fn_sock_dsts */
+
+/*
+ * fn_sock_dsts: LRU_HASH, one entry per (socket, destination) a sendmsg() was redirected to:
+ * key (socket cookie, where it went) -> the address it asked for, so that an unconnected UDP
+ * socket talking to several published ports sees each reply come from the address it sent
+ * to. Written and read by the programs only; entries of closed sockets age out (LRU).
+ */
+#ifndef FN_SOCK_DSTS_MAX
+#define FN_SOCK_DSTS_MAX 65536
+#endif
+
+struct fn_sock_dst_key {
+	__u64  cookie;         /* bpf_get_socket_cookie() */
+	__be32 backend_ipv4;   /* be */
+	__be16 backend_port;   /* be */
+	__u16  pad;            /* always 0: part of the hashed key */
+};
+
+struct fn_sock_dst {
+	__be32 orig_ipv4;      /* be */
+	__be16 orig_port;      /* be */
+	__u16  pad;
 };
 
 /*
