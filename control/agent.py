@@ -84,8 +84,8 @@ async def _periodic(host_dir: Path) -> None:
 
 
 def collect_garbage(pin_root: Path) -> None:
-    """Delete expired conntrack entries (LRU eviction alone would keep dead flows until the
-    table fills). The pins are reopened each time: an upgrade may have replaced them."""
+    """Remove expired flows (nothing else frees conntrack: its table never evicts). The pins
+    are reopened each time: an upgrade may have replaced them."""
     from ..datapath import loader
     from ..datapath.maps import Maps
 

@@ -178,8 +178,10 @@ class Conntrack:
     """Connection-tracking sizes and timeouts (seconds). They apply to the whole host: every
     project on it shares one datapath."""
 
-    max_flows: int = 65536
-    max_new_flows: int = 8192
+    max_flows: int = 65536  # confirmed flows, in and out budgets together
+    max_new_flows: int = 8192  # flows not confirmed yet
+    inbound_percent: int = 50  # of both, for flows from outside to published ports
+    owner_percent: int = 50  # of its budget, the most one published port or one container holds
     tcp_syn: int = 60
     tcp_established: int = 21600
     tcp_closing: int = 10
@@ -670,6 +672,8 @@ class _TimeoutsSpec(_Spec):
 class _ConntrackSpec(_Spec):
     max_flows: Annotated[StrictInt, Field(ge=1024, le=1 << 24)] = Conntrack.max_flows
     max_new_flows: Annotated[StrictInt, Field(ge=256, le=1 << 22)] = Conntrack.max_new_flows
+    inbound_percent: Annotated[StrictInt, Field(ge=1, le=99)] = Conntrack.inbound_percent
+    owner_percent: Annotated[StrictInt, Field(ge=1, le=100)] = Conntrack.owner_percent
     timeouts: _TimeoutsSpec = _TimeoutsSpec()
 
 
@@ -784,7 +788,8 @@ def _resolve(spec: _FileSpec, where: _SourceMap) -> Config:
     if problems:
         raise min(problems, key=lambda e: (e.line, e.col))
     ct = spec.conntrack
-    conntrack = Conntrack(ct.max_flows, ct.max_new_flows, **ct.timeouts.model_dump())
+    conntrack = Conntrack(ct.max_flows, ct.max_new_flows, ct.inbound_percent, ct.owner_percent,
+                          **ct.timeouts.model_dump())
     return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source, conntrack)
 
 

@@ -18,7 +18,7 @@ from .config import Conntrack, PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 
-FORMAT = 3
+FORMAT = 4
 
 
 class StateError(RuntimeError):
@@ -45,8 +45,15 @@ def _v2_to_v3(d: dict) -> dict:
     return d
 
 
+def _v3_to_v4(d: dict) -> dict:
+    """Format 4 added the conntrack budget settings; absent means the defaults."""
+    d["spec"]["conntrack"].setdefault("inbound_percent", Conntrack.inbound_percent)
+    d["spec"]["conntrack"].setdefault("owner_percent", Conntrack.owner_percent)
+    return d
+
+
 # format N -> the function that turns it into format N + 1; a file is read by applying them in turn
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 @dataclass

@@ -66,7 +66,15 @@ class HostConfig(ctypes.Structure):
         ("timeout_tcp_closing", u32),
         ("timeout_udp", u32),
         ("timeout_icmp", u32),
-        ("pad", u32),
+        ("timeout_tcp_half_closed", u32),
+        ("ct_in_max", u32),
+        ("ct_in_new_max", u32),
+        ("ct_out_max", u32),
+        ("ct_out_new_max", u32),
+        ("ct_port_max", u32),
+        ("ct_port_new_max", u32),
+        ("ct_container_max", u32),
+        ("ct_container_new_max", u32),
     ]
 
 
@@ -100,6 +108,7 @@ class CtEntry(ctypes.Structure):
     _fields_ = [
         ("expires", u64),
         ("created", u64),
+        ("status", u64),
         ("to_saddr", u32),
         ("to_daddr", u32),
         ("to_sport", u16),
@@ -109,8 +118,29 @@ class CtEntry(ctypes.Structure):
         ("out_smac", u8 * 6),
         ("state", u8),
         ("flags", u8),
-        ("pad", u16),
+        ("tcp", u8),
+        ("pad", u8),
+        ("seq", u32),
+        ("ack_expect", u32),
+        ("owner", u32),
+        ("pad2", u32),
     ]
+
+
+class CtCount(ctypes.Structure):
+    _fields_ = [("new_flows", u64), ("flows", u64)]
+
+
+class CtAdminReq(ctypes.Structure):
+    """struct fn_ct_admin_req: the head of fn_ct_admin's test-run "packet" (not a map's)."""
+
+    _fields_ = [("now", u64), ("op", u32), ("count", u32)]
+
+
+class CtFlow(ctypes.Structure):
+    """struct fn_ct_flow: one flow in an FN_CT_ADMIN_ADOPT request."""
+
+    _fields_ = [("fwd_key", CtKey), ("fwd", CtEntry), ("rev_key", CtKey), ("rev", CtEntry)]
 
 
 class IpvlanPort(ctypes.Structure):
@@ -162,6 +192,10 @@ PROGRAMS = {
     "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
 }
 TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger")
+# TC programs that are never attached: the control plane runs them with BPF_PROG_TEST_RUN.
+ADMIN_PROGRAMS = ("fn_ct_admin",)
+# Maps only the test build (FN_TEST) has (tests/bpf/test_abi.py checks their mirrors).
+TEST_MAPS = ("fn_test_state", "fn_test_ct_req", "fn_test_ct_flow")
 FN_IPVLAN_F_L3 = constants()["FN_IPVLAN_F_L3"]
 # socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
 SOCK_PROGRAMS = {
@@ -190,7 +224,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_svc_any": (SvcAnyKey, Service),
     "fn_pub_ports": (u32, u64),
     "fn_ct": (CtKey, CtEntry),
-    "fn_ct_new": (CtKey, CtEntry),
+    "fn_ct_budget": (u32, CtCount),
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),

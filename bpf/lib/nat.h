@@ -165,7 +165,7 @@ FN_INLINE int fn_nat_create_with_port(const struct fn_ct_key *fwd_key, struct fn
 				     .proto = fwd_key->proto };
 	__u32 span = max >= min ? (__u32)(max - min) + 1 : 1;
 	__be16 port = want;
-	int confirmed, i;
+	int confirmed, i, ret;
 
 	for (i = 0; i < FN_SNAT_TRIES; i++) {
 		rev_key.dport = port;
@@ -175,8 +175,9 @@ FN_INLINE int fn_nat_create_with_port(const struct fn_ct_key *fwd_key, struct fn
 			fwd->to_sport = fwd->to_dport = port;
 		else
 			fwd->to_sport = port;
-		if (!fn_ct_create(fwd_key, fwd, &rev_key, rev))
-			return 0;
+		ret = fn_ct_create(fwd_key, fwd, &rev_key, rev);
+		if (ret != FN_CT_TAKEN)
+			return ret;
 		if (fn_ct_find(fwd_key, &confirmed)) /* another CPU created this very flow */
 			return 0;
 		port = bpf_htons(min + bpf_get_prandom_u32() % span);
@@ -228,13 +229,14 @@ FN_INLINE int fn_dnat_create(const struct fn_l4 *l4, const struct fn_service *sv
 	{
 		struct fn_ct_key rev_key = { .saddr = svc->backend_ipv4, .daddr = l4->key.saddr, .sport = bport,
 					     .dport = l4->key.sport, .proto = l4->key.proto };
-		int confirmed;
+		int confirmed, ret;
 
 		if (l4->key.proto == IPPROTO_ICMP)
 			return -FN_DROP_NAT_PROTO;
-		if (fn_ct_create(&l4->key, &fwd, &rev_key, &rev) && !fn_ct_find(&l4->key, &confirmed))
-			return -FN_DROP_CT_INSERT;
-		return 0;
+		ret = fn_ct_create(&l4->key, &fwd, &rev_key, &rev);
+		if (ret == FN_CT_TAKEN)
+			return fn_ct_find(&l4->key, &confirmed) ? 0 : -FN_DROP_CT_INSERT;
+		return ret;
 	}
 }
 

@@ -20,8 +20,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ...datapath import abi, loader, sockhooks, tc
-from ...datapath.maps import (HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord,
-                              port_prefixes)
+from ...datapath.maps import (CtBudgets, HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord,
+                              VlanRecord, ct_budgets, ct_table_entries, port_prefixes)
 from .. import drivers, modes, nlbatch, observe
 from .. import state as statestore
 from ..host import Host
@@ -59,10 +59,14 @@ class EbpfBackend:
         return network.gateway_mac
 
     @staticmethod
-    def defines(spec: ProjectSpec) -> tuple[tuple[str, int], ...]:
-        """Compile-time settings: each flow takes two entries, one per direction."""
+    def budgets(spec: ProjectSpec) -> CtBudgets:
         ct = spec.conntrack
-        return (("FN_CT_MAX", 2 * ct.max_flows), ("FN_CT_NEW_MAX", 2 * ct.max_new_flows))
+        return ct_budgets(ct.max_flows, ct.max_new_flows, ct.inbound_percent, ct.owner_percent)
+
+    @classmethod
+    def defines(cls, spec: ProjectSpec) -> tuple[tuple[str, int], ...]:
+        """Compile-time settings: fn_ct's capacity, two entries per flow of the budgets."""
+        return (("FN_CT_MAX", ct_table_entries(cls.budgets(spec))),)
 
     @staticmethod
     def table_problems(specs: list[ProjectSpec]) -> str | None:
@@ -200,6 +204,7 @@ class EbpfBackend:
                 netns_cookie=observe.netns_cookie(),
                 addresses=tuple(observe.host_addresses(ipr)),
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
+                budgets=self.budgets(states[0].spec) if states else None,
                 uplink_is_parent=bool(ifindex) and uplink_name in parents,
             )
             maps.sync_host(host)

@@ -1,5 +1,6 @@
 """The counter table (bpf/include/fastnet/counters.h) and its coverage by the case tables
-(test_bridge.CASES: one counter per case; test_nat.CASES: the counters each case moves).
+(test_bridge.CASES: one counter per case; test_nat.CASES, test_conntrack.CASES: the counters each
+case moves).
 
 Adding a drop reason or outcome without a case that produces it fails here."""
 from __future__ import annotations
@@ -8,12 +9,13 @@ from fastnet.datapath import abi
 from fastnet.datapath.counters import COUNTERS_HEADER, counters
 
 import test_bridge
+import test_conntrack
 import test_ipvlan
 import test_nat
 import test_vlan
 
 # Every table of cases whose counters a parametrized test checks; add new ones here.
-CASES = [*test_bridge.CASES, *test_nat.CASES, *test_ipvlan.CASES, *test_vlan.CASES]
+CASES = [*test_bridge.CASES, *test_nat.CASES, *test_conntrack.CASES, *test_ipvlan.CASES, *test_vlan.CASES]
 
 # Counters no case can produce, each with the reason. Keep this list short and justified.
 NOT_PRODUCIBLE = {

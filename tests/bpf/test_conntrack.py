@@ -1,0 +1,349 @@
+"""Connection tracking under pressure: budgets, TCP confirmation, flows removed whole.
+
+The topology of test_nat.py (drawn there); its helpers build the frames. What this file adds:
+
+                       flows from outside ("in")     the containers' own ("out": SNAT, hairpin)
+     new (unconfirmed)   in_new_max                    out_new_max
+     confirmed           in_max                        out_max
+     one owner's share   port_(new_)max: one           container_(new_)max: one container
+                         published (protocol, port)
+
+     fn_from_uplink --new flow to a published port--> counted in "in" against its port
+     fn_from_container --new flow to the outside-----> counted in "out" against the container
+     the first reply (UDP, ICMP) / the client's ACK of the SYN-ACK (TCP) moves a flow from new
+     to confirmed; a flow over any budget is refused and counted (drop_ct_new_full when it
+     starts, drop_ct_full when it would be confirmed); nothing is ever evicted.
+
+CASES are data like test_nat.CASES (the budgets are the host record's); the tests after them
+follow flows: the handshake that confirms, a flood from outside, garbage collection and flush
+releasing both entries and the budget, a full table.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+import pytest
+
+from fastnet.datapath import abi
+from fastnet.datapath.loader import compile_datapath
+from fastnet.datapath.maps import CtBudgets, CtUsage, ct_budgets, ct_record
+from fastnet.datapath import testrun
+
+from conftest import PROG, UPLINK_PROG, Nat, reset
+from test_nat import (CT, DNAT_NEW, ISN, NEIGH, SNAT_NEW, SHORT, Case, Send, a_syn, a_udp, b_dns_answer, client_dns,
+                      client_syn, d_synack, delta, drop, inbound, into, out, params, peer, run, server_synack,
+                      server_udp, tcp, to_uplink, udp)
+from topology import A, B, C, CLIENT, D, HOST, NAT_NETWORKS, NAT_PORTS, SERVER, SERVICES, UPLINK_IP, host
+
+ROOMY = CtBudgets(in_max=64, in_new_max=64, out_max=64, out_new_max=64, port_max=64, port_new_max=64,
+                  container_max=64, container_new_max=64)
+
+
+def budgets(**limits: int) -> CtBudgets:
+    """ROOMY with some limits lowered."""
+    return replace(ROOMY, **limits)
+
+
+def client(port: int, dport: int = 7005, flags: str = "S", **kw) -> Send:
+    return inbound(tcp(port, dport, flags, **kw), src=CLIENT)
+
+
+client_ack = client(5555, flags="A")  # completes client_syn's handshake after d_synack
+a_udp_2 = out(A, udp(40001, 53))
+b_udp = out(B, udp(40002, 53))
+
+CASES = [
+    # -- new flows: a budget of new flows that is full refuses, and only its own flows --
+    drop("inbound_new_flow_over_the_in_budget", client(5556, 7006), "drop_ct_new_full", given=(client_syn,),
+         host=host(budgets=budgets(in_new_max=1))),
+    drop("inbound_new_flow_over_its_ports_share", client(5556), "drop_ct_new_full", given=(client_syn,),
+         host=host(budgets=budgets(port_new_max=1))),
+    Case("inbound_new_flow_to_another_port_despite_a_full_share", client(5556, 7006), "redirect", peer(D), DNAT_NEW,
+         into(D, client(5556, 7006), dst=D.ipv4, dport=8006), given=(client_syn,),
+         host=host(budgets=budgets(port_new_max=1))),
+    Case("outbound_new_flow_despite_a_full_in_budget", a_syn, "redirect", NEIGH, SNAT_NEW,
+         to_uplink(a_syn, src=UPLINK_IP), given=(client_syn,), host=host(budgets=budgets(in_new_max=1))),
+    drop("outbound_new_flow_over_the_out_budget", b_udp, "drop_ct_new_full", given=(a_udp,),
+         host=host(budgets=budgets(out_new_max=1))),
+    drop("outbound_new_flow_over_its_containers_share", a_udp_2, "drop_ct_new_full", given=(a_udp,),
+         host=host(budgets=budgets(container_new_max=1))),
+    Case("outbound_new_flow_of_another_container_despite_a_full_share", b_udp, "redirect", NEIGH, SNAT_NEW,
+         to_uplink(b_udp, src=UPLINK_IP), given=(a_udp,), host=host(budgets=budgets(container_new_max=1))),
+    Case("inbound_new_flow_despite_a_full_out_budget", client_syn, "redirect", peer(D), DNAT_NEW,
+         into(D, client_syn, dst=D.ipv4, dport=8005), given=(a_udp,), host=host(budgets=budgets(out_new_max=1))),
+    # -- confirmation: a full budget of confirmed flows refuses the packet that would confirm --
+    drop("reply_over_the_out_budget", inbound(udp(53, 40002)), "drop_ct_full", given=(a_udp, server_udp, b_udp),
+         host=host(budgets=budgets(out_max=1))),
+    drop("reply_over_its_containers_share", inbound(udp(53, 40001)), "drop_ct_full",
+         given=(a_udp, server_udp, a_udp_2), host=host(budgets=budgets(container_max=1))),
+    Case("reply_of_another_container_despite_a_full_share", inbound(udp(53, 40002)), "redirect", peer(B), CT,
+         into(B, inbound(udp(53, 40002)), dst=B.ipv4), given=(a_udp, server_udp, b_udp),
+         host=host(budgets=budgets(container_max=1))),
+    drop("answer_of_a_published_port_over_the_in_budget", out(B, udp(53, 5556), dst=CLIENT), "drop_ct_full",
+         given=(client_dns, b_dns_answer, inbound(udp(5556, 5353), src=CLIENT)),
+         host=host(budgets=budgets(in_max=1))),
+    drop("tcp_ack_of_the_syn_ack_over_the_in_budget", client(5556, flags="A"), "drop_ct_full",
+         given=(client_syn, d_synack, client_ack, client(5556), out(D, tcp(8005, 5556, "SA"), dst=CLIENT)),
+         host=host(budgets=budgets(in_max=1))),
+    Case("reply_despite_a_full_in_budget", server_udp, "redirect", peer(A), CT, into(A, server_udp, dst=A.ipv4),
+         given=(client_dns, b_dns_answer, a_udp), host=host(budgets=budgets(in_max=1))),
+]
+
+
+@pytest.mark.parametrize("case", params(CASES))
+def test_conntrack(nat, case: Case):
+    nat.configure(case.host, case.services)
+    for earlier in case.given:
+        assert run(nat, earlier).verdict == "redirect", "a packet this case builds on was not translated"
+    frame = bytes(case.send.frame)
+    expected_output = frame if isinstance(case.output, str) else bytes(case.output)
+    before = nat.counters()
+
+    result = run(nat, case.send)
+
+    assert (result.verdict, result.redirects) == (case.verdict, case.redirects)
+    assert result.output.hex() == expected_output.hex()
+    assert delta(before, nat.counters()) == {(case.send.prog, c): (1, len(frame)) for c in case.counters}
+    assert usage(nat) == usage_of_the_table(nat), "the budgets do not count what the table holds"
+
+
+def test_case_ids_are_unique():
+    import test_nat
+
+    ids = [c.id for c in CASES + test_nat.CASES]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_refused_flow_leaves_nothing_behind(nat):
+    """The flow whose confirmation a full budget refuses is removed, with what it held."""
+    nat.configure(host(budgets=budgets(out_max=1)))
+    for send in (a_udp, server_udp, b_udp):
+        run(nat, send)
+    assert run(nat, inbound(udp(53, 40002))).verdict == "shot"
+    assert {r.orig[:2] for r in nat.conntrack()} == {(A.ipv4, 40000), (SERVER, 53)}
+    assert usage(nat) == {"in": CtUsage(0, 0), "out": CtUsage(1, 0)}
+
+
+# ---- what the budgets hold ---------------------------------------------------------------------
+
+
+def usage(nat: Nat) -> dict[str, CtUsage]:
+    return nat.maps.conntrack_usage()
+
+
+def usage_of_the_table(nat: Nat) -> dict[str, CtUsage]:
+    """What fn_ct_budget's totals must say: the flows (forward entries) in the table."""
+    counts = {"in": [0, 0], "out": [0, 0]}
+    for r in nat.conntrack():
+        if not r.reply:
+            counts["in" if r.inbound else "out"][0 if r.confirmed else 1] += 1
+    return {k: CtUsage(*v) for k, v in counts.items()}
+
+
+# ---- TCP: confirmed by the ACK of the SYN-ACK only ---------------------------------------------
+
+HANDSHAKES = {  # the client's SYN, the server's SYN-ACK, the client's ACK; the flow's kind
+    "snat": (a_syn, server_synack, out(A, tcp(40000, 80, "A"))),
+    "dnat": (client_syn, d_synack, client_ack),
+}
+WRONG = ISN + 77_777
+
+
+@pytest.mark.parametrize("kind", HANDSHAKES)
+@pytest.mark.parametrize(("scenario", "confirmed"), [
+    ("handshake", True),
+    ("blind_ack", False),  # no SYN-ACK went through: nothing tells what the ACK must acknowledge
+    ("ack_of_another_syn_ack", False),
+    ("syn_ack_of_another_syn", False),
+    ("rst_instead_of_ack", False),
+])
+def test_tcp_is_confirmed_only_by_the_ack_of_the_syn_ack(nat, kind, scenario, confirmed):
+    syn, synack, ack = HANDSHAKES[kind]
+    if scenario == "ack_of_another_syn_ack":
+        ack = Send(ack.frame.copy(), ack.port)
+        ack.frame["TCP"].ack = WRONG
+    if scenario == "syn_ack_of_another_syn":
+        synack = Send(synack.frame.copy(), synack.port)
+        synack.frame["TCP"].ack = WRONG
+    if scenario == "rst_instead_of_ack":
+        ack = Send(ack.frame.copy(), ack.port)
+        ack.frame["TCP"].flags = "RA"
+    sends = (syn, ack) if scenario == "blind_ack" else (syn, synack, ack)
+    for send in sends:
+        assert run(nat, send).verdict == "redirect"  # translated all the same: the endpoints judge
+    records = nat.conntrack()
+    assert len(records) == 2 and {r.confirmed for r in records} == {confirmed}, records
+    expect = {"in": CtUsage(0, 0), "out": CtUsage(0, 0)}
+    expect["in" if kind == "dnat" else "out"] = CtUsage(1, 0) if confirmed else CtUsage(0, 1)
+    assert usage(nat) == expect
+
+
+def test_a_retransmitted_syn_ack_still_confirms(nat):
+    for send in (client_syn, d_synack, d_synack, client_ack):
+        run(nat, send)
+    assert {r.confirmed for r in nat.conntrack()} == {True}
+
+
+# ---- a flood from outside --------------------------------------------------------------------------
+
+FLOOD_BUDGETS = CtBudgets(in_max=8, in_new_max=24, out_max=48, out_new_max=16, port_max=8, port_new_max=8,
+                          container_max=24, container_new_max=8)
+SPOOFED = IPv4Address("100.64.0.0")
+
+
+def spoofed(i: int) -> list[Send]:
+    """Three new flows from a random-looking outside source: a SYN and a blind ACK to the published
+    TCP port, and a datagram to the published UDP port that B answers."""
+    src = SPOOFED + i
+    return [inbound(tcp(1024 + i % 60000, 7005), src=src),
+            inbound(tcp(1024 + i % 60000, 7006, "A", seq=i * 7919, ack=i * 104729), src=src),
+            inbound(udp(1024 + i % 60000, 5353), src=src)]
+
+
+def test_a_flood_from_outside_leaves_established_and_new_outbound_flows(nat):
+    """Spoofed traffic at 10x what the in budgets hold (SYNs, blind ACKs, datagrams a container
+    answers) never displaces the containers' established flows, nor keeps them from opening new
+    ones; beyond its budgets it is refused, and counted."""
+    nat.configure(host(budgets=FLOOD_BUDGETS))
+    established = []
+    for i, port in enumerate((A, B, C, A, B, C) * 4):  # 24 flows, TCP and UDP
+        sport = 41000 + i
+        if i % 2:
+            steps = (out(port, udp(sport, 53)), inbound(udp(53, sport)))
+        else:
+            steps = (out(port, tcp(sport, 80)), inbound(tcp(80, sport, "SA")), out(port, tcp(sport, 80, "A")))
+        for send in steps:
+            assert run(nat, send).verdict == "redirect"
+        established.append((port, steps[0], steps[1]))
+    assert usage(nat) == {"in": CtUsage(0, 0), "out": CtUsage(24, 0)}
+
+    capacity = FLOOD_BUDGETS.in_max + FLOOD_BUDGETS.in_new_max
+    before = nat.counters()
+    for i in range(10 * capacity // 3 + 1):
+        syn, blind_ack, datagram = spoofed(i)
+        run(nat, syn)
+        run(nat, blind_ack)
+        if run(nat, datagram).redirects == peer(B):
+            run(nat, out(B, udp(53, datagram.frame["UDP"].sport), dst=IPv4Address(datagram.frame["IP"].src)))
+    moved = delta(before, nat.counters())
+    assert moved[(UPLINK_PROG, "drop_ct_new_full")][0] > 0 and moved[(PROG, "drop_ct_full")][0] > 0, moved
+    held = usage(nat)
+    assert held["in"].flows <= FLOOD_BUDGETS.in_max and held["in"].new_flows <= FLOOD_BUDGETS.in_new_max, held
+    assert held["out"] == CtUsage(24, 0) and held == usage_of_the_table(nat)
+
+    # every established flow is still there and translates both ways, as a tracked flow
+    for port, first, reply in established:
+        assert run(nat, first).output.hex() == bytes(to_uplink(first, src=UPLINK_IP)).hex()
+        sport = first.frame["IP"].payload.sport
+        assert run(nat, reply).output.hex() == bytes(into(port, reply, dst=port.ipv4)).hex(), sport
+    # and the containers still open new flows
+    for i, port in enumerate((A, B, C)):
+        for send in (out(port, tcp(42000 + i, 80)), inbound(tcp(80, 42000 + i, "SA")), out(port, tcp(42000 + i, 80, "A"))):
+            assert run(nat, send).verdict == "redirect"
+    assert usage(nat)["out"] == CtUsage(27, 0)
+
+
+def test_one_published_port_cannot_starve_the_others(nat):
+    nat.configure(host(budgets=budgets(in_new_max=8, port_new_max=4)))
+    results = [run(nat, client(6000 + i)).verdict for i in range(8)]
+    assert results == ["redirect"] * 4 + ["shot"] * 4
+    assert run(nat, client(6100, 7006)).redirects == peer(D)
+    assert run(nat, inbound(udp(6000, 5353), src=CLIENT)).redirects == peer(B)
+
+
+def test_one_container_cannot_starve_the_others(nat):
+    nat.configure(host(budgets=budgets(out_new_max=8, container_new_max=4)))
+    results = [run(nat, out(A, udp(43000 + i, 53))).verdict for i in range(8)]
+    assert results == ["redirect"] * 4 + ["shot"] * 4
+    assert run(nat, out(B, udp(43000, 53))).redirects == NEIGH
+
+
+# ---- removal: both entries, and the budget --------------------------------------------------------
+
+
+def test_garbage_collection_removes_whole_flows_and_releases_their_budget(nat):
+    nat.configure(host(**SHORT))
+    for send in (a_udp, server_udp, client_syn, a_udp_2):
+        run(nat, send)
+    assert usage(nat) == {"in": CtUsage(0, 1), "out": CtUsage(1, 1)}
+    nat.advance(SHORT["udp"] + 1)
+    assert nat.expire() == 4  # the UDP flows; client_syn's SYN timeout (11 s) has not passed
+    assert usage(nat) == {"in": CtUsage(0, 1), "out": CtUsage(0, 0)} == usage_of_the_table(nat)
+    nat.advance(SHORT["tcp_syn"])
+    assert nat.expire() == 2
+    assert nat.conntrack() == [] and usage(nat) == {"in": CtUsage(0, 0), "out": CtUsage(0, 0)}
+
+
+def test_a_flow_lives_while_either_direction_does(nat):
+    """The collector removes a flow only when both its entries expired: one direction's deadline
+    alone (the packets it sent last) never takes the flow apart."""
+    nat.configure(host(**SHORT))
+    run(nat, a_udp)
+    run(nat, server_udp)
+    fwd_key = next(k for k, e in nat.maps._items("fn_ct") if not e.flags & abi.constants()["FN_CT_F_REPLY"])
+    entry = dict((bytes(k), e) for k, e in nat.maps._items("fn_ct"))[bytes(fwd_key)]
+    entry.expires = nat.now - 1  # as if only this direction had gone quiet
+    from fastnet.datapath import libbpf
+
+    libbpf.map_update(nat.maps.dp.maps["fn_ct"], fwd_key, entry)
+    nat.advance(1)
+    assert nat.expire() == 0 and len(nat.conntrack()) == 2
+
+
+def test_the_kernel_rechecks_the_deadline_before_removing(nat):
+    """The collector's list is read before it acts: a flow refreshed in between survives."""
+    nat.configure(host(**SHORT))
+    run(nat, a_udp)
+    key = nat.maps._flow_keys(nat.maps._items("fn_ct"))
+    removed = nat.maps._ct_admin(abi.constants()["FN_CT_ADMIN_EXPIRE"], key, abi.constants()["FN_CT_ADMIN_KEYS"],
+                                 nat.now)
+    assert removed == 0 and len(nat.conntrack()) == 2
+
+
+def test_remove_and_flush_take_both_entries_and_release_the_budget(nat):
+    for send in (a_udp, server_udp, client_syn, a_syn, server_synack):
+        run(nat, send)
+    assert nat.maps.conntrack_remove([key_of(nat, (SERVER, 53, UPLINK_IP, 40000))]) == 2  # a_udp's reply entry
+    assert usage(nat) == {"in": CtUsage(0, 1), "out": CtUsage(0, 1)} == usage_of_the_table(nat)
+    assert nat.maps.conntrack_flush() == 4
+    assert nat.conntrack() == [] and usage(nat) == {"in": CtUsage(0, 0), "out": CtUsage(0, 0)}
+    assert nat.maps.conntrack_flush() == 0
+
+
+def key_of(nat: Nat, orig: tuple) -> abi.CtKey:
+    """The fn_ct key of the entry whose packets arrive as orig (saddr, sport, daddr, dport)."""
+    (found,) = [k for k, e in nat.maps._items("fn_ct") if ct_record(k, e).orig == orig]
+    return found
+
+
+# ---- a full table refuses, it never evicts ---------------------------------------------------------
+
+TABLE = 8  # fn_ct entries of the small build: four flows
+
+
+@pytest.fixture(scope="module")
+def small_table_datapath():
+    tdp = testrun.TestDatapath.__new__(testrun.TestDatapath)
+    tdp.bpf, tdp.dp = compile_datapath(test_mode=True, defines=(("FN_CT_MAX", TABLE),))
+    yield tdp
+    tdp.close()
+
+
+def test_a_full_table_refuses_new_flows_and_keeps_the_old(small_table_datapath):
+    """Budgets larger than the table (a configuration the control plane never writes): the
+    table itself refuses, it does not evict (fn_ct is a HASH, not an LRU)."""
+    nat = Nat(small_table_datapath, reset(small_table_datapath, NAT_NETWORKS, NAT_PORTS, HOST, SERVICES))
+    for send in (a_syn, server_synack, out(A, tcp(40000, 80, "A"))):
+        run(nat, send)
+    verdicts = [run(nat, client(7000 + i)).verdict for i in range(6)]
+    assert verdicts == ["redirect"] * 3 + ["shot"] * 3
+    assert delta({}, nat.counters())[(UPLINK_PROG, "drop_ct_insert")] == (3, 3 * len(client(7000).frame))
+    assert usage(nat) == usage_of_the_table(nat) == {"in": CtUsage(0, 3), "out": CtUsage(1, 0)}
+    data = inbound(tcp(80, 40000, "PA"))
+    assert run(nat, data).output.hex() == bytes(into(A, data, dst=A.ipv4)).hex()
+
+
+def test_default_budgets_fit_the_default_table():
+    assert 2 * ct_budgets().flows + abi.constants()["FN_CT_SLACK"] == abi.constants()["FN_CT_MAX"]
+    assert ct_budgets(2048, 512, 25, 50) == CtBudgets(512, 128, 1536, 384, 256, 64, 768, 192)

@@ -1,0 +1,221 @@
+"""Connection tracking in real namespaces: what outsiders cannot do to the containers' flows.
+
+   project ctflood (own host; conntrack: max_flows 2048, max_new_flows 512, inbound_percent 25)
+   front 10.93.1.0/24
+     a, b    1,000 idle TCP connections to WORLD (500 each), then new ones during the flood
+     web     publish 8080:80 (TCP, listening) and 8053:53/udp (an echo server: it answers all)
+
+   HOST  up0 198.51.100.1 (fn_from_uplink) ==== veth ==== WORLD up0 198.51.100.2
+                                                           the echo server of the idle flows;
+                                                           the flood leaves from here, with
+                                                           random sources in 100.64.0.0/10
+                                                           (web's answers to them die in WORLD)
+"""
+from __future__ import annotations
+
+import random
+import resource
+import selectors
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from harness import (HOST_UPLINK_IP, UPLINK, WORLD_UPLINK_IP, EchoServer, containers, flows, make_socket, moved,
+                     netns, open_tcp, roundtrip, uplink_mac)
+
+from fastnet.control.bench.bpfcost import _csum, tcp_frame
+
+FLOOD = """\
+name: ctflood
+networks:
+  front:
+    subnet: 10.93.1.0/24
+containers:
+  a:
+    networks: [front]
+  b:
+    networks: [front]
+  web:
+    networks: [front]
+    publish: ["8080:80", "8053:53/udp"]
+conntrack: {max_flows: 2048, max_new_flows: 512, inbound_percent: 25}
+"""
+# The budgets that makes (datapath/maps.py ct_budgets): in 512 + 128 new, out 1536 + 384 new.
+IN_CAPACITY = 512 + 128
+TABLE_CAPACITY = 2048 + 512
+IDLE_FLOWS = 1000
+
+
+class IdleServer:
+    """A TCP echo server (one thread, selectors) that keeps every connection as long as the
+    client does: thousands of idle connections, no timeout."""
+
+    def __init__(self, ns_path: str):
+        self.sock = make_socket(ns_path, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", 0))
+        self.sock.listen(4096)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ)
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            for key, _ in self.sel.select(timeout=0.1):
+                if key.fileobj is self.sock:
+                    try:
+                        conn, _ = self.sock.accept()
+                    except OSError:
+                        continue
+                    conn.setblocking(False)
+                    self.conns.append(conn)
+                    self.sel.register(conn, selectors.EVENT_READ)
+                    continue
+                try:
+                    data = key.fileobj.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    self.sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    continue
+                key.fileobj.setblocking(True)
+                try:
+                    key.fileobj.sendall(data)
+                except OSError:
+                    pass
+                key.fileobj.setblocking(False)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for c in self.conns:
+            c.close()
+        self.sel.close()
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def udp_frame(smac: str, dmac: str, src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    udp = udp[:6] + struct.pack("!H", _csum(s + d + struct.pack("!BBH", 0, socket.IPPROTO_UDP, len(udp)) + udp) or 0xFFFF) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, socket.IPPROTO_UDP, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return bytes.fromhex(dmac.replace(":", "")) + bytes.fromhex(smac.replace(":", "")) + b"\x08\x00" + ip + udp
+
+
+def spoofed_frames(host, count: int) -> list[bytes]:
+    """count frames from random sources in 100.64.0.0/10, each a new flow: half datagrams to the
+    published UDP port, half blind TCP ACKs (no handshake before them) to the published TCP port."""
+    rnd = random.Random(13)
+    wmac, hmac = uplink_mac(host, host.world), uplink_mac(host)
+    frames, seen = [], set()
+    while len(frames) < count:
+        src = socket.inet_ntoa(struct.pack("!I", (100 << 24 | 64 << 16) + rnd.randrange(1 << 22)))
+        sport = rnd.randrange(1024, 65536)
+        if (src, sport) in seen:
+            continue
+        seen.add((src, sport))
+        if len(frames) % 2:
+            frames.append(tcp_frame(wmac, hmac, src, HOST_UPLINK_IP, sport, 8080))  # flags ACK
+        else:
+            frames.append(udp_frame(wmac, hmac, src, HOST_UPLINK_IP, sport, 8053, b"spoofed"))
+    return frames
+
+
+def raw_socket(ns_path: str) -> socket.socket:
+    with netns(ns_path):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((UPLINK, 0))
+    return s
+
+
+def check_all(socks: list[socket.socket]) -> list[str]:
+    """A short echo round trip on every connection, many at a time, 2 s each at most."""
+    def check(s: socket.socket) -> str:
+        s.settimeout(2)
+        return roundtrip(s, 64)
+
+    with ThreadPoolExecutor(64) as pool:
+        return list(pool.map(check, socks))
+
+
+@pytest.fixture
+def many_files():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_spoofed_flood_leaves_established_flows_and_new_outbound_connections(host, many_files):
+    """Spoofed traffic at 10x the table's capacity (2,560 flows), random sources, half datagrams
+    a container answers and half blind TCP ACKs, leaves 1,000 idle established container flows
+    all alive, and the containers' new outbound connections during the flood succeed."""
+    host.up(FLOOD)
+    c = containers(host, "ctflood")
+    with IdleServer(host.world_path) as world, EchoServer(c["web"].netns, "udp", port=53):
+        idle = []
+        try:
+            for i in range(IDLE_FLOWS):
+                s = open_tcp(c["ab"[i % 2]].netns, WORLD_UPLINK_IP, world.port, timeout=10)
+                idle.append(s)
+            assert check_all(idle) == ["ok"] * len(idle)
+            before = {p: host.counters("web", p) for p in ("fn_from_uplink", "fn_from_container")}
+
+            # the flood, in 10 bursts, while a and b open new connections to WORLD
+            frames = spoofed_frames(host, 10 * TABLE_CAPACITY)
+            results: list[str] = []
+
+            def new_connection(i: int) -> str:
+                try:
+                    s = open_tcp(c["ab"[i % 2]].netns, WORLD_UPLINK_IP, world.port, timeout=5)
+                except OSError as exc:
+                    return type(exc).__name__
+                with s:
+                    return roundtrip(s, 256)
+
+            with raw_socket(host.world_path) as raw, ThreadPoolExecutor(8) as pool:
+                pending = []
+                for burst in range(10):
+                    pending += [pool.submit(new_connection, 10 * burst + k) for k in range(10)]
+                    for f in frames[burst * TABLE_CAPACITY:(burst + 1) * TABLE_CAPACITY]:
+                        raw.send(f)
+                    time.sleep(0.2)
+                results = [p.result() for p in pending]
+            after = {p: host.counters("web", p) for p in ("fn_from_uplink", "fn_from_container")}
+
+            alive = check_all(idle)
+            alive_pct = 100 * alive.count("ok") / len(idle)
+            new_pct = 100 * results.count("ok") / len(results)
+            print(f"\nflood of {len(frames)} spoofed packets: {alive_pct:.1f} % of {len(idle)} idle flows alive, "
+                  f"{new_pct:.1f} % of {len(results)} new outbound connections succeeded")
+            refused = moved(before["fn_from_uplink"], after["fn_from_uplink"])["drop_ct_new_full"]
+            refused_answers = moved(before["fn_from_container"], after["fn_from_container"])["drop_ct_full"]
+            print(f"refused: {refused} new flows from outside, {refused_answers} answers over the in budget")
+            assert alive_pct == 100, [r for r in alive if r != "ok"][:10]
+            assert new_pct >= 99, [r for r in results if r != "ok"]
+            # the flood went beyond its budgets, and was refused there
+            assert refused > 0 and refused_answers > 0, (before, after)
+            tracked = flows(host, "tcp", "snat")
+            assert sum(f["confirmed"] and f["state"] == "established" for f in tracked) >= IDLE_FLOWS
+            spoofed = [f for f in flows(host, kind="dnat") if f["original"]["src"].startswith("100.")]
+            assert 0 < len(spoofed) <= IN_CAPACITY
+            assert not any(f["confirmed"] for f in spoofed if f["proto"] == "tcp"), "a blind ACK confirmed a flow"
+        finally:
+            for s in idle:
+                s.close()
