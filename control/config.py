@@ -184,13 +184,15 @@ class Conntrack:
     owner_percent: int = 50  # of its budget, the most one published port or one container holds
     tcp_syn: int = 60
     tcp_established: int = 21600
+    tcp_half_closed: int = 240  # one FIN seen (RFC 5382: at least 4 minutes)
     tcp_closing: int = 10
     udp: int = 60
     icmp: int = 30
 
     @property
     def timeouts(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")}
+        return {k: getattr(self, k) for k in ("tcp_syn", "tcp_established", "tcp_half_closed", "tcp_closing", "udp",
+                                              "icmp")}
 
 
 @dataclass(frozen=True)
@@ -664,6 +666,7 @@ _Seconds = Annotated[StrictInt, Field(ge=1, le=7 * 86400)]
 class _TimeoutsSpec(_Spec):
     tcp_syn: _Seconds = Conntrack.tcp_syn
     tcp_established: _Seconds = Conntrack.tcp_established
+    tcp_half_closed: _Seconds = Conntrack.tcp_half_closed
     tcp_closing: _Seconds = Conntrack.tcp_closing
     udp: _Seconds = Conntrack.udp
     icmp: _Seconds = Conntrack.icmp

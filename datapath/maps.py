@@ -78,7 +78,7 @@ class HostRecord:
     budgets: CtBudgets | None = None  # None: ct_budgets() of the defaults
 
 
-CT_TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")
+CT_TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_half_closed", "tcp_closing", "udp", "icmp")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@
  *     server's SYN-ACK acknowledges the client's SYN, and the client's ACK acknowledges the
  *     SYN-ACK (so blind ACKs from outside confirm nothing).
  *
+ * TCP follows RFC 5382 and Linux: an RST closes a flow only if its sequence number is in the
+ * sender's window; one FIN half-closes it (both directions keep it alive, with the
+ * half-closed timeout); a flow picked up mid-stream (no SYN seen) is confirmed once its other
+ * direction answers.
+ *
  * The accounting word of a flow is its forward entry's `status`, changed only atomically:
  * whoever confirms it moves it from the new to the confirmed budget, whoever marks it
  * FN_CT_S_REMOVING removes both entries and releases its budget.
@@ -29,6 +34,17 @@
 #define FN_CT_TAKEN (-1)   /* fn_ct_create(): a key of the flow is in use (not a drop reason) */
 #define FN_EEXIST   17
 
+/* fn_ct_track(): an RST outside the window was delivered but changed nothing */
+#define FN_CT_RST_IGNORED 1
+
+/* A direction's `seq` is rewritten only when its sequence numbers moved past it by more than
+ * FN_CT_SEQ_STEP (at most one write per 64 KiB sent), so the sender's next sequence number is
+ * within [seq, seq + FN_CT_SEQ_STEP + one segment]. An RST is in the window when its sequence
+ * number is within FN_CT_RST_WINDOW of that (Linux checks the receiver's advertised window,
+ * which needs a write per packet): a blind RST must guess ~2 MiB of the 4 GiB space. */
+#define FN_CT_SEQ_STEP   (1U << 16)
+#define FN_CT_RST_WINDOW (1U << 20)
+
 FN_INLINE __u64 fn_ct_timeout(__u8 proto, __u8 state)
 {
 	struct fn_host_config *cfg = fn_host_config_get();
@@ -41,6 +57,8 @@ FN_INLINE __u64 fn_ct_timeout(__u8 proto, __u8 state)
 			s = cfg->timeout_tcp_established;
 		else if (state == FN_CT_NEW)
 			s = cfg->timeout_tcp_syn;
+		else if (state == FN_CT_HALF_CLOSED)
+			s = cfg->timeout_tcp_half_closed;
 		else
 			s = cfg->timeout_tcp_closing;
 	} else if (proto == IPPROTO_UDP) {
@@ -321,17 +339,36 @@ FN_INLINE int fn_ct_confirm(const struct fn_ct_key *key, struct fn_ct_entry *e, 
 	return 0;
 }
 
-/* The handshake of a TCP flow (state new): the first packet (a SYN) tells what the SYN-ACK
- * must acknowledge, a SYN-ACK that does tells what the client's ACK must acknowledge, and
- * that ACK confirms. */
+/* The highest sequence number a direction sent, written at most once per FN_CT_SEQ_STEP. */
+FN_INLINE void fn_ct_tcp_seq(struct fn_ct_entry *e, __u32 seq)
+{
+	if (!(e->tcp & FN_CT_TCP_SEQ)) {
+		e->seq = seq;
+		e->tcp |= FN_CT_TCP_SEQ;
+	} else if ((__s32)(seq - e->seq) > (__s32)FN_CT_SEQ_STEP) {
+		e->seq = seq;
+	}
+}
+
+/*
+ * The handshake of a TCP flow (state new). The flow's first packet: a SYN tells what the
+ * SYN-ACK must acknowledge; anything else means the flow was picked up mid-stream (after a
+ * flush, say). A SYN-ACK that acknowledges the SYN tells what the client's ACK must
+ * acknowledge, and that ACK confirms; a picked-up flow is confirmed by any packet of its
+ * other direction (an RST does not get here).
+ */
 FN_INLINE int fn_ct_tcp_handshake(const struct fn_l4 *l4, struct fn_ct_entry *e, __u64 now)
 {
-	__u8 flags = l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK | FN_TCP_RST);
+	__u8 flags = l4->tcp_flags & (FN_TCP_SYN | FN_TCP_ACK);
 	__u32 seq = bpf_ntohl(l4->tcp_seq), ack = bpf_ntohl(l4->tcp_ack);
 	struct fn_ct_key pkey = {};
 	struct fn_ct_entry *p;
 
 	if (e->flags & FN_CT_F_REPLY) {
+		if (e->tcp & FN_CT_TCP_PICKUP) {
+			fn_ct_tcp_seq(e, seq);
+			return fn_ct_confirm(&l4->key, e, now);
+		}
 		if (flags != (FN_TCP_SYN | FN_TCP_ACK) || !(e->tcp & FN_CT_TCP_ACK_EXPECT) || ack != e->ack_expect)
 			return 0;
 		e->seq = seq;
@@ -344,25 +381,80 @@ FN_INLINE int fn_ct_tcp_handshake(const struct fn_l4 *l4, struct fn_ct_entry *e,
 		}
 		return 0;
 	}
-	if (flags == FN_TCP_SYN && !(e->tcp & FN_CT_TCP_SEQ)) {
+	if (!(e->tcp & FN_CT_TCP_SEQ)) { /* the flow's first packet */
 		e->seq = seq;
-		e->tcp |= FN_CT_TCP_SEQ;
 		fn_ct_partner_key(e, IPPROTO_TCP, &pkey);
 		p = fn_ct_get(&pkey);
-		if (p) {
-			p->ack_expect = seq + 1;
-			p->tcp |= FN_CT_TCP_ACK_EXPECT;
+		if (flags == FN_TCP_SYN) {
+			e->tcp = FN_CT_TCP_SEQ;
+			if (p) {
+				p->ack_expect = seq + 1;
+				p->tcp = FN_CT_TCP_ACK_EXPECT;
+			}
+		} else {
+			e->tcp = FN_CT_TCP_SEQ | FN_CT_TCP_PICKUP;
+			if (p)
+				p->tcp = FN_CT_TCP_PICKUP;
 		}
 		return 0;
 	}
+	fn_ct_tcp_seq(e, seq);
 	if (flags == FN_TCP_ACK && (e->tcp & FN_CT_TCP_ACK_EXPECT) && ack == e->ack_expect)
 		return fn_ct_confirm(&l4->key, e, now);
 	return 0;
 }
 
 /*
- * Follows the flow a packet belongs to: confirmation, TCP state, deadlines. 0, or a negative
- * drop reason (the flow and the packet are refused).
+ * An RST closes the flow (both entries; the closing timeout, as Linux keeps CLOSE) only if it
+ * is in the sender's window: near the highest sequence number that direction sent or, from a
+ * direction that sent nothing yet (refusing a SYN), acknowledging the SYN. A direction we know
+ * nothing of (a picked-up or carried-over flow) cannot be checked: its RST is taken.
+ * FN_CT_RST_IGNORED when it is not: the endpoint gets it all the same (it checks it too).
+ */
+FN_INLINE int fn_ct_tcp_rst(const struct fn_l4 *l4, struct fn_ct_entry *e, __u64 now)
+{
+	__u32 seq = bpf_ntohl(l4->tcp_seq), ack = bpf_ntohl(l4->tcp_ack);
+
+	if (e->state == FN_CT_CLOSED)
+		return 0;
+	if (e->tcp & FN_CT_TCP_SEQ) {
+		if (seq - e->seq + FN_CT_RST_WINDOW > 2 * FN_CT_RST_WINDOW + FN_CT_SEQ_STEP)
+			return FN_CT_RST_IGNORED;
+	} else if (e->tcp & FN_CT_TCP_ACK_EXPECT) {
+		if (!(l4->tcp_flags & FN_TCP_ACK) || ack != e->ack_expect)
+			return FN_CT_RST_IGNORED;
+	}
+	fn_ct_set_state(&l4->key, e, FN_CT_CLOSED, now);
+	return 0;
+}
+
+/* A FIN: the flow is half-closed (the other direction may go on sending: both keep the flow
+ * alive, with the half-closed timeout), or closing once both directions sent one. */
+FN_INLINE void fn_ct_tcp_fin(const struct fn_l4 *l4, struct fn_ct_entry *e, __u64 now)
+{
+	struct fn_ct_key pkey = {};
+	struct fn_ct_entry *p;
+	__u8 state;
+
+	e->tcp |= FN_CT_TCP_FIN;
+	fn_ct_partner_key(e, IPPROTO_TCP, &pkey);
+	p = fn_ct_get(&pkey);
+	state = p && (p->tcp & FN_CT_TCP_FIN) ? FN_CT_CLOSING : FN_CT_HALF_CLOSED;
+	if (state == e->state) {
+		fn_ct_refresh(&l4->key, e, now); /* a retransmitted FIN */
+		return;
+	}
+	e->state = state;
+	e->expires = now + fn_ct_timeout(IPPROTO_TCP, state);
+	if (p) {
+		p->state = state;
+		p->expires = e->expires;
+	}
+}
+
+/*
+ * Follows the flow a packet belongs to: confirmation, TCP state, deadlines. 0,
+ * FN_CT_RST_IGNORED, or a negative drop reason (the flow and the packet are refused).
  */
 FN_INLINE int fn_ct_track(const struct fn_l4 *l4, struct fn_ct_entry *e)
 {
@@ -376,30 +468,16 @@ FN_INLINE int fn_ct_track(const struct fn_l4 *l4, struct fn_ct_entry *e)
 		fn_ct_refresh(key, e, now);
 		return 0;
 	}
-	if (flags & FN_TCP_RST) {
-		if (e->state != FN_CT_CLOSED)
-			fn_ct_set_state(key, e, FN_CT_CLOSED, now);
-		return 0;
-	}
-	if (flags & FN_TCP_FIN) {
-		/* The sender's entry closes; the other direction may still send, and closes at its
-		 * own FIN. */
-		if (e->state != FN_CT_CLOSING) {
-			struct fn_ct_key pkey = {};
-			struct fn_ct_entry *p;
-
-			e->state = FN_CT_CLOSING;
-			e->expires = now + fn_ct_timeout(IPPROTO_TCP, FN_CT_CLOSING);
-			fn_ct_partner_key(e, IPPROTO_TCP, &pkey);
-			p = fn_ct_get(&pkey);
-			if (p && p->state == FN_CT_CLOSING)
-				p->expires = e->expires;
-		}
-		return 0;
-	}
+	if (flags & FN_TCP_RST)
+		return fn_ct_tcp_rst(l4, e, now);
 	switch (e->state) {
 	case FN_CT_ESTABLISHED:
-		fn_ct_refresh(key, e, now);
+	case FN_CT_HALF_CLOSED:
+		fn_ct_tcp_seq(e, bpf_ntohl(l4->tcp_seq));
+		if (flags & FN_TCP_FIN)
+			fn_ct_tcp_fin(l4, e, now);
+		else
+			fn_ct_refresh(key, e, now);
 		return 0;
 	case FN_CT_NEW:
 		return fn_ct_tcp_handshake(l4, e, now);
@@ -409,6 +487,7 @@ FN_INLINE int fn_ct_track(const struct fn_l4 *l4, struct fn_ct_entry *e)
 			e->tcp = 0;
 			return fn_ct_tcp_handshake(l4, e, now);
 		}
+		fn_ct_tcp_seq(e, bpf_ntohl(l4->tcp_seq));
 		return 0;
 	}
 }

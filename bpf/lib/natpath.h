@@ -59,6 +59,8 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 	ret = fn_ct_track(l4, e);
 	if (ret < 0)
 		return ret;
+	if (ret == FN_CT_RST_IGNORED)
+		fn_count(skb, prog, FN_FWD_CT_RST_IGNORED);
 	copy = *e; /* one consistent translation, though another CPU may update the entry meanwhile */
 	if (fn_ttl_decrement(skb)) {
 		/* TTL expired: let the host answer with time exceeded */

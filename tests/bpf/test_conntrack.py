@@ -16,7 +16,8 @@ The topology of test_nat.py (drawn there); its helpers build the frames. What th
 
 CASES are data like test_nat.CASES (the budgets are the host record's); the tests after them
 follow flows: the handshake that confirms, a flood from outside, garbage collection and flush
-releasing both entries and the budget, a full table.
+releasing both entries and the budget, a full table; then TCP as RFC 5382 and Linux track it:
+RSTs in the window only, half-close, flows picked up mid-stream.
 """
 from __future__ import annotations
 
@@ -30,11 +31,11 @@ from fastnet.datapath.loader import compile_datapath
 from fastnet.datapath.maps import CtBudgets, CtUsage, ct_budgets, ct_record
 from fastnet.datapath import testrun
 
-from conftest import PROG, UPLINK_PROG, Nat, reset
+from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
 from test_nat import (CT, DNAT_NEW, ISN, NEIGH, SNAT_NEW, SHORT, Case, Send, a_syn, a_udp, b_dns_answer, client_dns,
                       client_syn, d_synack, delta, drop, inbound, into, out, params, peer, run, server_synack,
                       server_udp, tcp, to_uplink, udp)
-from topology import A, B, C, CLIENT, D, HOST, NAT_NETWORKS, NAT_PORTS, SERVER, SERVICES, UPLINK_IP, host
+from topology import A, B, BACK, C, CLIENT, D, HOST, NAT_NETWORKS, NAT_PORTS, SERVER, SERVICES, UPLINK_IP, host
 
 ROOMY = CtBudgets(in_max=64, in_new_max=64, out_max=64, out_new_max=64, port_max=64, port_new_max=64,
                   container_max=64, container_new_max=64)
@@ -51,6 +52,9 @@ def client(port: int, dport: int = 7005, flags: str = "S", **kw) -> Send:
 
 client_ack = client(5555, flags="A")  # completes client_syn's handshake after d_synack
 a_udp_2 = out(A, udp(40001, 53))
+a_ack = out(A, tcp(40000, 80, "A"))
+server_rst = inbound(tcp(80, 40000, "R"))  # seq ISN + 1: the server's next sequence number
+blind_rst = inbound(tcp(80, 40000, "R", seq=ISN + 1 + (1 << 31)))
 b_udp = out(B, udp(40002, 53))
 
 CASES = [
@@ -88,6 +92,11 @@ CASES = [
          host=host(budgets=budgets(in_max=1))),
     Case("reply_despite_a_full_in_budget", server_udp, "redirect", peer(A), CT, into(A, server_udp, dst=A.ipv4),
          given=(client_dns, b_dns_answer, a_udp), host=host(budgets=budgets(in_max=1))),
+    # -- TCP: an RST outside the sender's window is delivered (the endpoint judges) and changes nothing --
+    Case("tcp_rst_outside_the_window", blind_rst, "redirect", peer(A), ("fwd_ct", "fwd_ct_rst_ignored"),
+         into(A, blind_rst, dst=A.ipv4), given=(a_syn, server_synack, a_ack)),
+    Case("tcp_rst_in_the_window", server_rst, "redirect", peer(A), CT, into(A, server_rst, dst=A.ipv4),
+         given=(a_syn, server_synack, a_ack)),
 ]
 
 
@@ -347,3 +356,126 @@ def test_a_full_table_refuses_new_flows_and_keeps_the_old(small_table_datapath):
 def test_default_budgets_fit_the_default_table():
     assert 2 * ct_budgets().flows + abi.constants()["FN_CT_SLACK"] == abi.constants()["FN_CT_MAX"]
     assert ct_budgets(2048, 512, 25, 50) == CtBudgets(512, 128, 1536, 384, 256, 64, 768, 192)
+
+
+# ---- TCP tracking: RST in the window, half-close, pick-up --------------------------------------------
+
+def states(nat: Nat) -> set[tuple[str, int]]:
+    """{(state, expires_ns)} of the entries in conntrack (one flow: both entries agree)."""
+    return {(r.state, r.expires_ns) for r in nat.conntrack()}
+
+
+def established_snat(nat: Nat) -> None:
+    nat.configure(host(**SHORT))
+    for send in (a_syn, server_synack, a_ack):
+        assert run(nat, send).verdict == "redirect"
+
+
+RST_WINDOW = 1 << 20
+
+
+@pytest.mark.parametrize(("rst", "closes"), [
+    pytest.param(server_rst, True, id="server_next_seq"),
+    pytest.param(inbound(tcp(80, 40000, "R", seq=ISN + 1 + RST_WINDOW)), True, id="server_window_edge"),
+    pytest.param(inbound(tcp(80, 40000, "R", seq=ISN + 1 + RST_WINDOW + (1 << 16) + 1)), False, id="server_beyond"),
+    pytest.param(inbound(tcp(80, 40000, "R", seq=(ISN - RST_WINDOW - 1) % (1 << 32))), False, id="server_behind"),
+    pytest.param(blind_rst, False, id="server_opposite_seq_space"),
+    pytest.param(out(A, tcp(40000, 80, "R")), True, id="container_next_seq"),
+    pytest.param(out(A, tcp(40000, 80, "R", seq=ISN + (1 << 30))), False, id="container_far_off"),
+])
+def test_an_rst_closes_a_flow_only_in_the_window(nat, rst: Send, closes: bool):
+    established_snat(nat)
+    established = states(nat)
+    t1 = nat.advance(1)
+    result = run(nat, rst)
+    assert (result.verdict, result.redirects) == ("redirect", NEIGH if rst.port else peer(A))
+    assert states(nat) == ({("closed", t1 + SHORT["tcp_closing"] * NSEC)} if closes else established)
+
+
+def test_the_window_follows_the_data(nat):
+    """The tracked sequence number moves with the sender's data (written once per 64 KiB)."""
+    established_snat(nat)
+    seq = ISN + 1
+    for _ in range(40):  # 40 x 60 KiB: far beyond the first window
+        seq += 60 * 1024
+        run(nat, inbound(tcp(80, 40000, "PA", seq=seq)))
+    assert run(nat, inbound(tcp(80, 40000, "R", seq=ISN + 1))).redirects == peer(A)
+    assert {s for s, _ in states(nat)} == {"established"}, "an RST from where the stream began closed it"
+    run(nat, inbound(tcp(80, 40000, "R", seq=seq + 100)))
+    assert {s for s, _ in states(nat)} == {"closed"}
+
+
+@pytest.mark.parametrize(("ack", "closes"), [(ISN + 1, True), (ISN + 5, False), (None, False)],
+                         ids=["acks_the_syn", "acks_something_else", "no_ack"])
+def test_an_rst_refusing_a_syn_must_acknowledge_it(nat, ack, closes):
+    nat.configure(host(**SHORT))
+    run(nat, a_syn)
+    rst = inbound(tcp(80, 40000, "RA" if ack else "R", seq=0, ack=ack or 0))
+    run(nat, rst)
+    assert {s for s, _ in states(nat)} == {"closed" if closes else "new"}
+
+
+def test_a_half_closed_flow_lives_while_either_direction_sends(nat):
+    """shutdown(SHUT_WR) on one side: the flow is half-closed with the half-closed timeout
+    (RFC 5382's 4 minutes by default, here 7 s), which traffic either way refreshes; silence
+    longer than the closing timeout does not end it. The other side's FIN closes it."""
+    established_snat(nat)
+    t1 = nat.advance(1)
+    run(nat, out(A, tcp(40000, 80, "FA")))
+    assert states(nat) == {("half-closed", t1 + 7 * NSEC)}
+    nat.advance(SHORT["tcp_closing"] + 1)  # the peer is silent longer than the closing timeout
+    assert nat.expire() == 0
+    for _ in range(3):  # the server goes on sending; the container only acknowledges
+        t = nat.advance(5)
+        data, ack = inbound(tcp(80, 40000, "PA")), out(A, tcp(40000, 80, "A", seq=ISN + 2))
+        assert run(nat, data).output.hex() == bytes(into(A, data, dst=A.ipv4)).hex()
+        assert run(nat, ack).output.hex() == bytes(to_uplink(ack, src=UPLINK_IP)).hex()
+        assert nat.expire() == 0 and states(nat) == {("half-closed", t + 7 * NSEC)}
+    t2 = nat.advance(1)
+    run(nat, inbound(tcp(80, 40000, "FA")))
+    assert states(nat) == {("closing", t2 + SHORT["tcp_closing"] * NSEC)}
+    nat.advance(SHORT["tcp_closing"] + 0.5)
+    assert nat.expire() == 2
+
+
+def test_a_half_closed_flow_expires_after_its_timeout(nat):
+    established_snat(nat)
+    run(nat, inbound(tcp(80, 40000, "FA")))
+    nat.advance(SHORT["tcp_half_closed"])
+    assert nat.expire() == 0
+    nat.advance(0.5)
+    assert nat.expire() == 2
+
+
+PICKUPS = {  # the packet that finds no flow; the other direction's answer; kind
+    "snat": (out(A, tcp(40000, 80, "PA")), inbound(tcp(80, 40000, "A")), "out"),
+    "dnat": (client(5555, flags="PA"), out(D, tcp(8005, 5555, "A"), dst=CLIENT), "in"),
+    "hairpin": (out(A, tcp(40000, 7005, "PA"), dst=UPLINK_IP), out(D, tcp(8005, 40000, "A"), dst=D.ipv4), "out"),
+}
+
+
+@pytest.mark.parametrize("kind", PICKUPS)
+def test_a_flow_picked_up_mid_stream_is_confirmed_once_both_directions_are_seen(nat, kind):
+    """After a flush (or a datapath that lost conntrack), a connection's next packets make a new
+    flow with the same translation: it is confirmed, with the established timeout, once the
+    other direction answers — not left to die with the SYN timeout."""
+    nat.configure(host(**SHORT))
+    first, answer, budget = PICKUPS[kind]
+    if kind == "hairpin":
+        answer = out(D, tcp(8005, 40000, "A"), dst=BACK.gateway)
+    run(nat, first)
+    assert {(r.confirmed, r.state) for r in nat.conntrack()} == {(False, "new")}
+    t = nat.advance(1)
+    assert run(nat, answer).verdict == "redirect"
+    assert states(nat) == {("established", t + SHORT["tcp_established"] * NSEC)}
+    assert usage(nat)[budget] == CtUsage(1, 0)
+
+
+def test_a_blind_ack_refused_by_the_container_confirms_nothing(nat):
+    """From outside, an ACK with no connection behind it: the container answers with an RST,
+    which closes the picked-up flow instead of confirming it."""
+    nat.configure(host(**SHORT))
+    run(nat, client(5555, flags="A", seq=123456, ack=654321))
+    run(nat, out(D, tcp(8005, 5555, "R", seq=654321, ack=0), dst=CLIENT))
+    assert {(r.confirmed, r.state) for r in nat.conntrack()} == {(False, "closed")}
+    assert usage(nat)["in"] == CtUsage(0, 1)

@@ -1,4 +1,5 @@
-"""Connection tracking in real namespaces: what outsiders cannot do to the containers' flows.
+"""Connection tracking in real namespaces: what outsiders cannot do to the containers' flows,
+and TCP followed as RFC 5382 and Linux do.
 
    project ctflood (own host; conntrack: max_flows 2048, max_new_flows 512, inbound_percent 25)
    front 10.93.1.0/24
@@ -10,6 +11,9 @@
                                                            the flood leaves from here, with
                                                            random sources in 100.64.0.0/10
                                                            (web's answers to them die in WORLD)
+
+   project cttrack (module host; tcp_closing 2 s, tcp_half_closed 60 s)
+     a       connections to servers in WORLD: spoofed RSTs, half-close, a flush
 """
 from __future__ import annotations
 
@@ -21,10 +25,12 @@ import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import pytest
-from harness import (HOST_UPLINK_IP, UPLINK, WORLD_UPLINK_IP, EchoServer, containers, flows, make_socket, moved,
-                     netns, open_tcp, roundtrip, uplink_mac)
+from harness import (HOST_UPLINK_IP, UPLINK, WORLD_UPLINK_IP, EchoServer, containers, flows, l2socket, make_socket,
+                     moved, netns, open_tcp, roundtrip, uplink_mac, wait_until)
+from scapy.all import IP, TCP, Ether
 
 from fastnet.control.bench.bpfcost import _csum, tcp_frame
 
@@ -219,3 +225,109 @@ def test_a_spoofed_flood_leaves_established_flows_and_new_outbound_connections(h
         finally:
             for s in idle:
                 s.close()
+
+
+# -- TCP tracking: RST in the window only, half-close, pick-up ----------------------------------------
+TRACK = """\
+name: cttrack
+networks:
+  front:
+    subnet: 10.93.2.0/24
+containers:
+  a:
+    networks: [front]
+conntrack: {timeouts: {tcp_closing: 2, tcp_half_closed: 60}}
+"""
+TCP_INFO_UNACKED = 24  # offset of tcpi_unacked in struct tcp_info (linux/tcp.h)
+
+
+@pytest.fixture(scope="module")
+def track(module_host):
+    module_host.up(TRACK)
+    return module_host, containers(module_host, "cttrack")["a"]
+
+
+def connection(host, a, port: int):
+    """A connection from a (source port `port`, kept by SNAT) to a server in WORLD: (client, server)."""
+    listener = make_socket(host.world_path, socket.SOCK_STREAM)
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(1)
+    client = open_tcp(a.netns, WORLD_UPLINK_IP, listener.getsockname()[1], bind=port)
+    server, _ = listener.accept()
+    listener.close()
+    return client, server
+
+
+def exchange(client: socket.socket, server: socket.socket) -> None:
+    client.sendall(b"ping")
+    assert server.recv(4) == b"ping"
+    server.sendall(b"pong")
+    assert client.recv(4) == b"pong"
+
+
+def the_flow(host, port: int) -> dict:
+    (f,) = flows(host, "tcp", "snat", sport=port)
+    return f
+
+
+def test_an_rst_outside_the_window_leaves_the_flow(track):
+    """A spoofed RST with the flow's addresses and ports but a sequence number far from the
+    server's is delivered to the container (whose stack ignores it) and changes nothing in
+    conntrack; the server's own RST then closes the flow."""
+    host, a = track
+    client, server = connection(host, a, 29000)
+    with client, server:
+        exchange(client, server)
+        before = host.counters("a", "fn_from_uplink")
+        rst = (Ether(src=uplink_mac(host, host.world), dst=uplink_mac(host))
+               / IP(src=WORLD_UPLINK_IP, dst=HOST_UPLINK_IP)
+               / TCP(sport=server.getsockname()[1], dport=29000, flags="R", seq=random.Random(3).getrandbits(32)))
+        with closing(l2socket(host.world_path, UPLINK)) as sk:
+            sk.send(rst)
+        wait_until(lambda: moved(before, host.counters("a", "fn_from_uplink"))["fwd_ct_rst_ignored"] == 1, timeout=3,
+                   what="the RST to reach the datapath")
+        assert the_flow(host, 29000)["state"] == "established"
+        exchange(client, server)  # the container's stack ignored it too
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # the server's close with linger 0 sends an RST with its own next sequence number
+    wait_until(lambda: the_flow(host, 29000)["state"] == "closed", timeout=3, what="the server's RST to close the flow")
+
+
+def unacked(s: socket.socket) -> int:
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return struct.unpack_from("I", info, TCP_INFO_UNACKED)[0]
+
+
+def test_a_half_closed_connection_outlives_the_closing_timeout(track):
+    """shutdown(SHUT_WR) in the container, then a server silent for longer than tcp_closing
+    (2 s) and the agent's collection (every 5 s): the server's late data reaches the container
+    and the container's ACKs leave by the same mapping (the server sees them acknowledged)."""
+    host, a = track
+    client, server = connection(host, a, 29001)
+    with client, server:
+        exchange(client, server)
+        client.shutdown(socket.SHUT_WR)
+        assert server.recv(10) == b""  # the FIN arrived
+        assert the_flow(host, 29001)["state"] == "half-closed"
+        time.sleep(2 + 5 + 1)
+        server.sendall(b"late answer")
+        assert client.recv(100) == b"late answer"
+        wait_until(lambda: unacked(server) == 0, timeout=3, what="the container's ACK to reach the server")
+        f = the_flow(host, 29001)
+        assert f["reply"]["dport"] == 29001 and f["state"] == "half-closed" and f["expires_in_s"] > 50, f
+
+
+def test_a_connection_picked_up_after_a_flush_is_confirmed(track):
+    """After `fastnet conntrack flush` (what an upgrade without carrying conntrack did), the
+    connection's next packets make a flow that is confirmed once both directions are seen, with
+    the established timeout, instead of dying with the SYN timeout."""
+    host, a = track
+    client, server = connection(host, a, 29002)
+    with client, server:
+        exchange(client, server)
+        host.fastnet("conntrack", "flush")
+        assert flows(host, "tcp", sport=29002) == []
+        exchange(client, server)
+        f = the_flow(host, 29002)
+        assert (f["confirmed"], f["state"]) == (True, "established") and f["expires_in_s"] > 3600, f
+        assert f["reply"]["dport"] == 29002

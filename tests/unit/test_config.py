@@ -728,3 +728,10 @@ def test_conntrack_budget_settings():
                 "inbound_percent: 50%"):
         with pytest.raises(ConfigError, match=f"conntrack.{bad.split(':')[0]}"):
             parse_config(f"conntrack: {{{bad}}}\n")
+
+
+def test_conntrack_half_closed_timeout():
+    assert parse_config("{}\n").conntrack.timeouts["tcp_half_closed"] == 240
+    assert parse_config("conntrack: {timeouts: {tcp_half_closed: 600}}\n").conntrack.tcp_half_closed == 600
+    with pytest.raises(ConfigError, match="conntrack.timeouts.tcp_half_closed"):
+        parse_config("conntrack: {timeouts: {tcp_half_closed: 0}}\n")

@@ -60,7 +60,8 @@
 	X(FN_FWD_SOCK_RESOLVER,    45, FWD,  "container DNS query to 127.0.0.11:53 sent to the resolver's port") \
 	X(FN_DROP_BIND_PUBLISHED,  46, DROP, "host process bind() to a published port refused (EADDRINUSE)") \
 	X(FN_DROP_CT_NEW_FULL,     47, DROP, "new flow refused: its conntrack budget of new flows is full") \
-	X(FN_DROP_CT_FULL,         48, DROP, "flow refused at its confirmation: its conntrack budget is full")
+	X(FN_DROP_CT_FULL,         48, DROP, "flow refused at its confirmation: its conntrack budget is full") \
+	X(FN_FWD_CT_RST_IGNORED,   49, FWD,  "TCP RST outside its flow's window: delivered, the flow kept")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
