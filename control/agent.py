@@ -86,10 +86,17 @@ async def _periodic(host_dir: Path) -> None:
 def collect_garbage(pin_root: Path) -> None:
     """Remove expired flows (nothing else frees conntrack: its table never evicts). The pins
     are reopened each time: an upgrade may have replaced them."""
-    from ..datapath import loader
+    from ..datapath import abi, loader
     from ..datapath.maps import Maps
 
-    dp = loader.open_pinned(pin_root)
+    try:
+        dp = loader.open_pinned(pin_root)
+    except loader.NewerDatapath:
+        if abi.installed_version() > abi.ABI_VERSION:
+            # fastnet was upgraded under this agent: the keeper restarts it with the new code
+            print("fastnet agent: the datapath is newer than this agent; restarting", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise
     if dp is None:
         return
     try:

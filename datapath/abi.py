@@ -177,6 +177,13 @@ def constants() -> dict[str, int]:
 
 
 ABI_VERSION = constants()["FASTNET_ABI_VERSION"]
+
+
+def installed_version() -> int:
+    """FASTNET_ABI_VERSION of the header on disk now (a long-lived process may predate an
+    upgrade: ABI_VERSION is what it was started with)."""
+    m = re.search(r"^#define\s+FASTNET_ABI_VERSION\s+(\d+)", ABI_HEADER.read_text(), re.M)
+    return int(m.group(1)) if m else ABI_VERSION
 FN_FDB_F_GATEWAY = constants()["FN_FDB_F_GATEWAY"]
 FN_NET_F_INTERNAL = constants()["FN_NET_F_INTERNAL"]
 FN_COUNTER_SLOTS = constants()["FN_COUNTER_SLOTS"]

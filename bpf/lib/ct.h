@@ -245,8 +245,12 @@ FN_INLINE int fn_ct_adopt(struct fn_ct_flow *f)
 	int confirmed = f->fwd.status & FN_CT_S_CONFIRMED;
 	__u32 owner;
 
-	f->fwd.flags &= ~FN_CT_F_REPLY;
-	f->rev.flags |= FN_CT_F_REPLY;
+	f->fwd.flags &= ~(FN_CT_F_REPLY | FN_CT_F_INBOUND);
+	f->rev.flags = (f->rev.flags & ~FN_CT_F_INBOUND) | FN_CT_F_REPLY;
+	if ((f->fwd.flags & (FN_CT_F_DNAT | FN_CT_F_HAIRPIN)) == FN_CT_F_DNAT) { /* as fn_ct_create decides */
+		f->fwd.flags |= FN_CT_F_INBOUND;
+		f->rev.flags |= FN_CT_F_INBOUND;
+	}
 	owner = fn_ct_owner(&f->fwd_key, &f->fwd, &f->rev);
 	f->fwd.owner = f->rev.owner = owner;
 	f->fwd.status = f->rev.status = confirmed ? FN_CT_S_CONFIRMED : 0;

@@ -10,8 +10,11 @@ all the host's projects.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
+import signal
 import socket
 from collections import Counter
 from ipaddress import IPv4Network
@@ -19,7 +22,7 @@ from ipaddress import IPv4Network
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ...datapath import abi, loader, sockhooks, tc
+from ...datapath import abi, ctcarry, loader, sockhooks, tc
 from ...datapath.maps import (CtBudgets, HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord,
                               VlanRecord, ct_budgets, ct_table_entries, port_prefixes)
 from .. import drivers, modes, nlbatch, observe
@@ -189,12 +192,7 @@ class EbpfBackend:
         maps.sync(networks, ports)
         maps.sync_ipvlan(ipvlan_ports)
         maps.sync_vlans([VlanRecord(base, vid, tagger) for base, vid, tagger, _ in vlans])
-        # A new build, or one a killed run pinned without moving the ports over to it.
-        if self.dp.fresh or loader.stale_pin_dirs(self.pin_root, self._defines):
-            self._move_ports_to(self.dp, ports, ipvlan_ports)
         with IPRoute() as ipr:
-            for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
-                tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
             parents |= {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
             ifindex, address = observe.uplink(ipr, uplink_name)
             host = HostRecord(
@@ -207,7 +205,13 @@ class EbpfBackend:
                 budgets=self.budgets(states[0].spec) if states else None,
                 uplink_is_parent=bool(ifindex) and uplink_name in parents,
             )
-            maps.sync_host(host)
+        maps.sync_host(host)  # before any move: the flows carried over are admitted by its budgets
+        # A new build, or one a killed run pinned without moving the ports over to it.
+        if self.dp.fresh or loader.stale_pin_dirs(self.pin_root, self._defines):
+            self._move_ports_to(self.dp, ports, ipvlan_ports)
+        with IPRoute() as ipr:
+            for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
+                tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
             self._sync_services(maps, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
             # fn_from_uplink does fn_from_parent's work first; any other parent gets its own
@@ -274,8 +278,9 @@ class EbpfBackend:
             self.parents_file.unlink(missing_ok=True)
 
     def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord], ipvlan_ports: list[IpvlanPortRecord] = ()) -> None:
-        """A new build replaced the pinned one: move every port and the socket hooks to it
-        (replace, no gap), then drop the old pins. Flows tracked by the old build are forgotten."""
+        """A new build replaced the pinned one: carry the old builds' flows over, move every
+        port and the socket hooks to it (replace, no gap), then drop the old pins."""
+        self._carry_conntrack(dp)
         with IPRoute() as ipr:
             for p in ports:
                 tc.attach(ipr, p.ifindex, dp.progs[PORT_PROGRAM], PORT_PROGRAM)
@@ -286,6 +291,21 @@ class EbpfBackend:
         for stale in loader.stale_pin_dirs(self.pin_root, self._defines):
             loader.remove_pins(stale)
         dp.fresh = False
+
+    def _carry_conntrack(self, dp: loader.Datapath) -> None:
+        """Every flow the older builds track goes into the new build before any port moves to
+        it (datapath/ctcarry.py: read with the layout of each build's ABI, inserted within the
+        new budgets), so that an upgrade breaks no connection and no mapping changes."""
+        old = loader.stale_pin_dirs(self.pin_root, self._defines)
+        if old:
+            ctcarry.carry(old, Maps(dp))
+        if any((ctcarry.abi_version(d) or 0) < abi.ABI_VERSION for d in old):
+            # An agent started before the upgrade cannot open this build (its conntrack
+            # collection would stop): the keeper restarts it with the code on disk.
+            agent = self.host.live_agent()
+            if agent is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(agent.pid, signal.SIGTERM)
 
     def _carry_resolvers(self, dp: loader.Datapath) -> None:
         """The new build's fn_resolvers starts empty, and the agent refills it only at its

@@ -17,7 +17,8 @@ The topology of test_nat.py (drawn there); its helpers build the frames. What th
 CASES are data like test_nat.CASES (the budgets are the host record's); the tests after them
 follow flows: the handshake that confirms, a flood from outside, garbage collection and flush
 releasing both entries and the budget, a full table; then TCP as RFC 5382 and Linux track it:
-RSTs in the window only, half-close, flows picked up mid-stream.
+RSTs in the window only, half-close, flows picked up mid-stream; and the flows carried over to a
+new build of the datapath, from the current layout and from that of ABI 2 to 5.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import pytest
 from fastnet.datapath import abi
 from fastnet.datapath.loader import compile_datapath
 from fastnet.datapath.maps import CtBudgets, CtUsage, ct_budgets, ct_record
-from fastnet.datapath import testrun
+from fastnet.datapath import ctcarry, testrun
 
 from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
 from test_nat import (CT, DNAT_NEW, ISN, NEIGH, SNAT_NEW, SHORT, Case, Send, a_syn, a_udp, b_dns_answer, client_dns,
@@ -479,3 +480,83 @@ def test_a_blind_ack_refused_by_the_container_confirms_nothing(nat):
     run(nat, out(D, tcp(8005, 5555, "R", seq=654321, ack=0), dst=CLIENT))
     assert {(r.confirmed, r.state) for r in nat.conntrack()} == {(False, "closed")}
     assert usage(nat)["in"] == CtUsage(0, 1)
+
+
+# ---- carried over to a new build (datapath/ctcarry.py) --------------------------------------------
+
+
+def carry_over(nat: Nat, rows: list[tuple]) -> int:
+    """What an upgrade does: the old build's entries (rows, current layout) go into the new
+    build's empty table (here: the same table, flushed) through fn_ct_admin's ADOPT."""
+    nat.maps.conntrack_flush()
+    return nat.maps.conntrack_adopt(ctcarry.flows(rows))
+
+
+def table(nat: Nat) -> dict[bytes, tuple]:
+    return {bytes(k): (bytes(e)) for k, e in nat.maps._items("fn_ct")}
+
+
+def test_flows_carried_to_a_new_build_keep_everything(nat):
+    for send in (a_syn, server_synack, a_ack, client_dns, b_dns_answer, a_udp_2, client_syn):
+        run(nat, send)
+    before, held = table(nat), usage(nat)
+    assert carry_over(nat, nat.maps._items("fn_ct")) == 4
+    assert table(nat) == before and usage(nat) == held == {"in": CtUsage(1, 1), "out": CtUsage(1, 1)}
+    # the server speaks first: its packets need the carried reply entries
+    for send, port in ((inbound(tcp(80, 40000, "PA")), A), (inbound(udp(53, 40001)), A)):
+        assert run(nat, send).output.hex() == bytes(into(port, send, dst=port.ipv4)).hex()
+
+
+def test_carrying_over_stays_within_the_new_budgets(nat):
+    for i in range(6):
+        run(nat, out(A, udp(44000 + i, 53)))
+        run(nat, inbound(udp(53, 44000 + i)))
+    rows = nat.maps._items("fn_ct")
+    nat.configure(host(budgets=budgets(container_max=4)))
+    assert carry_over(nat, rows) == 4
+    assert usage(nat) == {"in": CtUsage(0, 0), "out": CtUsage(4, 0)} == usage_of_the_table(nat)
+
+
+def v2_rows(nat: Nat) -> tuple[list[tuple], list[tuple]]:
+    """The table as a build of ABI 2 to 5 held it: confirmed flows in fn_ct, the others in
+    fn_ct_new, 48-byte entries whose flag 0x20 meant "the server answered the SYN"."""
+    confirmed, unconfirmed = [], []
+    for k, e in nat.maps._items("fn_ct"):
+        old = ctcarry.CtEntryV2(expires=e.expires, created=e.created, to_saddr=e.to_saddr, to_daddr=e.to_daddr,
+                                to_sport=e.to_sport, to_dport=e.to_dport, out_ifindex=e.out_ifindex, state=e.state,
+                                flags=(e.flags & ctcarry.V2_FLAGS) | 0x20)
+        old.out_dmac[:], old.out_smac[:] = e.out_dmac[:], e.out_smac[:]
+        (confirmed if e.status & 1 else unconfirmed).append((abi.CtKey.from_buffer_copy(bytes(k)), old))
+    return confirmed, unconfirmed
+
+
+def test_flows_of_the_abi_5_layout_are_converted(nat):
+    """The layout of ABI 2 to 5 (two LRU tables) is read and converted: the same translations,
+    confirmed or not as they were, counted in the budgets the flags say (a DNAT flow from
+    outside in "in"); what each TCP direction sent is learnt again."""
+    for send in (a_syn, server_synack, a_ack, client_dns, b_dns_answer, client_syn, d_synack):
+        run(nat, send)
+    old = {bytes(k): ct_record(k, e) for k, e in nat.maps._items("fn_ct")}
+    confirmed, unconfirmed = v2_rows(nat)
+    assert (len(confirmed), len(unconfirmed)) == (4, 2)
+    nat.maps.conntrack_flush()
+    assert nat.maps.conntrack_adopt(ctcarry.flows(ctcarry.from_v2(confirmed, unconfirmed))) == 3
+    new = {bytes(k): ct_record(k, e) for k, e in nat.maps._items("fn_ct")}
+    assert new == old
+    assert usage(nat) == {"in": CtUsage(1, 1), "out": CtUsage(1, 0)}
+    # the established flow goes on (an RST from a sender we know nothing of yet is not checked,
+    # so data first: it teaches the window)
+    data = inbound(tcp(80, 40000, "PA"))
+    assert run(nat, data).output.hex() == bytes(into(A, data, dst=A.ipv4)).hex()
+    run(nat, inbound(tcp(80, 40000, "R", seq=ISN + (1 << 31))))
+    assert {r.state for r in nat.conntrack() if r.kind == "snat"} == {"established"}
+    # the handshake that was under way completes: it is confirmed once both directions are seen
+    run(nat, client_ack)
+    run(nat, out(D, tcp(8005, 5555, "PA"), dst=CLIENT))
+    assert {(r.confirmed, r.state) for r in nat.conntrack() if r.orig[1] in (5555, 8005)} == {(True, "established")}
+
+
+def test_half_a_flow_is_not_carried(nat):
+    run(nat, a_udp)
+    rows = [(k, e) for k, e in nat.maps._items("fn_ct") if not e.flags & abi.constants()["FN_CT_F_REPLY"]]
+    assert ctcarry.flows(rows) == []

@@ -14,6 +14,9 @@ and TCP followed as RFC 5382 and Linux do.
 
    project cttrack (module host; tcp_closing 2 s, tcp_half_closed 60 s)
      a       connections to servers in WORLD: spoofed RSTs, half-close, a flush
+
+   project ctcarry (own host): `up` again with another max_flows makes a new build of the
+   datapath; a's TCP connection and UDP flow to WORLD must go on
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from contextlib import closing
 
 import pytest
 from harness import (HOST_UPLINK_IP, UPLINK, WORLD_UPLINK_IP, EchoServer, containers, flows, l2socket, make_socket,
-                     moved, netns, open_tcp, roundtrip, uplink_mac, wait_until)
+                     moved, netns, open_tcp, prog_map_ids, roundtrip, uplink_mac, uplink_program, wait_until)
 from scapy.all import IP, TCP, Ether
 
 from fastnet.control.bench.bpfcost import _csum, tcp_frame
@@ -331,3 +334,55 @@ def test_a_connection_picked_up_after_a_flush_is_confirmed(track):
         f = the_flow(host, 29002)
         assert (f["confirmed"], f["state"]) == (True, "established") and f["expires_in_s"] > 3600, f
         assert f["reply"]["dport"] == 29002
+
+
+# -- a datapath rebuild (an upgrade) carries conntrack over ---------------------------------------------
+REBUILD = """\
+name: ctcarry
+networks:
+  front:
+    subnet: 10.93.3.0/24
+containers:
+  a:
+    networks: [front]
+conntrack: {max_flows: %d}
+"""
+
+
+def test_conntrack_survives_a_datapath_rebuild(host):
+    """Other compile-time settings make another build of the datapath (as other sources or
+    another ABI would): `up` moves the ports to it, and the flows go with them — same mapping,
+    same age, still confirmed — so the server may speak first after the rebuild."""
+    host.up(REBUILD % 4096)
+    a = containers(host, "ctcarry")["a"]
+    udp_server = make_socket(host.world_path, socket.SOCK_DGRAM)
+    udp_server.bind(("0.0.0.0", 0))
+    client, server = connection(host, a, 29100)
+    udp_client = make_socket(a.netns, socket.SOCK_DGRAM)
+    with client, server, udp_server, udp_client:
+        exchange(client, server)
+        udp_client.bind(("0.0.0.0", 29101))
+        udp_client.sendto(b"hello", (WORLD_UPLINK_IP, udp_server.getsockname()[1]))
+        _, peer = udp_server.recvfrom(100)
+        assert peer == (HOST_UPLINK_IP, 29101)
+        udp_server.sendto(b"back", peer)
+        assert udp_client.recv(100) == b"back"
+        before = {(f["proto"], f["original"]["sport"]): f for f in flows(host) if f["original"]["sport"] in (29100, 29101)}
+        build = uplink_program(host), prog_map_ids(uplink_program(host))
+        assert len(before) == 2 and all(f["confirmed"] for f in before.values()), before
+
+        host.up(REBUILD % 8192)  # a new build
+        new_build = uplink_program(host), prog_map_ids(uplink_program(host))
+        assert new_build[0] != build[0] and not new_build[1] & build[1], "not a new build"
+        after = {(f["proto"], f["original"]["sport"]): f for f in flows(host) if f["original"]["sport"] in (29100, 29101)}
+        for k, f in before.items():
+            g = after.get(k)
+            assert g and (g["reply"], g["state"], g["confirmed"]) == (f["reply"], f["state"], True), (f, g)
+            assert g["age_s"] >= f["age_s"], (f, g)  # the same flow, not a new one
+        # the servers speak first: their packets need the carried reply entries
+        server.sendall(b"first")
+        client.settimeout(3)
+        assert client.recv(100) == b"first"
+        udp_server.sendto(b"first", peer)
+        udp_client.settimeout(3)
+        assert udp_client.recvfrom(100) == (b"first", (WORLD_UPLINK_IP, udp_server.getsockname()[1]))
