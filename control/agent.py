@@ -84,8 +84,9 @@ async def _periodic(host_dir: Path) -> None:
 
 
 def collect_garbage(pin_root: Path) -> None:
-    """Remove expired flows (nothing else frees conntrack: its table never evicts). The pins
-    are reopened each time: an upgrade may have replaced them."""
+    """Remove expired flows (nothing else frees conntrack: its table never evicts), and those
+    of container ports that are gone. The pins are reopened each time: an upgrade may have
+    replaced them."""
     from ..datapath import abi, loader
     from ..datapath.maps import Maps
 
@@ -100,7 +101,7 @@ def collect_garbage(pin_root: Path) -> None:
     if dp is None:
         return
     try:
-        Maps(dp).conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+        Maps(dp).conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC), forget_gone_ports=True)
     finally:
         dp.close()
 

@@ -523,13 +523,32 @@ class Maps:
     def conntrack_flush(self) -> int:
         return self.conntrack_remove(self._flow_keys(self._items("fn_ct")))
 
-    def conntrack_expire(self, now_ns: int) -> int:
+    def conntrack_expire(self, now_ns: int, forget_gone_ports: bool = False) -> int:
         """The agent's garbage collection: remove the flows whose entries both expired before
         now_ns (CLOCK_MONOTONIC). One batch read of the table; fn_ct_admin re-checks each
-        deadline in the kernel, so a packet refreshing a flow meanwhile keeps it."""
-        expired = [(k, e) for k, e in self._items("fn_ct") if e.expires < now_ns]
+        deadline in the kernel, so a packet refreshing a flow meanwhile keeps it. With
+        forget_gone_ports, also the flows of container ports fn_endpoints no longer has
+        (conntrack_forget_ports), from the same read."""
+        rows = self._items("fn_ct")
+        expired = [(k, e) for k, e in rows if e.expires < now_ns]
         c = abi.constants()
-        return self._ct_admin(c["FN_CT_ADMIN_EXPIRE"], self._flow_keys(expired), c["FN_CT_ADMIN_KEYS"], now_ns)
+        removed = self._ct_admin(c["FN_CT_ADMIN_EXPIRE"], self._flow_keys(expired), c["FN_CT_ADMIN_KEYS"], now_ns)
+        if forget_gone_ports:
+            removed += self._forget_ports(rows, set(self.endpoints()))
+        return removed
+
+    def conntrack_forget_ports(self, live: Iterable[int]) -> int:
+        """Remove every flow that delivers to a container port (host-side ifindex) not in
+        `live`: a container's flows go with its interface. Its address may come back on
+        another interface (the container recreated), and a flow kept alive by a client's
+        keep-alives would otherwise go on delivering to the old one for ever."""
+        return self._forget_ports(self._items("fn_ct"), set(live))
+
+    def _forget_ports(self, rows: list[tuple], live: set[int]) -> int:
+        """rows must have been read before `live` was: a port added in between has no flow in
+        them yet (fn_from_container makes none for a port fn_endpoints does not have)."""
+        gone = [k for k, e in rows if e.out_ifindex and e.out_ifindex not in live]
+        return self.conntrack_remove(gone) if gone else 0
 
     @staticmethod
     def _flow_keys(rows: list[tuple]) -> list[abi.CtKey]:

@@ -189,7 +189,10 @@ class EbpfBackend:
             vlan_parents = {n.parent for st in states for n in st.spec.networks.values() if n.parent}
             vlans = drivers.emulated_vlans(ipr, vlan_parents)
         maps = Maps(self.dp)
+        gone = set(maps.endpoints()) - {p.ifindex for p in ports}
         maps.sync(networks, ports)
+        if gone:  # a container's flows go with its interface (it may come back on another)
+            maps.conntrack_forget_ports({p.ifindex for p in ports})
         maps.sync_ipvlan(ipvlan_ports)
         maps.sync_vlans([VlanRecord(base, vid, tagger) for base, vid, tagger, _ in vlans])
         with IPRoute() as ipr:

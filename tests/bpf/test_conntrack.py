@@ -18,7 +18,8 @@ CASES are data like test_nat.CASES (the budgets are the host record's); the test
 follow flows: the handshake that confirms, a flood from outside, garbage collection and flush
 releasing both entries and the budget, a full table; then TCP as RFC 5382 and Linux track it:
 RSTs in the window only, half-close, flows picked up mid-stream; and the flows carried over to a
-new build of the datapath, from the current layout and from that of ABI 2 to 5.
+new build of the datapath, from the current layout and from that of ABI 2 to 5; and a container's
+flows going with its port.
 """
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ from fastnet.datapath.maps import CtBudgets, CtUsage, ct_budgets, ct_record
 from fastnet.datapath import ctcarry, testrun
 
 from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
-from test_nat import (CT, DNAT_NEW, ISN, NEIGH, SNAT_NEW, SHORT, Case, Send, a_syn, a_udp, b_dns_answer, client_dns,
-                      client_syn, d_synack, delta, drop, inbound, into, out, params, peer, run, server_synack,
-                      server_udp, tcp, to_uplink, udp)
+from test_nat import (CT, DNAT_NEW, ISN, NEIGH, SNAT_NEW, SHORT, Case, Send, a_hairpin, a_syn, a_udp, b_dns_answer,
+                      client_dns, client_syn, d_hairpin_synack, d_synack, delta, drop, inbound, into, out, params, peer,
+                      run, server_synack, server_udp, tcp, to_uplink, udp)
 from topology import A, B, BACK, C, CLIENT, D, HOST, NAT_NETWORKS, NAT_PORTS, SERVER, SERVICES, UPLINK_IP, host
 
 ROOMY = CtBudgets(in_max=64, in_new_max=64, out_max=64, out_new_max=64, port_max=64, port_new_max=64,
@@ -560,3 +561,47 @@ def test_half_a_flow_is_not_carried(nat):
     run(nat, a_udp)
     rows = [(k, e) for k, e in nat.maps._items("fn_ct") if not e.flags & abi.constants()["FN_CT_F_REPLY"]]
     assert ctcarry.flows(rows) == []
+
+
+# ---- a container's flows go with its port (the container removed or recreated) ---------------------
+
+
+def test_a_containers_flows_go_with_its_port(nat):
+    """D's port goes: every flow that delivers to it (published-port flows from outside and
+    from a container, D's own) goes with it; the others stay."""
+    for send in (a_udp, server_udp, client_syn, d_synack, a_hairpin, d_hairpin_synack, out(D, udp(8005, 123))):
+        run(nat, send)
+    ports = [p for p in NAT_PORTS if p != D]
+    nat.maps.sync(NAT_NETWORKS, ports)
+    assert nat.maps.conntrack_forget_ports(p.ifindex for p in ports) == 6
+    assert {r.orig for r in nat.conntrack()} == {(A.ipv4, 40000, SERVER, 53), (SERVER, 53, UPLINK_IP, 40000)}
+    assert usage(nat) == usage_of_the_table(nat) == {"in": CtUsage(0, 0), "out": CtUsage(1, 0)}
+
+
+def test_the_collector_forgets_the_flows_of_ports_that_are_gone(nat):
+    for send in (client_dns, b_dns_answer, a_udp):
+        run(nat, send)
+    nat.maps.sync(NAT_NETWORKS, [p for p in NAT_PORTS if p != B])  # B removed
+    assert nat.maps.conntrack_expire(nat.now, forget_gone_ports=True) == 2
+    assert {r.kind for r in nat.conntrack()} == {"snat"}
+
+
+def test_a_backend_recreated_with_the_same_address_gets_the_next_packets(nat):
+    """A client's keep-alives (WireGuard, say) to a published UDP port: the backend is
+    recreated with the same address on a new interface. The old flow goes with the old
+    interface, so the next keep-alive makes a flow to the new one (before, the keep-alives kept
+    the old flow alive and went to the old interface for ever)."""
+    keepalive = inbound(udp(51820, 5353), src=CLIENT)
+    for send in (keepalive, out(B, udp(53, 51820), dst=CLIENT)):
+        run(nat, send)
+    new_b = replace(B, ifindex=112)
+    ports = [new_b if p == B else p for p in NAT_PORTS]
+    services = [s._replace(backend_ifindex=112) if s.backend_ifindex == B.ifindex else s for s in SERVICES]
+    nat.maps.sync(NAT_NETWORKS, ports)
+    nat.maps.conntrack_forget_ports(p.ifindex for p in ports)
+    nat.configure(HOST, services)
+    result = run(nat, keepalive)
+    assert (result.verdict, result.redirects) == ("redirect", peer(new_b))
+    assert result.output.hex() == bytes(into(new_b, keepalive, dst=B.ipv4, dport=53)).hex()
+    answer = out(new_b, udp(53, 51820), dst=CLIENT)
+    assert run(nat, answer).output.hex() == bytes(to_uplink(answer, src=UPLINK_IP, sport=5353)).hex()

@@ -386,3 +386,72 @@ def test_conntrack_survives_a_datapath_rebuild(host):
         udp_server.sendto(b"first", peer)
         udp_client.settimeout(3)
         assert udp_client.recvfrom(100) == (b"first", (WORLD_UPLINK_IP, udp_server.getsockname()[1]))
+
+
+# -- a container's flows go with its interface ------------------------------------------------------------
+WG = """\
+name: ctwg
+networks:
+  front:
+    subnet: 10.93.4.0/24
+containers:
+  other:
+    networks: [front]
+%s"""
+WG_BACKEND = """\
+  wg:
+    networks:
+      front: {ipv4_address: 10.93.4.10}
+    publish: ["51820:51820/udp"]
+"""
+
+
+class KeepAlive:
+    """A WireGuard-like peer in WORLD: from port 51820 to HOST:51820, a datagram every 0.1 s;
+    `answered` counts the echoes that came back."""
+
+    def __init__(self, ns_path: str):
+        self.sock = make_socket(ns_path, socket.SOCK_DGRAM)
+        self.sock.bind(("0.0.0.0", 51820))
+        self.sock.settimeout(0.1)
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.sock.sendto(b"keepalive", (HOST_UPLINK_IP, 51820))
+                data, _ = self.sock.recvfrom(100)
+                self.answered += data == b"keepalive"
+            except OSError:  # a timeout, or the port unreachable while no backend exists
+                pass
+            time.sleep(0.1)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+def test_a_backend_recreated_under_a_keepalive_flow_answers_again(host):
+    """The backend of a published UDP port is removed and made again with the same address
+    (a new interface) while its client keeps sending keep-alives: the client's flow went with
+    the old interface, so its next keep-alive reaches the new backend (on main the keep-alives
+    kept the old flow alive and went to the old interface for ever)."""
+    host.up(WG % WG_BACKEND)
+    peer = KeepAlive(host.world_path)
+    try:
+        with EchoServer(containers(host, "ctwg")["wg"].netns, "udp", port=51820):
+            wait_until(lambda: peer.answered > 3, timeout=5, what="the keep-alives to be answered")
+            assert flows(host, "udp", "dnat", sport=51820), "no flow for the keep-alives"
+        host.up(WG % "")  # the backend goes ...
+        assert not flows(host, "udp", "dnat", sport=51820), "the removed backend's flow stayed"
+        time.sleep(0.5)  # ... the keep-alives go on (to a port nobody publishes now) ...
+        host.up(WG % WG_BACKEND)  # ... and it comes back, with the same address
+        with EchoServer(containers(host, "ctwg")["wg"].netns, "udp", port=51820):
+            answered = peer.answered
+            wait_until(lambda: peer.answered > answered + 3, timeout=5, what="the new backend to answer")
+    finally:
+        peer.close()
