@@ -335,8 +335,9 @@ FN_INLINE int fn_ct_confirm(const struct fn_ct_key *key, struct fn_ct_entry *e, 
 		} else {
 			fn_ct_release(owner, 0);
 		}
-		e->status |= FN_CT_S_CONFIRMED; /* the reply entry's copy (only fwd's counts) */
-		p->status |= FN_CT_S_CONFIRMED;
+		/* the reply entry's copy (what fn_ct_find says there); the forward entry's word
+		 * is only ever changed atomically */
+		(fwd == e ? p : e)->status |= FN_CT_S_CONFIRMED;
 	}
 	e->state = p->state = FN_CT_ESTABLISHED;
 	e->expires = p->expires = now + fn_ct_timeout(key->proto, FN_CT_ESTABLISHED);
