@@ -73,34 +73,26 @@ FN_INLINE __u64 *fn_pub_ports_word(__u32 index)
 	return fn_pub_ports.lookup(&index);
 }
 
-FN_INLINE struct fn_ct_entry *fn_ct_confirmed_get(const struct fn_ct_key *key)
+FN_INLINE struct fn_ct_entry *fn_ct_get(const struct fn_ct_key *key)
 {
 	return fn_ct.lookup((struct fn_ct_key *)key);
 }
 
-/* bcc spells BPF_NOEXIST as insert() and BPF_ANY as update(). */
-FN_INLINE int fn_ct_confirmed_insert(const struct fn_ct_key *key, struct fn_ct_entry *e, __u64 flags)
+/* Only if the key is free (BPF_NOEXIST: bcc's insert()): 0, -EEXIST, or -E2BIG when full. */
+FN_INLINE int fn_ct_insert(const struct fn_ct_key *key, struct fn_ct_entry *e)
 {
-	if (flags == BPF_NOEXIST)
-		return fn_ct.insert((struct fn_ct_key *)key, e);
-	return fn_ct.update((struct fn_ct_key *)key, e);
+	return fn_ct.insert((struct fn_ct_key *)key, e);
 }
 
-FN_INLINE struct fn_ct_entry *fn_ct_new_get(const struct fn_ct_key *key)
+/* 0 when this call removed the entry. */
+FN_INLINE int fn_ct_delete(const struct fn_ct_key *key)
 {
-	return fn_ct_new.lookup((struct fn_ct_key *)key);
+	return fn_ct.delete((struct fn_ct_key *)key);
 }
 
-FN_INLINE int fn_ct_new_insert(const struct fn_ct_key *key, struct fn_ct_entry *e, __u64 flags)
+FN_INLINE struct fn_ct_count *fn_ct_count_of(__u32 owner)
 {
-	if (flags == BPF_NOEXIST)
-		return fn_ct_new.insert((struct fn_ct_key *)key, e);
-	return fn_ct_new.update((struct fn_ct_key *)key, e);
-}
-
-FN_INLINE void fn_ct_new_remove(const struct fn_ct_key *key)
-{
-	fn_ct_new.delete((struct fn_ct_key *)key);
+	return fn_ct_budget.lookup(&owner);
 }
 
 FN_INLINE struct fn_nat_map *fn_nat_map_get(const struct fn_nat_map_key *key)
@@ -148,6 +140,12 @@ FN_INLINE void fn_sock_dst_set(const struct fn_sock_dst_key *key, struct fn_sock
 FN_INLINE struct fn_resolver *fn_resolver_of(__u64 netns_cookie)
 {
 	return fn_resolvers.lookup(&netns_cookie);
+}
+
+/* Returns only when the slot is empty: the caller drops (drop_tail_call). */
+FN_INLINE void fn_tail_call(struct __sk_buff *skb, __u32 slot)
+{
+	fn_tails.call(skb, slot);
 }
 
 #ifdef FN_TEST
@@ -210,6 +208,23 @@ int fn_from_container(struct __sk_buff *skb)
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);
 	return ret;
+}
+
+/*
+ * fn_tail_flood — fn_from_container's tail call (fn_tails[FN_TAIL_FLOOD]) for a broadcast or
+ * multicast frame: a clone to every other port of the sender's network, the original dropped.
+ * It counts as fn_from_container.
+ */
+int fn_tail_flood(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_CONTAINER;
+	struct fn_endpoint *ep = fn_endpoint_of(skb->ingress_ifindex);
+	int ret = ep ? fn_bridge_flood(skb, ep) : -FN_DROP_NO_ENDPOINT;
+
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	fn_count(skb, prog, FN_FWD_FLOOD);
+	return TC_ACT_SHOT;
 }
 
 /*
@@ -352,4 +367,38 @@ int fn_sock_bind6(struct bpf_sock_addr *ctx)
 	int ret = fn_sock_bind6_check(ctx);
 
 	return ret < 0 ? fn_sock_refuse(-ret) : FN_SOCK_ALLOW;
+}
+
+/*
+ * fn_ct_admin — never attached: the control plane runs it with BPF_PROG_TEST_RUN to remove
+ * flows (garbage collection, flush, a container's port gone) and to insert the flows of an
+ * older build, so that both entries of a flow and its budget always move together in the
+ * kernel. The "packet" is a struct fn_ct_admin_req and its keys or flows (abi.h).
+ */
+int fn_ct_admin(struct __sk_buff *skb)
+{
+	struct fn_ct_admin_req req;
+	int n = 0;
+	__u32 i;
+
+	if (bpf_skb_load_bytes(skb, 0, &req, sizeof(req)))
+		return -1;
+	if (req.op == FN_CT_ADMIN_ADOPT) {
+		for (i = 0; i < FN_CT_ADMIN_FLOWS && i < req.count; i++) {
+			struct fn_ct_flow flow;
+
+			if (bpf_skb_load_bytes(skb, sizeof(req) + i * sizeof(flow), &flow, sizeof(flow)))
+				break;
+			n += fn_ct_adopt(&flow);
+		}
+		return n;
+	}
+	for (i = 0; i < FN_CT_ADMIN_KEYS && i < req.count; i++) {
+		struct fn_ct_key key;
+
+		if (bpf_skb_load_bytes(skb, sizeof(req) + i * sizeof(key), &key, sizeof(key)))
+			break;
+		n += fn_ct_remove(&key, req.op == FN_CT_ADMIN_EXPIRE ? req.now : 0);
+	}
+	return n;
 }

@@ -84,18 +84,25 @@ async def _periodic(host_dir: Path) -> None:
 
 
 def collect_garbage(pin_root: Path) -> None:
-    """Delete expired conntrack entries (LRU eviction alone would keep dead flows until the
-    table fills), then the SNAT mappings no flow uses any more. The pins are reopened each
-    time: an upgrade may have replaced them."""
-    from ..datapath import loader
+    """Remove expired flows (nothing else frees conntrack: its table never evicts), and those
+    of container ports that are gone, then the SNAT mappings no flow uses any more. The pins
+    are reopened each time: an upgrade may have replaced them."""
+    from ..datapath import abi, loader
     from ..datapath.maps import Maps
 
-    dp = loader.open_pinned(pin_root)
+    try:
+        dp = loader.open_pinned(pin_root)
+    except loader.NewerDatapath:
+        if abi.installed_version() > abi.ABI_VERSION:
+            # fastnet was upgraded under this agent: the keeper restarts it with the new code
+            print("fastnet agent: the datapath is newer than this agent; restarting", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise
     if dp is None:
         return
     try:
         maps = Maps(dp)
-        maps.conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+        maps.conntrack_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC), forget_gone_ports=True)
         maps.nat_maps_expire(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
     finally:
         dp.close()

@@ -403,6 +403,7 @@ _Seconds = Annotated[StrictInt, Field(ge=1, le=7 * 86400)]
 class _TimeoutsSpec(_Spec):
     tcp_syn: _Seconds = Conntrack.tcp_syn
     tcp_established: _Seconds = Conntrack.tcp_established
+    tcp_half_closed: _Seconds = Conntrack.tcp_half_closed
     tcp_closing: _Seconds = Conntrack.tcp_closing
     udp: _Seconds = Conntrack.udp
     icmp: _Seconds = Conntrack.icmp
@@ -411,6 +412,8 @@ class _TimeoutsSpec(_Spec):
 class _ConntrackSpec(_Spec):
     max_flows: Annotated[StrictInt, Field(ge=1024, le=1 << 24)] = Conntrack.max_flows
     max_new_flows: Annotated[StrictInt, Field(ge=256, le=1 << 22)] = Conntrack.max_new_flows
+    inbound_percent: Annotated[StrictInt, Field(ge=1, le=99)] = Conntrack.inbound_percent
+    owner_percent: Annotated[StrictInt, Field(ge=1, le=100)] = Conntrack.owner_percent
     timeouts: _TimeoutsSpec = _TimeoutsSpec()
 
 
@@ -526,7 +529,8 @@ def _resolve(spec: _FileSpec, where: SourceMap) -> Config:
     if problems:
         raise min(problems, key=lambda e: (e.line, e.col))
     ct = spec.conntrack
-    conntrack = Conntrack(ct.max_flows, ct.max_new_flows, **ct.timeouts.model_dump())
+    conntrack = Conntrack(ct.max_flows, ct.max_new_flows, ct.inbound_percent, ct.owner_percent,
+                          **ct.timeouts.model_dump())
     return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source, conntrack,
                   publish_ephemeral_ports=spec.publish_ephemeral_ports)
 

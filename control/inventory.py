@@ -189,10 +189,14 @@ def conntrack(flush: bool = False) -> list[dict] | int:
         return sum(backend_for(b, host, "").conntrack_flush() for b in backends)
     now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     flows = []
-    for r in (r for b in backends for r in backend_for(b, host, "").conntrack()):
+    records = [r for b in backends for r in backend_for(b, host, "").conntrack()]
+    # a flow lives until both its entries expired: its reply entry's deadline may be the later
+    deadlines = {(r.proto, r.orig): r.expires_ns for r in records if r.reply}
+    for r in records:
         if r.reply:
             continue
         ts, tsp, td, tdp = r.translated
+        expires = max(r.expires_ns, deadlines.get((r.proto, (td, tdp, ts, tsp)), 0))
         flows.append(
             {
                 "proto": r.proto,
@@ -202,7 +206,7 @@ def conntrack(flush: bool = False) -> list[dict] | int:
                 "original": {"src": str(r.orig[0]), "sport": r.orig[1], "dst": str(r.orig[2]), "dport": r.orig[3]},
                 "reply": {"src": str(td), "sport": tdp, "dst": str(ts), "dport": tsp},
                 "age_s": round((now - r.created_ns) / 1e9, 1),
-                "expires_in_s": round((r.expires_ns - now) / 1e9, 1),
+                "expires_in_s": round((expires - now) / 1e9, 1),
             }
         )
     return sorted(flows, key=lambda f: f["age_s"])

@@ -33,17 +33,21 @@ class Conntrack:
     """Connection-tracking sizes and timeouts (seconds). They apply to the whole host: every
     project on it shares one datapath."""
 
-    max_flows: int = 65536
-    max_new_flows: int = 8192
+    max_flows: int = 65536  # confirmed flows, in and out budgets together
+    max_new_flows: int = 8192  # flows not confirmed yet
+    inbound_percent: int = 50  # of both, for flows from outside to published ports
+    owner_percent: int = 50  # of its budget, the most one published port or one container holds
     tcp_syn: int = 60
     tcp_established: int = 21600
+    tcp_half_closed: int = 240  # one FIN seen (RFC 5382: at least 4 minutes)
     tcp_closing: int = 10
     udp: int = 60
     icmp: int = 30
 
     @property
     def timeouts(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")}
+        return {k: getattr(self, k) for k in ("tcp_syn", "tcp_established", "tcp_half_closed", "tcp_closing", "udp",
+                                              "icmp")}
 
 
 def describe_mapping(m: PortMapping) -> str:

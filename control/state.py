@@ -19,7 +19,7 @@ from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 from ..datapath.errors import FastnetError
 
-FORMAT = 3
+FORMAT = 5
 
 
 class StateError(FastnetError):
@@ -46,8 +46,21 @@ def _v2_to_v3(d: dict) -> dict:
     return d
 
 
+def _v3_to_v4(d: dict) -> dict:
+    """Format 4 added the conntrack budget settings; absent means the defaults."""
+    d["spec"]["conntrack"].setdefault("inbound_percent", Conntrack.inbound_percent)
+    d["spec"]["conntrack"].setdefault("owner_percent", Conntrack.owner_percent)
+    return d
+
+
+def _v4_to_v5(d: dict) -> dict:
+    """Format 5 added the half-closed TCP timeout; absent means the default."""
+    d["spec"]["conntrack"].setdefault("tcp_half_closed", Conntrack.tcp_half_closed)
+    return d
+
+
 # format N -> the function that turns it into format N + 1; a file is read by applying them in turn
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 @dataclass

@@ -67,7 +67,15 @@ class HostConfig(ctypes.Structure):
         ("timeout_tcp_closing", u32),
         ("timeout_udp", u32),
         ("timeout_icmp", u32),
-        ("pad", u32),
+        ("timeout_tcp_half_closed", u32),
+        ("ct_in_max", u32),
+        ("ct_in_new_max", u32),
+        ("ct_out_max", u32),
+        ("ct_out_new_max", u32),
+        ("ct_port_max", u32),
+        ("ct_port_new_max", u32),
+        ("ct_container_max", u32),
+        ("ct_container_new_max", u32),
     ]
 
 
@@ -101,6 +109,7 @@ class CtEntry(ctypes.Structure):
     _fields_ = [
         ("expires", u64),
         ("created", u64),
+        ("status", u64),
         ("to_saddr", u32),
         ("to_daddr", u32),
         ("to_sport", u16),
@@ -110,7 +119,12 @@ class CtEntry(ctypes.Structure):
         ("out_smac", u8 * 6),
         ("state", u8),
         ("flags", u8),
-        ("pad", u16),
+        ("tcp", u8),
+        ("pad", u8),
+        ("seq", u32),
+        ("ack_expect", u32),
+        ("owner", u32),
+        ("pad2", u32),
     ]
 
 
@@ -128,6 +142,22 @@ class SockDstKey(ctypes.Structure):
 
 class SockDst(ctypes.Structure):
     _fields_ = [("orig_ipv4", u32), ("orig_port", u16), ("pad", u16)]
+
+
+class CtCount(ctypes.Structure):
+    _fields_ = [("new_flows", u64), ("flows", u64)]
+
+
+class CtAdminReq(ctypes.Structure):
+    """struct fn_ct_admin_req: the head of fn_ct_admin's test-run "packet" (not a map's)."""
+
+    _fields_ = [("now", u64), ("op", u32), ("count", u32)]
+
+
+class CtFlow(ctypes.Structure):
+    """struct fn_ct_flow: one flow in an FN_CT_ADMIN_ADOPT request."""
+
+    _fields_ = [("fwd_key", CtKey), ("fwd", CtEntry), ("rev_key", CtKey), ("rev", CtEntry)]
 
 
 class IpvlanPort(ctypes.Structure):
@@ -164,6 +194,13 @@ def constants() -> dict[str, int]:
 
 
 ABI_VERSION = constants()["FASTNET_ABI_VERSION"]
+
+
+def installed_version() -> int:
+    """FASTNET_ABI_VERSION of the header on disk now (a long-lived process may predate an
+    upgrade: ABI_VERSION is what it was started with)."""
+    m = re.search(r"^#define\s+FASTNET_ABI_VERSION\s+(\d+)", ABI_HEADER.read_text(), re.M)
+    return int(m.group(1)) if m else ABI_VERSION
 FN_FDB_F_GATEWAY = constants()["FN_FDB_F_GATEWAY"]
 FN_NET_F_INTERNAL = constants()["FN_NET_F_INTERNAL"]
 FN_COUNTER_SLOTS = constants()["FN_COUNTER_SLOTS"]
@@ -178,6 +215,14 @@ PROGRAMS = {
     "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
 }
 TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger")
+# TC programs that are never attached: the control plane runs them with BPF_PROG_TEST_RUN.
+ADMIN_PROGRAMS = ("fn_ct_admin",)
+# TC programs the others tail-call -> their slot in fn_tails (the loader fills it).
+TAIL_PROGRAMS = {"fn_tail_flood": constants()["FN_TAIL_FLOOD"]}
+# Every TC program (SCHED_CLS), attached or not.
+SCHED_CLS_PROGRAMS = (*TC_PROGRAMS, *ADMIN_PROGRAMS, *TAIL_PROGRAMS)
+# Maps only the test build (FN_TEST) has (tests/bpf/test_abi.py checks their mirrors).
+TEST_MAPS = ("fn_test_state", "fn_test_ct_req", "fn_test_ct_flow")
 FN_IPVLAN_F_L3 = constants()["FN_IPVLAN_F_L3"]
 # socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
 SOCK_PROGRAMS = {
@@ -209,10 +254,11 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_svc_addr": (SvcAddrKey, Service),
     "fn_svc_any": (SvcAnyKey, Service),
     "fn_pub_ports": (u32, u64),
+    "fn_tails": (u32, u32),  # PROG_ARRAY: slot -> program
     "fn_ct": (CtKey, CtEntry),
-    "fn_ct_new": (CtKey, CtEntry),
     "fn_nat_maps": (NatMapKey, NatMap),
     "fn_sock_dsts": (SockDstKey, SockDst),
+    "fn_ct_budget": (u32, CtCount),
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),

@@ -42,7 +42,7 @@ class MapBatchOpts(ctypes.Structure):
 
 
 class ProgInfo(ctypes.Structure):
-    """The head of struct bpf_prog_info (uapi bpf.h) up to the run-time statistics. The array
+    """The head of struct bpf_prog_info (uapi bpf.h) up to the verifier's count. The array
     pointers stay 0, so the kernel copies no arrays out."""
 
     _fields_ = [
@@ -80,6 +80,8 @@ class ProgInfo(ctypes.Structure):
         ("prog_tags", ctypes.c_uint64),
         ("run_time_ns", ctypes.c_uint64),
         ("run_cnt", ctypes.c_uint64),
+        ("recursion_misses", ctypes.c_uint64),
+        ("verified_insns", ctypes.c_uint32),  # what the verifier walked (its limit: 1,000,000)
     ]
 
 

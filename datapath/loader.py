@@ -72,11 +72,13 @@ def compile_datapath(test_mode: bool = False, defines: tuple[tuple[str, int], ..
         bpf = BPF(src_file=str(abi.BPF_DIR / "fastnet.c").encode(), cflags=cflags)
     except Exception as exc:  # bcc raises bare Exception with the compiler's output on stderr
         raise DatapathError(f"compiling {abi.BPF_DIR / 'fastnet.c'} failed: {exc}") from exc
-    names = list(abi.MAP_LAYOUTS) + (["fn_test_state"] if test_mode else [])
+    names = list(abi.MAP_LAYOUTS) + (list(abi.TEST_MAPS) if test_mode else [])
     tables = {name: bpf.get_table(name.encode()) for name in names}
     # per-CPU tables expose the per-CPU array as Leaf and one element as sLeaf
     abi.check_layout({name: (t.Key, getattr(t, "sLeaf", t.Leaf)) for name, t in tables.items()})
-    progs = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS).fd for name in abi.TC_PROGRAMS}
+    progs = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS).fd for name in abi.SCHED_CLS_PROGRAMS}
+    for name, slot in abi.TAIL_PROGRAMS.items():
+        tables["fn_tails"][ctypes.c_int(slot)] = ctypes.c_int(progs[name])
     for name, attach_type in abi.SOCK_PROGRAMS.items():
         progs[name] = bpf.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR, attach_type=attach_type).fd
     maps = {name: t.map_fd for name, t in tables.items()}
@@ -136,7 +138,7 @@ def _open_pin_dir(pin_dir: Path) -> Datapath | None:
         return None
     progs, maps = {}, {}
     try:
-        for name in (*abi.TC_PROGRAMS, *abi.SOCK_PROGRAMS):
+        for name in (*abi.SCHED_CLS_PROGRAMS, *abi.SOCK_PROGRAMS):
             progs[name] = libbpf.obj_get(str(pin_dir / f"prog_{name}"))
         for name in abi.MAP_LAYOUTS:
             maps[name] = libbpf.obj_get(str(pin_dir / f"map_{name}"))

@@ -3,6 +3,7 @@ map bytes happens here; callers pass ipaddress objects, MAC strings and ifindexe
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import socket
 import struct
@@ -74,9 +75,52 @@ class HostRecord:
     addresses: tuple[tuple[IPv4Address, bool], ...]  # (address, is loopback)
     timeouts: dict[str, int] | None = None  # seconds by CT_TIMEOUTS name; None: the defaults
     uplink_is_parent: bool = False  # of ipvlan networks or 802.1Q sub-interfaces
+    budgets: CtBudgets | None = None  # None: ct_budgets() of the defaults
 
 
-CT_TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")
+CT_TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_half_closed", "tcp_closing", "udp", "icmp")
+
+
+@dataclass(frozen=True)
+class CtBudgets:
+    """How many flows connection tracking admits (fn_host_config's ct_*_max): "in" for flows
+    from outside to published ports, "out" for the containers' own (SNAT, hairpin); "new" ones
+    are not confirmed yet; "port" is the most one published (protocol, port) may hold of the in
+    budgets, "container" the most one container may hold of the out budgets."""
+
+    in_max: int
+    in_new_max: int
+    out_max: int
+    out_new_max: int
+    port_max: int
+    port_new_max: int
+    container_max: int
+    container_new_max: int
+
+    @property
+    def flows(self) -> int:
+        """Flows of every budget: fn_ct holds twice as many entries."""
+        return self.in_max + self.in_new_max + self.out_max + self.out_new_max
+
+
+def ct_budgets(max_flows: int = 65536, max_new_flows: int = 8192, inbound_percent: int = 50,
+               owner_percent: int = 50) -> CtBudgets:
+    """The budgets of the `conntrack:` settings: inbound_percent of max_flows and max_new_flows
+    for flows from outside, the rest for the containers' own; owner_percent of each, at least
+    one flow, for one published port or one container."""
+    in_max, in_new = max_flows * inbound_percent // 100, max_new_flows * inbound_percent // 100
+    out_max, out_new = max_flows - in_max, max_new_flows - in_new
+
+    def share(n: int) -> int:
+        return max(1, n * owner_percent // 100)
+
+    return CtBudgets(in_max, in_new, out_max, out_new, share(in_max), share(in_new), share(out_max), share(out_new))
+
+
+def ct_table_entries(budgets: CtBudgets) -> int:
+    """fn_ct's capacity (FN_CT_MAX) for these budgets: two entries per flow, and slack for flows
+    being removed."""
+    return 2 * budgets.flows + abi.constants()["FN_CT_SLACK"]
 
 
 def default_timeouts() -> dict[str, int]:
@@ -194,6 +238,7 @@ def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
         snat_port_max=hi,
         flags=abi.constants()["FN_HOST_F_UPLINK_PARENT"] if host.uplink_is_parent else 0,
         **{f"timeout_{k}": v for k, v in (host.timeouts or default_timeouts()).items()},
+        **{f"ct_{k}": v for k, v in dataclasses.asdict(host.budgets or ct_budgets()).items()},
     )
     loopback = abi.constants()["FN_ADDR_F_LOOPBACK"]
     return {
@@ -257,13 +302,12 @@ def _be16(port: int) -> int:
     return struct.unpack("=H", struct.pack("!H", port))[0]
 
 
-CT_TABLES = ("fn_ct", "fn_ct_new")
 NAT_MAPS = "fn_nat_maps"
 # A mapping no tracked flow uses is deleted only once no flow took it for this long: the
 # programs claim a port a moment before they create the flow that uses it, and the agent
 # reads the tables one after the other.
 NAT_MAP_GRACE_NS = 30 * 10**9
-CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed"}
+CT_STATES = {1: "new", 2: "established", 3: "closing", 4: "closed", 5: "half-closed"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 
 
@@ -279,6 +323,7 @@ class CtRecord:
     flags: int
     created_ns: int
     expires_ns: int
+    out_ifindex: int = 0  # the container port it delivers to; 0: the uplink
 
     @property
     def reply(self) -> bool:
@@ -292,14 +337,27 @@ class CtRecord:
                 return name
         return "-"
 
+    @property
+    def inbound(self) -> bool:
+        """From outside to a published port: counted in the in budgets."""
+        return bool(self.flags & abi.constants()["FN_CT_F_INBOUND"])
+
+
+@dataclass(frozen=True)
+class CtUsage:
+    """Flows one budget holds (fn_ct_budget): confirmed and new."""
+
+    flows: int
+    new_flows: int
+
 
 def _port(value: int) -> int:
     return struct.unpack("!H", struct.pack("=H", value))[0]
 
 
-def ct_record(table: str, k: abi.CtKey, e: abi.CtEntry) -> CtRecord:
+def ct_record(k: abi.CtKey, e: abi.CtEntry) -> CtRecord:
     return CtRecord(
-        confirmed=table == "fn_ct",
+        confirmed=bool(e.status & abi.constants()["FN_CT_S_CONFIRMED"]),
         proto=PROTO_NAMES.get(k.proto, str(k.proto)),
         orig=(from_be32(k.saddr), _port(k.sport), from_be32(k.daddr), _port(k.dport)),
         translated=(from_be32(e.to_saddr), _port(e.to_sport), from_be32(e.to_daddr), _port(e.to_dport)),
@@ -307,6 +365,7 @@ def ct_record(table: str, k: abi.CtKey, e: abi.CtEntry) -> CtRecord:
         flags=e.flags,
         created_ns=e.created,
         expires_ns=e.expires,
+        out_ifindex=e.out_ifindex,
     )
 
 
@@ -329,6 +388,11 @@ def nat_map_record(k: abi.NatMapKey, m: abi.NatMap) -> NatMapRecord:
         value=(from_be32(m.addr), _port(m.port)),
         used_ns=m.used,
     )
+
+
+def ct_partner_key(k: abi.CtKey, e: abi.CtEntry) -> abi.CtKey:
+    """The key of the other direction's entry (fn_ct_partner_key in bpf/lib/ct.h)."""
+    return abi.CtKey(saddr=e.to_daddr, daddr=e.to_saddr, sport=e.to_dport, dport=e.to_sport, proto=k.proto)
 
 
 class Maps:
@@ -451,28 +515,83 @@ class Maps:
                 for k, v in self._items("fn_resolvers")}
 
     def conntrack(self) -> list[CtRecord]:
-        return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]
+        return [ct_record(k, e) for k, e in self._items("fn_ct")]
+
+    def conntrack_usage(self) -> dict[str, CtUsage]:
+        """What the two budgets hold: {"in": ..., "out": ...} (fn_ct_budget's totals)."""
+        c = abi.constants()
+        out = {}
+        for name, slot in (("in", c["FN_CT_OWNER_IN"]), ("out", c["FN_CT_OWNER_OUT"])):
+            value = abi.CtCount()
+            libbpf.map_lookup(self._fd("fn_ct_budget"), ctypes.c_uint32(slot), value)
+            out[name] = CtUsage(value.flows, value.new_flows)
+        return out
+
+    def _ct_admin(self, op: int, items: list, per_request: int, now_ns: int = 0) -> int:
+        """Run fn_ct_admin over items (keys or flows), as many requests as they need; the sum of
+        what it returns (entries removed, flows adopted)."""
+        done = 0
+        for i in range(0, len(items), per_request):
+            chunk = items[i:i + per_request]
+            req = abi.CtAdminReq(now=now_ns, op=op, count=len(chunk))
+            data = bytes(req) + b"".join(bytes(x) for x in chunk)
+            data += bytes(max(0, 64 - len(data)))  # a test run wants at least an Ethernet header
+            retval, _, _ = libbpf.test_run(self.dp.progs["fn_ct_admin"], data)
+            done += ctypes.c_int32(retval).value
+        return done
+
+    def conntrack_remove(self, keys: Iterable[abi.CtKey]) -> int:
+        """Remove the flows of these keys (either direction's), both entries each, releasing
+        their budgets; returns the entries removed."""
+        c = abi.constants()
+        return self._ct_admin(c["FN_CT_ADMIN_REMOVE"], list(keys), c["FN_CT_ADMIN_KEYS"])
 
     def conntrack_flush(self) -> int:
         """Forget every tracked flow, and the SNAT mappings with them; returns the number of
         conntrack entries removed."""
-        n = 0
-        for t in CT_TABLES:
-            for key, _ in self._items(t):
-                n += libbpf.map_delete(self._fd(t), key)
+        n = self.conntrack_remove(self._flow_keys(self._items("fn_ct")))
         for key, _ in self._items(NAT_MAPS):
             libbpf.map_delete(self._fd(NAT_MAPS), key)
         return n
 
-    def conntrack_expire(self, now_ns: int) -> int:
-        """Delete entries past their deadline (the agent's garbage collection): one batch read
-        per table, then one delete per expired entry."""
-        n = 0
-        for t in CT_TABLES:
-            for key, entry in self._items(t):
-                if entry.expires < now_ns:
-                    n += libbpf.map_delete(self._fd(t), key)
-        return n
+    def conntrack_expire(self, now_ns: int, forget_gone_ports: bool = False) -> int:
+        """The agent's garbage collection: remove the flows whose entries both expired before
+        now_ns (CLOCK_MONOTONIC). One batch read of the table; fn_ct_admin re-checks each
+        deadline in the kernel, so a packet refreshing a flow meanwhile keeps it. With
+        forget_gone_ports, also the flows of container ports fn_endpoints no longer has
+        (conntrack_forget_ports), from the same read."""
+        rows = self._items("fn_ct")
+        expired = [(k, e) for k, e in rows if e.expires < now_ns]
+        c = abi.constants()
+        removed = self._ct_admin(c["FN_CT_ADMIN_EXPIRE"], self._flow_keys(expired), c["FN_CT_ADMIN_KEYS"], now_ns)
+        if forget_gone_ports:
+            removed += self._forget_ports(rows, set(self.endpoints()))
+        return removed
+
+    def conntrack_forget_ports(self, live: Iterable[int]) -> int:
+        """Remove every flow that delivers to a container port (host-side ifindex) not in
+        `live`: a container's flows go with its interface. Its address may come back on
+        another interface (the container recreated), and a flow kept alive by a client's
+        keep-alives would otherwise go on delivering to the old one for ever."""
+        return self._forget_ports(self._items("fn_ct"), set(live))
+
+    def _forget_ports(self, rows: list[tuple], live: set[int]) -> int:
+        """rows must have been read before `live` was: a port added in between has no flow in
+        them yet (fn_from_container makes none for a port fn_endpoints does not have)."""
+        gone = [k for k, e in rows if e.out_ifindex and e.out_ifindex not in live]
+        return self.conntrack_remove(gone) if gone else 0
+
+    @staticmethod
+    def _flow_keys(rows: list[tuple]) -> list[abi.CtKey]:
+        """One key per flow of rows (the forward entry's when both directions are there)."""
+        present = {bytes(k) for k, _ in rows}
+        reply = abi.constants()["FN_CT_F_REPLY"]
+        return [k for k, e in rows if not (e.flags & reply and bytes(ct_partner_key(k, e)) in present)]
+
+    def conntrack_adopt(self, flows: Iterable[abi.CtFlow]) -> int:
+        """Insert flows (an older build's), each within its budget; returns those inserted."""
+        c = abi.constants()
+        return self._ct_admin(c["FN_CT_ADMIN_ADOPT"], list(flows), c["FN_CT_ADMIN_FLOWS"])
 
     def nat_maps(self) -> list[NatMapRecord]:
         return [nat_map_record(k, m) for k, m in self._items(NAT_MAPS)]
@@ -482,10 +601,9 @@ class Maps:
         for grace_ns: after conntrack_expire, the agent's garbage collection. A mapping is in
         use while any conntrack entry has its external (address, port) in either tuple."""
         live = set()
-        for t in CT_TABLES:
-            for k, e in self._items(t):
-                live.update(((k.proto, k.saddr, k.sport), (k.proto, k.daddr, k.dport),
-                             (k.proto, e.to_saddr, e.to_sport), (k.proto, e.to_daddr, e.to_dport)))
+        for k, e in self._items("fn_ct"):
+            live.update(((k.proto, k.saddr, k.sport), (k.proto, k.daddr, k.dport),
+                         (k.proto, e.to_saddr, e.to_sport), (k.proto, e.to_daddr, e.to_dport)))
         external = abi.constants()["FN_NAT_MAP_F_EXTERNAL"]
         n = 0
         for k, m in self._items(NAT_MAPS):

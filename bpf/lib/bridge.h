@@ -20,11 +20,12 @@ enum fn_bridge_outcome {
 	FN_BR_TO_HOST = 0,   /* continue into the host stack */
 	FN_BR_TO_GATEWAY,    /* IPv4 to the gateway MAC: the NAT path decides */
 	FN_BR_REDIRECTED,    /* fn_redirect_*() already chose the target */
-	FN_BR_FLOODED,       /* clones sent; the original is consumed */
+	FN_BR_FLOOD,         /* to every port of the network: fn_tail_flood, a tail call */
 	FN_BR_ARP_ANSWERED,  /* reply written in place; send it back out the same port */
 };
 
 
+/* Clones the frame to every port of ep's network but the sender's (fn_tail_flood). */
 FN_INLINE int fn_bridge_flood(struct __sk_buff *skb, const struct fn_endpoint *ep)
 {
 	struct fn_network *net = fn_network_of(ep->net_id);
@@ -45,7 +46,7 @@ FN_INLINE int fn_bridge_flood(struct __sk_buff *skb, const struct fn_endpoint *e
 		if (port && *port != self)
 			fn_clone_to(skb, *port);
 	}
-	return FN_BR_FLOODED;
+	return 0;
 }
 
 FN_INLINE int fn_bridge_arp(struct __sk_buff *skb, const struct fn_endpoint *ep,
@@ -97,7 +98,7 @@ FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep
 	if (ip->saddr != ep->ipv4)
 		return -FN_DROP_SPOOF_IP;
 	if (fn_mac_is_group(eth->h_dest))
-		return fn_bridge_flood(skb, ep);
+		return FN_BR_FLOOD;
 
 	fn_mac_copy(key.mac, eth->h_dest);
 	dst = fn_fdb_of(&key);
@@ -154,7 +155,7 @@ FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb, __u32 *peer)
 		/* Other protocols are bridged only as broadcast (e.g. IPv6 neighbour discovery
 		 * stays inside the network); fastnet does not route or police them. */
 		if (fn_mac_is_group(eth->h_dest))
-			return fn_bridge_flood(skb, ep);
+			return FN_BR_FLOOD;
 		return -FN_DROP_UNSUPPORTED_L3;
 	}
 }
@@ -165,9 +166,9 @@ FN_INLINE int fn_bridge_verdict(struct __sk_buff *skb, __u32 prog, int outcome, 
 	case FN_BR_REDIRECTED:
 		fn_count(skb, prog, FN_FWD_PEER);
 		return fn_redirect_peer(peer);
-	case FN_BR_FLOODED:
-		fn_count(skb, prog, FN_FWD_FLOOD);
-		return TC_ACT_SHOT;
+	case FN_BR_FLOOD:
+		fn_tail_call(skb, FN_TAIL_FLOOD);
+		return -FN_DROP_TAIL_CALL;
 	case FN_BR_ARP_ANSWERED:
 		fn_count(skb, prog, FN_FWD_ARP_REPLY);
 		return fn_redirect_egress(skb->ingress_ifindex);

@@ -23,6 +23,8 @@ struct fn_l4 {
 	__u32 l4_off;
 	__u32 csum_off;        /* of the L4 checksum; 0 when the protocol has none we fix */
 	__u32 csum_flags;      /* extra flags for bpf_l4_csum_replace */
+	__be32 tcp_seq;        /* TCP: sequence and acknowledgment numbers (conntrack checks them) */
+	__be32 tcp_ack;
 	__u8  tcp_flags;
 	__u8  icmp_type;
 	__u8  icmp_error;      /* an ICMP error: the tuple is that of the packet it quotes */
@@ -62,6 +64,8 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 		l4->key.sport = th->source;
 		l4->key.dport = th->dest;
 		l4->tcp_flags = ((__u8 *)th)[13];
+		l4->tcp_seq = th->seq;
+		l4->tcp_ack = th->ack_seq;
 		l4->csum_off = off + offsetof(struct tcphdr, check);
 		return 0;
 	}

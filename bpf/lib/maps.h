@@ -20,12 +20,14 @@ BPF_TABLE("hash", struct fn_flood_key, __u32, fn_flood, FN_MAX_ENDPOINTS);
 BPF_TABLE("percpu_array", __u32, struct fn_metric, fn_metrics,
 	  FN_PROG_MAX * FN_COUNTER_SLOTS);
 BPF_TABLE("array", __u32, struct fn_host_config, fn_config, 1);
+BPF_PROG_ARRAY(fn_tails, FN_TAILS);
 BPF_TABLE("hash", __be32, __u32, fn_host_addrs, FN_MAX_HOST_ADDRS);
 BPF_LPM_TRIE(fn_svc_addr, struct fn_svc_addr_key, struct fn_service, FN_MAX_SERVICES);
 BPF_LPM_TRIE(fn_svc_any, struct fn_svc_any_key, struct fn_service, FN_MAX_SERVICES);
 BPF_TABLE("array", __u32, __u64, fn_pub_ports, FN_PORT_SLOTS * FN_PORT_WORDS);
-BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct, FN_CT_MAX);
-BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct_new, FN_CT_NEW_MAX);
+/* HASH, not LRU: a full table refuses, it never evicts (budgets keep it from filling) */
+BPF_TABLE("hash", struct fn_ct_key, struct fn_ct_entry, fn_ct, FN_CT_MAX);
+BPF_TABLE("array", __u32, struct fn_ct_count, fn_ct_budget, FN_CT_OWNERS);
 BPF_TABLE("lru_hash", struct fn_nat_map_key, struct fn_nat_map, fn_nat_maps, FN_NAT_MAPS_MAX);
 BPF_SK_STORAGE(fn_sock_orig, struct fn_sock_orig);
 BPF_TABLE("lru_hash", struct fn_sock_dst_key, struct fn_sock_dst, fn_sock_dsts, FN_SOCK_DSTS_MAX);
@@ -35,6 +37,10 @@ BPF_TABLE("hash", struct fn_vlan_key, struct fn_vlan, fn_vlans, 2 * FN_MAX_NETWO
 BPF_TABLE("hash", __u64, struct fn_resolver, fn_resolvers, FN_MAX_ENDPOINTS);
 #ifdef FN_TEST
 BPF_TABLE("array", __u32, struct fn_test_state, fn_test_state, 1);
+/* Never used: they make bcc export the layouts of fn_ct_admin's request, which no map holds,
+ * so that tests/bpf/test_abi.py can check their Python mirrors too. */
+BPF_TABLE("array", __u32, struct fn_ct_admin_req, fn_test_ct_req, 1);
+BPF_TABLE("array", __u32, struct fn_ct_flow, fn_test_ct_flow, 1);
 #endif
 
 #endif

@@ -249,8 +249,10 @@ FN_INLINE int fn_nat_create_with_port(struct __sk_buff *skb, const struct fn_ct_
 	__u32 span = max >= min ? (__u32)(max - min) + 1 : 1;
 	__u64 now = fn_now();
 	__be16 port;
-	int confirmed, i;
+	int confirmed, i, ret;
 
+	/* The search only looks (and claims the mapping); the flow is created once, after it:
+	 * fn_ct_create inside the loop would have the verifier walk it FN_SNAT_TRIES times. */
 	for (i = 0; i < FN_SNAT_TRIES; i++) {
 		port = i == 0 && first ? first : bpf_htons(min + bpf_get_prandom_u32() % span);
 		if (claim && (fn_port_published(fwd_key->proto, bpf_ntohs(port)) ||
@@ -259,16 +261,18 @@ FN_INLINE int fn_nat_create_with_port(struct __sk_buff *skb, const struct fn_ct_
 		if (fn_host_socket_holds(skb, fwd_key->proto, reply_saddr, reply_sport, reply_daddr, port))
 			continue;
 		rev_key.dport = port;
-		fwd->to_sport = port;
-		if (!fn_ct_create(fwd_key, fwd, &rev_key, rev)) {
-			if (claim)
-				fn_nat_map_remember(fwd_key->proto, fwd_key->saddr, fwd_key->sport, reply_daddr, port, now);
-			return 0;
-		}
-		if (fn_ct_find(fwd_key, &confirmed)) /* another CPU created this very flow */
-			return 0;
+		if (!fn_ct_get(&rev_key))
+			break;
 	}
-	return -FN_DROP_SNAT_EXHAUSTED;
+	if (i == FN_SNAT_TRIES)
+		return -FN_DROP_SNAT_EXHAUSTED;
+	fwd->to_sport = port;
+	ret = fn_ct_create(fwd_key, fwd, &rev_key, rev);
+	if (ret == FN_CT_TAKEN) /* another CPU took the port, or created this very flow, meanwhile */
+		return fn_ct_find(fwd_key, &confirmed) ? 0 : -FN_DROP_CT_INSERT;
+	if (!ret && claim)
+		fn_nat_map_remember(fwd_key->proto, fwd_key->saddr, fwd_key->sport, reply_daddr, port, now);
+	return ret;
 }
 
 /* The external port a container endpoint tries first: the one its mapping holds (the same
@@ -388,13 +392,14 @@ FN_INLINE int fn_dnat_create(struct __sk_buff *skb, const struct fn_l4 *l4, cons
 	{
 		struct fn_ct_key rev_key = { .saddr = svc->backend_ipv4, .daddr = l4->key.saddr, .sport = bport,
 					     .dport = l4->key.sport, .proto = l4->key.proto };
-		int confirmed;
+		int confirmed, ret;
 
 		if (l4->key.proto == IPPROTO_ICMP)
 			return -FN_DROP_NAT_PROTO;
-		if (fn_ct_create(&l4->key, &fwd, &rev_key, &rev) && !fn_ct_find(&l4->key, &confirmed))
-			return -FN_DROP_CT_INSERT;
-		return 0;
+		ret = fn_ct_create(&l4->key, &fwd, &rev_key, &rev);
+		if (ret == FN_CT_TAKEN)
+			return fn_ct_find(&l4->key, &confirmed) ? 0 : -FN_DROP_CT_INSERT;
+		return ret;
 	}
 }
 

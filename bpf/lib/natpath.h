@@ -56,15 +56,11 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 	struct fn_ct_entry copy;
 	int ret;
 
-	if (!confirmed && fn_ct_confirms(l4, e)) {
-		struct fn_ct_entry *promoted = fn_ct_promote(&l4->key, e);
-
-		if (promoted) {
-			e = promoted;
-			confirmed = 1;
-		}
-	}
-	fn_ct_refresh(&l4->key, e, l4, confirmed);
+	ret = fn_ct_track(l4, e);
+	if (ret < 0)
+		return ret;
+	if (ret == FN_CT_RST_IGNORED)
+		fn_count(skb, prog, FN_FWD_CT_RST_IGNORED);
 	copy = *e; /* one consistent translation, though another CPU may update the entry meanwhile */
 	if (fn_ttl_decrement(skb)) {
 		/* TTL expired: let the host answer with time exceeded */

@@ -10,8 +10,11 @@ all the host's projects.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
+import signal
 import socket
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
@@ -19,10 +22,9 @@ from ipaddress import IPv4Address, IPv4Network
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ...datapath import abi, loader, sockhooks, tc
-from ...datapath.maps import (HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord,
-                              port_prefixes)
-from ...datapath import nlbatch
+from ...datapath import abi, ctcarry, loader, nlbatch, sockhooks, tc
+from ...datapath.maps import (CtBudgets, HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord,
+                              VlanRecord, ct_budgets, ct_table_entries, port_prefixes)
 from .. import modes, netdrivers, observe
 from .. import state as statestore
 from ..dns import RESOLVER_ADDRESS, RESOLVER_PORT
@@ -67,10 +69,14 @@ class EbpfBackend:
         return network.gateway_mac
 
     @staticmethod
-    def defines(spec: ProjectSpec) -> tuple[tuple[str, int], ...]:
-        """Compile-time settings: each flow takes two entries, one per direction."""
+    def budgets(spec: ProjectSpec) -> CtBudgets:
         ct = spec.conntrack
-        return (("FN_CT_MAX", 2 * ct.max_flows), ("FN_CT_NEW_MAX", 2 * ct.max_new_flows))
+        return ct_budgets(ct.max_flows, ct.max_new_flows, ct.inbound_percent, ct.owner_percent)
+
+    @classmethod
+    def defines(cls, spec: ProjectSpec) -> tuple[tuple[str, int], ...]:
+        """Compile-time settings: fn_ct's capacity, two entries per flow of the budgets."""
+        return (("FN_CT_MAX", ct_table_entries(cls.budgets(spec))),)
 
     @staticmethod
     def table_problems(specs: list[ProjectSpec]) -> str | None:
@@ -190,15 +196,13 @@ class EbpfBackend:
             vlan_parents = {n.parent for st in states for n in st.spec.networks.values() if n.parent}
             vlans = netdrivers.vlan.emulated(ipr, vlan_parents)
         maps = Maps(self.dp)
+        gone = set(maps.endpoints()) - {p.ifindex for p in ports}
         maps.sync(networks, ports)
+        if gone:  # a container's flows go with its interface (it may come back on another)
+            maps.conntrack_forget_ports({p.ifindex for p in ports})
         maps.sync_ipvlan(ipvlan_ports)
         maps.sync_vlans([VlanRecord(base, vid, tagger) for base, vid, tagger, _ in vlans])
-        # A new build, or one a killed run pinned without moving the ports over to it.
-        if self.dp.fresh or loader.stale_pin_dirs(self.pin_root, self._defines):
-            self._move_ports_to(self.dp, ports, ipvlan_ports)
         with IPRoute() as ipr:
-            for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
-                tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
             parents |= {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
             ifindex, address = observe.uplink(ipr, uplink_name)
             host = HostRecord(
@@ -208,9 +212,16 @@ class EbpfBackend:
                 netns_cookie=observe.netns_cookie(),
                 addresses=tuple(observe.host_addresses(ipr)),
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
+                budgets=self.budgets(states[0].spec) if states else None,
                 uplink_is_parent=bool(ifindex) and uplink_name in parents,
             )
-            maps.sync_host(host)
+        maps.sync_host(host)  # before any move: the flows carried over are admitted by its budgets
+        # A new build, or one a killed run pinned without moving the ports over to it.
+        if self.dp.fresh or loader.stale_pin_dirs(self.pin_root, self._defines):
+            self._move_ports_to(self.dp, ports, ipvlan_ports)
+        with IPRoute() as ipr:
+            for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
+                tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
             self._sync_services(maps, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
             # fn_from_uplink does fn_from_parent's work first; any other parent gets its own
@@ -277,8 +288,9 @@ class EbpfBackend:
             self.parents_file.unlink(missing_ok=True)
 
     def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord], ipvlan_ports: list[IpvlanPortRecord] = ()) -> None:
-        """A new build replaced the pinned one: move every port and the socket hooks to it
-        (replace, no gap), then drop the old pins. Flows tracked by the old build are forgotten."""
+        """A new build replaced the pinned one: carry the old builds' flows over, move every
+        port and the socket hooks to it (replace, no gap), then drop the old pins."""
+        self._carry_conntrack(dp)
         with IPRoute() as ipr:
             for p in ports:
                 tc.attach(ipr, p.ifindex, dp.progs[PORT_PROGRAM], PORT_PROGRAM)
@@ -289,6 +301,21 @@ class EbpfBackend:
         for stale in loader.stale_pin_dirs(self.pin_root, self._defines):
             loader.remove_pins(stale)
         dp.fresh = False
+
+    def _carry_conntrack(self, dp: loader.Datapath) -> None:
+        """Every flow the older builds track goes into the new build before any port moves to
+        it (datapath/ctcarry.py: read with the layout of each build's ABI, inserted within the
+        new budgets), so that an upgrade breaks no connection and no mapping changes."""
+        old = loader.stale_pin_dirs(self.pin_root, self._defines)
+        if old:
+            ctcarry.carry(old, Maps(dp))
+        if any((ctcarry.abi_version(d) or 0) < abi.ABI_VERSION for d in old):
+            # An agent started before the upgrade cannot open this build (its conntrack
+            # collection would stop): the keeper restarts it with the code on disk.
+            agent = self.host.live_agent()
+            if agent is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(agent.pid, signal.SIGTERM)
 
     def _carry_resolvers(self, dp: loader.Datapath) -> None:
         """The new build's fn_resolvers starts empty, and the agent refills it only at its

@@ -20,6 +20,7 @@ the output frame ("unchanged", or the exact frame the program must have written)
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -30,6 +31,7 @@ from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Padding, Raw
 
+from fastnet.datapath import abi, libbpf
 from fastnet.datapath.maps import PortRecord
 from topology import A, B, BACK, C, D, E, FRONT, NETWORKS, UNKNOWN_IFINDEX
 
@@ -257,3 +259,21 @@ def test_peer_with_large_ifindex(bridge):
     result = bridge.send(frame, A.ifindex)
     assert (result.verdict, result.redirects) == ("redirect", [("peer", big.ifindex)])
     assert bridge.counters() == {"fwd_peer": (1, len(frame))}
+
+
+def test_a_missing_flood_program_is_a_counted_drop(bridge):
+    """Flooding is a tail call (fn_tails[FN_TAIL_FLOOD]: its loop would take most of the
+    verifier's budget inside fn_from_container). Should the slot be empty, the frame is dropped
+    and counted, not handed to the host."""
+    frame = udp(A, BROADCAST, "10.0.1.255")
+    tails = bridge.datapath.dp.maps["fn_tails"]
+    slot = ctypes.c_uint32(abi.TAIL_PROGRAMS["fn_tail_flood"])
+    prog = ctypes.c_uint32(bridge.datapath.dp.progs["fn_tail_flood"])
+    assert libbpf.map_delete(tails, slot)
+    try:
+        result = bridge.send(frame, A.ifindex)
+    finally:
+        libbpf.map_update(tails, slot, prog)
+    assert (result.verdict, result.redirects) == ("shot", [])
+    assert bridge.counters() == {"drop_tail_call": (1, len(frame))}
+    assert bridge.send(frame, A.ifindex).redirects == clones(B, C)

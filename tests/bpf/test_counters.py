@@ -1,5 +1,6 @@
 """The counter table (bpf/include/fastnet/counters.h) and its coverage by the case tables
-(test_bridge.CASES: one counter per case; test_nat.CASES: the counters each case moves).
+(test_bridge.CASES: one counter per case; test_nat.CASES, test_conntrack.CASES: the counters each
+case moves).
 
 Adding a drop reason or outcome without a case that produces it fails here."""
 from __future__ import annotations
@@ -8,16 +9,19 @@ from fastnet.datapath import abi
 from fastnet.datapath.counters import COUNTERS_HEADER, counters
 
 import test_bridge
+import test_conntrack
 import test_ipvlan
 import test_nat
 import test_vlan
 
 # Every table of cases whose counters a parametrized test checks; add new ones here.
-CASES = [*test_bridge.CASES, *test_nat.CASES, *test_ipvlan.CASES, *test_vlan.CASES]
+CASES = [*test_bridge.CASES, *test_nat.CASES, *test_conntrack.CASES, *test_ipvlan.CASES, *test_vlan.CASES]
 
 # Counters no case can produce, each with the reason. Keep this list short and justified.
 NOT_PRODUCIBLE = {
     "drop_redirect": "no path returns it yet (reserved for a failed bpf_redirect*)",
+    "drop_tail_call": "only with fn_tails' slot emptied, which a case cannot arrange: "
+                      "test_bridge.test_a_missing_flood_program_is_a_counted_drop empties it",
     "drop_malformed_eth": "BPF_PROG_TEST_RUN refuses frames < ETH_HLEN (test_bridge.test_kernel_refuses)",
     "drop_csum": "the rewrite helpers only fail on offsets outside the packet or an skb they cannot make "
                  "writable; every offset the NAT path writes was bounds-checked first (fn_l4_parse, "

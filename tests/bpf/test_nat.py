@@ -1,5 +1,5 @@
 """The translating datapath: fn_from_container for a container's traffic to its gateway MAC,
-fn_from_uplink for everything arriving from outside, sharing conntrack (fn_ct_new, fn_ct).
+fn_from_uplink for everything arriving from outside, sharing conntrack (fn_ct).
 
      outside: SERVER 203.0.113.10, OTHER_SERVER 203.0.113.11, CLIENT 192.0.2.50
                                       |
@@ -34,7 +34,7 @@ computed from scratch: a byte-for-byte match proves the incremental updates righ
 Cases may also hold ports with sockets of "the host" (`host_sockets`: the test's own network
 namespace, see conftest.py). The tests after the table follow flows over several packets:
 conntrack state, timeouts and expiry, port collisions, SNAT mappings and their garbage
-collection, and the LRU split of the two conntrack tables.
+collection. Budgets, floods and TCP tracking are in test_conntrack.py.
 """
 from __future__ import annotations
 
@@ -48,13 +48,11 @@ from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
-from fastnet.datapath import testrun
-from fastnet.datapath.loader import compile_datapath
 from fastnet.datapath.maps import CtRecord, HostRecord, PortRecord, ServiceRecord
 from fastnet.datapath.testrun import RunResult
 
-from conftest import NSEC, PROG, UPLINK_PROG, Nat, host_sockets, reset
-from topology import (A, B, BACK, C, CLIENT, D, F, FRONT, HOST, INTERNAL, LOOPBACK, NAT_NETWORKS, NAT_PORTS,
+from conftest import NSEC, PROG, UPLINK_PROG, Nat, host_sockets
+from topology import (A, B, BACK, C, CLIENT, D, F, FRONT, HOST, INTERNAL, LOOPBACK,
                       NOT_HOST, OTHER_SERVER, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS, UPLINK_IFINDEX,
                       UPLINK_IP, UPLINK_MAC, gateway_of, host, publish)
 
@@ -72,8 +70,14 @@ def peer(port: PortRecord) -> list[tuple[str, int]]:
 # ---- frames -----------------------------------------------------------------------------------
 
 
-def tcp(sport: int, dport: int, flags: str = "S") -> Packet:
-    seq_ack = {"seq": 1000, "ack": 2000 if "A" in flags else 0}
+ISN = 1000  # both ends' initial sequence number: every segment below fits any flow's handshake
+
+
+def tcp(sport: int, dport: int, flags: str = "S", seq: int | None = None, ack: int | None = None) -> Packet:
+    """A segment of a connection whose ends both started at ISN: a SYN carries ISN, everything
+    after it ISN + 1 and acknowledges ISN + 1 (the other end's SYN)."""
+    seq_ack = {"seq": (ISN if "S" in flags else ISN + 1) if seq is None else seq,
+               "ack": (ISN + 1 if "A" in flags else 0) if ack is None else ack}
     payload = b"" if "S" in flags or "R" in flags else b"fastnet"
     return TCP(sport=sport, dport=dport, flags=flags, window=64240, **seq_ack) / Raw(payload)
 
@@ -571,7 +575,7 @@ def test_case_ids_are_unique():
 # ---- conntrack: entries, states, timeouts, expiry -------------------------------------------------
 
 # Distinct short timeouts (seconds), so each check shows which one the datapath applied.
-SHORT = {"tcp_syn": 11, "tcp_established": 22, "tcp_closing": 3, "udp": 4, "icmp": 5}
+SHORT = {"tcp_syn": 11, "tcp_established": 22, "tcp_half_closed": 7, "tcp_closing": 3, "udp": 4, "icmp": 5}
 
 
 @dataclass(frozen=True)
@@ -637,9 +641,9 @@ FLOWS = [
 
 @pytest.mark.parametrize("flow", FLOWS, ids=[f.id for f in FLOWS])
 def test_new_flow_is_unconfirmed_until_its_first_reply(nat, flow: Flow):
-    """Both entries of a new flow go to fn_ct_new (state new, the short timeout for new flows of
-    the host config); the first reply moves both to fn_ct (established, the longer one) — for
-    TCP the client's ACK after the SYN-ACK, so that answered spoofed SYNs stay unconfirmed."""
+    """Both entries of a new flow are unconfirmed (state new, the short timeout for new flows of
+    the host config); the first reply confirms both (established, the longer one) — for TCP the
+    client's ACK of the SYN-ACK, so that answered spoofed SYNs stay unconfirmed."""
     nat.configure(host(**SHORT))
     t0 = nat.now
     assert run(nat, flow.first).verdict == "redirect"
@@ -677,8 +681,9 @@ def test_tcp_fin_in_both_directions_closes_with_the_short_timeout(nat):
 
     t1 = nat.advance(2)
     assert run(nat, out(A, tcp(20000, 80, "FA"))).verdict == "redirect"
-    # half-closed: the server may still send, its direction keeps the long timeout
-    assert states(nat) == {False: ("closing", t1 + 3 * NSEC), True: ("established", established)}
+    # half-closed: the server may still send; the whole flow takes the half-closed timeout
+    # (test_conntrack.py: traffic either way refreshes it)
+    assert states(nat) == {False: ("half-closed", t1 + 7 * NSEC), True: ("half-closed", t1 + 7 * NSEC)}
 
     t2 = nat.advance(1)
     assert run(nat, inbound(tcp(80, 20000, "FA"))).verdict == "redirect"
@@ -993,72 +998,3 @@ def test_uplink_packet_with_a_container_source_is_not_translated(nat, given, spo
     result = run(nat, spoofed)
     assert result.redirects == []
     assert (UPLINK_PROG, "fwd_ct") not in delta(before, nat.counters())
-
-
-# ---- the two conntrack tables under a flood of new flows -------------------------------------------
-
-CT_NEW_MAX = 64  # fn_ct_new of the small build (the default, 16384, takes seconds to fill)
-
-
-class SmallConntrackDatapath(testrun.TestDatapath):
-    """The test build with compile-time overrides (TestDatapath takes none)."""
-
-    def __init__(self, defines: tuple[tuple[str, int], ...]):
-        self.bpf, self.dp = compile_datapath(test_mode=True, defines=defines)
-
-
-@pytest.fixture(scope="module")
-def small_ct_datapath():
-    tdp = SmallConntrackDatapath((("FN_CT_NEW_MAX", CT_NEW_MAX),))
-    yield tdp
-    tdp.close()
-
-
-@pytest.fixture
-def small_nat(small_ct_datapath) -> Nat:
-    return Nat(small_ct_datapath, reset(small_ct_datapath, NAT_NETWORKS, NAT_PORTS, HOST, SERVICES))
-
-
-def spoofed_syn(i: int) -> Send:
-    return inbound(tcp(1024 + i, 7005), src=IPv4Address("100.64.0.0") + i)
-
-
-def test_flood_of_new_flows_never_evicts_a_confirmed_one(small_nat):
-    nat = small_nat
-    for send in (a_syn, server_synack, a_ack):
-        run(nat, send)
-    flood = 4 * CT_NEW_MAX  # new flows, two entries each: fn_ct_new overflows 8 times
-    for i in range(flood):
-        assert run(nat, spoofed_syn(i)).redirects == peer(D)  # a full table makes room, never refuses
-
-    confirmed = [r for r in nat.conntrack() if r.confirmed]
-    unconfirmed = [r for r in nat.conntrack() if not r.confirmed]
-    assert {(r.orig, r.translated) for r in confirmed} == {
-        ((A.ipv4, 20000, SERVER, 80), (UPLINK_IP, 20000, SERVER, 80)),
-        ((SERVER, 80, UPLINK_IP, 20000), (SERVER, 80, A.ipv4, 20000)),
-    }
-    assert 0 < len(unconfirmed) <= CT_NEW_MAX
-    assert all((r.kind, r.state) == ("dnat", "new") for r in unconfirmed)
-
-    syn_len = len(bytes(spoofed_syn(0).frame))
-    assert nat.counters() == {
-        (PROG, "fwd_snat"): (1, len(bytes(a_syn.frame))),
-        (PROG, "fwd_ct"): (2, len(bytes(a_syn.frame)) + len(bytes(a_ack.frame))),
-        (UPLINK_PROG, "fwd_ct"): (1 + flood, len(bytes(server_synack.frame)) + flood * syn_len),
-        (UPLINK_PROG, "fwd_dnat"): (flood, flood * syn_len),
-    }
-    # the established flow still translates both ways, as a tracked flow (no new SNAT)
-    data_out, data_in = out(A, tcp(20000, 80, "PA")), inbound(tcp(80, 20000, "PA"))
-    assert run(nat, data_out).output.hex() == bytes(to_uplink(data_out, src=UPLINK_IP)).hex()
-    assert run(nat, data_in).output.hex() == bytes(into(A, data_in, dst=A.ipv4)).hex()
-    assert len([r for r in nat.conntrack() if r.confirmed]) == 2
-
-
-def test_unconfirmed_flows_never_reach_fn_ct(nat):
-    """In the default build too: only a reply moves a flow to fn_ct."""
-    for i in range(200):
-        run(nat, spoofed_syn(i))
-        run(nat, out(A, udp(20000 + i, 53)))
-    records = nat.conntrack()
-    assert len(records) == 800
-    assert not any(r.confirmed for r in records)

@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 from socket import IPPROTO_TCP, IPPROTO_UDP
 
 from fastnet.control.spec import mac_for
-from fastnet.datapath.maps import HostRecord, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
+from fastnet.datapath.maps import CtBudgets, HostRecord, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
 
 
 def network(net_id: int, subnet: str) -> NetworkRecord:
@@ -73,10 +73,11 @@ HOST_ADDRESSES = ((UPLINK_IP, False), (SECOND_IP, False), (LOOPBACK, True), (FRO
                   (BACK.gateway, False), (INTERNAL.gateway, False))
 
 
-def host(snat_ports: tuple[int, int] = SNAT_PORTS, uplink_is_parent: bool = False, **timeouts: int) -> HostRecord:
+def host(snat_ports: tuple[int, int] = SNAT_PORTS, uplink_is_parent: bool = False, budgets: CtBudgets | None = None,
+         **timeouts: int) -> HostRecord:
     """The host with its uplink; keyword arguments override conntrack timeouts (seconds)."""
     return HostRecord(UPLINK_IFINDEX, UPLINK_IP, snat_ports, 0, HOST_ADDRESSES, {**default_timeouts(), **timeouts},
-                      uplink_is_parent)
+                      uplink_is_parent, budgets)
 
 
 HOST = host()

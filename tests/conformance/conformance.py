@@ -181,6 +181,16 @@ EXPECT["tcp_rst_closes_the_mapping"] = {
     "external ports": [21080, 21080], "first": "ok",
     "in-window segment after RST still translated": True, "reopened": "ok",
 }
+# A blind RST (the connection's tuple, a sequence number far outside the window): both keep the
+# connection; Linux marks it INVALID (not translated back: the host stack drops it), fastnet
+# delivers it translated without acting on it (fwd_ct_rst_ignored) and the container's own stack
+# ignores it.
+EXPECT["tcp_rst_outside_the_window"] = differs(
+    {"blind rst reached the container": True, "connection after it": "ok"},
+    "eBPF delivers an RST outside the window translated but keeps the flow (fwd_ct_rst_ignored): the endpoint judges it",
+    {"blind rst reached the container": False, "connection after it": "ok"},
+    "conntrack marks an RST outside the window INVALID: it is not translated back and the host stack drops it",
+)
 
 # RFC 4787 mapping under contention: b holds 21200 towards WORLD2; a then sends from 21200 too.
 # eBPF: one external port per container endpoint (REQ-1, endpoint-independent mapping) and never

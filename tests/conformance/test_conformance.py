@@ -568,6 +568,43 @@ def test_tcp_rst_closes_the_mapping(env, record, request):
         srv.close()
 
 
+def test_tcp_rst_outside_the_window(env, record):
+    """A connection from a to WORLD; WORLD then sends an RST with the connection's addresses
+    and ports but a sequence number half the sequence space away from the one it would use
+    (a blind RST). Measured: whether it reaches the container, and whether the connection
+    still works after it."""
+    listener = make_socket(env.ns("world"), socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((WORLD_UPLINK_IP, 5082))
+    listener.listen(1)
+    client = make_socket(env.ns("a"), socket.SOCK_STREAM)
+    client.settimeout(2)
+    try:
+        with taps(env, "world") as tw:
+            client.connect((WORLD_UPLINK_IP, 5082))
+            server, (_, ext) = listener.accept()
+            with server:
+                server.settimeout(2)
+                client.sendall(b"hello")
+                server.sendall(server.recv(100))
+                assert client.recv(100) == b"hello"
+                segs = tw["world"].wait(lambda p: TCP in p and p[TCP].sport == ext and p[TCP].flags.A)
+                nxt = max(p[TCP].ack for p in segs)  # the server's next sequence number
+                blind = (nxt + (1 << 31)) % (1 << 32)
+                with taps(env, "a") as t:
+                    send(env, "world", frame(env, "world", HOST_UPLINK_IP, TCP(sport=5082, dport=ext, flags="R", seq=blind)))
+                    reached = bool(t["a"].wait(lambda p: TCP in p and p[TCP].flags.R and p[TCP].seq == blind, timeout=0.8))
+                client.sendall(b"again")
+                server.sendall(server.recv(100))
+                after = "ok" if client.recv(100) == b"again" else "mismatch"
+    except OSError as exc:
+        after = type(exc).__name__
+    finally:
+        client.close()
+        listener.close()
+    record.expect({"blind rst reached the container": reached, "connection after it": after})
+
+
 def test_tcp_fin_then_reopen(env, record):
     srv = _CloseFirstServer(env.ns("world"), 5081)
     try:

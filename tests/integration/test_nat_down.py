@@ -67,7 +67,7 @@ def test_down_removes_the_uplink_program_socket_hooks_and_conntrack(host, clsact
     for m in prog_map_ids(uplink):
         info = json.loads(run("bpftool", "-j", "map", "show", "id", str(m)).stdout)
         maps[m] = info.get("name", "")
-    ct_maps = {m for m, name in maps.items() if name in ("fn_ct", "fn_ct_new")}
+    ct_maps = {m for m, name in maps.items() if name in ("fn_ct", "fn_ct_budget")}
     assert len(ct_maps) == 2, maps
     with EchoServer(host.world_path, "udp") as srv:
         assert udp_echo(c["a"].netns, WORLD_UPLINK_IP, srv.port) == "ok"

@@ -404,8 +404,8 @@ def test_dnat_checksums_with_tx_offload_off(pub, web):
 
 
 # -- connection tracking under attack -----------------------------------------------------------------
-# A TCP flow is confirmed by the client's ACK after the SYN-ACK (ct.h fn_ct_confirms): a spoofed
-# SYN that the container answers stays in the small table with the SYN timeout.
+# A TCP flow is confirmed by the client's ACK of the SYN-ACK (ct.h fn_ct_tcp_handshake): a spoofed
+# SYN that the container answers stays a new flow with the SYN timeout.
 class HalfOpenConfirmed(AssertionError):
     """A half-open flow was confirmed."""
 
@@ -443,15 +443,16 @@ conntrack: {max_flows: 1024, max_new_flows: 256}
 
 
 def test_a_syn_flood_does_not_evict_established_flows(host):
-    """docs/datapath.md: a flood of new flows (spoofed SYNs to a published port) only churns the small
-    table and never evicts an established flow."""
+    """docs/datapath.md: a flood of new flows (spoofed SYNs to a published port) fills only the
+    budget of new flows from outside and never evicts an established flow."""
     host.up(FLOOD)
     c = containers(host, "flood")
     sizes = {}
     for m in prog_map_ids(uplink_program(host)):
         info = json.loads(run("bpftool", "-j", "map", "show", "id", str(m)).stdout)
         sizes[info.get("name")] = info.get("max_entries")
-    assert (sizes.get("fn_ct"), sizes.get("fn_ct_new")) == (2048, 512), f"conntrack sizes not applied: {sizes}"
+    # two entries per flow of both budgets (1024 + 256 flows), and FN_CT_SLACK
+    assert sizes.get("fn_ct") == 2 * (1024 + 256) + 256 and "fn_ct_new" not in sizes, f"conntrack sizes: {sizes}"
     listener = make_socket(host.world_path, socket.SOCK_STREAM)
     with listener, EchoServer(c["web"].netns, "tcp", port=80):
         listener.bind(("0.0.0.0", 0))
@@ -464,18 +465,24 @@ def test_a_syn_flood_does_not_evict_established_flows(host):
             # 3 x max_flows spoofed SYNs from 192.0.2.0/24 (their SYN-ACKs die in WORLD)
             rnd = random.Random(7)
             hmac, wmac = uplink_mac(host), uplink_mac(host, host.world)
-            before = host.counters("web")
+            before, before_uplink = host.counters("web"), host.counters("web", "fn_from_uplink")
             with closing(l2socket(host.world_path, UPLINK)) as sk:
-                for _ in range(3 * 1024):
+                for i in range(3 * 1024):  # each a new tuple
                     sk.send(
                         Ether(src=wmac, dst=hmac)
-                        / IP(src=f"192.0.2.{rnd.randint(1, 254)}", dst=HOST_UPLINK_IP)
-                        / TCP(sport=rnd.randint(1024, 65535), dport=8080, flags="S", seq=rnd.getrandbits(32))
+                        / IP(src=f"192.0.2.{i % 254 + 1}", dst=HOST_UPLINK_IP)
+                        / TCP(sport=1024 + i, dport=8080, flags="S", seq=rnd.getrandbits(32))
                     )
-            # web answers every SYN (SYN-ACK, or a cookie): their effect on the tables is what counts
+            # every SYN is either a new flow or refused: the budget of new flows from outside
+            # (256 x 50 %) and port 8080's share of it (50 %) admit 64
+            uplink = lambda: moved(before_uplink, host.counters("web", "fn_from_uplink"))  # noqa: E731
+            wait_until(lambda: uplink()["fwd_dnat"] + uplink()["drop_ct_new_full"] >= 3 * 1024, timeout=5,
+                       what="the flood to reach the datapath")
+            assert uplink()["fwd_dnat"] == 64, uplink()
+            # web answers every SYN it got (SYN-ACK, or a cookie): their effect on the tables is what counts
             answered = lambda: sum(moved(before, host.counters("web"))[k] for k in ("fwd_ct", "fwd_snat"))  # noqa: E731
-            wait_until(lambda: answered() >= 3 * 1024, timeout=5, what="web's answers to the flood")
-            # Only the table of new flows may churn: no spoofed flow is confirmed ...
+            wait_until(lambda: answered() >= 64, timeout=5, what="web's answers to the flood")
+            # Only the budget of new flows from outside fills: no spoofed flow is confirmed ...
             spoofed = [f for f in flows(host, "tcp", "dnat") if f["original"]["src"].startswith("192.0.2.")]
             confirmed = [f for f in spoofed if f["confirmed"]]
             if confirmed:

@@ -727,3 +727,20 @@ def test_conntrack_settings():
         parse_config("conntrack: {timeouts: {udp: 0}}\n")
     with pytest.raises(ConfigError, match="conntrack.max_flows"):
         parse_config("conntrack: {max_flows: 10}\n")
+
+
+def test_conntrack_budget_settings():
+    cfg = parse_config("conntrack: {inbound_percent: 25, owner_percent: 100}\n")
+    assert (cfg.conntrack.inbound_percent, cfg.conntrack.owner_percent) == (25, 100)
+    assert (parse_config("{}\n").conntrack.inbound_percent, parse_config("{}\n").conntrack.owner_percent) == (50, 50)
+    for bad in ("inbound_percent: 0", "inbound_percent: 100", "owner_percent: 0", "owner_percent: 101",
+                "inbound_percent: 50%"):
+        with pytest.raises(ConfigError, match=f"conntrack.{bad.split(':')[0]}"):
+            parse_config(f"conntrack: {{{bad}}}\n")
+
+
+def test_conntrack_half_closed_timeout():
+    assert parse_config("{}\n").conntrack.timeouts["tcp_half_closed"] == 240
+    assert parse_config("conntrack: {timeouts: {tcp_half_closed: 600}}\n").conntrack.tcp_half_closed == 600
+    with pytest.raises(ConfigError, match="conntrack.timeouts.tcp_half_closed"):
+        parse_config("conntrack: {timeouts: {tcp_half_closed: 0}}\n")

@@ -98,5 +98,4 @@ def test_conntrack_defaults_are_the_datapaths():
     for name, seconds in defaults.timeouts.items():
         assert abi.constants()[f"FN_CT_TIMEOUT_{name.upper()}"] == seconds, name
     spec = build(parse_config(TEXT), None)
-    assert dict(EbpfBackend.defines(spec)) == {"FN_CT_MAX": abi.constants()["FN_CT_MAX"],
-                                               "FN_CT_NEW_MAX": abi.constants()["FN_CT_NEW_MAX"]}
+    assert dict(EbpfBackend.defines(spec)) == {"FN_CT_MAX": abi.constants()["FN_CT_MAX"]}

@@ -13,21 +13,20 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 8
+#define FASTNET_ABI_VERSION 9
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
 #define FN_MAX_NETWORKS        256
 #define FN_MAX_FLOOD_PORTS     256    /* ports per network that receive broadcast */
 
-/* Connection tracking capacities; the control plane may override them at compile time
- * (they are part of the pinned layout's identity). */
+/* Connection tracking capacity: entries of fn_ct, two per flow. The control plane sets it at
+ * compile time to 2 x (max_flows + max_new_flows) + FN_CT_SLACK (it is part of the pinned
+ * layout's identity); the budgets in fn_config keep the flows within it. */
 #ifndef FN_CT_MAX
-#define FN_CT_MAX              131072 /* confirmed flows x 2 directions */
+#define FN_CT_MAX              147712 /* 2 x (65536 + 8192) + FN_CT_SLACK */
 #endif
-#ifndef FN_CT_NEW_MAX
-#define FN_CT_NEW_MAX          16384  /* unconfirmed flows x 2 directions */
-#endif
+#define FN_CT_SLACK            256    /* entries beyond the budgets: flows being removed */
 #define FN_MAX_SERVICES        65536  /* LPM prefixes of published ports */
 #define FN_MAX_HOST_ADDRS      256
 #define FN_SNAT_TRIES          32     /* bounded search for a free SNAT port */
@@ -39,7 +38,8 @@
  * in force. */
 #define FN_CT_TIMEOUT_TCP_SYN         60
 #define FN_CT_TIMEOUT_TCP_ESTABLISHED 21600
-#define FN_CT_TIMEOUT_TCP_CLOSING     10
+#define FN_CT_TIMEOUT_TCP_HALF_CLOSED 240  /* one FIN seen: RFC 5382's 4-minute minimum */
+#define FN_CT_TIMEOUT_TCP_CLOSING     10   /* FIN both ways, or RST */
 #define FN_CT_TIMEOUT_UDP             60
 #define FN_CT_TIMEOUT_ICMP            30
 /* Refresh a confirmed entry's deadline at most this often (seconds): fewer writes. */
@@ -54,6 +54,16 @@
 #define FN_PROG_FROM_TAGGER    5
 #define FN_PROG_MAX            8
 #define FN_COUNTER_SLOTS       64
+
+/*
+ * fn_tails: PROG_ARRAY, key = slot, value = a program the entry programs tail-call. Work with
+ * a long loop lives in a program of its own, so the verifier walks it once, not inside every
+ * path of its caller (fn_from_container's flood loop alone took 750,000 of the verifier's
+ * 1,000,000 instructions). The loader fills the slots; a missing one is counted
+ * (drop_tail_call). A tail-called program counts as the program that called it.
+ */
+#define FN_TAIL_FLOOD          0      /* fn_tail_flood: a frame to every other port of its network */
+#define FN_TAILS               1
 
 /*
  * fn_endpoints: HASH, key = __u32 ifindex of the host end of a container's veth.
@@ -144,7 +154,20 @@ struct fn_host_config {
 	__u32  timeout_tcp_closing;
 	__u32  timeout_udp;
 	__u32  timeout_icmp;
-	__u32  pad;
+	__u32  timeout_tcp_half_closed;
+	/* Conntrack budgets (flows, not entries; datapath/maps.py ct_budgets() computes them from
+	 * the `conntrack:` settings): from outside to published ports ("in"), the containers' own
+	 * ("out": SNAT and hairpin); "new" ones wait for their confirmation; "port" is one
+	 * published (protocol, port)'s share of the in budgets, "container" one container's of
+	 * the out budgets. A flow over any of them is refused (drop_ct_new_full, drop_ct_full). */
+	__u32  ct_in_max;
+	__u32  ct_in_new_max;
+	__u32  ct_out_max;
+	__u32  ct_out_new_max;
+	__u32  ct_port_max;
+	__u32  ct_port_new_max;
+	__u32  ct_container_max;
+	__u32  ct_container_new_max;
 };
 
 /*
@@ -249,10 +272,12 @@ struct fn_service {
 #define FN_PORT_SLOTS    2
 
 /*
- * Connection tracking: fn_ct (confirmed flows) and fn_ct_new (flows without a reply yet, so a
- * flood of new flows can never evict a confirmed one). LRU_HASH both. Each flow has two
- * entries, one per direction, each keyed by the tuple of the packets it matches as they
- * arrive, and holding the tuple they leave with.
+ * Connection tracking: fn_ct, a HASH (not LRU: nothing is ever evicted; a full budget refuses
+ * new flows instead, see fn_host_config). Each flow has two entries, one per direction, each
+ * keyed by the tuple of the packets it matches as they arrive and holding the tuple they
+ * leave with. Written by the programs; the control plane removes and inserts flows only
+ * through the program fn_ct_admin (so that both entries and the budgets move together),
+ * and reads the table with batch lookups.
  */
 struct fn_ct_key {
 	__be32 saddr;
@@ -266,6 +291,7 @@ struct fn_ct_key {
 struct fn_ct_entry {
 	__u64  expires;        /* bpf_ktime_get_ns() deadline (CLOCK_MONOTONIC) */
 	__u64  created;        /* bpf_ktime_get_ns() at creation */
+	__u64  status;         /* FN_CT_S_*; the forward entry's is the flow's, changed atomically */
 	__be32 to_saddr;       /* the packet after translation */
 	__be32 to_daddr;
 	__be16 to_sport;
@@ -273,22 +299,78 @@ struct fn_ct_entry {
 	__u32  out_ifindex;    /* container port to deliver to; 0: out of the uplink */
 	__u8   out_dmac[6];    /* delivering to a container: its MAC ... */
 	__u8   out_smac[6];    /* ... and its gateway's */
-	__u8   state;          /* FN_CT_* */
-	__u8   flags;          /* FN_CT_F_* */
-	__u16  pad;
+	__u8   state;          /* FN_CT_*: the flow's, the same in both entries */
+	__u8   flags;          /* FN_CT_F_*, fixed at creation */
+	__u8   tcp;            /* FN_CT_TCP_*: what this direction's TCP packets showed */
+	__u8   pad;
+	__u32  seq;            /* TCP, host order: highest sequence number this direction sent */
+	__u32  ack_expect;     /* TCP handshake, host order: the ACK this direction's next packet must carry */
+	__u32  owner;          /* fn_ct_budget slot of the flow's owner (a published port or a container) */
+	__u32  pad2;
 };
 
-#define FN_CT_NEW          1  /* no reply seen yet */
+#define FN_CT_NEW          1  /* not confirmed (or a reused tuple's new handshake) */
 #define FN_CT_ESTABLISHED  2
-#define FN_CT_CLOSING      3  /* FIN seen */
+#define FN_CT_CLOSING      3  /* FIN seen both ways */
 #define FN_CT_CLOSED       4  /* RST seen */
+#define FN_CT_HALF_CLOSED  5  /* FIN seen one way: the other may still send */
+
+#define FN_CT_S_CONFIRMED  0x1  /* a reply (UDP, ICMP) or a valid handshake (TCP) was seen */
+#define FN_CT_S_REMOVING   0x2  /* being removed: whoever set it releases the budget */
 
 #define FN_CT_F_REPLY      0x1  /* the reply direction of its flow */
 #define FN_CT_F_SNAT       0x2  /* container -> outside through the uplink address */
 #define FN_CT_F_DNAT       0x4  /* to a published port */
 #define FN_CT_F_HAIRPIN    0x8  /* a container to a published port of this host */
 #define FN_CT_F_LOCAL      0x10 /* client is a host process (socket hook) */
-#define FN_CT_F_SEEN_REPLY 0x20 /* TCP: the server answered the SYN; the client's ACK confirms */
+#define FN_CT_F_INBOUND    0x20 /* from outside: counted in the in budgets */
+
+#define FN_CT_TCP_SEQ        0x1 /* seq is known */
+#define FN_CT_TCP_ACK_EXPECT 0x2 /* ack_expect is known */
+#define FN_CT_TCP_FIN        0x4 /* this direction sent a FIN */
+#define FN_CT_TCP_PICKUP     0x8 /* the flow was picked up mid-stream (not from a SYN) */
+
+/*
+ * fn_ct_budget: ARRAY, key = owner slot, value = how many flows it holds. Written by the
+ * programs only (atomic adds), read by the control plane. Slots: the two totals, then one per
+ * published (protocol, port), then one per container port (ifindex modulo
+ * FN_CT_CONTAINER_SLOTS: two containers that share a slot share its share).
+ */
+struct fn_ct_count {
+	__u64 new_flows;       /* not confirmed */
+	__u64 flows;           /* confirmed */
+};
+
+#define FN_CT_OWNER_IN         0       /* every flow from outside */
+#define FN_CT_OWNER_OUT        1       /* every flow of the containers */
+#define FN_CT_OWNER_PORTS      2       /* + FN_PORT_SLOT_* x 65536 + published host port */
+#define FN_CT_OWNER_CONTAINERS 131074  /* FN_CT_OWNER_PORTS + FN_PORT_SLOTS x 65536; + ifindex % slots */
+#define FN_CT_CONTAINER_SLOTS  4096
+#define FN_CT_OWNERS           135170  /* FN_CT_OWNER_CONTAINERS + FN_CT_CONTAINER_SLOTS */
+
+/*
+ * fn_ct_admin: a TC program the control plane runs with BPF_PROG_TEST_RUN (never attached).
+ * Its "packet" is a request: this header, then `count` keys (REMOVE, EXPIRE) or flows
+ * (ADOPT). It returns the entries removed, or the flows adopted.
+ */
+struct fn_ct_admin_req {
+	__u64 now;             /* EXPIRE: CLOCK_MONOTONIC ns */
+	__u32 op;              /* FN_CT_ADMIN_* */
+	__u32 count;
+};
+
+#define FN_CT_ADMIN_REMOVE 1  /* remove the flow of each key (both entries) */
+#define FN_CT_ADMIN_EXPIRE 2  /* the same, when both its entries expired before `now` */
+#define FN_CT_ADMIN_ADOPT  3  /* insert each flow (a datapath upgrade), within its budgets */
+#define FN_CT_ADMIN_KEYS   128 /* keys per request (a test-run packet holds ~3.7 KB) */
+#define FN_CT_ADMIN_FLOWS  16  /* flows per ADOPT request */
+
+struct fn_ct_flow {
+	struct fn_ct_key   fwd_key;
+	struct fn_ct_entry fwd;
+	struct fn_ct_key   rev_key;
+	struct fn_ct_entry rev;
+};
 
 /*
  * fn_nat_maps: LRU_HASH, the SNAT mappings (RFC 4787 terms): which container endpoint (address,

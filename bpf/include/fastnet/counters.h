@@ -59,7 +59,11 @@
 	X(FN_DROP_VLAN_TAG,        44, DROP, "802.1Q tag could not be added or removed") \
 	X(FN_FWD_SOCK_RESOLVER,    45, FWD,  "container DNS query to 127.0.0.11:53 sent to the resolver's port") \
 	X(FN_DROP_BIND_PUBLISHED,  46, DROP, "host process bind() to a published port refused (EADDRINUSE)") \
-	X(FN_FWD_SNAT_HAIRPIN,     47, FWD,  "new flow to another container's SNAT mapping, hairpinned (RFC 4787 REQ-9)")
+	X(FN_FWD_SNAT_HAIRPIN,     47, FWD,  "new flow to another container's SNAT mapping, hairpinned (RFC 4787 REQ-9)") \
+	X(FN_DROP_CT_NEW_FULL,     48, DROP, "new flow refused: its conntrack budget of new flows is full") \
+	X(FN_DROP_CT_FULL,         49, DROP, "flow refused at its confirmation: its conntrack budget is full") \
+	X(FN_FWD_CT_RST_IGNORED,   50, FWD,  "TCP RST outside its flow's window: delivered, the flow kept") \
+	X(FN_DROP_TAIL_CALL,       51, DROP, "tail call failed: its program is missing from fn_tails")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
