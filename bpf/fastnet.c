@@ -155,6 +155,11 @@ FN_INLINE __u64 fn_test_now(void)
 
 	return t ? t->now : 0;
 }
+
+FN_INLINE struct fn_test_route *fn_test_fib_of(struct fn_test_fib_key *key)
+{
+	return fn_test_fib.lookup(key);
+}
 #endif
 
 /* ---- logic ----------------------------------------------------------------------------- */

@@ -66,7 +66,7 @@ class HostConfig(ctypes.Structure):
         ("timeout_tcp_closing", u32),
         ("timeout_udp", u32),
         ("timeout_icmp", u32),
-        ("pad", u32),
+        ("fib_ifindex", u32),
     ]
 
 

@@ -71,7 +71,7 @@ def compile_datapath(test_mode: bool = False, defines: tuple[tuple[str, int], ..
         bpf = BPF(src_file=str(abi.BPF_DIR / "fastnet.c").encode(), cflags=cflags)
     except Exception as exc:  # bcc raises bare Exception with the compiler's output on stderr
         raise DatapathError(f"compiling {abi.BPF_DIR / 'fastnet.c'} failed: {exc}") from exc
-    names = list(abi.MAP_LAYOUTS) + (["fn_test_state"] if test_mode else [])
+    names = list(abi.MAP_LAYOUTS) + (["fn_test_state", "fn_test_fib"] if test_mode else [])
     tables = {name: bpf.get_table(name.encode()) for name in names}
     # per-CPU tables expose the per-CPU array as Leaf and one element as sLeaf
     abi.check_layout({name: (t.Key, getattr(t, "sLeaf", t.Leaf)) for name, t in tables.items()})

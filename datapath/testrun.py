@@ -1,14 +1,16 @@
 """BPF_PROG_TEST_RUN on the test build of the datapath (bpf/fastnet.c with FN_TEST).
 
-The test build records redirects in fn_test_state instead of performing them and reads its
-clock from there (the seam in bpf/lib/helpers.h), so a run reports where a packet would
-have gone, at a time the test chooses.
+The test build records redirects in fn_test_state instead of performing them, reads its
+clock and the device MTUs from there and routes by fn_test_fib (the seam in
+bpf/lib/helpers.h), so a run reports where a packet would have gone, at a time and on a
+routing table the test chooses.
 """
 from __future__ import annotations
 
 import ctypes
 import struct
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
 
 from . import abi, libbpf
 from .loader import compile_datapath
@@ -26,6 +28,9 @@ REDIRECT_KIND = {
 }
 
 
+MAX_MTUS = abi.constants()["FN_TEST_MAX_MTUS"]
+
+
 class TestState(ctypes.Structure):
     """struct fn_test_state (abi.h, test build only)."""
 
@@ -35,7 +40,36 @@ class TestState(ctypes.Structure):
         ("pad", ctypes.c_uint32),
         ("ifindex", ctypes.c_uint32 * abi.constants()["FN_TEST_MAX_REDIRECTS"]),
         ("kind", ctypes.c_uint32 * abi.constants()["FN_TEST_MAX_REDIRECTS"]),
+        ("mtu_ifindex", ctypes.c_uint32 * MAX_MTUS),
+        ("mtu", ctypes.c_uint32 * MAX_MTUS),
     ]
+
+
+class TestFibKey(ctypes.Structure):
+    """struct fn_test_fib_key (abi.h, test build only)."""
+
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 4)]
+
+
+class TestRoute(ctypes.Structure):
+    """struct fn_test_route (abi.h, test build only)."""
+
+    _fields_ = [("ret", ctypes.c_int32), ("ifindex", ctypes.c_uint32), ("src", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+# enum bpf_fib_lookup_ret (uapi bpf.h): what a route of the test's table answers
+FIB_SUCCESS, FIB_BLACKHOLE, FIB_UNREACHABLE, FIB_PROHIBIT, FIB_NOT_FWDED = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of the test's routing table: `prefix` leaves by `ifindex` from `src`, or is
+    answered `ret` (FIB_*: local addresses FIB_NOT_FWDED, unreachable routes FIB_UNREACHABLE)."""
+
+    prefix: IPv4Network
+    ret: int = FIB_SUCCESS
+    ifindex: int = 0
+    src: IPv4Address | None = None
 
 
 @dataclass
@@ -50,8 +84,9 @@ class RunResult:
 class TestDatapath:
     """A private, unpinned test build: its own maps, nothing attached anywhere."""
 
-    def __init__(self):
-        self.bpf, self.dp = compile_datapath(test_mode=True)
+    def __init__(self, defines: tuple[tuple[str, int], ...] = ()):
+        self.bpf, self.dp = compile_datapath(test_mode=True, defines=defines)
+        self.mtus: dict[int, int] = {}
 
     def close(self) -> None:
         self.dp.close()
@@ -59,9 +94,23 @@ class TestDatapath:
 
     now_ns = 1_000_000_000_000  # the programs' clock during runs; tests move it forward
 
+    def set_routes(self, routes: list[Route]) -> None:
+        """Make fn_test_fib hold exactly `routes` (longest prefix wins, as in the kernel)."""
+        fd = self.dp.maps["fn_test_fib"]
+        for key in libbpf.map_keys(fd, TestFibKey):
+            libbpf.map_delete(fd, key)
+        for r in routes:
+            key = TestFibKey(prefixlen=r.prefix.prefixlen, addr=(ctypes.c_uint8 * 4)(*r.prefix.network_address.packed))
+            src = struct.unpack("=I", r.src.packed)[0] if r.src else 0
+            libbpf.map_update(fd, key, TestRoute(ret=r.ret, ifindex=r.ifindex, src=src))
+
     def run(self, prog: str, frame: bytes, ingress_ifindex: int, repeat: int = 1) -> RunResult:
         zero = ctypes.c_uint32(0)
-        libbpf.map_update(self.dp.maps["fn_test_state"], zero, TestState(now=self.now_ns))
+        state = TestState(now=self.now_ns)
+        assert len(self.mtus) <= MAX_MTUS, self.mtus
+        for i, (ifindex, mtu) in enumerate(sorted(self.mtus.items())):
+            state.mtu_ifindex[i], state.mtu[i] = ifindex, mtu
+        libbpf.map_update(self.dp.maps["fn_test_state"], zero, state)
         ctx = bytearray(SKB_CTX_SIZE)
         struct.pack_into("=I", ctx, SKB_INGRESS_IFINDEX_OFFSET, ingress_ifindex)
         retval, out, duration = libbpf.test_run(self.dp.progs[prog], frame, bytes(ctx), repeat)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The seam between the programs and the helpers a test run cannot observe or control:
- * moving packets between devices, and the clock. The test build (FN_TEST) records each
- * redirect in fn_test_state instead of performing it and reads the time from there; the
- * production build calls the helpers directly. Needs fn_test_record() and fn_test_now()
- * from the map accessor section in the test build.
+ * moving packets between devices, the clock, and the host's routing table. The test build (FN_TEST) records each
+ * redirect in fn_test_state instead of performing it, reads the time from there and routes by
+ * fn_test_fib; the production build calls the helpers directly. Needs fn_test_record(),
+ * fn_test_now() and fn_test_fib_of() from the map accessor section in the test build.
  */
 #ifndef FN_LIB_HELPERS_H
 #define FN_LIB_HELPERS_H
@@ -40,6 +40,25 @@ FN_INLINE __u64 fn_now(void)
 {
 	return fn_test_now();
 }
+
+/* The routing table of the test (fn_test_fib): no entry is "no route", which the kernel
+ * answers BPF_FIB_LKUP_RET_NOT_FWDED. */
+FN_INLINE long fn_fib_lookup(struct __sk_buff *skb, struct bpf_fib_lookup *p, __u32 flags)
+{
+	struct fn_test_fib_key key = { .prefixlen = 32 };
+	struct fn_test_route *r;
+
+	__builtin_memcpy(key.addr, &p->ipv4_dst, 4);
+	r = fn_test_fib_of(&key);
+	if (!r)
+		return BPF_FIB_LKUP_RET_NOT_FWDED;
+	if (r->ret == BPF_FIB_LKUP_RET_SUCCESS) {
+		p->ifindex = r->ifindex;
+		if (flags & FN_FIB_LOOKUP_SRC)
+			p->ipv4_src = r->src;
+	}
+	return r->ret;
+}
 #else
 /* Into the peer's namespace without a second pass through the backlog queue. */
 FN_INLINE int fn_redirect_peer(__u32 ifindex)
@@ -70,6 +89,11 @@ FN_INLINE int fn_clone_to(struct __sk_buff *skb, __u32 ifindex)
 FN_INLINE __u64 fn_now(void)
 {
 	return bpf_ktime_get_ns();
+}
+
+FN_INLINE long fn_fib_lookup(struct __sk_buff *skb, struct bpf_fib_lookup *p, __u32 flags)
+{
+	return bpf_fib_lookup(skb, p, sizeof(*p), flags);
 }
 #endif
 

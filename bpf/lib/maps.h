@@ -33,6 +33,7 @@ BPF_TABLE("hash", struct fn_vlan_key, struct fn_vlan, fn_vlans, 2 * FN_MAX_NETWO
 BPF_TABLE("hash", __u64, struct fn_resolver, fn_resolvers, FN_MAX_ENDPOINTS);
 #ifdef FN_TEST
 BPF_TABLE("array", __u32, struct fn_test_state, fn_test_state, 1);
+BPF_LPM_TRIE(fn_test_fib, struct fn_test_fib_key, struct fn_test_route, 1024);
 #endif
 
 #endif

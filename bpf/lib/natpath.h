@@ -13,6 +13,7 @@
 #include "l4.h"
 #include "metrics.h"
 #include "nat.h"
+#include "route.h"
 #include "service.h"
 
 /* A packet to be routed whose TTL runs out here: the gateway (`from`) answers it. */
@@ -208,6 +209,8 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	svc = e ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
 	if (svc && (svc->flags & FN_SVC_F_LOCAL_ONLY))
 		svc = NULL;
+	if (svc && fn_martian_source(skb, cfg, l4.key.saddr))
+		return -FN_DROP_MARTIAN_SRC; /* the host's own, or no way back: never a client */
 	if ((e || svc) && ttl <= 1)
 		return fn_nat_ttl_exceeded(skb, prog, cfg->uplink_ipv4);
 	if (e)

@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ...datapath import abi, loader, sockhooks, tc
 from ...datapath.maps import (HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord, VlanRecord,
                               port_prefixes)
-from .. import drivers, modes, nlbatch, observe
+from .. import drivers, modes, nlbatch, observe, routing
 from .. import state as statestore
 from ..host import Host
 from ..links import RTPROT_FASTNET, route_metric
@@ -193,6 +193,7 @@ class EbpfBackend:
                 tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
             parents |= {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
             ifindex, address = observe.uplink(ipr, uplink_name)
+            fib_ifindex = routing.fib_device(ipr) if ifindex else 0
             host = HostRecord(
                 uplink_ifindex=ifindex,
                 uplink_ipv4=address,
@@ -201,6 +202,7 @@ class EbpfBackend:
                 addresses=tuple(observe.host_addresses(ipr)),
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
                 uplink_is_parent=bool(ifindex) and uplink_name in parents,
+                fib_ifindex=fib_ifindex,
             )
             maps.sync_host(host)
             self._sync_services(maps, services)
@@ -366,6 +368,7 @@ class EbpfBackend:
         with IPRoute() as ipr:
             self._attach_parents(ipr, set())
             self._detach_uplink(ipr)
+            routing.remove_fib_device(ipr)
         if self.dp is not None:
             self.dp.close()
             self.dp = None

@@ -12,7 +12,7 @@ from scapy.packet import Packet
 from fastnet.datapath.maps import CtRecord, HostRecord, Maps, PortRecord
 from fastnet.datapath.testrun import RunResult, TestDatapath
 
-from topology import HOST, NAT_NETWORKS, NAT_PORTS, NETWORKS, NO_UPLINK, PORTS, SERVICES, UPLINK_IFINDEX
+from topology import HOST, NAT_NETWORKS, NAT_PORTS, NETWORKS, NO_UPLINK, PORTS, ROUTES, SERVICES, UPLINK_IFINDEX
 
 PROG = "fn_from_container"
 UPLINK_PROG = "fn_from_uplink"
@@ -27,8 +27,9 @@ def test_datapath():
     tdp.close()
 
 
-def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services) -> Maps:
-    """Every map back to the given configuration, no flows, zero counters, the start time."""
+def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services, routes=ROUTES) -> Maps:
+    """Every map back to the given configuration, no flows, zero counters, the start time, the
+    host's routing table (topology.ROUTES) and every device at MTU 1500."""
     maps = Maps(datapath.dp)
     maps.sync(networks, ports)
     maps.sync_host(host)
@@ -36,6 +37,8 @@ def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services) -
     maps.conntrack_flush()
     maps.reset_counters()
     datapath.now_ns = TestDatapath.now_ns
+    datapath.set_routes(routes)
+    datapath.mtus = {}
     return maps
 
 

@@ -47,14 +47,13 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
 from fastnet.datapath import testrun
-from fastnet.datapath.loader import compile_datapath
 from fastnet.datapath.maps import CtRecord, HostRecord, PortRecord, ServiceRecord
 from fastnet.datapath.testrun import RunResult
 
 from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
 from topology import (A, B, BACK, C, CLIENT, D, F, FRONT, HOST, INTERNAL, LOOPBACK, NAT_NETWORKS, NAT_PORTS,
-                      NOT_HOST, OTHER_SERVER, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS, UPLINK_IFINDEX,
-                      UPLINK_IP, UPLINK_MAC, gateway_of, host, publish)
+                      NOT_HOST, OTHER_SERVER, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS, UPLINK_BROADCAST,
+                      UPLINK_IFINDEX, UPLINK_IP, UPLINK_MAC, gateway_of, host, publish)
 
 UNCHANGED = "unchanged"
 NEIGH = [("neigh", UPLINK_IFINDEX)]  # out of the uplink, next hop resolved by the kernel
@@ -304,6 +303,38 @@ ICMP_ERROR_CASES = [
          ("fwd_ttl_exceeded",), time_exceeded(out(A, udp(40001, 33434), ttl=1), FRONT.gateway)),
 ]
 
+# Sources no client from outside can have (Linux's martians, the host's own addresses, and what
+# the host has no route back to): never translated into a container, whatever they ask for.
+MARTIAN_SOURCES = {
+    "host_address": UPLINK_IP,
+    "gateway": FRONT.gateway,
+    "unassigned_fastnet_address": "10.0.2.99",
+    "fastnet_subnet_broadcast": "10.0.1.255",
+    "uplink_subnet_broadcast": UPLINK_BROADCAST,
+    "loopback": LOOPBACK,
+    "loopback_net": "127.1.2.3",
+    "zero_net": "0.1.2.3",
+    "multicast": "224.0.0.5",
+    "class_e": "240.0.0.1",
+    "limited_broadcast": "255.255.255.255",
+}
+NO_FIB = host(fib_ifindex=0)  # no FIB device: only the host's address table is known
+
+MARTIAN_SOURCE_CASES = [
+    *(drop(f"martian_source_{name}_to_published_{proto}", inbound(l4, src=addr), "drop_martian_src")
+      for name, addr in MARTIAN_SOURCES.items()
+      for proto, l4 in (("tcp", tcp(5555, 7005)), ("udp", udp(5555, 5353)))),
+    drop("martian_source_host_address_without_fib", inbound(udp(5555, 5353), src=SECOND_IP), "drop_martian_src",
+         host=NO_FIB),
+    # without the FIB only the host's own addresses are known: an unassigned address goes through
+    Case("martian_source_unassigned_address_unknown_without_fib", inbound(udp(5555, 5353), src="10.0.2.99"),
+         "redirect", peer(B), DNAT_NEW, into(B, inbound(udp(5555, 5353), src="10.0.2.99"), dst=B.ipv4, dport=53),
+         host=NO_FIB),
+    # a client on the uplink's own subnet is an ordinary client
+    Case("client_on_the_uplink_subnet", inbound(udp(5555, 5353), src=NOT_HOST), "redirect", peer(B), DNAT_NEW,
+         into(B, inbound(udp(5555, 5353), src=NOT_HOST), dst=B.ipv4, dport=53)),
+]
+
 CASES = [
     # -- SNAT: a container's new flow to the outside leaves from the uplink address --
     Case("snat_tcp_syn", a_syn, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn, src=UPLINK_IP)),
@@ -442,6 +473,7 @@ CASES = [
     host_bound("uplink_ipv4_ihl_4", inbound(udp(5555, 53), ihl=4)),
     host_bound("uplink_ipv4_total_length_beyond_frame", inbound(udp(5555, 53), len=100)),
     *ICMP_ERROR_CASES,
+    *MARTIAN_SOURCE_CASES,
 ]
 
 
@@ -811,16 +843,9 @@ def test_uplink_packet_with_a_container_source_is_not_translated(nat, given, spo
 CT_NEW_MAX = 64  # fn_ct_new of the small build (the default, 16384, takes seconds to fill)
 
 
-class SmallConntrackDatapath(testrun.TestDatapath):
-    """The test build with compile-time overrides (TestDatapath takes none)."""
-
-    def __init__(self, defines: tuple[tuple[str, int], ...]):
-        self.bpf, self.dp = compile_datapath(test_mode=True, defines=defines)
-
-
 @pytest.fixture(scope="module")
 def small_ct_datapath():
-    tdp = SmallConntrackDatapath((("FN_CT_NEW_MAX", CT_NEW_MAX),))
+    tdp = testrun.TestDatapath((("FN_CT_NEW_MAX", CT_NEW_MAX),))
     yield tdp
     tdp.close()
 

@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 5
+#define FASTNET_ABI_VERSION 6
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -141,7 +141,9 @@ struct fn_host_config {
 	__u32  timeout_tcp_closing;
 	__u32  timeout_udp;
 	__u32  timeout_icmp;
-	__u32  pad;
+	__u32  fib_ifindex;    /* the device FIB lookups are made as if arriving on (forwarding=1,
+	                        * down, no address: control/backends/ebpf.py); 0: none, the routing
+	                        * checks fall back to the host's address table */
 };
 
 /*
@@ -314,15 +316,35 @@ struct fn_resolver {
 
 /*
  * fn_test_state: ARRAY with one entry, only in the test build (FN_TEST): the clock the
- * programs read, and the redirects a run would have performed.
+ * programs read, the redirects a run would have performed, and what a test run cannot set
+ * up on its skb or in the kernel (bpf/lib/helpers.h): the device MTUs bpf_check_mtu sees.
  */
 #define FN_TEST_MAX_REDIRECTS 16
+#define FN_TEST_MAX_MTUS      4
 struct fn_test_state {
 	__u64 now;            /* ns: what fn_now() returns */
 	__u32 count;          /* redirects recorded by the last run (the test zeroes it) */
 	__u32 pad;
 	__u32 ifindex[FN_TEST_MAX_REDIRECTS];
 	__u32 kind[FN_TEST_MAX_REDIRECTS]; /* FN_REDIRECT_* */
+	__u32 mtu_ifindex[FN_TEST_MAX_MTUS]; /* devices whose MTU is not 1500 ... */
+	__u32 mtu[FN_TEST_MAX_MTUS];         /* ... and their MTUs */
+};
+
+/*
+ * fn_test_fib: LPM_TRIE, only in the test build: the host's routing table as bpf_fib_lookup
+ * would answer it (the test process's own namespace has none of the topology's devices).
+ */
+struct fn_test_fib_key {
+	__u32 prefixlen;
+	__u8  addr[4];         /* be */
+};
+
+struct fn_test_route {
+	__s32  ret;            /* BPF_FIB_LKUP_RET_* */
+	__u32  ifindex;        /* the device it leaves by (ret 0) */
+	__be32 src;            /* be: the address the host would send from (BPF_FIB_LOOKUP_SRC) */
+	__u32  pad;
 };
 
 #define FN_REDIRECT_PEER    1 /* bpf_redirect_peer: into the namespace of the device's peer */
