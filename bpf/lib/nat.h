@@ -12,6 +12,7 @@
 #include "eth.h"
 #include "helpers.h"
 #include "l4.h"
+#include "route.h"
 #include "service.h"
 
 /* Rewrites the packet from l4->key to the entry's tuple. 0 or -FN_DROP_CSUM. */
@@ -62,14 +63,31 @@ FN_INLINE int fn_icmp_inner_rewrite16(struct __sk_buff *skb, __u32 off, __be16 o
 	return 0;
 }
 
+/* Do packets arriving from outside match this entry: an SNAT flow's replies, or a published
+ * port's client (not a hairpin flow's, whose both ends are containers)? */
+FN_INLINE int fn_ct_from_outside(const struct fn_ct_entry *e)
+{
+	if (e->flags & FN_CT_F_HAIRPIN)
+		return 0;
+	if (e->flags & FN_CT_F_REPLY)
+		return (e->flags & FN_CT_F_SNAT) != 0;
+	return (e->flags & FN_CT_F_DNAT) != 0;
+}
+
 /*
  * An ICMP error (unreachable, fragmentation needed, time exceeded, parameter problem) that
  * quotes a packet of a tracked flow: the error travels the way the flow's reverse entry
  * matches, so that entry translates the outer header, and the quoted header is translated
- * the opposite way (it is a packet of the other direction). Returns 1 and fills *e when the
- * error belongs to a flow, 0 when it does not, or a negative drop reason.
+ * the opposite way (it is a packet of the other direction). Only an error from where the
+ * flow's peer is counts: from a container, about a flow of its own (the outer source, which
+ * anti-spoofing made the container's, is the quoted packet's destination) and addressed to
+ * the flow's peer; from outside, about an outside-facing flow, addressed to the flow's
+ * address on this side and from any router on the path that is not a martian source. Returns
+ * 1 and fills *e when the error belongs to a flow, 0 when it does not, or a negative drop
+ * reason.
  */
-FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, struct fn_ct_entry *e)
+FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_host_config *cfg,
+				int from_container, struct fn_ct_entry *e)
 {
 	__u32 inner = l4->l4_off + 8;
 	struct iphdr ip;
@@ -96,8 +114,14 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 	key.sport = ports[1];
 	key.dport = ports[0];
 	key.proto = ip.protocol;
+	if (l4->key.daddr != key.daddr)
+		return 0; /* not sent back to where the quoted packet came from */
+	if (from_container && l4->key.saddr != key.saddr)
+		return 0; /* a container speaks only for its own flows */
 	found = fn_ct_find(&key, &confirmed);
 	if (!found)
+		return 0;
+	if (!from_container && (!fn_ct_from_outside(found) || fn_martian_source(skb, cfg, l4->key.saddr)))
 		return 0;
 	*e = *found;
 
@@ -106,11 +130,9 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 		__u32 inner_csum = inner + offsetof(struct iphdr, check);
 		__u32 inner_l4 = inner + sizeof(ip);
 
-		if (l4->key.daddr == key.daddr &&
-		    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, 0, 0))
+		if (fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, 0, 0))
 			return -FN_DROP_CSUM;
-		if (l4->key.saddr == key.saddr &&
-		    fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, 0, 0))
+		if (from_container && fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, 0, 0))
 			return -FN_DROP_CSUM;
 		if (fn_icmp_inner_rewrite32(skb, inner + offsetof(struct iphdr, saddr), ip.saddr, e->to_daddr,
 					    inner_csum, icmp_csum) ||

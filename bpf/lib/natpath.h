@@ -28,25 +28,37 @@ FN_INLINE int fn_nat_ttl_exceeded(struct __sk_buff *skb, __u32 prog, __be32 from
 	return fn_redirect_egress(skb->ingress_ifindex);
 }
 
-/* An ICMP error about a tracked flow, translated and sent where the flow's packets go. */
-FN_INLINE int fn_nat_error(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, __u32 uplink_ifindex,
-			   __u32 not_ours_counter)
+/*
+ * An ICMP error about a tracked flow, translated and sent where the flow's packets go. One
+ * about no flow of its sender's side is not translated: from outside it is the host's own
+ * (or nobody's: from a martian source); from a container, the host's when addressed to one
+ * of the host's addresses, else dropped (it would leave untranslated, or reach a flow of
+ * another container).
+ */
+FN_INLINE int fn_nat_error(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, const struct fn_host_config *cfg,
+			   int from_container)
 {
 	struct fn_ct_entry e;
-	int ret = fn_nat_icmp_error(skb, l4, &e);
+	int ret = fn_nat_icmp_error(skb, l4, cfg, from_container, &e);
 
 	if (ret < 0)
 		return ret;
 	if (ret == 0) {
-		fn_count(skb, prog, not_ours_counter);
+		if (!from_container) {
+			fn_count(skb, prog, FN_FWD_UPLINK_HOST);
+			return TC_ACT_OK;
+		}
+		if (!fn_host_addr_get(l4->key.daddr))
+			return -FN_DROP_ICMP_ERROR;
+		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
 	if (fn_ttl_decrement(skb)) {
-		fn_count(skb, prog, not_ours_counter);
+		fn_count(skb, prog, from_container ? FN_FWD_HOST : FN_FWD_UPLINK_HOST);
 		return TC_ACT_OK;
 	}
 	fn_count(skb, prog, FN_FWD_ICMP_ERROR);
-	return fn_nat_deliver(skb, &e, uplink_ifindex);
+	return fn_nat_deliver(skb, &e, cfg ? cfg->uplink_ifindex : 0);
 }
 
 /* Translates a packet of a tracked flow and sends it on; new_flow_counter (FN_COUNTER_MAX: none)
@@ -135,7 +147,7 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		return TC_ACT_OK;
 	}
 	if (l4.icmp_error)
-		return fn_nat_error(skb, prog, &l4, cfg ? cfg->uplink_ifindex : 0, FN_FWD_HOST);
+		return fn_nat_error(skb, prog, &l4, cfg, 1);
 	e = fn_ct_find(&l4.key, &confirmed);
 	if (e) {
 		if (ttl <= 1)
@@ -204,7 +216,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 		return TC_ACT_OK;
 	}
 	if (l4.icmp_error)
-		return fn_nat_error(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_UPLINK_HOST);
+		return fn_nat_error(skb, prog, &l4, cfg, 0);
 	e = fn_ct_find(&l4.key, &confirmed);
 	svc = e ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
 	if (svc && (svc->flags & FN_SVC_F_LOCAL_ONLY))

@@ -299,6 +299,22 @@ ICMP_ERROR_CASES = [
          error_rewritten(d_port_unreachable, outer_src=UPLINK_IP, q_dst=UPLINK_IP, q_dport=7005),
          given=(client_syn,)),
     host_bound("icmp_error_about_no_tracked_flow", stray_unreachable, given=(a_udp,)),
+    # -- an error counts only from where the flow's peer is --
+    # A (front) speaks for D's (back) SNAT flow, to the address D's replies come to: not into D
+    host_bound("icmp_error_from_container_about_another_networks_flow",
+               icmp_error(A.ipv4, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(8005, 123)), port=A), given=(d_udp,)),
+    # A speaks for D's flow to D's server: it would leave the uplink with A's private source
+    drop("icmp_error_frag_needed_from_container_about_another_flow",
+         icmp_error(A.ipv4, SERVER, quoted(SERVER, D.ipv4, udp(123, 8005)), code=4, nexthopmtu=1400, port=A),
+         "drop_icmp_error", given=(d_udp,)),
+    # from outside, about a hairpin flow (both ends are containers): not into A
+    host_bound("icmp_error_from_outside_about_a_hairpin_flow",
+               icmp_error(SERVER, BACK.gateway, quoted(BACK.gateway, D.ipv4, tcp(40000, 8005))), given=(a_hairpin,)),
+    # from outside, about A's flow, but to another address of the host than the flow's
+    host_bound("icmp_error_from_outside_to_another_host_address",
+               icmp_error(ROUTER, SECOND_IP, quoted(UPLINK_IP, SERVER, udp(40000, 53))), given=(a_udp,)),
+    host_bound("icmp_error_from_a_martian_source",
+               icmp_error(FRONT.gateway, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(40000, 53))), given=(a_udp,)),
     Case("ttl_expires_at_the_gateway", out(A, udp(40001, 33434), ttl=1), "redirect", [("egress", A.ifindex)],
          ("fwd_ttl_exceeded",), time_exceeded(out(A, udp(40001, 33434), ttl=1), FRONT.gateway)),
 ]
@@ -441,8 +457,12 @@ CASES = [
     host_bound("container_to_peer_via_gateway", out(A, udp(40000, 53), dst=B.ipv4)),
     host_bound("container_non_first_fragment", out(A, Raw(bytes(16)), proto=17, frag=100)),
     host_bound("container_other_protocol", out(A, Raw(bytes(16)), proto=132)),
-    host_bound("container_icmp_error",
-               out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=40001))),
+    drop("container_icmp_error_about_no_flow",
+         out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=40001)),
+         "drop_icmp_error"),
+    host_bound("container_icmp_error_to_the_host",
+               out(A, ICMP(type=3, code=3) / IP(src=str(UPLINK_IP), dst=str(A.ipv4)) / UDP(sport=22, dport=40001),
+                   dst=UPLINK_IP)),
     host_bound("container_icmp_not_echo", out(A, ICMP(type=13))),
     drop("container_tcp_header_truncated", out(A, Raw(bytes(10)), proto=6), "drop_malformed_l4"),
     drop("container_udp_length_zero", out(A, UDP(sport=40000, dport=53, len=0) / Raw(b"fastnet")),

@@ -28,15 +28,20 @@ from harness import (
     Capture,
     EchoServer,
     containers,
+    flows,
     l2socket,
+    mac_for,
+    make_socket,
     marker,
     moved,
+    queue_icmp_errors,
     sysctl,
     udp_echo,
     uplink_mac,
+    wait_for_icmp_error,
     wait_until,
 )
-from scapy.all import IP, UDP, Ether, Raw
+from scapy.all import ICMP, IP, UDP, Ether, Raw
 
 FRONT_GW, BACK_GW = "10.93.1.1", "10.93.2.1"
 
@@ -131,3 +136,63 @@ def test_the_fib_device_keeps_forwarding_when_ip_forward_is_written(paths):
     from_world(host, world_frame(host, IP(src="10.93.2.78", dst=HOST_UPLINK_IP), UDP(sport=41001, dport=8053)))
     wait_until(lambda: moved(before, host.counters("b", "fn_from_uplink"))["drop_martian_src"] == 1,
                timeout=3, what="drop_martian_src")
+
+
+# -- ICMP errors count only from where the flow's peer is ---------------------------------------
+def from_container(ctr, gateway: str, *packets) -> None:
+    """Send IP packets from a container's eth0 to its gateway's MAC, as scapy built them."""
+    eth = Ether(src=ctr.mac(next(iter(ctr.nets))), dst=mac_for(gateway))
+    with closing(l2socket(ctr.netns, "eth0")) as sk:
+        for p in packets:
+            sk.send(eth / p)
+
+
+def snat_port(host, ctr_ip: str, sport: int) -> int:
+    """The port a container's UDP flow from sport leaves the uplink with."""
+    (f,) = flows(host, "udp", "snat", src=ctr_ip, sport=sport)
+    return f["reply"]["dport"]
+
+
+def test_a_container_cannot_send_errors_for_another_networks_flow(paths):
+    """c (back) talks to WORLD; a (front) sends a port unreachable that quotes c's datagram as
+    it left the uplink, to the address c's replies come to. It must not reach c: the first
+    error c's socket sees is WORLD's own, when WORLD's port closes."""
+    host, c = paths
+    before = host.counters("a")
+    srv = EchoServer(host.world_path, "udp")
+    s = make_socket(c["c"].netns, socket.SOCK_DGRAM)
+    with s:
+        s.bind(("0.0.0.0", 26200))
+        queue_icmp_errors(s)
+        s.connect((WORLD_UPLINK_IP, srv.port))
+        s.settimeout(2)
+        s.send(b"hello")
+        assert s.recv(100) == b"hello"
+        port = snat_port(host, c["c"].ip("back"), 26200)
+        forged = (IP(src=c["a"].ip("front"), dst=HOST_UPLINK_IP) / ICMP(type=3, code=3)
+                  / IP(src=HOST_UPLINK_IP, dst=WORLD_UPLINK_IP, ttl=63) / UDP(sport=port, dport=srv.port) / Raw(b"hello"))
+        from_container(c["a"], FRONT_GW, forged)
+        srv.close()  # WORLD's port closes: its own port unreachable comes next
+        s.send(b"anyone?")
+        err = wait_for_icmp_error(s, timeout=3)
+    assert err is not None and (err.icmp_type, err.offender) == (3, WORLD_UPLINK_IP), err
+    assert moved(before, host.counters("a"))["fwd_icmp_error"] == 0
+
+
+def test_a_container_cannot_send_errors_out_for_another_flow(paths):
+    """a sends a fragmentation needed quoting c's flow as WORLD sent it, to WORLD: it is
+    dropped, never sent out of the uplink with a's private source."""
+    host, c = paths
+    with EchoServer(host.world_path, "udp") as srv:
+        assert udp_echo(c["c"].netns, WORLD_UPLINK_IP, srv.port, bind=26201) == "ok"
+        before = host.counters("a")
+        forged = (IP(src=c["a"].ip("front"), dst=WORLD_UPLINK_IP) / ICMP(type=3, code=4, nexthopmtu=1400)
+                  / IP(src=WORLD_UPLINK_IP, dst=c["c"].ip("back"), ttl=63) / UDP(sport=srv.port, dport=26201))
+        mark = marker("after")
+        with Capture({"world": (host.world_path, UPLINK)}) as cap:
+            from_container(c["a"], FRONT_GW, forged, IP(src=c["a"].ip("front"), dst=WORLD_UPLINK_IP)
+                           / UDP(sport=26202, dport=9) / Raw(mark))
+            cap.wait_for("world", mark)
+            leaked = [p.summary() for p in cap.frames["world"] if ICMP in p]
+    assert leaked == []
+    assert moved(before, host.counters("a"))["drop_icmp_error"] == 1

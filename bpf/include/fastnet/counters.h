@@ -59,7 +59,8 @@
 	X(FN_DROP_VLAN_TAG,        44, DROP, "802.1Q tag could not be added or removed") \
 	X(FN_FWD_SOCK_RESOLVER,    45, FWD,  "container DNS query to 127.0.0.11:53 sent to the resolver's port") \
 	X(FN_DROP_BIND_PUBLISHED,  46, DROP, "host process bind() to a published port refused (EADDRINUSE)") \
-	X(FN_DROP_MARTIAN_SRC,     47, DROP, "packet from outside with a martian source (the host's, a fastnet subnet's, loopback, 0/8, multicast, broadcast)")
+	X(FN_DROP_MARTIAN_SRC,     47, DROP, "packet from outside with a martian source (the host's, a fastnet subnet's, loopback, 0/8, multicast, broadcast)") \
+	X(FN_DROP_ICMP_ERROR,      48, DROP, "ICMP error from a container about a flow that is not its own")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
