@@ -184,7 +184,10 @@ int fn_from_container(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_CONTAINER;
 	__u32 peer = 0;
-	int ret = fn_bridge_from_container(skb, &peer);
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_bridge_from_container(skb, &peer);
 
 	if (ret == FN_BR_TO_GATEWAY)
 		ret = fn_nat_from_container(skb, prog);
@@ -206,6 +209,7 @@ int fn_from_uplink(struct __sk_buff *skb)
 	struct fn_host_config *cfg = fn_host_config_get();
 	int ret;
 
+	fn_pull_headers(skb);
 	/* The uplink may also be the parent of sub-interfaces and ipvlan networks: those first. */
 	if (cfg && (cfg->flags & FN_HOST_F_UPLINK_PARENT)) {
 		ret = fn_vlan_from_parent(skb, prog);
@@ -230,7 +234,10 @@ int fn_from_uplink(struct __sk_buff *skb)
 int fn_from_ipvlan(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_IPVLAN;
-	int ret = fn_ipvlan_from_container(skb, prog);
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_ipvlan_from_container(skb, prog);
 
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);
@@ -246,7 +253,10 @@ int fn_from_ipvlan(struct __sk_buff *skb)
 int fn_from_parent(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_PARENT;
-	int ret = fn_vlan_from_parent(skb, prog);
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_vlan_from_parent(skb, prog);
 
 	if (ret == FN_VLAN_NOT_OURS)
 		ret = fn_ipvlan_from_parent(skb, prog);

@@ -29,6 +29,7 @@ REDIRECT_KIND = {
 
 
 MAX_MTUS = abi.constants()["FN_TEST_MAX_MTUS"]
+FN_TEST_VLAN = abi.constants()["FN_TEST_VLAN"]
 
 
 class TestState(ctypes.Structure):
@@ -42,6 +43,10 @@ class TestState(ctypes.Structure):
         ("kind", ctypes.c_uint32 * abi.constants()["FN_TEST_MAX_REDIRECTS"]),
         ("mtu_ifindex", ctypes.c_uint32 * MAX_MTUS),
         ("mtu", ctypes.c_uint32 * MAX_MTUS),
+        ("linear", ctypes.c_uint32),
+        ("pulled", ctypes.c_uint32),
+        ("vlan", ctypes.c_uint32),
+        ("pad2", ctypes.c_uint32),
     ]
 
 
@@ -79,6 +84,7 @@ class RunResult:
     output: bytes
     redirects: list[tuple[str, int]]  # (peer|egress|clone, ifindex) in order
     duration_ns: int
+    pulled: int = 0  # the length the program's last bpf_skb_pull_data asked for (0: none)
 
 
 class TestDatapath:
@@ -104,9 +110,13 @@ class TestDatapath:
             src = struct.unpack("=I", r.src.packed)[0] if r.src else 0
             libbpf.map_update(fd, key, TestRoute(ret=r.ret, ifindex=r.ifindex, src=src))
 
-    def run(self, prog: str, frame: bytes, ingress_ifindex: int, repeat: int = 1) -> RunResult:
+    def run(self, prog: str, frame: bytes, ingress_ifindex: int, repeat: int = 1, *, linear: int = 0,
+            vlan: int | None = None) -> RunResult:
+        """One run of prog on frame. linear: only that many bytes of it in the skb's linear
+        part (until the program pulls); vlan: the TCI of an 802.1Q tag the stack took out of
+        the frame."""
         zero = ctypes.c_uint32(0)
-        state = TestState(now=self.now_ns)
+        state = TestState(now=self.now_ns, linear=linear, vlan=0 if vlan is None else FN_TEST_VLAN | vlan)
         assert len(self.mtus) <= MAX_MTUS, self.mtus
         for i, (ifindex, mtu) in enumerate(sorted(self.mtus.items())):
             state.mtu_ifindex[i], state.mtu[i] = ifindex, mtu
@@ -118,4 +128,4 @@ class TestDatapath:
         libbpf.map_lookup(self.dp.maps["fn_test_state"], zero, rec)
         redirects = [(REDIRECT_KIND[rec.kind[i]], rec.ifindex[i]) for i in range(min(rec.count, len(rec.kind)))]
         signed = ctypes.c_int32(retval).value
-        return RunResult(TC_ACT.get(signed, str(signed)), signed, out, redirects, duration)
+        return RunResult(TC_ACT.get(signed, str(signed)), signed, out, redirects, duration, rec.pulled)

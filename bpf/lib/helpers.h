@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The seam between the programs and the helpers a test run cannot observe or control:
- * moving packets between devices, the clock, and the host's routing table. The test build (FN_TEST) records each
+ * moving packets between devices, the clock, the host's routing table, and the skb's shape
+ * (its linear part, an 802.1Q tag the stack took out of the frame). The test build (FN_TEST) records each
  * redirect in fn_test_state instead of performing it, reads the time from there and routes by
  * fn_test_fib; the production build calls the helpers directly. Needs fn_test_record(),
  * fn_test_now() and fn_test_fib_of() from the map accessor section in the test build.
@@ -39,6 +40,42 @@ FN_INLINE int fn_clone_to(struct __sk_buff *skb, __u32 ifindex)
 FN_INLINE __u64 fn_now(void)
 {
 	return fn_test_now();
+}
+
+/* A linear part shorter than the frame (until the program pulls): what a NIC that keeps only
+ * the first bytes linear hands TC. The run's skb itself is always linear. */
+FN_INLINE __u32 fn_linear_len(struct __sk_buff *skb)
+{
+	struct fn_test_state *t = fn_test_state_get();
+	__u32 len = (long)skb->data_end - (long)skb->data;
+
+	if (t && t->linear && !t->pulled && t->linear < len)
+		len = t->linear;
+	return len;
+}
+
+FN_INLINE long fn_pull_data(struct __sk_buff *skb, __u32 len)
+{
+	struct fn_test_state *t = fn_test_state_get();
+
+	if (t)
+		t->pulled = len;
+	return bpf_skb_pull_data(skb, len);
+}
+
+/* The outer 802.1Q tag the stack moves out of the frame before TC (a run cannot set it). */
+FN_INLINE int fn_vlan_tagged(struct __sk_buff *skb)
+{
+	struct fn_test_state *t = fn_test_state_get();
+
+	return t && t->vlan;
+}
+
+FN_INLINE __u32 fn_vlan_tci(struct __sk_buff *skb)
+{
+	struct fn_test_state *t = fn_test_state_get();
+
+	return t ? t->vlan & 0xffff : 0;
 }
 
 /* The routing table of the test (fn_test_fib): no entry is "no route", which the kernel
@@ -94,6 +131,26 @@ FN_INLINE __u64 fn_now(void)
 FN_INLINE long fn_fib_lookup(struct __sk_buff *skb, struct bpf_fib_lookup *p, __u32 flags)
 {
 	return bpf_fib_lookup(skb, p, sizeof(*p), flags);
+}
+
+FN_INLINE __u32 fn_linear_len(struct __sk_buff *skb)
+{
+	return (long)skb->data_end - (long)skb->data;
+}
+
+FN_INLINE long fn_pull_data(struct __sk_buff *skb, __u32 len)
+{
+	return bpf_skb_pull_data(skb, len);
+}
+
+FN_INLINE int fn_vlan_tagged(struct __sk_buff *skb)
+{
+	return skb->vlan_present;
+}
+
+FN_INLINE __u32 fn_vlan_tci(struct __sk_buff *skb)
+{
+	return skb->vlan_tci;
 }
 #endif
 

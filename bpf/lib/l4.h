@@ -20,6 +20,7 @@
 /* Offsets are from skb->data: packet pointers do not survive the rewrite helpers. */
 struct fn_l4 {
 	struct fn_ct_key key;  /* the tuple as the packet arrives */
+	__u32 l3_end;          /* where the IP total length ends the packet (Ethernet padding after) */
 	__u32 l4_off;
 	__u32 csum_off;        /* of the L4 checksum; 0 when the protocol has none we fix */
 	__u32 csum_flags;      /* extra flags for bpf_l4_csum_replace */
@@ -49,6 +50,9 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 
 	if (ip->frag_off & bpf_htons(FN_IP_OFFSET))
 		return -FN_DROP_FRAGMENT;
+	/* A header must lie within the IP total length, not merely within the buffer: bytes past
+	 * it are Ethernet padding, and a header hidden there must not open a flow. */
+	l4->l3_end = ETH_HLEN + bpf_ntohs(ip->tot_len);
 	l4->key.saddr = ip->saddr;
 	l4->key.daddr = ip->daddr;
 	l4->key.proto = ip->protocol;
@@ -57,7 +61,7 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4h;
 
-		if ((void *)(th + 1) > data_end)
+		if ((void *)(th + 1) > data_end || off + sizeof(*th) > l4->l3_end)
 			return -FN_DROP_MALFORMED_L4;
 		l4->key.sport = th->source;
 		l4->key.dport = th->dest;
@@ -69,7 +73,7 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 		struct udphdr *uh = l4h;
 		__u32 udp_len;
 
-		if ((void *)(uh + 1) > data_end)
+		if ((void *)(uh + 1) > data_end || off + sizeof(*uh) > l4->l3_end)
 			return -FN_DROP_MALFORMED_L4;
 		/* the length must cover the header and fit the IP payload (a length the IP layer
 		 * does not cover would be rewritten and forwarded, still malformed); a first
@@ -87,7 +91,7 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 	case IPPROTO_ICMP: {
 		struct icmphdr *ih = l4h;
 
-		if ((void *)(ih + 1) > data_end)
+		if ((void *)(ih + 1) > data_end || off + sizeof(*ih) > l4->l3_end)
 			return -FN_DROP_MALFORMED_L4;
 		l4->icmp_type = ih->type;
 		l4->csum_off = off + offsetof(struct icmphdr, checksum);

@@ -96,6 +96,9 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, c
 	struct fn_ct_entry *found;
 	int confirmed;
 
+	/* the quoted header and 8 bytes of its payload, within the error's own IP total length */
+	if (inner + sizeof(ip) + 8 > l4->l3_end)
+		return 0;
 	if (bpf_skb_load_bytes(skb, inner, &ip, sizeof(ip)) || ip.ihl != 5 || ip.version != 4)
 		return 0;
 	if (ip.protocol == IPPROTO_ICMP) {

@@ -142,7 +142,11 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	if (ret == -FN_DROP_MALFORMED_L4)
 		return ret;
 	if (ret < 0) {
-		/* Untranslatable (a later fragment, another protocol): the host stack decides. */
+		/* Untranslatable (a later fragment, another protocol): the host's when addressed to
+		 * it. Anything else would leave with the container's private source as soon as the
+		 * host forwards (writing ip_forward turns the ports' forwarding on too). */
+		if (!fn_host_addr_get(ip->daddr))
+			return ret;
 		fn_count(skb, prog, FN_FWD_HOST);
 		return TC_ACT_OK;
 	}
@@ -194,7 +198,9 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	int confirmed, ret;
 	__u8 ttl;
 
-	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP)) {
+	/* A frame of another VLAN (its tag in skb->vlan_tci: the stack took it out of the frame)
+	 * is not the uplink's own traffic: the host's (which has no such VLAN) to judge. */
+	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP) || fn_vlan_tagged(skb)) {
 		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 		return TC_ACT_OK;
 	}

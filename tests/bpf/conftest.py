@@ -74,11 +74,12 @@ class Nat:
         self.maps.sync_host(host)
         self.maps.sync_services(services)
 
-    def from_container(self, port: PortRecord, frame: Packet | bytes) -> RunResult:
-        return self.datapath.run(PROG, bytes(frame), port.ifindex)
+    def from_container(self, port: PortRecord, frame: Packet | bytes, **shape) -> RunResult:
+        """shape: linear=, vlan= of TestDatapath.run()."""
+        return self.datapath.run(PROG, bytes(frame), port.ifindex, **shape)
 
-    def from_uplink(self, frame: Packet | bytes) -> RunResult:
-        return self.datapath.run(UPLINK_PROG, bytes(frame), UPLINK_IFINDEX)
+    def from_uplink(self, frame: Packet | bytes, **shape) -> RunResult:
+        return self.datapath.run(UPLINK_PROG, bytes(frame), UPLINK_IFINDEX, **shape)
 
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Non-zero counters of both TC programs: {(program, short name): (packets, bytes)}."""

@@ -107,8 +107,9 @@ def inbound(l4: Packet, src: IPv4Address = SERVER, dst: IPv4Address = UPLINK_IP,
     return Send(Ether(src=ROUTER_MAC, dst=UPLINK_MAC) / ip / l4)
 
 
-def run(nat: Nat, send: Send) -> RunResult:
-    return nat.from_uplink(send.frame) if send.port is None else nat.from_container(send.port, send.frame)
+def run(nat: Nat, send: Send, **shape) -> RunResult:
+    """shape: linear=, vlan= (TestDatapath.run)."""
+    return nat.from_uplink(send.frame, **shape) if send.port is None else nat.from_container(send.port, send.frame, **shape)
 
 
 def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: PortRecord | None = None,
@@ -164,6 +165,9 @@ class Case:
     given: tuple[Send, ...] = ()  # sent first, in order (each must be translated)
     host: HostRecord = HOST
     services: tuple[ServiceRecord, ...] = SERVICES
+    linear: int = 0  # only that many bytes of the frame in the skb's linear part (0: all)
+    pulled: int = 0  # the bpf_skb_pull_data the run must make (0: none)
+    vlan: int | None = None  # an 802.1Q tag the stack took out of the frame (skb->vlan_tci)
 
     @property
     def counter(self) -> str:
@@ -351,6 +355,48 @@ MARTIAN_SOURCE_CASES = [
          into(B, inbound(udp(5555, 5353), src=NOT_HOST), dst=B.ipv4, dport=53)),
 ]
 
+def hidden_in_padding(send: Send, header_bytes: int = 0) -> Send:
+    """send's frame with an IP total length that covers only header_bytes of its transport
+    header: the rest lies in what a receiver takes for Ethernet padding."""
+    frame = Ether(bytes(send.frame))
+    frame[IP].len = frame[IP].ihl * 4 + header_bytes
+    del frame[IP].chksum
+    return Send(Ether(bytes(frame)), send.port)
+
+
+HEADERS_MAX = 14 + 60 + 20  # FN_HEADERS_MAX (bpf/lib/ipv4.h): what a pull makes linear
+
+# Frames the parser must not trust, and the shapes of skb a NIC hands TC.
+PARSING_CASES = [
+    # a transport header past the IP total length is padding: it opens no flow
+    host_bound("uplink_syn_hidden_in_ethernet_padding", hidden_in_padding(client_syn)),
+    host_bound("uplink_syn_half_in_ethernet_padding", hidden_in_padding(client_syn, 12)),
+    host_bound("uplink_udp_hidden_in_ethernet_padding", hidden_in_padding(client_dns)),
+    drop("container_syn_hidden_in_ethernet_padding", hidden_in_padding(a_syn), "drop_malformed_l4"),
+    drop("container_udp_hidden_in_ethernet_padding", hidden_in_padding(a_udp, 4), "drop_malformed_l4"),
+    drop("container_ping_hidden_in_ethernet_padding", hidden_in_padding(a_ping), "drop_malformed_l4"),
+    # an ICMP error whose quote lies past its IP total length quotes nothing
+    host_bound("icmp_error_quote_in_ethernet_padding", hidden_in_padding(udp_unreachable, 8), given=(a_udp,)),
+    # a tagged frame (tag in skb->vlan_tci) is another VLAN's, never the uplink's own traffic
+    host_bound("uplink_vlan_tagged_to_published_port", client_syn, vlan=42),
+    host_bound("uplink_vlan_tagged_reply", server_synack, given=(a_syn,), vlan=42),
+    host_bound("uplink_vlan_priority_tagged_reply", server_synack, given=(a_syn,), vlan=0x2000),
+    # only the Ethernet header linear (what some NICs hand TC): the headers are pulled first
+    Case("uplink_dnat_ethernet_header_only_linear", client_syn, "redirect", peer(D), DNAT_NEW,
+         into(D, client_syn, dst=D.ipv4, dport=8005), linear=14, pulled=len(client_syn.frame)),
+    Case("uplink_reply_ethernet_header_only_linear", inbound(tcp(80, 40000, "PA") / Raw(bytes(200))), "redirect",
+         peer(A), CT, into(A, inbound(tcp(80, 40000, "PA") / Raw(bytes(200))), dst=A.ipv4), given=(a_syn,),
+         linear=14, pulled=HEADERS_MAX),
+    Case("uplink_reply_ip_header_only_linear", server_udp, "redirect", peer(A), CT,
+         into(A, server_udp, dst=A.ipv4), given=(a_udp,), linear=34, pulled=len(server_udp.frame)),
+    Case("snat_ethernet_header_only_linear", out(A, tcp(40000, 80, "PA") / Raw(bytes(300))), "redirect", NEIGH,
+         SNAT_NEW, to_uplink(out(A, tcp(40000, 80, "PA") / Raw(bytes(300))), src=UPLINK_IP), linear=14,
+         pulled=HEADERS_MAX),
+    # headers already linear: no pull (the cost of the check is one comparison)
+    Case("uplink_reply_headers_linear", inbound(tcp(80, 40000, "PA") / Raw(bytes(200))), "redirect", peer(A), CT,
+         into(A, inbound(tcp(80, 40000, "PA") / Raw(bytes(200))), dst=A.ipv4), given=(a_syn,), linear=HEADERS_MAX),
+]
+
 CASES = [
     # -- SNAT: a container's new flow to the outside leaves from the uplink address --
     Case("snat_tcp_syn", a_syn, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn, src=UPLINK_IP)),
@@ -455,15 +501,20 @@ CASES = [
     host_bound("container_to_published_port_other_protocol", out(A, udp(40000, 7005), dst=UPLINK_IP)),
     host_bound("container_to_address_specific_port_other_address", out(A, udp(40000, 5353), dst=SECOND_IP)),
     host_bound("container_to_peer_via_gateway", out(A, udp(40000, 53), dst=B.ipv4)),
-    host_bound("container_non_first_fragment", out(A, Raw(bytes(16)), proto=17, frag=100)),
-    host_bound("container_other_protocol", out(A, Raw(bytes(16)), proto=132)),
+    # untranslatable: the host's when addressed to it, never out with a private source
+    drop("container_non_first_fragment", out(A, Raw(bytes(16)), proto=17, frag=100), "drop_fragment"),
+    host_bound("container_non_first_fragment_to_the_host", out(A, Raw(bytes(16)), proto=17, frag=100, dst=UPLINK_IP)),
+    drop("container_other_protocol", out(A, Raw(bytes(16)), proto=132), "drop_nat_proto"),
+    host_bound("container_other_protocol_to_the_host", out(A, Raw(bytes(16)), proto=132, dst=UPLINK_IP)),
+    host_bound("container_other_protocol_to_its_gateway", out(A, Raw(bytes(16)), proto=47, dst=FRONT.gateway)),
     drop("container_icmp_error_about_no_flow",
          out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=40001)),
          "drop_icmp_error"),
     host_bound("container_icmp_error_to_the_host",
                out(A, ICMP(type=3, code=3) / IP(src=str(UPLINK_IP), dst=str(A.ipv4)) / UDP(sport=22, dport=40001),
                    dst=UPLINK_IP)),
-    host_bound("container_icmp_not_echo", out(A, ICMP(type=13))),
+    drop("container_icmp_not_echo", out(A, ICMP(type=13)), "drop_nat_proto"),
+    host_bound("container_icmp_not_echo_to_the_host", out(A, ICMP(type=13), dst=UPLINK_IP)),
     drop("container_tcp_header_truncated", out(A, Raw(bytes(10)), proto=6), "drop_malformed_l4"),
     drop("container_udp_length_zero", out(A, UDP(sport=40000, dport=53, len=0) / Raw(b"fastnet")),
          "drop_malformed_l4"),
@@ -494,6 +545,7 @@ CASES = [
     host_bound("uplink_ipv4_total_length_beyond_frame", inbound(udp(5555, 53), len=100)),
     *ICMP_ERROR_CASES,
     *MARTIAN_SOURCE_CASES,
+    *PARSING_CASES,
 ]
 
 
@@ -516,10 +568,11 @@ def test_nat(nat, case: Case):
     expected_output = frame if case.output == UNCHANGED else bytes(case.output)
     before = nat.counters()
 
-    result = run(nat, case.send)
+    result = run(nat, case.send, linear=case.linear, vlan=case.vlan)
 
     assert (result.verdict, result.redirects) == (case.verdict, case.redirects)
     assert result.output.hex() == expected_output.hex()
+    assert result.pulled == case.pulled
     assert delta(before, nat.counters()) == {(case.send.prog, c): (1, len(frame)) for c in case.counters}
 
 

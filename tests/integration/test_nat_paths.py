@@ -15,8 +15,12 @@ fragments and path MTU.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import select
 import socket
+import struct
 import time
 from contextlib import closing
 
@@ -34,6 +38,7 @@ from harness import (
     make_socket,
     marker,
     moved,
+    netns,
     queue_icmp_errors,
     sysctl,
     udp_echo,
@@ -41,7 +46,7 @@ from harness import (
     wait_for_icmp_error,
     wait_until,
 )
-from scapy.all import ICMP, IP, UDP, Ether, Raw
+from scapy.all import ICMP, IP, TCP, UDP, Dot1Q, Ether, Raw
 
 FRONT_GW, BACK_GW = "10.93.1.1", "10.93.2.1"
 
@@ -196,3 +201,128 @@ def test_a_container_cannot_send_errors_out_for_another_flow(paths):
             leaked = [p.summary() for p in cap.frames["world"] if ICMP in p]
     assert leaked == []
     assert moved(before, host.counters("a"))["drop_icmp_error"] == 1
+
+
+# -- frames the parser must not trust ---------------------------------------------------------
+def test_a_tagged_frame_from_the_uplink_is_not_translated(paths):
+    """An 802.1Q-tagged frame (another VLAN: the stack moves the tag out of the frame before
+    TC) to b's published port stays with the host; the same frame untagged reaches b."""
+    host, c = paths
+    before = host.counters("b", "fn_from_uplink")
+    tagged_mark, plain_mark = marker("tagged"), marker("plain")
+    udp = lambda mark: IP(src=WORLD_UPLINK_IP, dst=HOST_UPLINK_IP) / UDP(sport=41002, dport=8053) / Raw(mark)
+    eth = Ether(src=uplink_mac(host, host.world), dst=uplink_mac(host))
+    with Capture({"b": (c["b"].netns, "eth0")}) as cap:
+        from_world(host, eth / Dot1Q(vlan=42) / udp(tagged_mark), eth / udp(plain_mark))
+        cap.wait_for("b", plain_mark)
+        assert not cap.seen("b", tagged_mark), "a frame of VLAN 42 was translated into b"
+    assert moved(before, host.counters("b", "fn_from_uplink"))["fwd_uplink_host"] >= 1
+
+
+def test_a_syn_hidden_in_ethernet_padding_opens_no_flow(paths):
+    """An IP header whose total length ends before its TCP header, followed by a SYN to b's
+    published port where a receiver sees Ethernet padding: no flow, nothing reaches b."""
+    host, c = paths
+    syn = bytes(TCP(sport=41003, dport=8080, flags="S", seq=1))
+    hidden = IP(src=WORLD_UPLINK_IP, dst=HOST_UPLINK_IP, proto=6, len=20) / Raw(syn)
+    with Capture({"b": (c["b"].netns, "eth0")}) as cap:
+        mark = marker("after")
+        from_world(host, world_frame(host, hidden, Raw(b"")),
+                   world_frame(host, IP(src=WORLD_UPLINK_IP, dst=HOST_UPLINK_IP), UDP(sport=41003, dport=8053) / Raw(mark)))
+        cap.wait_for("b", mark)
+        assert not [p for p in cap.frames["b"] if TCP in p and p[TCP].sport == 41003], "the hidden SYN reached b"
+    assert flows(host, "tcp", sport=41003) == []
+
+
+def test_untranslatable_packets_never_leave_with_a_private_source(paths):
+    """With the host forwarding (ip_forward written after `up` turns every port's forwarding
+    on), a packet the NAT cannot translate (SCTP here) from a to WORLD is dropped, not routed
+    out with a's private address; a's ordinary traffic still leaves translated."""
+    host, c = paths
+    before = host.counters("a")
+    old = sysctl(host.netns_path, "net.ipv4.ip_forward", 1)
+    try:
+        sctp_mark, udp_mark = marker("sctp"), marker("udp")
+        with Capture({"world": (host.world_path, UPLINK)}) as cap:
+            from_container(c["a"], FRONT_GW, IP(src=c["a"].ip("front"), dst=WORLD_UPLINK_IP, proto=132) / Raw(sctp_mark),
+                           IP(src=c["a"].ip("front"), dst=WORLD_UPLINK_IP) / UDP(sport=26203, dport=9) / Raw(udp_mark))
+            (seen,) = cap.wait_for("world", udp_mark)
+            assert seen[IP].src == HOST_UPLINK_IP
+            assert not cap.seen("world", sctp_mark), "SCTP left the host with a private source"
+    finally:
+        sysctl(host.netns_path, "net.ipv4.ip_forward", old)
+    assert moved(before, host.counters("a"))["drop_nat_proto"] == 1
+
+
+FRAGS_TAP = """\
+name: linear
+uplink: tap0
+networks:
+  front:
+    subnet: 10.94.1.0/24
+containers:
+  b:
+    networks: [front]
+    publish: ["8053:53/udp"]
+"""
+TAP_HOST_IP, TAP_PEER_IP, TAP_PEER_MAC = "192.0.2.1", "192.0.2.2", "02:00:00:00:c0:02"
+# linux/if_tun.h
+TUNSETIFF, IFF_TAP, IFF_NO_PI, IFF_NAPI, IFF_NAPI_FRAGS = 0x400454CA, 0x0002, 0x1000, 0x0010, 0x0020
+
+
+def napi_frags_tap(ns_path: str, name: str) -> int:
+    """A tap device in ns_path whose frames written with writev() arrive as a NIC's would
+    with IFF_NAPI_FRAGS: the first iovec linear, every other one a page fragment."""
+    with netns(ns_path):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_NAPI | IFF_NAPI_FRAGS))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_frames(fd: int, want, timeout: float = 3.0) -> list:
+    """Frames the host sends out of the tap until one satisfies want (scapy Ether each)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            frame = Ether(os.read(fd, 65536))
+            got.append(frame)
+            if want(frame):
+                break
+    return got
+
+
+def test_an_uplink_that_leaves_only_the_ethernet_header_linear(host):
+    """The uplink is a tap whose frames arrive like a NIC's that keeps only the Ethernet header
+    in the skb's linear part (the rest in page fragments; GRO off, which would pull what it
+    reads): a datagram to b's published port still reaches b, and b's echo leaves from the
+    published address and port."""
+    fd = napi_frags_tap(host.netns_path, "tap0")
+    try:
+        host.sh("ip", "addr", "add", f"{TAP_HOST_IP}/24", "dev", "tap0")
+        host.sh("ip", "link", "set", "tap0", "up")
+        host.sh("ethtool", "-K", "tap0", "gro", "off")  # GRO would pull the headers it reads
+        host.sh("ip", "neigh", "replace", TAP_PEER_IP, "lladdr", TAP_PEER_MAC, "dev", "tap0", "nud", "permanent")
+        host.up(FRAGS_TAP)
+        b = containers(host, "linear")["b"]
+        tap_mac = next(l["address"] for l in host.links() if l["ifname"] == "tap0")
+        payload = marker("linear")
+        frame = bytes(Ether(src=TAP_PEER_MAC, dst=tap_mac) / IP(src=TAP_PEER_IP, dst=TAP_HOST_IP)
+                      / UDP(sport=41004, dport=8053) / Raw(payload))
+        before = host.counters("b", "fn_from_uplink")
+        with EchoServer(b.netns, "udp", port=53) as srv:
+            os.writev(fd, [frame[:14], frame[14:34], frame[34:]])
+            echo = lambda f: UDP in f and bytes(f[UDP].payload) == payload
+            frames = read_frames(fd, echo)
+        assert srv.peers == [(TAP_PEER_IP, 41004)], [f.summary() for f in frames]
+        (back,) = [f for f in frames if echo(f)]
+        assert (back[IP].src, back[UDP].sport, back[IP].dst, back[UDP].dport) == (TAP_HOST_IP, 8053, TAP_PEER_IP, 41004)
+        assert moved(before, host.counters("b", "fn_from_uplink"))["fwd_dnat"] == 1
+        host.down("linear")
+    finally:
+        os.close(fd)

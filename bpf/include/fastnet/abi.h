@@ -317,7 +317,8 @@ struct fn_resolver {
 /*
  * fn_test_state: ARRAY with one entry, only in the test build (FN_TEST): the clock the
  * programs read, the redirects a run would have performed, and what a test run cannot set
- * up on its skb or in the kernel (bpf/lib/helpers.h): the device MTUs bpf_check_mtu sees.
+ * up on its skb or in the kernel (bpf/lib/helpers.h): the device MTUs bpf_check_mtu sees,
+ * a linear part shorter than the frame, an 802.1Q tag the stack moved into skb->vlan_tci.
  */
 #define FN_TEST_MAX_REDIRECTS 16
 #define FN_TEST_MAX_MTUS      4
@@ -329,7 +330,12 @@ struct fn_test_state {
 	__u32 kind[FN_TEST_MAX_REDIRECTS]; /* FN_REDIRECT_* */
 	__u32 mtu_ifindex[FN_TEST_MAX_MTUS]; /* devices whose MTU is not 1500 ... */
 	__u32 mtu[FN_TEST_MAX_MTUS];         /* ... and their MTUs */
+	__u32 linear;         /* bytes of the frame in the skb's linear part; 0: all of them */
+	__u32 pulled;         /* the length of the run's last bpf_skb_pull_data; 0: none */
+	__u32 vlan;           /* 0: untagged; else FN_TEST_VLAN | the tag's TCI */
+	__u32 pad2;
 };
+#define FN_TEST_VLAN 0x10000
 
 /*
  * fn_test_fib: LPM_TRIE, only in the test build: the host's routing table as bpf_fib_lookup
