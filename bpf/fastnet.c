@@ -226,6 +226,23 @@ int fn_from_uplink(struct __sk_buff *skb)
 }
 
 /*
+ * fn_from_route — TC ingress on each other host device with an IPv4 address (a VPN, a second
+ * NIC: wherever the host's routing may send a SNAT flow): the replies of those flows go
+ * straight into their container; the rest is the host's.
+ */
+int fn_from_route(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_ROUTE;
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_nat_from_route(skb, prog);
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	return ret;
+}
+
+/*
  * fn_from_ipvlan — TC ingress on the host end of an ipvlan container's veth: every frame the
  * container sends. Enforces its identity, then hands the frame to a sibling on the same
  * parent (bpf_redirect_peer) or sends it out of the parent: as it is in l2 mode, routed by

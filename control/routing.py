@@ -11,12 +11,18 @@ nothing through it) and only names the "arriving" device of every lookup
 the agent's host watch (control/hostwatch.py) follows the netconf events and sets it again.
 Without the device (it could not be made, or a lookup is refused) the datapath falls back to
 the host's address table and the uplink, as before it routed by the FIB.
+
+Route devices. A SNAT flow leaves by whatever device the host routes its destination through
+(a VPN, a second NIC), and its replies come back there: each device with an IPv4 address,
+but the loopback, the uplink, ipvlan parents and fastnet's own links, carries fn_from_route.
+The agent's host watch attaches it to a device that appears or gets an address.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import socket
 import struct
 from pathlib import Path
 
@@ -79,3 +85,21 @@ def remove_fib_device(ipr: IPRoute) -> None:
         except NetlinkError as e:
             if e.code not in (errno.ENODEV, errno.ENOENT):
                 raise
+
+
+IFF_LOOPBACK = 0x8
+
+
+def route_devices(ipr: IPRoute, skip: set[str]) -> dict[str, int]:
+    """{name: ifindex} of the devices a SNAT flow may leave by besides the uplink: every link
+    with an IPv4 address but the loopback, fastnet's own links (container ports, bridges,
+    taggers: the alias says so) and the names in `skip` (the uplink, ipvlan parents)."""
+    with_address = {a["index"] for a in ipr.get_addr(family=socket.AF_INET)}
+    found = {}
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME")
+        alias = link.get_attr("IFLA_IFALIAS") or ""
+        if (link["index"] in with_address and not link["flags"] & IFF_LOOPBACK
+                and not alias.startswith(LINK_ALIAS_PREFIX) and name not in skip):
+            found[name] = link["index"]
+    return found

@@ -160,8 +160,10 @@ PROGRAMS = {
     "fn_from_ipvlan": constants()["FN_PROG_FROM_IPVLAN"],
     "fn_from_parent": constants()["FN_PROG_FROM_PARENT"],
     "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
+    "fn_from_route": constants()["FN_PROG_FROM_ROUTE"],
 }
-TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger")
+TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger",
+               "fn_from_route")
 FN_IPVLAN_F_L3 = constants()["FN_IPVLAN_F_L3"]
 # socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
 SOCK_PROGRAMS = {

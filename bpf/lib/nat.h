@@ -74,6 +74,23 @@ FN_INLINE int fn_ct_from_outside(const struct fn_ct_entry *e)
 	return (e->flags & FN_CT_F_DNAT) != 0;
 }
 
+/* The device packets from the outside peer of a flow arrive on: the one its SNAT leaves by
+ * (the forward entry's, found through the reply entry e), else the uplink. */
+FN_INLINE __u32 fn_ct_outside_dev(const struct fn_ct_entry *e, __u8 proto, const struct fn_host_config *cfg)
+{
+	if ((e->flags & FN_CT_F_SNAT) && (e->flags & FN_CT_F_REPLY)) {
+		struct fn_ct_key pkey = {};
+		struct fn_ct_entry *fwd;
+		int confirmed;
+
+		fn_ct_partner_key(e, proto, &pkey);
+		fwd = fn_ct_find(&pkey, &confirmed);
+		if (fwd && (fwd->flags & FN_CT_F_ROUTED))
+			return fwd->out_ifindex;
+	}
+	return cfg ? cfg->uplink_ifindex : 0;
+}
+
 /*
  * An ICMP error (unreachable, fragmentation needed, time exceeded, parameter problem) that
  * quotes a packet of a tracked flow: the error travels the way the flow's reverse entry
@@ -81,8 +98,9 @@ FN_INLINE int fn_ct_from_outside(const struct fn_ct_entry *e)
  * the opposite way (it is a packet of the other direction). Only an error from where the
  * flow's peer is counts: from a container, about a flow of its own (the outer source, which
  * anti-spoofing made the container's, is the quoted packet's destination) and addressed to
- * the flow's peer; from outside, about an outside-facing flow, addressed to the flow's
- * address on this side and from any router on the path that is not a martian source. Returns
+ * the flow's peer; from outside, about an outside-facing flow, arriving on the device the
+ * flow's peer is behind, addressed to the flow's address on this side and from any router on
+ * the path that is not a martian source. Returns
  * 1 and fills *e when the error belongs to a flow, 0 when it does not, or a negative drop
  * reason.
  */
@@ -124,7 +142,8 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, c
 	found = fn_ct_find(&key, &confirmed);
 	if (!found)
 		return 0;
-	if (!from_container && (!fn_ct_from_outside(found) || fn_martian_source(skb, cfg, l4->key.saddr)))
+	if (!from_container && (!fn_ct_from_outside(found) || fn_martian_source(skb, cfg, l4->key.saddr) ||
+				fn_ct_outside_dev(found, key.proto, cfg) != skb->ingress_ifindex))
 		return 0;
 	*e = *found;
 
@@ -153,13 +172,16 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, c
 	return 1;
 }
 
-/* Sends a translated packet where its entry says: into a container, or out of the uplink. */
+/* Sends a translated packet where its entry says: into a container, out of the device its
+ * SNAT chose, or out of the uplink. */
 FN_INLINE int fn_nat_deliver(struct __sk_buff *skb, const struct fn_ct_entry *e, __u32 uplink_ifindex)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 
+	if (e->flags & FN_CT_F_ROUTED)
+		return fn_redirect_neigh(e->out_ifindex);
 	if (!e->out_ifindex)
 		return fn_redirect_neigh(uplink_ifindex);
 	if ((void *)(eth + 1) > data_end)
@@ -209,18 +231,21 @@ FN_INLINE int fn_nat_create_with_port(const struct fn_ct_key *fwd_key, struct fn
 	return -FN_DROP_SNAT_EXHAUSTED;
 }
 
-/* A container's new flow to the outside: source becomes the uplink address. */
-FN_INLINE int fn_snat_create(const struct fn_l4 *l4, const struct fn_host_config *cfg, __u32 port_ifindex,
-			     const __u8 *port_mac, const __u8 *gateway_mac)
+/* A container's new flow to the outside: the source becomes `src`, the address the host's
+ * routing picked on the device it leaves by (`out_dev`; 0: the uplink). */
+FN_INLINE int fn_snat_create(const struct fn_l4 *l4, const struct fn_host_config *cfg, __be32 src, __u32 out_dev,
+			     __u32 port_ifindex, const __u8 *port_mac, const __u8 *gateway_mac)
 {
-	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT };
+	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT, .out_ifindex = out_dev };
 	struct fn_ct_entry rev = { .flags = FN_CT_F_SNAT, .out_ifindex = port_ifindex };
 
-	fn_entry_to(&fwd, cfg->uplink_ipv4, l4->key.daddr, 0, l4->key.dport);
+	if (out_dev)
+		fwd.flags |= FN_CT_F_ROUTED;
+	fn_entry_to(&fwd, src, l4->key.daddr, 0, l4->key.dport);
 	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
 	fn_mac_copy(rev.out_dmac, port_mac);
 	fn_mac_copy(rev.out_smac, gateway_mac);
-	return fn_nat_create_with_port(&l4->key, &fwd, &rev, l4->key.daddr, l4->key.dport, cfg->uplink_ipv4,
+	return fn_nat_create_with_port(&l4->key, &fwd, &rev, l4->key.daddr, l4->key.dport, src,
 				       l4->key.sport, cfg->snat_port_min, cfg->snat_port_max);
 }
 

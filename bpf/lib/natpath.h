@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The translating paths of the two TC programs: traffic a container sends to its gateway
- * that is not for the host itself, and traffic arriving on the uplink.
+ * The translating paths of the TC programs: traffic a container sends to its gateway that is
+ * not for the host itself, traffic arriving on the uplink, and replies arriving on the other
+ * devices the host routes SNAT flows out of.
  */
 #ifndef FN_LIB_NATPATH_H
 #define FN_LIB_NATPATH_H
@@ -16,16 +17,24 @@
 #include "route.h"
 #include "service.h"
 
-/* A packet to be routed whose TTL runs out here: the gateway (`from`) answers it. */
-FN_INLINE int fn_nat_ttl_exceeded(struct __sk_buff *skb, __u32 prog, __be32 from)
+/* A packet the gateway (`from`) does not route on: it answers with an ICMP error back out of
+ * the port the packet came in on, counted as `counter`. */
+FN_INLINE int fn_nat_answer(struct __sk_buff *skb, __u32 prog, __be32 from, __u8 type, __u8 code, __u16 mtu,
+			    __u32 counter)
 {
 	__u32 arrived = skb->len;
-	int ret = fn_icmp_time_exceeded(skb, from);
+	int ret = fn_icmp_reply(skb, from, type, code, mtu);
 
 	if (ret < 0)
 		return ret;
-	fn_count_bytes(prog, FN_FWD_TTL_EXCEEDED, arrived);
+	fn_count_bytes(prog, counter, arrived);
 	return fn_redirect_egress(skb->ingress_ifindex);
+}
+
+/* A packet to be routed whose TTL runs out here: the gateway (`from`) answers it. */
+FN_INLINE int fn_nat_ttl_exceeded(struct __sk_buff *skb, __u32 prog, __be32 from)
+{
+	return fn_nat_answer(skb, prog, from, ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0, FN_FWD_TTL_EXCEEDED);
 }
 
 /*
@@ -38,23 +47,19 @@ FN_INLINE int fn_nat_ttl_exceeded(struct __sk_buff *skb, __u32 prog, __be32 from
 FN_INLINE int fn_nat_error(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, const struct fn_host_config *cfg,
 			   int from_container)
 {
+	/* the host's own traffic from outside is counted on the uplink only */
+	__u32 host_counter = from_container ? FN_FWD_HOST :
+			     prog == FN_PROG_FROM_UPLINK ? FN_FWD_UPLINK_HOST : FN_COUNTER_MAX;
 	struct fn_ct_entry e;
 	int ret = fn_nat_icmp_error(skb, l4, cfg, from_container, &e);
 
 	if (ret < 0)
 		return ret;
-	if (ret == 0) {
-		if (!from_container) {
-			fn_count(skb, prog, FN_FWD_UPLINK_HOST);
-			return TC_ACT_OK;
-		}
-		if (!fn_host_addr_get(l4->key.daddr))
-			return -FN_DROP_ICMP_ERROR;
-		fn_count(skb, prog, FN_FWD_HOST);
-		return TC_ACT_OK;
-	}
-	if (fn_ttl_decrement(skb)) {
-		fn_count(skb, prog, from_container ? FN_FWD_HOST : FN_FWD_UPLINK_HOST);
+	if (ret == 0 && from_container && !fn_host_addr_get(l4->key.daddr))
+		return -FN_DROP_ICMP_ERROR;
+	if (ret == 0 || fn_ttl_decrement(skb)) {
+		if (host_counter != FN_COUNTER_MAX)
+			fn_count(skb, prog, host_counter);
 		return TC_ACT_OK;
 	}
 	fn_count(skb, prog, FN_FWD_ICMP_ERROR);
@@ -102,6 +107,53 @@ FN_INLINE int fn_nat_new_flow(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l
 	if (!e)
 		return -FN_DROP_CT_INSERT;
 	return fn_nat_tracked(skb, prog, l4, e, confirmed, uplink_ifindex, counter);
+}
+
+/*
+ * A container's new flow that is not for a published port goes where the host's routing
+ * sends it, as under Docker's MASQUERADE: to the host's own addresses (and broadcasts), to
+ * the host; out of a device (the uplink, a VPN, a second NIC), with the source the host would
+ * send from on it and out of that device. Martian destinations and those without a route (an
+ * unassigned address of another fastnet subnet, behind its unreachable route) go nowhere.
+ */
+FN_INLINE int fn_nat_route(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, const struct fn_host_config *cfg,
+			   const struct fn_endpoint *ep, const struct fn_network *net, __u8 ttl)
+{
+	__be32 daddr = l4->key.daddr;
+	struct fn_route r;
+	int ret;
+
+	if (fn_ipv4_martian(daddr) || daddr == (net->subnet | ~net->netmask))
+		return -FN_DROP_MARTIAN_DST;
+	if (fn_ipcache_of(daddr))
+		goto to_host; /* another container's address: not for the NAT */
+	switch (fn_route_lookup(skb, cfg, l4->key.saddr, daddr, &r)) {
+	case FN_ROUTE_OUT:
+		break;
+	case FN_ROUTE_LOCAL:
+		goto to_host;
+	case FN_ROUTE_NONE:
+		if (r.ret == BPF_FIB_LKUP_RET_BLACKHOLE)
+			return -FN_DROP_NO_ROUTE;
+		return fn_nat_answer(skb, prog, net->gateway, ICMP_DEST_UNREACH,
+				     r.ret == BPF_FIB_LKUP_RET_PROHIBIT ? ICMP_PKT_FILTERED : ICMP_HOST_UNREACH, 0,
+				     FN_FWD_UNREACHABLE);
+	default: /* no FIB to ask: the host's addresses are its own, the rest leaves by the uplink */
+		if (fn_host_addr_get(daddr))
+			goto to_host;
+		r.ifindex = cfg->uplink_ifindex;
+		r.src = cfg->uplink_ipv4;
+	}
+	if (ttl <= 1)
+		return fn_nat_ttl_exceeded(skb, prog, net->gateway); /* it would be routed: no flow */
+	ret = fn_snat_create(l4, cfg, r.src, r.ifindex == cfg->uplink_ifindex ? 0 : r.ifindex, skb->ingress_ifindex,
+			     ep->mac, net->gateway_mac);
+	if (ret < 0)
+		return ret;
+	return fn_nat_new_flow(skb, prog, l4, cfg->uplink_ifindex, FN_FWD_SNAT);
+to_host:
+	fn_count(skb, prog, FN_FWD_HOST);
+	return TC_ACT_OK;
 }
 
 /*
@@ -163,22 +215,15 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		return TC_ACT_OK;
 	}
 	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
-	if (ttl <= 1 && (svc || !(fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr))))
-		return fn_nat_ttl_exceeded(skb, prog, net->gateway); /* it would be routed: no flow */
 	if (svc && !(svc->flags & FN_SVC_F_LOCAL_ONLY)) {
+		if (ttl <= 1)
+			return fn_nat_ttl_exceeded(skb, prog, net->gateway); /* it would be routed: no flow */
 		ret = fn_dnat_create(&l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
 		if (ret < 0)
 			return ret;
 		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
 	}
-	if (fn_host_addr_get(l4.key.daddr) || fn_ipcache_of(l4.key.daddr)) {
-		fn_count(skb, prog, FN_FWD_HOST);
-		return TC_ACT_OK;
-	}
-	ret = fn_snat_create(&l4, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
-	if (ret < 0)
-		return ret;
-	return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_SNAT);
+	return fn_nat_route(skb, prog, &l4, cfg, ep, net, ttl);
 }
 
 /*
@@ -241,6 +286,46 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	}
 	fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 	return TC_ACT_OK;
+}
+
+/*
+ * fn_from_route's logic, on the host's other devices a SNAT flow may leave by (a VPN, a
+ * second NIC): replies to those flows, and the drops that keep containers unreachable. No
+ * port is published there. Everything else is the host's, uncounted; a packet not for one of
+ * the host's addresses pays one lookup to learn it is not a container's (routed traffic of
+ * other bridges on the host passes here).
+ */
+FN_INLINE int fn_nat_from_route(struct __sk_buff *skb, __u32 prog)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct fn_host_config *cfg;
+	struct iphdr *ip;
+	struct fn_ct_entry *e;
+	struct fn_l4 l4 = {};
+	int confirmed;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP) || fn_vlan_tagged(skb))
+		return TC_ACT_OK;
+	ip = fn_ipv4_header(skb, eth + 1, data_end);
+	if (!ip)
+		return TC_ACT_OK;
+	if ((ip->daddr & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000))
+		return -FN_DROP_LOOPBACK_DST;
+	if (!fn_host_addr_get(ip->daddr))
+		return fn_ipcache_of(ip->daddr) ? -FN_DROP_DIRECT_ACCESS : TC_ACT_OK;
+	cfg = fn_host_config_get();
+	if (!cfg || fn_l4_parse(ip, data, data_end, &l4) < 0)
+		return TC_ACT_OK;
+	if (l4.icmp_error)
+		return fn_nat_error(skb, prog, &l4, cfg, 0);
+	e = fn_ct_find(&l4.key, &confirmed);
+	if (!e || !fn_ct_from_outside(e))
+		return TC_ACT_OK;
+	if (ip->ttl <= 1)
+		return fn_nat_ttl_exceeded(skb, prog, l4.key.daddr);
+	return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX);
 }
 
 #endif

@@ -27,6 +27,7 @@ struct fn_route {
 	__u32  ifindex;
 	__be32 src;
 	__u32  kind;          /* FN_ROUTE_* */
+	__s32  ret;           /* BPF_FIB_LKUP_RET_* (which FN_ROUTE_NONE it is) */
 };
 
 /* Where the host would route a packet from saddr to daddr. */
@@ -46,6 +47,7 @@ FN_INLINE __u32 fn_route_lookup(struct __sk_buff *skb, const struct fn_host_conf
 	/* SRC: the address MASQUERADE would pick (the route's preferred source, else the
 	 * device's); SKIP_NEIGH: bpf_redirect_neigh resolves the next hop itself. */
 	ret = fn_fib_lookup(skb, &p, FN_FIB_LOOKUP_SKIP_NEIGH | FN_FIB_LOOKUP_SRC);
+	r->ret = ret;
 	switch (ret) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED: /* routed; the size is fn_nat_tracked's business */

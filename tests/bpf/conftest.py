@@ -16,6 +16,7 @@ from topology import HOST, NAT_NETWORKS, NAT_PORTS, NETWORKS, NO_UPLINK, PORTS, 
 
 PROG = "fn_from_container"
 UPLINK_PROG = "fn_from_uplink"
+ROUTE_PROG = "fn_from_route"
 NSEC = 1_000_000_000
 
 
@@ -64,8 +65,9 @@ def bridge(test_datapath) -> Bridge:
 
 @dataclass
 class Nat:
-    """Both TC programs of the test build on the NAT topology: packets from a container's port
-    (fn_from_container) and from the uplink (fn_from_uplink), sharing conntrack."""
+    """The NAT's TC programs of the test build on the NAT topology: packets from a container's
+    port (fn_from_container), from the uplink (fn_from_uplink) and from another device the host
+    routes through (fn_from_route), sharing conntrack."""
 
     datapath: TestDatapath
     maps: Maps
@@ -81,10 +83,14 @@ class Nat:
     def from_uplink(self, frame: Packet | bytes, **shape) -> RunResult:
         return self.datapath.run(UPLINK_PROG, bytes(frame), UPLINK_IFINDEX, **shape)
 
+    def from_route(self, frame: Packet | bytes, ifindex: int, **shape) -> RunResult:
+        """fn_from_route on another device of the host (topology.VPN_IFINDEX)."""
+        return self.datapath.run(ROUTE_PROG, bytes(frame), ifindex, **shape)
+
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """Non-zero counters of both TC programs: {(program, short name): (packets, bytes)}."""
+        """Non-zero counters of the NAT's TC programs: {(program, short name): (packets, bytes)}."""
         table = self.maps.counters()
-        return {(prog, name): v for prog in (PROG, UPLINK_PROG) for name, v in table[prog].items()}
+        return {(prog, name): v for prog in (PROG, UPLINK_PROG, ROUTE_PROG) for name, v in table[prog].items()}
 
     def conntrack(self) -> list[CtRecord]:
         return self.maps.conntrack()

@@ -50,10 +50,11 @@ from fastnet.datapath import testrun
 from fastnet.datapath.maps import CtRecord, HostRecord, PortRecord, ServiceRecord
 from fastnet.datapath.testrun import RunResult
 
-from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
+from conftest import NSEC, PROG, ROUTE_PROG, UPLINK_PROG, Nat, reset
 from topology import (A, B, BACK, C, CLIENT, D, F, FRONT, HOST, INTERNAL, LOOPBACK, NAT_NETWORKS, NAT_PORTS,
-                      NOT_HOST, OTHER_SERVER, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS, UPLINK_BROADCAST,
-                      UPLINK_IFINDEX, UPLINK_IP, UPLINK_MAC, gateway_of, host, publish)
+                      NOT_HOST, OTHER_SERVER, PROHIBIT_NET, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS,
+                      BLACKHOLE_NET, UPLINK_BROADCAST, UPLINK_IFINDEX, UPLINK_IP, UPLINK_MAC, VPN_IFINDEX, VPN_IP,
+                      VPN_SERVER, gateway_of, host, publish)
 
 UNCHANGED = "unchanged"
 NEIGH = [("neigh", UPLINK_IFINDEX)]  # out of the uplink, next hop resolved by the kernel
@@ -85,14 +86,18 @@ def ping(ident: int, reply: bool = False) -> Packet:
 
 @dataclass(frozen=True)
 class Send:
-    """A frame and where it enters: a container's port, or the uplink (port None)."""
+    """A frame and where it enters: a container's port, or from outside (port None) the
+    uplink or another device of the host (`via`)."""
 
     frame: Packet
     port: PortRecord | None = None
+    via: int = UPLINK_IFINDEX
 
     @property
     def prog(self) -> str:
-        return UPLINK_PROG if self.port is None else PROG
+        if self.port is not None:
+            return PROG
+        return UPLINK_PROG if self.via == UPLINK_IFINDEX else ROUTE_PROG
 
 
 def out(port: PortRecord, l4: Packet, dst: IPv4Address = SERVER, **ip_fields) -> Send:
@@ -109,7 +114,11 @@ def inbound(l4: Packet, src: IPv4Address = SERVER, dst: IPv4Address = UPLINK_IP,
 
 def run(nat: Nat, send: Send, **shape) -> RunResult:
     """shape: linear=, vlan= (TestDatapath.run)."""
-    return nat.from_uplink(send.frame, **shape) if send.port is None else nat.from_container(send.port, send.frame, **shape)
+    if send.port is not None:
+        return nat.from_container(send.port, send.frame, **shape)
+    if send.via != UPLINK_IFINDEX:
+        return nat.from_route(send.frame, send.via, **shape)
+    return nat.from_uplink(send.frame, **shape)
 
 
 def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: PortRecord | None = None,
@@ -281,15 +290,19 @@ ping_time_exceeded = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, pin
 d_port_unreachable = icmp_error(D.ipv4, CLIENT, quoted(CLIENT, D.ipv4, tcp(5555, 8005)), port=D)
 stray_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(41000, 53)))
 
-def time_exceeded(send: Send, gateway: IPv4Address) -> Packet:
-    """The gateway's answer to send's frame: ICMP time exceeded (RFC 792), quoting the expired
-    packet's IP header and 8 bytes of its payload, back to the sender's MAC."""
+def gateway_answer(send: Send, gateway: IPv4Address, type_: int, code: int, mtu: int = 0) -> Packet:
+    """The gateway's ICMP error about send's frame (RFC 792), quoting the packet's IP header and
+    8 bytes of its payload, back to the sender's MAC."""
     frame = send.frame
     ip = bytes(frame[IP])
     quote = ip[: (ip[0] & 0xF) * 4 + 8]
     return (Ether(src=frame[Ether].dst, dst=frame[Ether].src)
             / IP(src=str(gateway), dst=frame[IP].src, ttl=64, id=0, flags=0)
-            / ICMP(type=11, code=0) / Raw(quote))
+            / ICMP(type=type_, code=code, nexthopmtu=mtu) / Raw(quote))
+
+
+def time_exceeded(send: Send, gateway: IPv4Address) -> Packet:
+    return gateway_answer(send, gateway, 11, 0)
 
 
 ICMP_ERROR_CASES = [
@@ -397,6 +410,72 @@ PARSING_CASES = [
          into(A, inbound(tcp(80, 40000, "PA") / Raw(bytes(200))), dst=A.ipv4), given=(a_syn,), linear=HEADERS_MAX),
 ]
 
+def via_vpn(l4: Packet, src: IPv4Address = VPN_SERVER, dst: IPv4Address = VPN_IP, **ip_fields) -> Send:
+    """What arrives on the VPN device (topology.VPN_IFINDEX) from src."""
+    ip = IP(src=str(src), dst=str(dst), **{"ttl": 64, **ip_fields})
+    return Send(Ether(src=ROUTER_MAC, dst=UPLINK_MAC) / ip / l4, via=VPN_IFINDEX)
+
+
+VPN = [("neigh", VPN_IFINDEX)]
+a_vpn_udp = out(A, udp(40000, 53), dst=VPN_SERVER)
+vpn_udp_reply = via_vpn(udp(53, 40000))
+
+
+def unreachable(send: Send, code: int = 1) -> Packet:
+    """The gateway's destination unreachable (host unreachable; 13: administratively prohibited)."""
+    return gateway_answer(send, gateway_of(send.port).gateway, 3, code)
+
+
+# SNAT where the host's routing sends a flow, as Docker's MASQUERADE does.
+ROUTING_CASES = [
+    Case("snat_by_a_second_route", a_vpn_udp, "redirect", VPN, SNAT_NEW, to_uplink(a_vpn_udp, src=VPN_IP)),
+    Case("snat_by_a_second_route_tcp", out(A, tcp(40000, 443), dst=VPN_SERVER), "redirect", VPN, SNAT_NEW,
+         to_uplink(out(A, tcp(40000, 443), dst=VPN_SERVER), src=VPN_IP)),
+    Case("snat_by_a_second_route_second_packet", a_vpn_udp, "redirect", VPN, CT, to_uplink(a_vpn_udp, src=VPN_IP),
+         given=(a_vpn_udp,)),
+    Case("reply_through_the_second_route", vpn_udp_reply, "redirect", peer(A), CT,
+         into(A, vpn_udp_reply, dst=A.ipv4), given=(a_vpn_udp,)),
+    Case("reply_through_the_second_route_ttl_1", via_vpn(udp(53, 40000), ttl=1), "redirect", [("egress", VPN_IFINDEX)],
+         ("fwd_ttl_exceeded",), time_exceeded(via_vpn(udp(53, 40000), ttl=1), VPN_IP), given=(a_vpn_udp,)),
+    Case("snat_without_fib_leaves_by_the_uplink", a_vpn_udp, "redirect", NEIGH, SNAT_NEW,
+         to_uplink(a_vpn_udp, src=UPLINK_IP), host=host(fib_ifindex=0)),
+    # the host's own addresses and broadcasts are the host's
+    host_bound("container_to_the_uplink_subnet_broadcast", out(A, udp(40000, 53), dst=UPLINK_BROADCAST)),
+    host_bound("container_to_the_vpn_address", out(A, udp(40000, 53), dst=VPN_IP)),
+    # nowhere to go: the gateway says so (an unassigned address of a fastnet subnet, any
+    # address behind an unreachable or prohibit route), or the packet goes nowhere
+    Case("container_to_an_unassigned_fastnet_address", out(A, udp(40000, 53), dst="10.0.2.99"), "redirect",
+         [("egress", A.ifindex)], ("fwd_unreachable",), unreachable(out(A, udp(40000, 53), dst="10.0.2.99"))),
+    Case("container_to_another_fastnet_subnet_broadcast", out(A, udp(40000, 53), dst="10.0.2.255"), "redirect",
+         [("egress", A.ifindex)], ("fwd_unreachable",), unreachable(out(A, udp(40000, 53), dst="10.0.2.255"))),
+    Case("container_to_a_prohibit_route", out(A, tcp(40000, 80), dst=PROHIBIT_NET[1]), "redirect",
+         [("egress", A.ifindex)], ("fwd_unreachable",), unreachable(out(A, tcp(40000, 80), dst=PROHIBIT_NET[1]), 13)),
+    drop("container_to_a_blackhole_route", out(A, tcp(40000, 80), dst=BLACKHOLE_NET[1]), "drop_no_route"),
+    *(drop(f"container_to_martian_{name}", out(A, udp(40000, 53), dst=addr), "drop_martian_dst")
+      for name, addr in (("resolver_address", "127.0.0.11"), ("zero_net", "0.0.0.1"), ("multicast", "224.0.0.251"),
+                         ("class_e", "240.1.2.3"), ("limited_broadcast", "255.255.255.255"),
+                         ("own_subnet_broadcast", "10.0.1.255"))),
+    # fn_from_route: replies only; the host's traffic passes uncounted, containers stay unreachable
+    Case("route_host_traffic", via_vpn(tcp(443, 5555, "A")), "ok", [], ()),
+    Case("route_routed_traffic", via_vpn(tcp(443, 5555, "A"), dst=SERVER), "ok", [], ()),
+    drop("route_to_container_address", via_vpn(tcp(5555, 8005), dst=D.ipv4), "drop_direct_access"),
+    drop("route_to_loopback", via_vpn(udp(5555, 53), dst=LOOPBACK), "drop_loopback_dst"),
+    Case("route_no_published_ports", via_vpn(tcp(5555, 7005, "S")), "ok", [], ()),
+    # a packet matching a container's own direction of the flow is no reply
+    Case("route_container_direction_not_translated", via_vpn(udp(40000, 53), src=A.ipv4, dst=VPN_SERVER), "ok", [],
+         (), given=(a_vpn_udp,)),
+    # ICMP errors about a flow count on the device its peer is behind
+    Case("icmp_error_through_the_second_route", via_vpn(ICMP(type=3, code=3) / quoted(VPN_IP, VPN_SERVER, udp(40000, 53)),
+                                                         src=ROUTER), "redirect", peer(A), ("fwd_icmp_error",),
+         error_rewritten(via_vpn(ICMP(type=3, code=3) / quoted(VPN_IP, VPN_SERVER, udp(40000, 53)), src=ROUTER),
+                         outer_dst=A.ipv4, q_src=A.ipv4, into=A), given=(a_vpn_udp,)),
+    host_bound("icmp_error_about_a_vpn_flow_on_the_uplink",
+               icmp_error(ROUTER, VPN_IP, quoted(VPN_IP, VPN_SERVER, udp(40000, 53))), given=(a_vpn_udp,)),
+    Case("icmp_error_about_an_uplink_flow_on_the_vpn",
+         via_vpn(ICMP(type=3, code=3) / quoted(UPLINK_IP, SERVER, udp(40000, 53)), src=ROUTER, dst=UPLINK_IP), "ok", [],
+         (), given=(a_udp,)),
+]
+
 CASES = [
     # -- SNAT: a container's new flow to the outside leaves from the uplink address --
     Case("snat_tcp_syn", a_syn, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn, src=UPLINK_IP)),
@@ -494,8 +573,8 @@ CASES = [
          into(A, d_hairpin_synack, src=UPLINK_IP, dst=A.ipv4, sport=7005), given=(a_hairpin,)),
     Case("hairpin_reply_same_network", b_hairpin_dns_answer, "redirect", peer(A), CT,
          into(A, b_hairpin_dns_answer, src=UPLINK_IP, dst=A.ipv4, sport=5353), given=(a_hairpin_dns,)),
-    # a port published on 127.0.0.1 is for host processes only
-    host_bound("hairpin_local_only", out(A, tcp(40000, 9000), dst=LOOPBACK)),
+    # a port published on 127.0.0.1 is for host processes only; 127/8 is never routed
+    drop("hairpin_local_only", out(A, tcp(40000, 9000), dst=LOOPBACK), "drop_martian_dst"),
     # -- from a container, to the host itself or untranslatable: the host stack decides --
     host_bound("container_to_host_unpublished_port", out(A, tcp(40000, 22), dst=UPLINK_IP)),
     host_bound("container_to_published_port_other_protocol", out(A, udp(40000, 7005), dst=UPLINK_IP)),
@@ -546,6 +625,7 @@ CASES = [
     *ICMP_ERROR_CASES,
     *MARTIAN_SOURCE_CASES,
     *PARSING_CASES,
+    *ROUTING_CASES,
 ]
 
 

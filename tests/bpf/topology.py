@@ -13,7 +13,7 @@ from socket import IPPROTO_TCP, IPPROTO_UDP
 
 from fastnet.control.spec import mac_for
 from fastnet.datapath.maps import HostRecord, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
-from fastnet.datapath.testrun import FIB_NOT_FWDED, FIB_UNREACHABLE, Route
+from fastnet.datapath.testrun import FIB_BLACKHOLE, FIB_NOT_FWDED, FIB_PROHIBIT, FIB_UNREACHABLE, Route
 
 
 def network(net_id: int, subnet: str) -> NetworkRecord:
@@ -69,9 +69,17 @@ OTHER_SERVER = IPv4Address("203.0.113.11")
 CLIENT = IPv4Address("192.0.2.50")  # an outside client of published ports
 NOT_HOST = IPv4Address("198.51.100.99")  # on the uplink's subnet, not the host's
 
+# A second way out: the host routes VPN_NET through a tunnel device (a VPN, or a second NIC).
+VPN_IFINDEX = 950
+VPN_IP = IPv4Address("10.8.0.2")  # the host's address on it
+VPN_NET = IPv4Network("203.0.113.128/25")
+VPN_SERVER = IPv4Address("203.0.113.200")
+BLACKHOLE_NET = IPv4Network("203.0.113.64/26")  # routes the host discards ...
+PROHIBIT_NET = IPv4Network("203.0.113.32/27")  # ... or refuses
+
 SNAT_PORTS = (1024, 32767)
 HOST_ADDRESSES = ((UPLINK_IP, False), (SECOND_IP, False), (LOOPBACK, True), (FRONT.gateway, False),
-                  (BACK.gateway, False), (INTERNAL.gateway, False))
+                  (BACK.gateway, False), (INTERNAL.gateway, False), (VPN_IP, False))
 UPLINK_NET = IPv4Network("198.51.100.0/24")
 UPLINK_BROADCAST = UPLINK_NET.broadcast_address
 FIB_IFINDEX = 990  # fastnet's FIB device (control/routing.py): lookups are made as if arriving on it
@@ -79,11 +87,15 @@ FIB_IFINDEX = 990  # fastnet's FIB device (control/routing.py): lookups are made
 
 def host_routes(networks: list[NetworkRecord] = NAT_NETWORKS, ports: list[PortRecord] = NAT_PORTS) -> list[Route]:
     """The host's routing table as the kernel would answer bpf_fib_lookup (fn_test_fib): the
-    default route and the uplink's subnet out of the uplink; local addresses and broadcasts
-    (not forwarded); fastnet's unreachable route per subnet and a /32 per container."""
+    default route and the uplink's subnet out of the uplink, VPN_NET through the VPN device, a
+    blackhole and a prohibit route; local addresses and broadcasts (not forwarded); fastnet's
+    unreachable route per subnet and a /32 per container."""
     routes = [
         Route(IPv4Network("0.0.0.0/0"), ifindex=UPLINK_IFINDEX, src=UPLINK_IP),
         Route(UPLINK_NET, ifindex=UPLINK_IFINDEX, src=UPLINK_IP),
+        Route(VPN_NET, ifindex=VPN_IFINDEX, src=VPN_IP),
+        Route(BLACKHOLE_NET, FIB_BLACKHOLE),
+        Route(PROHIBIT_NET, FIB_PROHIBIT),
         Route(IPv4Network(f"{UPLINK_BROADCAST}/32"), FIB_NOT_FWDED),
         Route(IPv4Network("127.0.0.0/8"), FIB_NOT_FWDED),
         *(Route(IPv4Network(f"{a}/32"), FIB_NOT_FWDED) for a, _ in HOST_ADDRESSES),

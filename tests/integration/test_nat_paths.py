@@ -40,13 +40,15 @@ from harness import (
     moved,
     netns,
     queue_icmp_errors,
+    run,
     sysctl,
+    tcp_echo,
     udp_echo,
     uplink_mac,
     wait_for_icmp_error,
     wait_until,
 )
-from scapy.all import ICMP, IP, TCP, UDP, Dot1Q, Ether, Raw
+from scapy.all import ICMP, IP, TCP, UDP, Dot1Q, Ether, IPerror, Raw
 
 FRONT_GW, BACK_GW = "10.93.1.1", "10.93.2.1"
 
@@ -326,3 +328,86 @@ def test_an_uplink_that_leaves_only_the_ethernet_header_linear(host):
         host.down("linear")
     finally:
         os.close(fd)
+
+
+# -- SNAT by the host's routing ---------------------------------------------------------------
+ROUTED = """\
+name: routed
+networks:
+  front:
+    subnet: 10.95.1.0/24
+  back:
+    subnet: 10.95.2.0/24
+containers:
+  a:
+    networks: [front]
+  d:
+    networks: [back]
+"""
+VPN_HOST_IP, VPN_PEER_IP, VPN_SERVER = "192.0.2.1", "192.0.2.2", "203.0.113.200"
+
+
+def second_route(host) -> None:
+    """A second way out of HOST, as a VPN or a second NIC gives one:
+
+        HOST up0 198.51.100.1 ==== WORLD up0 198.51.100.2       (default route)
+        HOST up1 192.0.2.1    ==== WORLD up1 192.0.2.2, lo 203.0.113.200
+        HOST: 203.0.113.0/24 via 192.0.2.2 dev up1
+    """
+    run("ip", "-n", host.name, "link", "add", "up1", "type", "veth", "peer", "name", "up1", "netns", host.world)
+    run("ip", "-n", host.name, "addr", "add", f"{VPN_HOST_IP}/24", "dev", "up1")
+    run("ip", "-n", host.world, "addr", "add", f"{VPN_PEER_IP}/24", "dev", "up1")
+    run("ip", "-n", host.world, "addr", "add", f"{VPN_SERVER}/32", "dev", "lo")
+    for ns in (host.name, host.world):
+        run("ip", "-n", ns, "link", "set", "up1", "up")
+    run("ip", "-n", host.name, "route", "add", "203.0.113.0/24", "via", VPN_PEER_IP, "dev", "up1")
+
+
+def test_snat_follows_the_hosts_routing(host):
+    """a's flows to a server the host routes through up1 leave by up1, translated to up1's
+    address (what MASQUERADE does), and their replies, arriving on up1, come back to a; flows
+    to the default route still leave by the uplink."""
+    second_route(host)
+    try:
+        host.up(ROUTED)
+        a = containers(host, "routed")["a"]
+        assert [f["options"]["bpf_name"] for f in host.tc_filters("up1")] == ["fn_from_route"]
+        before = host.counters("a", "fn_from_route")
+        with EchoServer(host.world_path, "tcp", ip=VPN_SERVER) as tcp, EchoServer(host.world_path, "udp", ip=VPN_SERVER) as udp:
+            with Capture({"up1": (host.world_path, "up1")}) as cap:
+                assert tcp_echo(a.netns, VPN_SERVER, tcp.port, size=256 * 1024, bind=27000) == "ok"
+                assert udp_echo(a.netns, VPN_SERVER, udp.port, bind=27001) == "ok"
+                assert udp_echo(a.netns, VPN_SERVER, udp.port, bind=27002) == "ok"
+            assert tcp.peers == [(VPN_HOST_IP, 27000)] and set(udp.peers) == {(VPN_HOST_IP, 27001), (VPN_HOST_IP, 27002)}
+            assert cap.frames["up1"], "nothing arrived through up1"
+        assert moved(before, host.counters("a", "fn_from_route"))["fwd_ct"] >= 3  # SYN-ACK, data, datagrams
+        with EchoServer(host.world_path, "udp") as default:
+            assert udp_echo(a.netns, WORLD_UPLINK_IP, default.port, bind=27003) == "ok"
+            assert default.peers[-1] == (HOST_UPLINK_IP, 27003)
+        host.down("routed")
+        assert host.tc_filters("up1") == []
+        assert "clsact" not in host.sh("tc", "qdisc", "show", "dev", "up1").stdout
+    finally:
+        run("ip", "-n", host.name, "link", "del", "up1", check=False)
+
+
+def test_destinations_that_are_never_routed(host):
+    """From a, through the gateway: 127.0.0.11 and the network's own broadcast are martian
+    (dropped), an unassigned address of the other fastnet network has no route (the gateway
+    answers host unreachable); none of them leaves the host."""
+    host.up(ROUTED)
+    a = containers(host, "routed")["a"]
+    before = host.counters("a")
+    marks = {dst: marker("never") for dst in ("127.0.0.11", "10.95.1.255", "10.95.2.99")}
+    ok = marker("ok")
+    with Capture({"world": (host.world_path, UPLINK), "a": (a.netns, "eth0")}) as cap:
+        from_container(a, "10.95.1.1", *(IP(src=a.ip("front"), dst=dst) / UDP(sport=27010, dport=53) / Raw(m)
+                                         for dst, m in marks.items()),
+                       IP(src=a.ip("front"), dst=WORLD_UPLINK_IP) / UDP(sport=27010, dport=9) / Raw(ok))
+        cap.wait_for("world", ok)
+        unreachable = lambda: [p for p in cap.frames["a"] if ICMP in p and IPerror in p and p[IPerror].dst == "10.95.2.99"]
+        (answer,) = wait_until(unreachable, timeout=3, what="the gateway's answer")
+        leaked = [dst for dst, m in marks.items() if cap.seen("world", m)]
+    assert leaked == []
+    assert (answer[IP].src, answer[ICMP].type, answer[ICMP].code) == ("10.95.1.1", 3, 1), answer.summary()
+    assert moved(before, host.counters("a")) == {"drop_martian_dst": 2, "fwd_unreachable": 1, "fwd_snat": 1, "fwd_ct": 1}

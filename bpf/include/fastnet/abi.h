@@ -49,6 +49,7 @@
 #define FN_PROG_FROM_IPVLAN    3
 #define FN_PROG_FROM_PARENT    4
 #define FN_PROG_FROM_TAGGER    5
+#define FN_PROG_FROM_ROUTE     6
 #define FN_PROG_MAX            8
 #define FN_COUNTER_SLOTS       64
 
@@ -269,7 +270,8 @@ struct fn_ct_entry {
 	__be32 to_daddr;
 	__be16 to_sport;
 	__be16 to_dport;
-	__u32  out_ifindex;    /* container port to deliver to; 0: out of the uplink */
+	__u32  out_ifindex;    /* container port to deliver to; 0: out of the uplink; with
+	                        * FN_CT_F_ROUTED: the host device to leave by */
 	__u8   out_dmac[6];    /* delivering to a container: its MAC ... */
 	__u8   out_smac[6];    /* ... and its gateway's */
 	__u8   state;          /* FN_CT_* */
@@ -288,6 +290,8 @@ struct fn_ct_entry {
 #define FN_CT_F_HAIRPIN    0x8  /* a container to a published port of this host */
 #define FN_CT_F_LOCAL      0x10 /* client is a host process (socket hook) */
 #define FN_CT_F_SEEN_REPLY 0x20 /* TCP: the server answered the SYN; the client's ACK confirms */
+#define FN_CT_F_ROUTED     0x40 /* SNAT out of a host device other than the uplink, which
+                                 * out_ifindex then names (bpf_redirect_neigh on it) */
 
 /*
  * fn_sock_orig: SK_STORAGE, per socket whose connect()/sendmsg() the socket hooks redirected

@@ -60,7 +60,10 @@
 	X(FN_FWD_SOCK_RESOLVER,    45, FWD,  "container DNS query to 127.0.0.11:53 sent to the resolver's port") \
 	X(FN_DROP_BIND_PUBLISHED,  46, DROP, "host process bind() to a published port refused (EADDRINUSE)") \
 	X(FN_DROP_MARTIAN_SRC,     47, DROP, "packet from outside with a martian source (the host's, a fastnet subnet's, loopback, 0/8, multicast, broadcast)") \
-	X(FN_DROP_ICMP_ERROR,      48, DROP, "ICMP error from a container about a flow that is not its own")
+	X(FN_DROP_ICMP_ERROR,      48, DROP, "ICMP error from a container about a flow that is not its own") \
+	X(FN_DROP_MARTIAN_DST,     49, DROP, "destination never routed (0/8, 127/8, multicast, 240/4, the network's broadcast)") \
+	X(FN_FWD_UNREACHABLE,      50, FWD,  "no route to the destination: ICMP destination unreachable sent back") \
+	X(FN_DROP_NO_ROUTE,        51, DROP, "blackhole route to the destination")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
