@@ -103,6 +103,16 @@ FN_INLINE void fn_ct_new_remove(const struct fn_ct_key *key)
 	fn_ct_new.delete((struct fn_ct_key *)key);
 }
 
+FN_INLINE struct fn_frag_ports *fn_frag_get(struct fn_frag_key *key)
+{
+	return fn_frags.lookup(key);
+}
+
+FN_INLINE void fn_frag_put(struct fn_frag_key *key, struct fn_frag_ports *ports)
+{
+	fn_frags.update(key, ports);
+}
+
 FN_INLINE struct fn_ipvlan_port *fn_ipvlan_port_of(__u32 ifindex)
 {
 	return fn_ipvlan_ports.lookup(&ifindex);

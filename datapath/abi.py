@@ -113,6 +113,14 @@ class CtEntry(ctypes.Structure):
     ]
 
 
+class FragKey(ctypes.Structure):
+    _fields_ = [("saddr", u32), ("daddr", u32), ("id", u16), ("proto", u8), ("pad", u8)]
+
+
+class FragPorts(ctypes.Structure):
+    _fields_ = [("sport", u16), ("dport", u16)]
+
+
 class IpvlanPort(ctypes.Structure):
     _fields_ = [("mac", u8 * 6), ("flags", u16), ("ipv4", u32), ("parent_ifindex", u32)]
 
@@ -193,6 +201,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_pub_ports": (u32, u64),
     "fn_ct": (CtKey, CtEntry),
     "fn_ct_new": (CtKey, CtEntry),
+    "fn_frags": (FragKey, FragPorts),
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),

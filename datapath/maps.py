@@ -430,10 +430,14 @@ class Maps:
         return [ct_record(t, k, e) for t in CT_TABLES for k, e in self._items(t)]
 
     def conntrack_flush(self) -> int:
+        """Forget every tracked connection (and the fragments of datagrams in flight, which
+        only a connection translates); returns the number of connection entries removed."""
         n = 0
         for t in CT_TABLES:
             for key, _ in self._items(t):
                 n += libbpf.map_delete(self._fd(t), key)
+        for key, _ in self._items("fn_frags"):
+            libbpf.map_delete(self._fd("fn_frags"), key)
         return n
 
     def conntrack_expire(self, now_ns: int) -> int:

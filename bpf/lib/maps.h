@@ -26,6 +26,7 @@ BPF_LPM_TRIE(fn_svc_any, struct fn_svc_any_key, struct fn_service, FN_MAX_SERVIC
 BPF_TABLE("array", __u32, __u64, fn_pub_ports, FN_PORT_SLOTS * FN_PORT_WORDS);
 BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct, FN_CT_MAX);
 BPF_TABLE("lru_hash", struct fn_ct_key, struct fn_ct_entry, fn_ct_new, FN_CT_NEW_MAX);
+BPF_TABLE("lru_hash", struct fn_frag_key, struct fn_frag_ports, fn_frags, FN_FRAG_MAX);
 BPF_SK_STORAGE(fn_sock_orig, struct fn_sock_orig);
 BPF_TABLE("hash", __u32, struct fn_ipvlan_port, fn_ipvlan_ports, FN_MAX_ENDPOINTS);
 BPF_TABLE("hash", struct fn_ipvlan_key, struct fn_ipvlan_dst, fn_ipvlan_addrs, FN_MAX_ENDPOINTS);

@@ -24,6 +24,8 @@ FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const 
 	if (fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, pseudo_csum_off, l4->csum_flags) ||
 	    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, pseudo_csum_off, l4->csum_flags))
 		return -FN_DROP_CSUM;
+	if (l4->frag == FN_FRAG_LATER)
+		return 0; /* no transport header here: the first fragment's carried the changes */
 	if (l4->key.proto == IPPROTO_ICMP) {
 		if (fn_rewrite_port(skb, l4->l4_off + 4, l4->key.sport, e->to_sport, l4->csum_off, 0))
 			return -FN_DROP_CSUM;

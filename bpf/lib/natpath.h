@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "ct.h"
+#include "frag.h"
 #include "icmp_reply.h"
 #include "ipv4.h"
 #include "l4.h"
@@ -92,6 +93,8 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 	ret = fn_nat_apply(skb, l4, &copy);
 	if (ret < 0)
 		return ret;
+	if (l4->frag == FN_FRAG_FIRST)
+		fn_frag_record(l4); /* before it leaves: the next fragment may be right behind it */
 	if (new_flow_counter != FN_COUNTER_MAX)
 		fn_count(skb, prog, new_flow_counter);
 	fn_count(skb, prog, FN_FWD_CT);
@@ -193,15 +196,10 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	ret = fn_l4_parse(ip, data, data_end, &l4);
 	if (ret == -FN_DROP_MALFORMED_L4)
 		return ret;
-	if (ret < 0) {
-		/* Untranslatable (a later fragment, another protocol): the host's when addressed to
-		 * it. Anything else would leave with the container's private source as soon as the
-		 * host forwards (writing ip_forward turns the ports' forwarding on too). */
-		if (!fn_host_addr_get(ip->daddr))
-			return ret;
-		fn_count(skb, prog, FN_FWD_HOST);
-		return TC_ACT_OK;
-	}
+	if (ret == 0 && l4.frag == FN_FRAG_LATER)
+		ret = fn_frag_ports(&l4);
+	if (ret < 0)
+		goto untranslatable;
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg, 1);
 	e = fn_ct_find(&l4.key, &confirmed);
@@ -209,6 +207,10 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		if (ttl <= 1)
 			return fn_nat_ttl_exceeded(skb, prog, net->gateway);
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0, FN_COUNTER_MAX);
+	}
+	if (l4.frag == FN_FRAG_LATER) {
+		ret = -FN_DROP_FRAGMENT; /* its flow is gone: no flow starts with a later fragment */
+		goto untranslatable;
 	}
 	if (!cfg || !cfg->uplink_ifindex) {
 		fn_count(skb, prog, FN_FWD_HOST);
@@ -224,6 +226,14 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
 	}
 	return fn_nat_route(skb, prog, &l4, cfg, ep, net, ttl);
+untranslatable:
+	/* Another protocol, a fragment of no known datagram: the host's when addressed to it.
+	 * Anything else would leave with the container's private source as soon as the host
+	 * forwards (writing ip_forward turns the ports' forwarding on too). */
+	if (!fn_host_addr_get(l4.key.daddr))
+		return ret;
+	fn_count(skb, prog, FN_FWD_HOST);
+	return TC_ACT_OK;
 }
 
 /*
@@ -262,6 +272,8 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 		return -FN_DROP_UPLINK_SPOOF; /* a container's address from outside: never a reply */
 	ttl = ip->ttl;
 	ret = fn_l4_parse(ip, data, data_end, &l4);
+	if (ret == 0 && l4.frag == FN_FRAG_LATER)
+		ret = fn_frag_ports(&l4);
 	if (ret < 0 || !cfg) { /* never translated; the host's own stack judges its traffic */
 		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 		return TC_ACT_OK;
@@ -269,7 +281,7 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg, 0);
 	e = fn_ct_find(&l4.key, &confirmed);
-	svc = e ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	svc = e || l4.frag == FN_FRAG_LATER ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
 	if (svc && (svc->flags & FN_SVC_F_LOCAL_ONLY))
 		svc = NULL;
 	if (svc && fn_martian_source(skb, cfg, l4.key.saddr))
@@ -316,7 +328,7 @@ FN_INLINE int fn_nat_from_route(struct __sk_buff *skb, __u32 prog)
 	if (!fn_host_addr_get(ip->daddr))
 		return fn_ipcache_of(ip->daddr) ? -FN_DROP_DIRECT_ACCESS : TC_ACT_OK;
 	cfg = fn_host_config_get();
-	if (!cfg || fn_l4_parse(ip, data, data_end, &l4) < 0)
+	if (!cfg || fn_l4_parse(ip, data, data_end, &l4) < 0 || (l4.frag == FN_FRAG_LATER && fn_frag_ports(&l4) < 0))
 		return TC_ACT_OK;
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg, 0);

@@ -41,7 +41,7 @@ from ipaddress import IPv4Address
 from socket import IPPROTO_ICMP, IPPROTO_TCP
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert, fragment
 from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
@@ -476,6 +476,69 @@ ROUTING_CASES = [
          (), given=(a_udp,)),
 ]
 
+# IP fragments: a 3000-byte UDP datagram (and a 2000-byte ping) in 1000-byte fragments, each
+# translated by its datagram's flow; the expected fragments are those of the datagram
+# translated whole (scapy computes the UDP checksum over all of it, then cuts).
+def fragments(send: Send, ip_id: int = 0x4242, **changes) -> list[Send]:
+    """send's datagram as the fragments its sender's stack makes of it (1000 bytes of payload
+    each); with changes (rewritten()'s), as they must leave: the datagram rewritten first."""
+    frame = send.frame.copy()
+    frame[IP].id = ip_id
+    datagram = Send(frame, send.port, send.via)
+    if changes:
+        datagram = Send(rewritten(datagram, **changes), send.port, send.via)
+    eth = datagram.frame[Ether]
+    return [Send(Ether(src=eth.src, dst=eth.dst) / f, send.port, send.via)
+            for f in fragment(datagram.frame[IP], fragsize=1000)]
+
+
+def sent(frags: list[Send]) -> list[Packet]:
+    return [f.frame for f in frags]
+
+
+BIG = bytes(range(256)) * 11 + bytes(184)  # 3000 bytes
+a_big = out(A, UDP(sport=40000, dport=53) / Raw(BIG))
+a_big_frags = fragments(a_big)
+a_big_out = sent(fragments(a_big, src=UPLINK_IP))
+server_big = inbound(UDP(sport=53, dport=40000) / Raw(BIG))
+server_big_frags = fragments(server_big)
+server_big_in = sent(fragments(server_big, dst=A.ipv4, into=A, ttl_decrement=TTL_DECREMENT_INTO_CONTAINER))
+client_big = inbound(UDP(sport=5555, dport=5353) / Raw(BIG), src=CLIENT)
+client_big_frags = fragments(client_big)
+client_big_in = sent(fragments(client_big, dst=B.ipv4, dport=53, into=B, ttl_decrement=TTL_DECREMENT_INTO_CONTAINER))
+a_big_ping = out(A, ICMP(type=8, id=0x1234, seq=1) / Raw(BIG[:2000]))
+a_big_ping_frags = fragments(a_big_ping)
+a_big_ping_out = sent(fragments(a_big_ping, src=UPLINK_IP))
+
+FRAGMENT_CASES = [
+    Case("snat_fragment_first", a_big_frags[0], "redirect", NEIGH, SNAT_NEW, a_big_out[0]),
+    Case("snat_fragment_middle", a_big_frags[1], "redirect", NEIGH, CT, a_big_out[1], given=(a_big_frags[0],)),
+    Case("snat_fragment_last", a_big_frags[3], "redirect", NEIGH, CT, a_big_out[3],
+         given=(a_big_frags[0], a_big_frags[1], a_big_frags[2])),
+    Case("snat_fragment_last_before_middle", a_big_frags[3], "redirect", NEIGH, CT, a_big_out[3],
+         given=(a_big_frags[0],)),
+    drop("snat_fragment_before_its_first", a_big_frags[1], "drop_fragment"),
+    # another datagram (IP ID) of the same flow: its fragments wait for its own first one
+    drop("snat_fragment_of_another_datagram", fragments(a_big, ip_id=0x4243)[1], "drop_fragment",
+         given=(a_big_frags[0],)),
+    Case("snat_fragment_of_a_ping", a_big_ping_frags[1], "redirect", NEIGH, CT, a_big_ping_out[1],
+         given=(a_big_ping_frags[0],)),
+    host_bound("container_fragment_to_the_host", fragments(out(A, UDP(sport=40000, dport=53) / Raw(BIG),
+                                                               dst=UPLINK_IP))[1]),
+    Case("reply_fragment_first", server_big_frags[0], "redirect", peer(A), CT, server_big_in[0], given=(a_udp,)),
+    Case("reply_fragment_middle", server_big_frags[1], "redirect", peer(A), CT, server_big_in[1],
+         given=(a_udp, server_big_frags[0])),
+    Case("reply_fragment_last_before_middle", server_big_frags[3], "redirect", peer(A), CT, server_big_in[3],
+         given=(a_udp, server_big_frags[0])),
+    host_bound("reply_fragment_before_its_first", server_big_frags[1], given=(a_udp,)),
+    host_bound("uplink_fragment_of_no_flow", server_big_frags[1]),
+    Case("dnat_fragment_first", client_big_frags[0], "redirect", peer(B), DNAT_NEW, client_big_in[0]),
+    Case("dnat_fragment_middle", client_big_frags[1], "redirect", peer(B), CT, client_big_in[1],
+         given=(client_big_frags[0],)),
+    Case("dnat_fragment_last", client_big_frags[3], "redirect", peer(B), CT, client_big_in[3],
+         given=(client_big_frags[0], client_big_frags[1], client_big_frags[2])),
+]
+
 CASES = [
     # -- SNAT: a container's new flow to the outside leaves from the uplink address --
     Case("snat_tcp_syn", a_syn, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn, src=UPLINK_IP)),
@@ -626,6 +689,7 @@ CASES = [
     *MARTIAN_SOURCE_CASES,
     *PARSING_CASES,
     *ROUTING_CASES,
+    *FRAGMENT_CASES,
 ]
 
 

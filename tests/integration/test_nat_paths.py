@@ -44,6 +44,7 @@ from harness import (
     sysctl,
     tcp_echo,
     udp_echo,
+    udp_stream,
     uplink_mac,
     wait_for_icmp_error,
     wait_until,
@@ -411,3 +412,22 @@ def test_destinations_that_are_never_routed(host):
     assert leaked == []
     assert (answer[IP].src, answer[ICMP].type, answer[ICMP].code) == ("10.95.1.1", 3, 1), answer.summary()
     assert moved(before, host.counters("a")) == {"drop_martian_dst": 2, "fwd_unreachable": 1, "fwd_snat": 1, "fwd_ct": 1}
+
+
+# -- IP fragments -------------------------------------------------------------------------------
+def test_large_udp_datagrams_through_snat_and_dnat(paths):
+    """3000-byte datagrams (three fragments each at MTU 1500) from a to WORLD and back, from
+    WORLD to b's published port and back, and a 2000-byte ping: every fragment is translated
+    and the datagrams arrive whole."""
+    host, c = paths
+    before = {name: host.counters(name) for name in ("a", "b")}
+    with EchoServer(host.world_path, "udp") as srv:
+        assert udp_stream(c["a"].netns, WORLD_UPLINK_IP, srv.port, count=20, size=3000, bind=27100) == "ok"
+        assert set(srv.peers) == {(HOST_UPLINK_IP, 27100)}
+    with EchoServer(c["b"].netns, "udp", port=53) as srv:
+        assert udp_stream(host.world_path, HOST_UPLINK_IP, 8053, count=20, size=3000, bind=27101) == "ok"
+        assert set(srv.peers) == {(WORLD_UPLINK_IP, 27101)}
+    cp = host.exec("a", "ping", "-n", "-c2", "-W2", "-s", "2000", WORLD_UPLINK_IP)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert moved(before["a"], host.counters("a"))["drop_fragment"] == 0
+    assert moved(before["b"], host.counters("b", "fn_from_uplink"))["fwd_ct"] >= 20 * 3

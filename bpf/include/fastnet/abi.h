@@ -294,6 +294,29 @@ struct fn_ct_entry {
                                  * out_ifindex then names (bpf_redirect_neigh on it) */
 
 /*
+ * fn_frags: LRU_HASH, IP fragments (as Cilium tracks them): the first fragment of a datagram
+ * that a flow translates records its ports, keyed by what identifies the datagram's other
+ * fragments, which carry no transport header (source, destination, protocol and IP ID, as
+ * they arrive). Written and read by the programs only; entries age out by LRU.
+ */
+#ifndef FN_FRAG_MAX
+#define FN_FRAG_MAX 8192
+#endif
+
+struct fn_frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8   proto;
+	__u8   pad;            /* always 0: part of the hashed key */
+};
+
+struct fn_frag_ports {
+	__be16 sport;          /* ICMP echo: the identifier, in both */
+	__be16 dport;
+};
+
+/*
  * fn_sock_orig: SK_STORAGE, per socket whose connect()/sendmsg() the socket hooks redirected
  * (a host process's to a published port's container, a container's to its DNS resolver's
  * port): the address it asked for, so that replies and getpeername() show that address
