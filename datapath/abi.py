@@ -67,6 +67,8 @@ class HostConfig(ctypes.Structure):
         ("timeout_udp", u32),
         ("timeout_icmp", u32),
         ("fib_ifindex", u32),
+        ("uplink_mtu", u32),
+        ("pad", u32),
     ]
 
 

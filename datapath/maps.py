@@ -75,6 +75,7 @@ class HostRecord:
     timeouts: dict[str, int] | None = None  # seconds by CT_TIMEOUTS name; None: the defaults
     uplink_is_parent: bool = False  # of ipvlan networks or 802.1Q sub-interfaces
     fib_ifindex: int = 0  # fastnet's FIB device (control/routing.py); 0: none
+    uplink_mtu: int = 0  # 0: unknown (every packet out of the uplink asks bpf_check_mtu)
 
 
 CT_TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_closing", "udp", "icmp")
@@ -195,6 +196,7 @@ def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
         snat_port_max=hi,
         flags=abi.constants()["FN_HOST_F_UPLINK_PARENT"] if host.uplink_is_parent else 0,
         fib_ifindex=host.fib_ifindex,
+        uplink_mtu=host.uplink_mtu,
         **{f"timeout_{k}": v for k, v in (host.timeouts or default_timeouts()).items()},
     )
     loopback = abi.constants()["FN_ADDR_F_LOOPBACK"]

@@ -18,6 +18,7 @@ from .loader import compile_datapath
 # struct __sk_buff (uapi bpf.h): a run may set only a few fields; we set ingress_ifindex.
 SKB_CTX_SIZE = 192
 SKB_INGRESS_IFINDEX_OFFSET = 36
+SKB_GSO_SEGS_OFFSET, SKB_GSO_SIZE_OFFSET = 164, 176
 
 TC_ACT = {0: "ok", 2: "shot", 7: "redirect", -1: "unspec"}
 REDIRECT_KIND = {
@@ -111,10 +112,10 @@ class TestDatapath:
             libbpf.map_update(fd, key, TestRoute(ret=r.ret, ifindex=r.ifindex, src=src))
 
     def run(self, prog: str, frame: bytes, ingress_ifindex: int, repeat: int = 1, *, linear: int = 0,
-            vlan: int | None = None) -> RunResult:
+            vlan: int | None = None, gso_size: int = 0) -> RunResult:
         """One run of prog on frame. linear: only that many bytes of it in the skb's linear
         part (until the program pulls); vlan: the TCI of an 802.1Q tag the stack took out of
-        the frame."""
+        the frame; gso_size: the frame is a GSO super-packet of segments that long."""
         zero = ctypes.c_uint32(0)
         state = TestState(now=self.now_ns, linear=linear, vlan=0 if vlan is None else FN_TEST_VLAN | vlan)
         assert len(self.mtus) <= MAX_MTUS, self.mtus
@@ -123,6 +124,9 @@ class TestDatapath:
         libbpf.map_update(self.dp.maps["fn_test_state"], zero, state)
         ctx = bytearray(SKB_CTX_SIZE)
         struct.pack_into("=I", ctx, SKB_INGRESS_IFINDEX_OFFSET, ingress_ifindex)
+        if gso_size:
+            struct.pack_into("=I", ctx, SKB_GSO_SIZE_OFFSET, gso_size)
+            struct.pack_into("=I", ctx, SKB_GSO_SEGS_OFFSET, -(-len(frame) // gso_size))
         retval, out, duration = libbpf.test_run(self.dp.progs[prog], frame, bytes(ctx), repeat)
         rec = TestState()
         libbpf.map_lookup(self.dp.maps["fn_test_state"], zero, rec)

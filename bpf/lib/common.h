@@ -22,6 +22,7 @@
  * kernel refuses the lookup (-EINVAL) and the callers fall back as without a FIB device. */
 #define FN_FIB_LOOKUP_SKIP_NEIGH (1U << 2)
 #define FN_FIB_LOOKUP_SRC        (1U << 4)
+#define FN_MTU_CHK_SEGS          (1U << 0) /* bpf_check_mtu: GSO packets by their segments */
 
 /* Byte swap usable in case labels (bcc's bpf_htons is not a constant expression). */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__

@@ -67,10 +67,31 @@ FN_INLINE int fn_nat_error(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, 
 	return fn_nat_deliver(skb, &e, cfg ? cfg->uplink_ifindex : 0);
 }
 
+/*
+ * 0 when a packet leaving by the entry's way fits the device it leaves by, else that
+ * device's MTU. bpf_redirect_neigh skips the forwarding path's MTU check: a packet too big
+ * would vanish in the device, with no ICMP to tell the sender (a path-MTU black hole). Into
+ * a container nothing is checked (a veth takes what it is given, like the host's own stack).
+ * A packet within the uplink's known MTU needs no helper call: a GSO packet, longer, is
+ * checked segment by segment.
+ */
+FN_INLINE __u32 fn_nat_too_big(struct __sk_buff *skb, const struct fn_ct_entry *e, const struct fn_host_config *cfg)
+{
+	if (e->flags & FN_CT_F_ROUTED)
+		return fn_check_mtu(skb, e->out_ifindex);
+	if (e->out_ifindex || !cfg)
+		return 0;
+	if (cfg->uplink_mtu && skb->len <= ETH_HLEN + cfg->uplink_mtu)
+		return 0;
+	return fn_check_mtu(skb, cfg->uplink_ifindex);
+}
+
 /* Translates a packet of a tracked flow and sends it on; new_flow_counter (FN_COUNTER_MAX: none)
- * counts a flow's first packet once it is sure to be translated. Verdict, or negative drop. */
+ * counts a flow's first packet once it is sure to be translated. `gateway`: the address that
+ * answers "fragmentation needed" for a packet too big for its way out (a container's
+ * gateway; 0 from outside, whose packets only go into containers). Verdict, or negative drop. */
 FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, struct fn_ct_entry *e,
-			     int confirmed, __u32 uplink_ifindex, __u32 new_flow_counter)
+			     int confirmed, __u32 uplink_ifindex, __u32 new_flow_counter, __be32 gateway)
 {
 	struct fn_ct_entry copy;
 	int ret;
@@ -85,6 +106,15 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 	}
 	fn_ct_refresh(&l4->key, e, l4, confirmed);
 	copy = *e; /* one consistent translation, though another CPU may update the entry meanwhile */
+	if (gateway) {
+		__u32 mtu = fn_nat_too_big(skb, &copy, fn_host_config_get());
+
+		/* as a router answers (RFC 1191), DF or not: fastnet cannot fragment, and a Linux
+		 * sender fragments what it sends later to the MTU it learns */
+		if (mtu)
+			return fn_nat_answer(skb, prog, gateway, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu,
+					     FN_FWD_FRAG_NEEDED);
+	}
 	if (fn_ttl_decrement(skb)) {
 		/* TTL expired: let the host answer with time exceeded */
 		fn_count(skb, prog, prog == FN_PROG_FROM_UPLINK ? FN_FWD_UPLINK_HOST : FN_FWD_HOST);
@@ -102,14 +132,14 @@ FN_INLINE int fn_nat_tracked(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4
 }
 
 FN_INLINE int fn_nat_new_flow(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, __u32 uplink_ifindex,
-			      __u32 counter)
+			      __u32 counter, __be32 gateway)
 {
 	int confirmed;
 	struct fn_ct_entry *e = fn_ct_find(&l4->key, &confirmed);
 
 	if (!e)
 		return -FN_DROP_CT_INSERT;
-	return fn_nat_tracked(skb, prog, l4, e, confirmed, uplink_ifindex, counter);
+	return fn_nat_tracked(skb, prog, l4, e, confirmed, uplink_ifindex, counter, gateway);
 }
 
 /*
@@ -153,7 +183,7 @@ FN_INLINE int fn_nat_route(struct __sk_buff *skb, __u32 prog, struct fn_l4 *l4, 
 			     ep->mac, net->gateway_mac);
 	if (ret < 0)
 		return ret;
-	return fn_nat_new_flow(skb, prog, l4, cfg->uplink_ifindex, FN_FWD_SNAT);
+	return fn_nat_new_flow(skb, prog, l4, cfg->uplink_ifindex, FN_FWD_SNAT, net->gateway);
 to_host:
 	fn_count(skb, prog, FN_FWD_HOST);
 	return TC_ACT_OK;
@@ -206,7 +236,8 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 	if (e) {
 		if (ttl <= 1)
 			return fn_nat_ttl_exceeded(skb, prog, net->gateway);
-		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0, FN_COUNTER_MAX);
+		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg ? cfg->uplink_ifindex : 0, FN_COUNTER_MAX,
+				      net->gateway);
 	}
 	if (l4.frag == FN_FRAG_LATER) {
 		ret = -FN_DROP_FRAGMENT; /* its flow is gone: no flow starts with a later fragment */
@@ -223,7 +254,7 @@ FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 		ret = fn_dnat_create(&l4, svc, cfg, skb->ingress_ifindex, ep->mac, net->gateway_mac);
 		if (ret < 0)
 			return ret;
-		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
+		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT, net->gateway);
 	}
 	return fn_nat_route(skb, prog, &l4, cfg, ep, net, ttl);
 untranslatable:
@@ -289,12 +320,12 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 	if ((e || svc) && ttl <= 1)
 		return fn_nat_ttl_exceeded(skb, prog, cfg->uplink_ipv4);
 	if (e)
-		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX);
+		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX, 0);
 	if (svc) {
 		ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);
 		if (ret < 0)
 			return ret;
-		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT);
+		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT, 0);
 	}
 	fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 	return TC_ACT_OK;
@@ -337,7 +368,7 @@ FN_INLINE int fn_nat_from_route(struct __sk_buff *skb, __u32 prog)
 		return TC_ACT_OK;
 	if (ip->ttl <= 1)
 		return fn_nat_ttl_exceeded(skb, prog, l4.key.daddr);
-	return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX);
+	return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX, 0);
 }
 
 #endif

@@ -205,6 +205,7 @@ class EbpfBackend:
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
                 uplink_is_parent=bool(ifindex) and uplink_name in parents,
                 fib_ifindex=fib_ifindex,
+                uplink_mtu=observe.link_mtu(ipr, ifindex),
             )
             maps.sync_host(host)
             self._sync_services(maps, services)

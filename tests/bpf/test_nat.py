@@ -177,6 +177,8 @@ class Case:
     linear: int = 0  # only that many bytes of the frame in the skb's linear part (0: all)
     pulled: int = 0  # the bpf_skb_pull_data the run must make (0: none)
     vlan: int | None = None  # an 802.1Q tag the stack took out of the frame (skb->vlan_tci)
+    gso_size: int = 0  # the frame is a GSO super-packet of segments that long
+    mtus: tuple[tuple[int, int], ...] = ()  # (ifindex, MTU) of devices not at 1500
 
     @property
     def counter(self) -> str:
@@ -539,6 +541,67 @@ FRAGMENT_CASES = [
          given=(client_big_frags[0], client_big_frags[1], client_big_frags[2])),
 ]
 
+# Path MTU: a packet too big for the device it leaves by is answered by the sender's gateway
+# with "fragmentation needed" (as a router does) instead of vanishing in the device.
+SMALL_UPLINK = host(uplink_mtu=1400)
+UPLINK_1400 = ((UPLINK_IFINDEX, 1400),)
+
+
+def sized(send: Send, ip_len: int, **ip_fields) -> Send:
+    """send's datagram padded to an IP total length of ip_len (DF set unless told otherwise)."""
+    frame = Ether(bytes(send.frame))
+    room = ip_len - len(frame[IP])
+    frame[Raw].load = frame[Raw].load + bytes(room)
+    frame[IP].flags = ip_fields.get("flags", "DF")
+    del frame[IP].len, frame[IP].chksum
+    if UDP in frame:
+        del frame[UDP].len, frame[UDP].chksum
+    elif TCP in frame:
+        del frame[TCP].chksum
+    return Send(Ether(bytes(frame)), send.port, send.via)
+
+
+def frag_needed(send: Send, mtu: int) -> Packet:
+    return gateway_answer(send, gateway_of(send.port).gateway, 3, 4, mtu)
+
+
+a_1400 = sized(a_udp, 1400)
+a_1401 = sized(a_udp, 1401)
+a_1401_no_df = sized(a_udp, 1401, flags=0)
+# (a test run takes frames up to about 3.5 kB: two segments each)
+a_gso = sized(out(A, tcp(40000, 80, "PA") / Raw(b"x")), 40 + 2 * 1448)
+a_gso_small = sized(out(A, tcp(40000, 80, "PA") / Raw(b"x")), 40 + 2 * 1348)
+d_big_reply = sized(out(D, udp(53, 5555) / Raw(b"x"), dst=CLIENT), 1401)
+a_vpn_1281 = sized(out(A, udp(40000, 53), dst=VPN_SERVER), 1281)
+server_1500 = sized(inbound(udp(53, 40000)), 1500)
+
+MTU_CASES = [
+    Case("snat_fits_the_uplink_mtu", a_1400, "redirect", NEIGH, SNAT_NEW, to_uplink(a_1400, src=UPLINK_IP),
+         host=SMALL_UPLINK, mtus=UPLINK_1400),
+    Case("snat_too_big_for_the_uplink", a_1401, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401, 1400), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    Case("snat_tracked_too_big_for_the_uplink", a_1401, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401, 1400), given=(a_udp,), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    # fastnet cannot fragment: without DF the sender learns the MTU the same way
+    Case("snat_too_big_without_df", a_1401_no_df, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401_no_df, 1400), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    # a GSO super-packet: its segments (IP + TCP headers + gso_size) are what must fit
+    Case("snat_gso_segments_too_big", a_gso, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_gso, 1400), given=(a_syn,), host=SMALL_UPLINK, mtus=UPLINK_1400, gso_size=1448),
+    Case("snat_gso_segments_fit", a_gso_small, "redirect", NEIGH, CT, to_uplink(a_gso_small, src=UPLINK_IP),
+         given=(a_syn,), host=SMALL_UPLINK, mtus=UPLINK_1400, gso_size=1348),
+    # the uplink's MTU unknown to the program: it asks the kernel for every packet
+    Case("snat_too_big_uplink_mtu_unknown", a_1401, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401, 1400), host=host(uplink_mtu=0), mtus=UPLINK_1400),
+    Case("dnat_reply_too_big_for_the_uplink", d_big_reply, "redirect", [("egress", D.ifindex)], ("fwd_frag_needed",),
+         frag_needed(d_big_reply, 1400), given=(client_syn,), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    Case("snat_too_big_for_a_second_route", a_vpn_1281, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_vpn_1281, 1280), mtus=((VPN_IFINDEX, 1280),)),
+    # into a container nothing is checked: the veth takes it, as the host's stack would
+    Case("reply_into_a_container_is_not_checked", server_1500, "redirect", peer(A), CT,
+         into(A, server_1500, dst=A.ipv4), given=(a_udp,), host=SMALL_UPLINK, mtus=UPLINK_1400),
+]
+
 CASES = [
     # -- SNAT: a container's new flow to the outside leaves from the uplink address --
     Case("snat_tcp_syn", a_syn, "redirect", NEIGH, SNAT_NEW, to_uplink(a_syn, src=UPLINK_IP)),
@@ -690,6 +753,7 @@ CASES = [
     *PARSING_CASES,
     *ROUTING_CASES,
     *FRAGMENT_CASES,
+    *MTU_CASES,
 ]
 
 
@@ -706,13 +770,14 @@ def delta(before: dict, after: dict) -> dict:
 @pytest.mark.parametrize("case", params(CASES))
 def test_nat(nat, case: Case):
     nat.configure(case.host, case.services)
+    nat.datapath.mtus = dict(case.mtus)
     for earlier in case.given:
         assert run(nat, earlier).verdict == "redirect", "a packet this case builds on was not translated"
     frame = bytes(case.send.frame)
     expected_output = frame if case.output == UNCHANGED else bytes(case.output)
     before = nat.counters()
 
-    result = run(nat, case.send, linear=case.linear, vlan=case.vlan)
+    result = run(nat, case.send, linear=case.linear, vlan=case.vlan, gso_size=case.gso_size)
 
     assert (result.verdict, result.redirects) == (case.verdict, case.redirects)
     assert result.output.hex() == expected_output.hex()

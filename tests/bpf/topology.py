@@ -113,10 +113,10 @@ ROUTES = host_routes()
 
 
 def host(snat_ports: tuple[int, int] = SNAT_PORTS, uplink_is_parent: bool = False, fib_ifindex: int = FIB_IFINDEX,
-         **timeouts: int) -> HostRecord:
+         uplink_mtu: int = 1500, **timeouts: int) -> HostRecord:
     """The host with its uplink; keyword arguments override conntrack timeouts (seconds)."""
     return HostRecord(UPLINK_IFINDEX, UPLINK_IP, snat_ports, 0, HOST_ADDRESSES, {**default_timeouts(), **timeouts},
-                      uplink_is_parent, fib_ifindex)
+                      uplink_is_parent, fib_ifindex, uplink_mtu)
 
 
 HOST = host()

@@ -32,7 +32,9 @@ from harness import (
     Capture,
     EchoServer,
     containers,
+    far_network,
     flows,
+    in_netns,
     l2socket,
     mac_for,
     make_socket,
@@ -431,3 +433,70 @@ def test_large_udp_datagrams_through_snat_and_dnat(paths):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert moved(before["a"], host.counters("a"))["drop_fragment"] == 0
     assert moved(before["b"], host.counters("b", "fn_from_uplink"))["fwd_ct"] >= 20 * 3
+
+
+# -- path MTU -------------------------------------------------------------------------------------
+MTU_PROJECT = """\
+name: mtu
+networks:
+  front:
+    subnet: 10.96.1.0/24
+  wide:
+    subnet: 10.96.2.0/24
+    mtu: 1500
+containers:
+  a:
+    networks: [front]
+  w:
+    networks: [wide]
+    publish: ["8080:8080"]
+"""
+FAR_IP = "203.0.113.2"
+
+
+def link_mtu(ns_path: str, ifname: str) -> int:
+    return json.loads(in_netns(ns_path, "ip", "-j", "link", "show", ifname).stdout)[0]["mtu"]
+
+
+def test_path_mtu_through_an_uplink_of_mtu_1400(host):
+    """The uplink and WORLD's end of it have MTU 1400; FAR, behind WORLD, has 1500 (so it
+    offers TCP segments of 1460 bytes):
+
+        a (front: the uplink's MTU, 1400)  w (wide: mtu 1500)
+        HOST up0 1400 ==== WORLD up0 1400, far0 1500 ==== FAR 203.0.113.2
+
+    a's interface takes the uplink's MTU. w's packets too big for the uplink are answered by
+    its gateway with "fragmentation needed" (MTU 1400): w's 1 MiB TCP transfers to FAR and
+    from FAR through its published port work both ways, and a 1472-byte ping with DF gets
+    the answer instead of vanishing in the uplink."""
+    for ns in (host.name, host.world):
+        run("ip", "-n", ns, "link", "set", UPLINK, "mtu", "1400")
+    host.up(MTU_PROJECT)
+    c = containers(host, "mtu")
+    a, w = c["a"], c["w"]
+    assert (link_mtu(a.netns, "eth0"), link_mtu(w.netns, "eth0")) == (1400, 1500)
+    assert (link_mtu(host.netns_path, a.nets["front"]["host_ifname"]),
+            link_mtu(host.netns_path, w.nets["wide"]["host_ifname"])) == (1400, 1500)
+    before = host.counters("w")
+    with far_network(host, mtu=1500) as far:
+        # Without segmentation offloads each of w's segments is a packet that WORLD's end of
+        # the uplink refuses (veth checks its peer's MTU); with them w sends GSO super-packets,
+        # which a veth passes whatever their segments' size (a NIC would cut them to the
+        # segment size and lose them). fastnet must answer both. Between the rounds w and FAR
+        # forget the path MTUs they learnt (FAR would else offer w segments that fit).
+        for offloads in ("off", "on"):
+            for ns in (w.netns, far):
+                in_netns(ns, "ip", "route", "flush", "cache")
+            in_netns(w.netns, "ethtool", "-K", "eth0", "tso", offloads, "gso", offloads)
+            with EchoServer(far, "tcp") as srv:
+                assert tcp_echo(a.netns, FAR_IP, srv.port, size=1 << 20) == "ok"
+                assert tcp_echo(w.netns, FAR_IP, srv.port, size=1 << 20) == "ok", f"offloads {offloads}"
+            for ns in (w.netns, far):
+                in_netns(ns, "ip", "route", "flush", "cache")
+            with EchoServer(w.netns, "tcp", port=8080):
+                assert tcp_echo(far, HOST_UPLINK_IP, 8080, size=1 << 20) == "ok", f"offloads {offloads}"
+        in_netns(w.netns, "ip", "route", "flush", "cache")
+        cp = host.exec("w", "ping", "-n", "-c2", "-i0.2", "-W1", "-M", "do", "-s", "1472", FAR_IP)
+        text = cp.stdout + cp.stderr
+        assert cp.returncode != 0 and ("mtu = 1400" in text or "mtu=1400" in text), text
+    assert moved(before, host.counters("w"))["fwd_frag_needed"] >= 2

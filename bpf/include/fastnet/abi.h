@@ -143,8 +143,11 @@ struct fn_host_config {
 	__u32  timeout_udp;
 	__u32  timeout_icmp;
 	__u32  fib_ifindex;    /* the device FIB lookups are made as if arriving on (forwarding=1,
-	                        * down, no address: control/backends/ebpf.py); 0: none, the routing
+	                        * down, no address: control/routing.py); 0: none, the routing
 	                        * checks fall back to the host's address table */
+	__u32  uplink_mtu;     /* the uplink's MTU: a packet within it leaves without asking
+	                        * bpf_check_mtu; 0: unknown, always ask */
+	__u32  pad;
 };
 
 /*

@@ -63,7 +63,8 @@
 	X(FN_DROP_ICMP_ERROR,      48, DROP, "ICMP error from a container about a flow that is not its own") \
 	X(FN_DROP_MARTIAN_DST,     49, DROP, "destination never routed (0/8, 127/8, multicast, 240/4, the network's broadcast)") \
 	X(FN_FWD_UNREACHABLE,      50, FWD,  "no route to the destination: ICMP destination unreachable sent back") \
-	X(FN_DROP_NO_ROUTE,        51, DROP, "blackhole route to the destination")
+	X(FN_DROP_NO_ROUTE,        51, DROP, "blackhole route to the destination") \
+	X(FN_FWD_FRAG_NEEDED,      52, FWD,  "too big for the device it leaves by: ICMP fragmentation needed sent back")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
