@@ -269,7 +269,11 @@ untranslatable:
 
 /*
  * fn_from_uplink's logic: replies to SNAT, packets to published ports, and the drops that
- * keep containers unreachable except through publishing.
+ * keep containers unreachable except through publishing. The host's own traffic (most of
+ * what an uplink carries) leaves early: a packet to the uplink's address skips the container
+ * lookup, one of no tracked flow leaves after the conntrack lookups when it is TCP but no
+ * SYN, or for a port published nowhere (one bit of fn_pub_ports) -- the published-port tries
+ * and the source checks are for the first packet of a new flow to a published port only.
  */
 FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 {
@@ -286,47 +290,51 @@ FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 
 	/* A frame of another VLAN (its tag in skb->vlan_tci: the stack took it out of the frame)
 	 * is not the uplink's own traffic: the host's (which has no such VLAN) to judge. */
-	if ((void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP) || fn_vlan_tagged(skb)) {
-		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
-		return TC_ACT_OK;
-	}
+	if (!cfg || (void *)(eth + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_IP) || fn_vlan_tagged(skb))
+		goto to_host;
 	ip = fn_ipv4_header(skb, eth + 1, data_end);
-	if (!ip) {
-		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
-		return TC_ACT_OK; /* not ours to judge: the host stack validates its own traffic */
-	}
+	if (!ip)
+		goto to_host; /* not ours to judge: the host stack validates its own traffic */
 	if ((ip->daddr & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000))
 		return -FN_DROP_LOOPBACK_DST;
-	if (fn_ipcache_of(ip->daddr))
+	if (ip->daddr != cfg->uplink_ipv4 && fn_ipcache_of(ip->daddr))
 		return -FN_DROP_DIRECT_ACCESS;
-	if (fn_ipcache_of(ip->saddr))
-		return -FN_DROP_UPLINK_SPOOF; /* a container's address from outside: never a reply */
 	ttl = ip->ttl;
 	ret = fn_l4_parse(ip, data, data_end, &l4);
 	if (ret == 0 && l4.frag == FN_FRAG_LATER)
 		ret = fn_frag_ports(&l4);
-	if (ret < 0 || !cfg) { /* never translated; the host's own stack judges its traffic */
-		fn_count(skb, prog, FN_FWD_UPLINK_HOST);
-		return TC_ACT_OK;
-	}
+	if (ret < 0)
+		goto to_host; /* never translated; the host's own stack judges its traffic */
 	if (l4.icmp_error)
 		return fn_nat_error(skb, prog, &l4, cfg, 0);
 	e = fn_ct_find(&l4.key, &confirmed);
-	svc = e || l4.frag == FN_FRAG_LATER ? NULL : fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
-	if (svc && (svc->flags & FN_SVC_F_LOCAL_ONLY))
-		svc = NULL;
-	if (svc && fn_martian_source(skb, cfg, l4.key.saddr))
-		return -FN_DROP_MARTIAN_SRC; /* the host's own, or no way back: never a client */
-	if ((e || svc) && ttl <= 1)
-		return fn_nat_ttl_exceeded(skb, prog, cfg->uplink_ipv4);
-	if (e)
+	if (e) {
+		/* the tuple of a container's own direction: only its source can make it match */
+		if (!fn_ct_from_outside(e))
+			return -FN_DROP_UPLINK_SPOOF;
+		if (ttl <= 1)
+			return fn_nat_ttl_exceeded(skb, prog, cfg->uplink_ipv4);
 		return fn_nat_tracked(skb, prog, &l4, e, confirmed, cfg->uplink_ifindex, FN_COUNTER_MAX, 0);
-	if (svc) {
-		ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);
-		if (ret < 0)
-			return ret;
-		return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT, 0);
 	}
+	/* a new flow starts with its first packet: a TCP SYN, a first fragment or whole datagram */
+	if (l4.frag == FN_FRAG_LATER ||
+	    (l4.key.proto == IPPROTO_TCP && (l4.tcp_flags & (FN_TCP_SYN | FN_TCP_ACK)) != FN_TCP_SYN) ||
+	    !fn_port_published(l4.key.proto, bpf_ntohs(l4.key.dport)))
+		goto to_host;
+	svc = fn_service_find(l4.key.proto, l4.key.daddr, l4.key.dport);
+	if (!svc || (svc->flags & FN_SVC_F_LOCAL_ONLY))
+		goto to_host;
+	if (fn_ipcache_of(l4.key.saddr))
+		return -FN_DROP_UPLINK_SPOOF; /* a container's address from outside: never a client */
+	if (fn_martian_source(skb, cfg, l4.key.saddr))
+		return -FN_DROP_MARTIAN_SRC; /* the host's own, or no way back: never a client */
+	if (ttl <= 1)
+		return fn_nat_ttl_exceeded(skb, prog, cfg->uplink_ipv4);
+	ret = fn_dnat_create(&l4, svc, cfg, 0, NULL, NULL);
+	if (ret < 0)
+		return ret;
+	return fn_nat_new_flow(skb, prog, &l4, cfg->uplink_ifindex, FN_FWD_DNAT, 0);
+to_host:
 	fn_count(skb, prog, FN_FWD_UPLINK_HOST);
 	return TC_ACT_OK;
 }

@@ -671,7 +671,11 @@ CASES = [
     host_bound("dnat_address_specific_other_address", inbound(udp(5555, 5353), src=CLIENT, dst=SECOND_IP)),
     host_bound("dnat_local_only_port_on_uplink_address", inbound(tcp(5555, 9000), src=CLIENT)),
     drop("dnat_local_only_loopback", inbound(tcp(5555, 9000), src=CLIENT, dst=LOOPBACK), "drop_loopback_dst"),
-    drop("dnat_icmp_service", inbound(ping(7), src=CLIENT), "drop_nat_proto", services=(*SERVICES, PING_SERVICE)),
+    # only TCP and UDP have ports to publish: fn_pub_ports says so before any trie is asked
+    host_bound("dnat_icmp_service", inbound(ping(7), src=CLIENT), services=(*SERVICES, PING_SERVICE)),
+    # a published port's flow starts with its client's SYN
+    host_bound("dnat_tcp_ack_without_flow", inbound(tcp(5555, 7005, "A"), src=CLIENT)),
+    host_bound("dnat_tcp_syn_ack_without_flow", inbound(tcp(5555, 7005, "SA"), src=CLIENT)),
     # both published ports lead to D:8005: the second flow's reply tuple is the first's
     drop("dnat_reply_tuple_taken", inbound(tcp(5555, 9005), src=CLIENT, dst=SECOND_IP),
          "drop_ct_insert", given=(client_syn,), services=(*SERVICES, WEB_AGAIN)),
@@ -736,7 +740,13 @@ CASES = [
     drop("uplink_to_container_address_icmp", inbound(ping(1), dst=A.ipv4), "drop_direct_access"),
     drop("uplink_to_loopback", inbound(udp(5555, 53), dst=LOOPBACK), "drop_loopback_dst"),
     drop("uplink_to_loopback_net", inbound(udp(5555, 53), dst="127.0.0.53"), "drop_loopback_dst"),
-    drop("uplink_from_container_address", inbound(tcp(40000, 80, "A"), src=A.ipv4, dst=SERVER), "drop_uplink_spoof"),
+    # a container's source from outside: never a client, never a reply; to the host it is the
+    # host's to judge (its reverse-path filter)
+    drop("uplink_from_container_address_to_published_port", inbound(tcp(40000, 7005), src=A.ipv4),
+         "drop_uplink_spoof"),
+    drop("uplink_from_container_address_matching_its_flow", inbound(tcp(40000, 80, "A"), src=A.ipv4, dst=SERVER),
+         "drop_uplink_spoof", given=(a_syn,)),
+    host_bound("uplink_from_container_address_to_the_host", inbound(tcp(40000, 22), src=A.ipv4)),
     host_bound("uplink_unknown_flow", inbound(tcp(5555, 22), src=CLIENT)),
     host_bound("uplink_ping_to_host", inbound(ping(1))),
     host_bound("uplink_non_first_fragment", inbound(Raw(bytes(16)), proto=17, frag=100)),
