@@ -107,6 +107,16 @@ FN_INLINE int fn_nat_map_insert(const struct fn_nat_map_key *key, struct fn_nat_
 	return fn_nat_maps.update((struct fn_nat_map_key *)key, m);
 }
 
+FN_INLINE struct fn_frag_ports *fn_frag_get(struct fn_frag_key *key)
+{
+	return fn_frags.lookup(key);
+}
+
+FN_INLINE void fn_frag_put(struct fn_frag_key *key, struct fn_frag_ports *ports)
+{
+	fn_frags.update(key, ports);
+}
+
 FN_INLINE struct fn_ipvlan_port *fn_ipvlan_port_of(__u32 ifindex)
 {
 	return fn_ipvlan_ports.lookup(&ifindex);
@@ -175,6 +185,11 @@ FN_INLINE __u64 fn_test_now(void)
 
 	return t ? t->now : 0;
 }
+
+FN_INLINE struct fn_test_route *fn_test_fib_of(struct fn_test_fib_key *key)
+{
+	return fn_test_fib.lookup(key);
+}
 #endif
 
 /* ---- logic ----------------------------------------------------------------------------- */
@@ -199,7 +214,10 @@ int fn_from_container(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_CONTAINER;
 	__u32 peer = 0;
-	int ret = fn_bridge_from_container(skb, &peer);
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_bridge_from_container(skb, &peer);
 
 	if (ret == FN_BR_TO_GATEWAY)
 		ret = fn_nat_from_container(skb, prog);
@@ -238,6 +256,7 @@ int fn_from_uplink(struct __sk_buff *skb)
 	struct fn_host_config *cfg = fn_host_config_get();
 	int ret;
 
+	fn_pull_headers(skb);
 	/* The uplink may also be the parent of sub-interfaces and ipvlan networks: those first. */
 	if (cfg && (cfg->flags & FN_HOST_F_UPLINK_PARENT)) {
 		ret = fn_vlan_from_parent(skb, prog);
@@ -254,6 +273,23 @@ int fn_from_uplink(struct __sk_buff *skb)
 }
 
 /*
+ * fn_from_route — TC ingress on each other host device with an IPv4 address (a VPN, a second
+ * NIC: wherever the host's routing may send a SNAT flow): the replies of those flows go
+ * straight into their container; the rest is the host's.
+ */
+int fn_from_route(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_ROUTE;
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_nat_from_route(skb, prog);
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	return ret;
+}
+
+/*
  * fn_from_ipvlan — TC ingress on the host end of an ipvlan container's veth: every frame the
  * container sends. Enforces its identity, then hands the frame to a sibling on the same
  * parent (bpf_redirect_peer) or sends it out of the parent: as it is in l2 mode, routed by
@@ -262,7 +298,10 @@ int fn_from_uplink(struct __sk_buff *skb)
 int fn_from_ipvlan(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_IPVLAN;
-	int ret = fn_ipvlan_from_container(skb, prog);
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_ipvlan_from_container(skb, prog);
 
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);
@@ -278,7 +317,10 @@ int fn_from_ipvlan(struct __sk_buff *skb)
 int fn_from_parent(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_PARENT;
-	int ret = fn_vlan_from_parent(skb, prog);
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_vlan_from_parent(skb, prog);
 
 	if (ret == FN_VLAN_NOT_OURS)
 		ret = fn_ipvlan_from_parent(skb, prog);

@@ -70,6 +70,7 @@ _FASTNET_DEFAULT_BRIDGE = IPv4Network("172.17.0.0/16")
 
 _PROJECT_STRIP_RE = re.compile(r"[^a-z0-9_-]")
 _MODE_KEY = {"macvlan": "macvlan_mode", "ipvlan": "ipvlan_mode"}
+MTU_OPTION = "com.docker.network.driver.mtu"
 
 
 def is_compose(source: str, data: dict[str, Any]) -> bool:
@@ -348,7 +349,8 @@ class _Translator:
                     self.put((*dpath, key), item[key], (*cfg_path, index, key))
 
     def driver_opts(self, spec: dict[str, Any], cpath: KeyPath, dpath: KeyPath) -> None:
-        """`parent` and the driver's own mode option become fastnet's `parent` and `mode`;
+        """`parent` and the driver's own mode option become fastnet's `parent` and `mode`,
+        `com.docker.network.driver.mtu` its `mtu` (Compose files often write it as a string);
         options of other drivers (e.g. com.docker.network.bridge.*) are ignored."""
         if "driver_opts" not in spec:
             return
@@ -360,6 +362,10 @@ class _Translator:
                 self.put((*dpath, "parent"), value, (*opts_path, key))
             elif driver in _MODE_KEY and key == _MODE_KEY[driver]:
                 self.put((*dpath, "mode"), value, (*opts_path, key))
+            elif key == MTU_OPTION:
+                if isinstance(value, str) and value.strip().isdigit():
+                    value = int(value)
+                self.put((*dpath, "mtu"), value, (*opts_path, key))
             else:
                 self.ignored.append((*opts_path, key))
 

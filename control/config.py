@@ -110,6 +110,8 @@ class Network:
     internal: bool
     parent: str | None = None  # macvlan/ipvlan: host interface, or IF.VLAN (802.1Q sub-interface)
     mode: str | None = None  # macvlan: bridge|private|vepa|passthru; ipvlan: l2|l3; None for bridge
+    mtu: int | None = None  # bridge: its container interfaces' MTU; None: the uplink's
+    sized: bool = False  # fastnet sets its interfaces' MTU (its driver's sets_mtu)
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,7 @@ class _NetworkSpec(_Spec):
     internal: StrictBool = False
     parent: Annotated[StrictStr, AfterValidator(_check_parent)] | None = None  # macvlan/ipvlan only
     mode: StrictStr | None = None  # macvlan/ipvlan only; checked against the driver in stage 3
+    mtu: StrictInt | None = None  # bridge only; checked in stage 3
 
 
 class _AttachmentSpec(_Spec):
@@ -430,6 +433,7 @@ class _FileSpec(_Spec):
 # How pydantic's own error types read in our messages: "expected X, got Y".
 _EXPECTED = {
     "string_type": "a string",
+    "int_type": "an integer",
     "bool_type": "true or false",
     "list_type": "a list",
     "dict_type": "a mapping",
@@ -520,7 +524,8 @@ def _resolve(spec: _FileSpec, where: SourceMap) -> Config:
         c.name for c in containers.values() if any(a.network == DEFAULT_NETWORK for a in c.attachments)
     ]
     if bridge_users and DEFAULT_NETWORK not in defined:
-        networks[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK, netdrivers.DEFAULT, DEFAULT_SUBNET, DEFAULT_GATEWAY, False)
+        networks[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK, netdrivers.DEFAULT, DEFAULT_SUBNET, DEFAULT_GATEWAY, False,
+                                            sized=netdrivers.DRIVERS[netdrivers.DEFAULT].sets_mtu)
 
     _check_network_modes(spec.containers or {}, containers, where, problems)
     _check_overlaps(networks, defined, bridge_users, where, problems)
@@ -590,7 +595,23 @@ def _resolve_network(
     if reason:
         problems.append(where.error(("networks", name, "gateway"), f"gateway {gateway} {reason}"))
     parent, mode = _resolve_driver(name, spec, where, problems)
-    return Network(name, spec.driver, subnet, gateway, spec.internal, parent, mode)
+    _check_mtu(name, spec, where, problems)
+    return Network(name, spec.driver, subnet, gateway, spec.internal, parent, mode, spec.mtu,
+                   netdrivers.DRIVERS[spec.driver].sets_mtu)
+
+
+MTU_MIN, MTU_MAX = 68, 65535  # IPv4's minimum (RFC 791); a veth's maximum
+
+
+def _check_mtu(name: str, spec: _NetworkSpec, where: SourceMap, problems: list[ConfigError]) -> None:
+    path = ("networks", name, "mtu")
+    if spec.mtu is None:
+        return
+    if not netdrivers.DRIVERS[spec.driver].sets_mtu:
+        problems.append(where.error(path, f"mtu is only for bridge networks: a {spec.driver} network's "
+                                    "interfaces have their parent's", key=True))
+    elif not MTU_MIN <= spec.mtu <= MTU_MAX:
+        problems.append(where.error(path, f"mtu {spec.mtu} is out of range: from {MTU_MIN} to {MTU_MAX}"))
 
 
 def _resolve_driver(

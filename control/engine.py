@@ -197,13 +197,16 @@ def up(config: Config) -> UpResult:
             raise UpError(f"{exc}: fastnet will not rebuild the host's shared tables without it; "
                           "repair or remove that file (or take its project down)") from exc
         foreign = frozenset(n.net_id for ost in others for n in ost.spec.networks.values())
-        try:
-            desired = build(config, current.spec if current else None, foreign)
-        except Exception as exc:  # ipam exhaustion and the like
-            raise UpError(str(exc)) from exc
         with IPRoute() as ipr:
+            uplink = config.uplink or default_uplink(ipr)
+            found = ipr.link_lookup(ifname=uplink) if uplink else []
+            try:
+                desired = build(config, current.spec if current else None, foreign,
+                                observe.link_mtu(ipr, found[0]) or None if found else None)
+            except Exception as exc:  # ipam exhaustion and the like
+                raise UpError(str(exc)) from exc
             if desired.uplink is None:
-                desired = dataclasses.replace(desired, uplink=default_uplink(ipr))
+                desired = dataclasses.replace(desired, uplink=uplink)
             preflight(host, desired, current, others, ipr, config.publish_ephemeral_ports)
         try:
             keeper = ensure_running(host)

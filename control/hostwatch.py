@@ -2,7 +2,8 @@
 uplink's ifindex and address that SNAT writes into packets, the host's addresses that ports
 published "on every address" answer on, the uplink program) is rewritten within a moment of
 a change -- a DHCP renewal, an address added by hand, the uplink re-created -- instead of at
-the next `up`.
+the next `up`. Netconf events count too: writing net.ipv4.ip_forward resets the forwarding
+of every device, the FIB device's included (control/routing.py), which a refresh sets again.
 
 rtnetlink's link and IPv4 address events wake a refresh, which waits SETTLE seconds for the
 rest of a burst (a renewal deletes one address and adds another) and then, under the host's
@@ -15,10 +16,11 @@ import asyncio
 import sys
 
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK, RTNLGRP_IPV4_NETCONF
 
 SETTLE = 0.05
-EVENTS = {"RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWADDR", "RTM_DELADDR"}
+EVENTS = {"RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWADDR", "RTM_DELADDR", "RTM_NEWNETCONF"}
+GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | 1 << (RTNLGRP_IPV4_NETCONF - 1)
 
 
 def refresh() -> None:
@@ -57,7 +59,7 @@ class HostWatch:
         while True:
             try:
                 async with AsyncIPRoute() as ipr:
-                    await ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR)
+                    await ipr.bind(groups=GROUPS)
                     while True:
                         async for msg in ipr.get():
                             if msg.get("event") in EVENTS:

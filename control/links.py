@@ -31,13 +31,15 @@ def create_veth(ipr: IPRoute, iface: InterfaceSpec, netns: Path, host_mac: str |
     """Create the pair with its container end already inside netns; returns the host ifindex.
     host_mac None: the kernel picks one. peer_mac: the container end's MAC (default iface.mac)."""
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    mtu = {"mtu": iface.mtu} if iface.mtu else {}  # both ends: the network's
     try:
         ipr.link(
             "add",
             ifname=iface.host_ifname,
             kind="veth",
             address=host_mac,
-            peer={"ifname": iface.ifname, "address": peer_mac or iface.mac, "net_ns_fd": fd},
+            peer={"ifname": iface.ifname, "address": peer_mac or iface.mac, "net_ns_fd": fd, **mtu},
+            **mtu,
         )
     finally:
         os.close(fd)

@@ -26,6 +26,17 @@ def uplink(ipr: IPRoute, name: str | None) -> tuple[int, IPv4Address | None]:
     return found[0], None
 
 
+def link_mtu(ipr: IPRoute, ifindex: int) -> int:
+    """A link's MTU; 0 when there is no such link."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        found = ipr.get_links(ifindex) if ifindex else []
+    except NetlinkError:
+        return 0
+    return (found[0].get_attr("IFLA_MTU") or 0) if found else 0
+
+
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 
 

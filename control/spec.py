@@ -59,6 +59,7 @@ class NetworkSpec:
     driver: str = DEFAULT_DRIVER
     parent: str | None = None  # macvlan/ipvlan: the host interface (IF.VLAN: the sub-interface)
     mode: str | None = None
+    mtu: int | None = None  # as configured; None: each interface takes the uplink's (InterfaceSpec.mtu)
 
     @property
     def gateway_mac(self) -> str:
@@ -76,6 +77,7 @@ class InterfaceSpec:
     gateway: IPv4Address
     default_route: bool
     aliases: tuple[str, ...] = ()
+    mtu: int | None = None  # of both ends of the veth; None: the kernel's default (1500)
 
     @property
     def mac(self) -> str:
@@ -121,8 +123,23 @@ def _namespace(config: Config, name: str) -> str:
     return netns_name(config.name, name)
 
 
-def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset()) -> ProjectSpec:
-    """`foreign_net_ids`: ids held by other projects on the host (the datapath is shared)."""
+def _interface_mtu(net: NetworkSpec, sized: bool, prev_net: NetworkSpec | None, prev: InterfaceSpec | None,
+                   default_mtu: int | None) -> int | None:
+    """A bridge network's `mtu:`, else what the interface had (so a changed uplink MTU does not
+    recreate running containers; None in state from before `mtu:`), else the uplink's."""
+    if not sized:  # the driver's interfaces have their parent's MTU
+        return None
+    if net.mtu is not None:
+        return net.mtu
+    if prev is not None and prev_net == net:
+        return prev.mtu
+    return default_mtu
+
+
+def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset(),
+          default_mtu: int | None = None) -> ProjectSpec:
+    """`foreign_net_ids`: ids held by other projects on the host (the datapath is shared);
+    `default_mtu`: the uplink's MTU, for new interfaces of bridge networks without `mtu:`."""
     prev_nets = previous.networks if previous else {}
     prev_ctrs = previous.containers if previous else {}
 
@@ -139,7 +156,7 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             net_id = next_id
             used_ids.add(net_id)
         networks[name] = NetworkSpec(
-            name, net_id, net.subnet, net.gateway, net.internal, net.driver, net.parent, net.mode
+            name, net_id, net.subnet, net.gateway, net.internal, net.driver, net.parent, net.mode, net.mtu
         )
 
     addresses: dict[str, dict[str, IPv4Address]] = {}
@@ -186,6 +203,8 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
                     gateway=net.gateway,
                     default_route=default_route,
                     aliases=tuple(a.aliases),
+                    mtu=_interface_mtu(net, config.networks[a.network].sized, prev_nets.get(a.network),
+                                       old.interface(a.network) if old else None, default_mtu),
                 )
             )
         containers[c.name] = ContainerSpec(

@@ -121,7 +121,7 @@ def from_json(text: str) -> ProjectState:
     s = d["spec"]
     networks = {
         k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"],
-                       v.get("parent"), v.get("mode"))
+                       v.get("parent"), v.get("mode"), v.get("mtu"))  # mtu: absent before `mtu:`
         for k, v in s["networks"].items()
     }
     containers = {}
@@ -137,6 +137,7 @@ def from_json(text: str) -> ProjectState:
                 gateway=IPv4Address(i["gateway"]),
                 default_route=i["default_route"],
                 aliases=tuple(i["aliases"]),
+                mtu=i.get("mtu"),
             )
             for i in v["interfaces"]
         )

@@ -76,6 +76,8 @@ class HostConfig(ctypes.Structure):
         ("ct_port_new_max", u32),
         ("ct_container_max", u32),
         ("ct_container_new_max", u32),
+        ("fib_ifindex", u32),
+        ("uplink_mtu", u32),
     ]
 
 
@@ -160,6 +162,14 @@ class CtFlow(ctypes.Structure):
     _fields_ = [("fwd_key", CtKey), ("fwd", CtEntry), ("rev_key", CtKey), ("rev", CtEntry)]
 
 
+class FragKey(ctypes.Structure):
+    _fields_ = [("saddr", u32), ("daddr", u32), ("id", u16), ("proto", u8), ("pad", u8)]
+
+
+class FragPorts(ctypes.Structure):
+    _fields_ = [("sport", u16), ("dport", u16)]
+
+
 class IpvlanPort(ctypes.Structure):
     _fields_ = [("mac", u8 * 6), ("flags", u16), ("ipv4", u32), ("parent_ifindex", u32)]
 
@@ -213,8 +223,10 @@ PROGRAMS = {
     "fn_from_ipvlan": constants()["FN_PROG_FROM_IPVLAN"],
     "fn_from_parent": constants()["FN_PROG_FROM_PARENT"],
     "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
+    "fn_from_route": constants()["FN_PROG_FROM_ROUTE"],
 }
-TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger")
+TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger",
+               "fn_from_route")
 # TC programs that are never attached: the control plane runs them with BPF_PROG_TEST_RUN.
 ADMIN_PROGRAMS = ("fn_ct_admin",)
 # TC programs the others tail-call -> their slot in fn_tails (the loader fills it).
@@ -222,7 +234,7 @@ TAIL_PROGRAMS = {"fn_tail_flood": constants()["FN_TAIL_FLOOD"]}
 # Every TC program (SCHED_CLS), attached or not.
 SCHED_CLS_PROGRAMS = (*TC_PROGRAMS, *ADMIN_PROGRAMS, *TAIL_PROGRAMS)
 # Maps only the test build (FN_TEST) has (tests/bpf/test_abi.py checks their mirrors).
-TEST_MAPS = ("fn_test_state", "fn_test_ct_req", "fn_test_ct_flow")
+TEST_MAPS = ("fn_test_state", "fn_test_ct_req", "fn_test_ct_flow", "fn_test_fib")
 FN_IPVLAN_F_L3 = constants()["FN_IPVLAN_F_L3"]
 # socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
 SOCK_PROGRAMS = {
@@ -259,6 +271,7 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_nat_maps": (NatMapKey, NatMap),
     "fn_sock_dsts": (SockDstKey, SockDst),
     "fn_ct_budget": (u32, CtCount),
+    "fn_frags": (FragKey, FragPorts),
     "fn_ipvlan_ports": (u32, IpvlanPort),
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),

@@ -35,6 +35,33 @@ class TestRunOpts(ctypes.Structure):
     ]
 
 
+class ProgLoadOpts(ctypes.Structure):
+    """struct bpf_prog_load_opts (libbpf.h, as libbpf 1.1 has it)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("attempts", ctypes.c_int),
+        ("expected_attach_type", ctypes.c_uint32),
+        ("prog_btf_fd", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("kern_version", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+        ("attach_prog_fd", ctypes.c_uint32),
+        ("attach_btf_obj_fd", ctypes.c_uint32),
+        ("fd_array", ctypes.c_void_p),
+        ("func_info", ctypes.c_void_p),
+        ("func_info_cnt", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("line_info", ctypes.c_void_p),
+        ("line_info_cnt", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_void_p),
+    ]
+
+
 class MapBatchOpts(ctypes.Structure):
     """struct bpf_map_batch_opts (libbpf.h)."""
 
@@ -119,6 +146,7 @@ def lib() -> ctypes.CDLL:
         "bpf_link_create": [cint, cint, cint, vp],
         "bpf_map_get_fd_by_id": [u32],
         "bpf_enable_stats": [cint],
+        "bpf_prog_load": [cint, ctypes.c_char_p, ctypes.c_char_p, vp, ctypes.c_size_t, ctypes.POINTER(ProgLoadOpts)],
     }.items():
         fn = getattr(so, name)
         fn.argtypes = args
@@ -229,6 +257,27 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
 
 def prog_fd_by_id(prog_id: int) -> int:
     return _check(lib().bpf_prog_get_fd_by_id(prog_id), f"open prog id {prog_id}")
+
+
+BPF_F_STRICT_ALIGNMENT = 1  # uapi bpf.h: prog_flags
+
+
+def prog_load(prog_type: int, name: str, insns: bytes, prog_flags: int = 0, attach_type: int = 0) -> int:
+    """BPF_PROG_LOAD of raw instructions (map references already resolved to fds, as bcc's
+    BPF.dump_func() gives them); the fd of the loaded program. When the verifier refuses, the
+    load is repeated with its log, whose last lines the OSError carries."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    log = None
+    for log_level in (0, 1):
+        opts = ProgLoadOpts(sz=ctypes.sizeof(ProgLoadOpts), prog_flags=prog_flags, expected_attach_type=attach_type)
+        if log_level:
+            log = ctypes.create_string_buffer(16 << 20)
+            opts.log_level, opts.log_size, opts.log_buf = log_level, len(log), ctypes.cast(log, ctypes.c_void_p)
+        fd = lib().bpf_prog_load(prog_type, name.encode(), b"GPL", code, len(insns) // 8, ctypes.byref(opts))
+        if fd >= 0:
+            return fd
+    lines = log.value.decode(errors="replace").strip().splitlines() if log is not None else []
+    raise OSError(-fd, f"load {name}: {os.strerror(-fd)}: {' / '.join(lines[-3:])}")
 
 
 BPF_STATS_RUN_TIME = 0  # enum bpf_stats_type (uapi bpf.h)

@@ -76,6 +76,8 @@ class HostRecord:
     timeouts: dict[str, int] | None = None  # seconds by CT_TIMEOUTS name; None: the defaults
     uplink_is_parent: bool = False  # of ipvlan networks or 802.1Q sub-interfaces
     budgets: CtBudgets | None = None  # None: ct_budgets() of the defaults
+    fib_ifindex: int = 0  # fastnet's FIB device (control/routing.py); 0: none
+    uplink_mtu: int = 0  # 0: unknown (every packet out of the uplink asks bpf_check_mtu)
 
 
 CT_TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_half_closed", "tcp_closing", "udp", "icmp")
@@ -237,6 +239,8 @@ def host_entries(host: HostRecord) -> dict[str, list[tuple]]:
         snat_port_min=lo,
         snat_port_max=hi,
         flags=abi.constants()["FN_HOST_F_UPLINK_PARENT"] if host.uplink_is_parent else 0,
+        fib_ifindex=host.fib_ifindex,
+        uplink_mtu=host.uplink_mtu,
         **{f"timeout_{k}": v for k, v in (host.timeouts or default_timeouts()).items()},
         **{f"ct_{k}": v for k, v in dataclasses.asdict(host.budgets or ct_budgets()).items()},
     )
@@ -547,11 +551,13 @@ class Maps:
         return self._ct_admin(c["FN_CT_ADMIN_REMOVE"], list(keys), c["FN_CT_ADMIN_KEYS"])
 
     def conntrack_flush(self) -> int:
-        """Forget every tracked flow, and the SNAT mappings with them; returns the number of
-        conntrack entries removed."""
+        """Forget every tracked flow, the SNAT mappings with them, and the fragments of
+        datagrams in flight (which only a flow translates); returns the number of conntrack
+        entries removed."""
         n = self.conntrack_remove(self._flow_keys(self._items("fn_ct")))
-        for key, _ in self._items(NAT_MAPS):
-            libbpf.map_delete(self._fd(NAT_MAPS), key)
+        for table in (NAT_MAPS, "fn_frags"):
+            for key, _ in self._items(table):
+                libbpf.map_delete(self._fd(table), key)
         return n
 
     def conntrack_expire(self, now_ns: int, forget_gone_ports: bool = False) -> int:

@@ -18,6 +18,12 @@
 #define ETH_P_8021AD 0x88A8
 #endif
 
+/* bpf_fib_lookup flags newer than bcc 0.26's uapi copy (kernels 6.3 and 6.7). An older
+ * kernel refuses the lookup (-EINVAL) and the callers fall back as without a FIB device. */
+#define FN_FIB_LOOKUP_SKIP_NEIGH (1U << 2)
+#define FN_FIB_LOOKUP_SRC        (1U << 4)
+#define FN_MTU_CHK_SEGS          (1U << 0) /* bpf_check_mtu: GSO packets by their segments */
+
 /* Byte swap usable in case labels (bcc's bpf_htons is not a constant expression). */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define fn_htons_c(x) ((__be16)__builtin_bswap16(x))

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The gateway's own ICMP errors. A packet whose TTL runs out at the gateway is turned, in
- * place, into the "time exceeded" a router sends back (RFC 792/1812): new IP and ICMP headers,
- * then the expired packet's IP header and first 8 bytes of payload, sent back out the port it
- * came in on. This is what answers traceroute's first hop without the host routing anything.
+ * The gateway's own ICMP errors. A packet the gateway cannot route on is turned, in place,
+ * into the error a router sends back (RFC 792/1812): new IP and ICMP headers, then the
+ * packet's IP header and first 8 bytes of payload, sent back out the port it came in on.
+ * Time exceeded answers traceroute's first hop without the host routing anything;
+ * destination unreachable answers a destination the host has no route to.
  */
 #ifndef FN_LIB_ICMP_REPLY_H
 #define FN_LIB_ICMP_REPLY_H
@@ -31,9 +32,10 @@ FN_INLINE __u16 fn_csum_fold(__s64 sum)
 	return (__u16)~s;
 }
 
-/* Rewrites the packet into ICMP time exceeded from `from` to its sender; the caller sends it
- * back out with fn_redirect_egress(). 0, or a negative drop reason. */
-FN_INLINE int fn_icmp_time_exceeded(struct __sk_buff *skb, __be32 from)
+/* Rewrites the packet into the ICMP error (type, code; `mtu` for fragmentation needed) from
+ * `from` to its sender; the caller sends it back out with fn_redirect_egress(). 0, or a
+ * negative drop reason. */
+FN_INLINE int fn_icmp_reply(struct __sk_buff *skb, __be32 from, __u8 type, __u8 code, __u16 mtu)
 {
 	struct fn_icmp_error_head h = {};
 	struct ethhdr eth;
@@ -51,8 +53,9 @@ FN_INLINE int fn_icmp_time_exceeded(struct __sk_buff *skb, __be32 from)
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &h.quote, qlen))
 		return -FN_DROP_MALFORMED_IP;
 
-	h.icmp.type = ICMP_TIME_EXCEEDED;
-	h.icmp.code = ICMP_EXC_TTL;
+	h.icmp.type = type;
+	h.icmp.code = code;
+	h.icmp.un.frag.mtu = bpf_htons(mtu);
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.icmp, sizeof(h.icmp) + qlen, 0);
 	if (sum < 0)
 		return -FN_DROP_CSUM;

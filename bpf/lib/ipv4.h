@@ -4,6 +4,26 @@
 #define FN_LIB_IPV4_H
 
 #include "common.h"
+#include "helpers.h"
+
+/* Ethernet, the longest IPv4 header, and a TCP header without options: every header byte the
+ * programs read with direct packet access (the rest, e.g. an ICMP error's quote, goes
+ * through bpf_skb_load_bytes). */
+#define FN_HEADERS_MAX (ETH_HLEN + 60 + 20)
+
+/*
+ * Makes those headers linear. A NIC (or a GRO'd packet) may leave no more than the Ethernet
+ * header in the skb's linear part, where direct packet access ends: without the pull every
+ * such packet would look truncated. A no-op when they already are (every packet a local
+ * stack made). Call before taking any packet pointer: the pull invalidates them.
+ */
+FN_INLINE void fn_pull_headers(struct __sk_buff *skb)
+{
+	__u32 want = skb->len < FN_HEADERS_MAX ? skb->len : FN_HEADERS_MAX;
+
+	if (fn_linear_len(skb) < want)
+		fn_pull_data(skb, want);
+}
 
 /*
  * Returns the header if it is a well-formed IPv4 header that lies in the linear data and

@@ -38,7 +38,9 @@ FN_INLINE int fn_ipvlan_from_parent(struct __sk_buff *skb, __u32 prog)
 	struct fn_ipvlan_dst *dst;
 	int is_arp = 0;
 
-	if ((void *)(eth + 1) > data_end)
+	/* A tag the stack took out of the frame is another VLAN's (its own are untagged, and a
+	 * sub-interface's were popped by fn_vlan_from_parent): not the parent's segment. */
+	if ((void *)(eth + 1) > data_end || fn_vlan_tagged(skb))
 		return FN_IPVLAN_NOT_OURS;
 	if (eth->h_proto == fn_htons_c(ETH_P_IP)) {
 		struct iphdr *ip = fn_ipv4_header(skb, eth + 1, data_end);

@@ -20,6 +20,7 @@
 /* Offsets are from skb->data: packet pointers do not survive the rewrite helpers. */
 struct fn_l4 {
 	struct fn_ct_key key;  /* the tuple as the packet arrives (ICMP echo: see fn_l4_parse) */
+	__u32 l3_end;          /* where the IP total length ends the packet (Ethernet padding after) */
 	__u32 l4_off;
 	__u32 csum_off;        /* of the L4 checksum; 0 when the protocol has none we fix */
 	__u32 csum_flags;      /* extra flags for bpf_l4_csum_replace */
@@ -28,8 +29,14 @@ struct fn_l4 {
 	__u8  tcp_flags;
 	__u8  icmp_type;
 	__u8  icmp_error;      /* an ICMP error: the tuple is that of the packet it quotes */
-	__u8  pad;
+	__u8  frag;            /* FN_FRAG_*: which part of a fragmented datagram */
+	__be16 ip_id;          /* the IP ID, which names a datagram's fragments */
+	__u16 pad;
 };
+
+#define FN_FRAG_NONE  0        /* a whole datagram */
+#define FN_FRAG_FIRST 1        /* offset 0, more to come: has the transport header */
+#define FN_FRAG_LATER 2        /* no transport header: ports from fn_frags (bpf/lib/frag.h) */
 
 FN_INLINE int fn_icmp_is_error(__u8 type)
 {
@@ -38,9 +45,10 @@ FN_INLINE int fn_icmp_is_error(__u8 type)
 
 /*
  * Fills l4 for TCP, UDP and ICMP (echo and errors). Returns 0, or a negative drop reason:
- * -FN_DROP_FRAGMENT for a non-first fragment (no ports to track it by), -FN_DROP_NAT_PROTO
- * for other protocols (both left to the host stack by the callers), -FN_DROP_MALFORMED_L4
- * for a truncated header or an impossible UDP length (dropped: never forwarded rewritten).
+ * -FN_DROP_NAT_PROTO for other protocols (left to the host stack by the callers),
+ * -FN_DROP_MALFORMED_L4 for a truncated header or an impossible UDP length (dropped: never
+ * forwarded rewritten). A non-first fragment (FN_FRAG_LATER) has addresses and protocol but
+ * no ports yet: the caller takes them from its first fragment (fn_frag_ports()).
  */
 FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct fn_l4 *l4)
 {
@@ -49,17 +57,27 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 	__u32 off = ETH_HLEN + ip->ihl * 4;
 	void *l4h = data + off;
 
-	if (ip->frag_off & bpf_htons(FN_IP_OFFSET))
-		return -FN_DROP_FRAGMENT;
+	/* A header must lie within the IP total length, not merely within the buffer: bytes past
+	 * it are Ethernet padding, and a header hidden there must not open a flow. */
+	l4->l3_end = ETH_HLEN + bpf_ntohs(ip->tot_len);
 	l4->key.saddr = ip->saddr;
 	l4->key.daddr = ip->daddr;
 	l4->key.proto = ip->protocol;
 	l4->l4_off = off;
+	l4->ip_id = ip->id;
+	if (ip->frag_off & bpf_htons(FN_IP_OFFSET)) {
+		if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
+			return -FN_DROP_NAT_PROTO;
+		l4->frag = FN_FRAG_LATER; /* csum_off stays 0: no transport checksum in here */
+		return 0;
+	}
+	if (ip->frag_off & bpf_htons(FN_IP_MF))
+		l4->frag = FN_FRAG_FIRST;
 	switch (ip->protocol) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4h;
 
-		if ((void *)(th + 1) > data_end)
+		if ((void *)(th + 1) > data_end || off + sizeof(*th) > l4->l3_end)
 			return -FN_DROP_MALFORMED_L4;
 		l4->key.sport = th->source;
 		l4->key.dport = th->dest;
@@ -73,7 +91,7 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 		struct udphdr *uh = l4h;
 		__u32 udp_len;
 
-		if ((void *)(uh + 1) > data_end)
+		if ((void *)(uh + 1) > data_end || off + sizeof(*uh) > l4->l3_end)
 			return -FN_DROP_MALFORMED_L4;
 		/* the length must cover the header and fit the IP payload (a length the IP layer
 		 * does not cover would be rewritten and forwarded, still malformed); a first
@@ -91,7 +109,7 @@ FN_INLINE int fn_l4_parse(struct iphdr *ip, void *data, void *data_end, struct f
 	case IPPROTO_ICMP: {
 		struct icmphdr *ih = l4h;
 
-		if ((void *)(ih + 1) > data_end)
+		if ((void *)(ih + 1) > data_end || off + sizeof(*ih) > l4->l3_end)
 			return -FN_DROP_MALFORMED_L4;
 		l4->icmp_type = ih->type;
 		l4->csum_off = off + offsetof(struct icmphdr, checksum);

@@ -29,6 +29,7 @@ BPF_TABLE("array", __u32, __u64, fn_pub_ports, FN_PORT_SLOTS * FN_PORT_WORDS);
 BPF_TABLE("hash", struct fn_ct_key, struct fn_ct_entry, fn_ct, FN_CT_MAX);
 BPF_TABLE("array", __u32, struct fn_ct_count, fn_ct_budget, FN_CT_OWNERS);
 BPF_TABLE("lru_hash", struct fn_nat_map_key, struct fn_nat_map, fn_nat_maps, FN_NAT_MAPS_MAX);
+BPF_TABLE("lru_hash", struct fn_frag_key, struct fn_frag_ports, fn_frags, FN_FRAG_MAX);
 BPF_SK_STORAGE(fn_sock_orig, struct fn_sock_orig);
 BPF_TABLE("lru_hash", struct fn_sock_dst_key, struct fn_sock_dst, fn_sock_dsts, FN_SOCK_DSTS_MAX);
 BPF_TABLE("hash", __u32, struct fn_ipvlan_port, fn_ipvlan_ports, FN_MAX_ENDPOINTS);
@@ -41,6 +42,7 @@ BPF_TABLE("array", __u32, struct fn_test_state, fn_test_state, 1);
  * so that tests/bpf/test_abi.py can check their Python mirrors too. */
 BPF_TABLE("array", __u32, struct fn_ct_admin_req, fn_test_ct_req, 1);
 BPF_TABLE("array", __u32, struct fn_ct_flow, fn_test_ct_flow, 1);
+BPF_LPM_TRIE(fn_test_fib, struct fn_test_fib_key, struct fn_test_route, 1024);
 #endif
 
 #endif

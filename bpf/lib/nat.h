@@ -12,6 +12,7 @@
 #include "eth.h"
 #include "helpers.h"
 #include "l4.h"
+#include "route.h"
 #include "service.h"
 
 /* Rewrites the packet from l4->key to the entry's tuple. 0 or -FN_DROP_CSUM. */
@@ -23,6 +24,8 @@ FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const 
 	if (fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, pseudo_csum_off, l4->csum_flags) ||
 	    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, pseudo_csum_off, l4->csum_flags))
 		return -FN_DROP_CSUM;
+	if (l4->frag == FN_FRAG_LATER)
+		return 0; /* no transport header here: the first fragment's carried the changes */
 	if (l4->key.proto == IPPROTO_ICMP) {
 		/* the echo identifier: a request's source "port", a reply's destination one */
 		int request = l4->icmp_type == ICMP_ECHO;
@@ -66,14 +69,49 @@ FN_INLINE int fn_icmp_inner_rewrite16(struct __sk_buff *skb, __u32 off, __be16 o
 	return 0;
 }
 
+/* Do packets arriving from outside match this entry: an SNAT flow's replies, or a published
+ * port's client (not a hairpin flow's, whose both ends are containers)? */
+FN_INLINE int fn_ct_from_outside(const struct fn_ct_entry *e)
+{
+	if (e->flags & FN_CT_F_HAIRPIN)
+		return 0;
+	if (e->flags & FN_CT_F_REPLY)
+		return (e->flags & FN_CT_F_SNAT) != 0;
+	return (e->flags & FN_CT_F_DNAT) != 0;
+}
+
+/* The device packets from the outside peer of a flow arrive on: the one its SNAT leaves by
+ * (the forward entry's, found through the reply entry e), else the uplink. */
+FN_INLINE __u32 fn_ct_outside_dev(const struct fn_ct_entry *e, __u8 proto, const struct fn_host_config *cfg)
+{
+	if ((e->flags & FN_CT_F_SNAT) && (e->flags & FN_CT_F_REPLY)) {
+		struct fn_ct_key pkey = {};
+		struct fn_ct_entry *fwd;
+		int confirmed;
+
+		fn_ct_partner_key(e, proto, &pkey);
+		fwd = fn_ct_find(&pkey, &confirmed);
+		if (fwd && (fwd->flags & FN_CT_F_ROUTED))
+			return fwd->out_ifindex;
+	}
+	return cfg ? cfg->uplink_ifindex : 0;
+}
+
 /*
  * An ICMP error (unreachable, fragmentation needed, time exceeded, parameter problem) that
  * quotes a packet of a tracked flow: the error travels the way the flow's reverse entry
  * matches, so that entry translates the outer header, and the quoted header is translated
- * the opposite way (it is a packet of the other direction). Returns 1 and fills *e when the
- * error belongs to a flow, 0 when it does not, or a negative drop reason.
+ * the opposite way (it is a packet of the other direction). Only an error from where the
+ * flow's peer is counts: from a container, about a flow of its own (the outer source, which
+ * anti-spoofing made the container's, is the quoted packet's destination) and addressed to
+ * the flow's peer; from outside, about an outside-facing flow, arriving on the device the
+ * flow's peer is behind, addressed to the flow's address on this side and from any router on
+ * the path that is not a martian source. Returns
+ * 1 and fills *e when the error belongs to a flow, 0 when it does not, or a negative drop
+ * reason.
  */
-FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, struct fn_ct_entry *e)
+FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_host_config *cfg,
+				int from_container, struct fn_ct_entry *e)
 {
 	__u32 inner = l4->l4_off + 8;
 	struct iphdr ip;
@@ -82,6 +120,9 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 	struct fn_ct_entry *found;
 	int confirmed, echo_request = 0;
 
+	/* the quoted header and 8 bytes of its payload, within the error's own IP total length */
+	if (inner + sizeof(ip) + 8 > l4->l3_end)
+		return 0;
 	if (bpf_skb_load_bytes(skb, inner, &ip, sizeof(ip)) || ip.ihl != 5 || ip.version != 4)
 		return 0;
 	if (ip.protocol == IPPROTO_ICMP) {
@@ -108,8 +149,15 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 	key.sport = ports[1];
 	key.dport = ports[0];
 	key.proto = ip.protocol;
+	if (l4->key.daddr != key.daddr)
+		return 0; /* not sent back to where the quoted packet came from */
+	if (from_container && l4->key.saddr != key.saddr)
+		return 0; /* a container speaks only for its own flows */
 	found = fn_ct_find(&key, &confirmed);
 	if (!found)
+		return 0;
+	if (!from_container && (!fn_ct_from_outside(found) || fn_martian_source(skb, cfg, l4->key.saddr) ||
+				fn_ct_outside_dev(found, key.proto, cfg) != skb->ingress_ifindex))
 		return 0;
 	*e = *found;
 
@@ -118,11 +166,9 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 		__u32 inner_csum = inner + offsetof(struct iphdr, check);
 		__u32 inner_l4 = inner + sizeof(ip);
 
-		if (l4->key.daddr == key.daddr &&
-		    fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, 0, 0))
+		if (fn_rewrite_addr(skb, FN_IP_DADDR_OFF, l4->key.daddr, e->to_daddr, 0, 0))
 			return -FN_DROP_CSUM;
-		if (l4->key.saddr == key.saddr &&
-		    fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, 0, 0))
+		if (from_container && fn_rewrite_addr(skb, FN_IP_SADDR_OFF, l4->key.saddr, e->to_saddr, 0, 0))
 			return -FN_DROP_CSUM;
 		if (fn_icmp_inner_rewrite32(skb, inner + offsetof(struct iphdr, saddr), ip.saddr, e->to_daddr,
 					    inner_csum, icmp_csum) ||
@@ -141,13 +187,16 @@ FN_INLINE int fn_nat_icmp_error(struct __sk_buff *skb, const struct fn_l4 *l4, s
 	return 1;
 }
 
-/* Sends a translated packet where its entry says: into a container, or out of the uplink. */
+/* Sends a translated packet where its entry says: into a container, out of the device its
+ * SNAT chose, or out of the uplink. */
 FN_INLINE int fn_nat_deliver(struct __sk_buff *skb, const struct fn_ct_entry *e, __u32 uplink_ifindex)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 
+	if (e->flags & FN_CT_F_ROUTED)
+		return fn_redirect_neigh(e->out_ifindex);
 	if (!e->out_ifindex)
 		return fn_redirect_neigh(uplink_ifindex);
 	if ((void *)(eth + 1) > data_end)
@@ -279,30 +328,34 @@ FN_INLINE int fn_nat_create_with_port(struct __sk_buff *skb, const struct fn_ct_
  * for every destination: endpoint-independent mapping; unless the uplink address or the SNAT
  * range changed since), else its own port when that is in the SNAT range (port preservation),
  * else none. */
-FN_INLINE __be16 fn_snat_first_port(const struct fn_ct_key *key, const struct fn_host_config *cfg)
+FN_INLINE __be16 fn_snat_first_port(const struct fn_ct_key *key, const struct fn_host_config *cfg, __be32 src)
 {
 	struct fn_nat_map_key k = { .addr = key->saddr, .port = key->sport, .proto = key->proto };
 	struct fn_nat_map *m = fn_nat_map_get(&k);
 
-	if (m && m->addr == cfg->uplink_ipv4 && fn_snat_port_in_range(cfg, m->port))
+	if (m && m->addr == src && fn_snat_port_in_range(cfg, m->port))
 		return m->port;
 	return fn_snat_port_in_range(cfg, key->sport) ? key->sport : 0;
 }
 
-/* A container's new flow to the outside: source becomes the uplink address and the port of
- * the container endpoint's mapping. */
+/* A container's new flow to the outside: the source becomes `src`, the address the host's
+ * routing picked on the device it leaves by (`out_dev`; 0: the uplink), and the port of the
+ * container endpoint's mapping on that address. */
 FN_INLINE int fn_snat_create(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_host_config *cfg,
+			     __be32 src, __u32 out_dev,
 			     __u32 port_ifindex, const __u8 *port_mac, const __u8 *gateway_mac)
 {
-	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT };
+	struct fn_ct_entry fwd = { .flags = FN_CT_F_SNAT, .out_ifindex = out_dev };
 	struct fn_ct_entry rev = { .flags = FN_CT_F_SNAT, .out_ifindex = port_ifindex };
 
-	fn_entry_to(&fwd, cfg->uplink_ipv4, l4->key.daddr, 0, l4->key.dport);
+	if (out_dev)
+		fwd.flags |= FN_CT_F_ROUTED;
+	fn_entry_to(&fwd, src, l4->key.daddr, 0, l4->key.dport);
 	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
 	fn_mac_copy(rev.out_dmac, port_mac);
 	fn_mac_copy(rev.out_smac, gateway_mac);
-	return fn_nat_create_with_port(skb, &l4->key, &fwd, &rev, l4->key.daddr, l4->key.dport, cfg->uplink_ipv4,
-				       fn_snat_first_port(&l4->key, cfg), cfg, 1);
+	return fn_nat_create_with_port(skb, &l4->key, &fwd, &rev, l4->key.daddr, l4->key.dport, src,
+				       fn_snat_first_port(&l4->key, cfg, src), cfg, 1);
 }
 
 /* Does this packet start a flow that a published port or a mapping may take in? TCP: only a
@@ -359,7 +412,7 @@ FN_INLINE int fn_snat_hairpin_create(struct __sk_buff *skb, const struct fn_l4 *
 	fn_entry_to(&fwd, cfg->uplink_ipv4, owner_addr, 0, owner_port);
 	fn_entry_to(&rev, l4->key.daddr, l4->key.saddr, l4->key.dport, l4->key.sport);
 	return fn_nat_create_with_port(skb, &l4->key, &fwd, &rev, owner_addr, owner_port, cfg->uplink_ipv4,
-				       fn_snat_first_port(&l4->key, cfg), cfg, 1);
+				       fn_snat_first_port(&l4->key, cfg, cfg->uplink_ipv4), cfg, 1);
 }
 
 /*

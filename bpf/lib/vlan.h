@@ -36,8 +36,8 @@ FN_INLINE int fn_vlan_from_parent(struct __sk_buff *skb, __u32 prog)
 
 	/* The stack moves the outer tag into skb->vlan_tci before TC ingress; a test run (and
 	 * a driver that does not) leaves it in the frame. */
-	if (skb->vlan_present) {
-		key.vid = skb->vlan_tci & FN_VLAN_VID_MASK;
+	if (fn_vlan_tagged(skb)) {
+		key.vid = fn_vlan_tci(skb) & FN_VLAN_VID_MASK;
 	} else {
 		struct fn_vlan_hdr *vh = (void *)(eth + 1);
 

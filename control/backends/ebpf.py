@@ -25,7 +25,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ...datapath import abi, ctcarry, loader, nlbatch, sockhooks, tc
 from ...datapath.maps import (CtBudgets, HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord,
                               VlanRecord, ct_budgets, ct_table_entries, port_prefixes)
-from .. import modes, netdrivers, observe
+from .. import modes, netdrivers, observe, routing
 from .. import state as statestore
 from ..dns import RESOLVER_ADDRESS, RESOLVER_PORT
 from ..host import Host
@@ -40,6 +40,7 @@ UPLINK_PROGRAM = "fn_from_uplink"
 IPVLAN_PROGRAM = "fn_from_ipvlan"  # host end of an ipvlan container's veth
 PARENT_PROGRAM = "fn_from_parent"  # parent of ipvlan networks (the uplink has fn_from_uplink instead)
 TAGGER_PROGRAM = "fn_from_tagger"  # peer of an emulated 802.1Q sub-interface
+ROUTE_PROGRAM = "fn_from_route"  # other host devices with an address: replies of SNAT flows routed out of them
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
@@ -58,6 +59,7 @@ class EbpfBackend:
         self.pin_root = host.bpffs
         self.uplink_file = host.dir / "uplink.json"  # what fastnet attached to the uplink
         self.parents_file = host.dir / "parents.json"  # ipvlan parents fastnet attached to
+        self.routes_file = host.dir / "routes.json"  # other devices SNAT may leave by
         self.dp: loader.Datapath | None = None
         # The published ports this process last wrote to the datapath: later syncs write only
         # the difference. None: unknown (first sync, or a write failed), so reconcile in full.
@@ -205,6 +207,7 @@ class EbpfBackend:
         with IPRoute() as ipr:
             parents |= {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
             ifindex, address = observe.uplink(ipr, uplink_name)
+            fib_ifindex = routing.fib_device(ipr) if ifindex else 0
             host = HostRecord(
                 uplink_ifindex=ifindex,
                 uplink_ipv4=address,
@@ -214,6 +217,8 @@ class EbpfBackend:
                 timeouts=states[0].spec.conntrack.timeouts if states else None,
                 budgets=self.budgets(states[0].spec) if states else None,
                 uplink_is_parent=bool(ifindex) and uplink_name in parents,
+                fib_ifindex=fib_ifindex,
+                uplink_mtu=observe.link_mtu(ipr, ifindex),
             )
         maps.sync_host(host)  # before any move: the flows carried over are admitted by its budgets
         # A new build, or one a killed run pinned without moving the ports over to it.
@@ -226,6 +231,8 @@ class EbpfBackend:
             self._attach_uplink(ipr, uplink_name if ifindex else None)
             # fn_from_uplink does fn_from_parent's work first; any other parent gets its own
             self._attach_parents(ipr, parents - ({uplink_name} if ifindex else set()))
+            routes = routing.route_devices(ipr, skip={uplink_name, *parents}) if fib_ifindex else {}
+            self._attach_routes(ipr, set(routes))
         sockhooks.attach(self.dp, self.host.cgroup)
 
     def _sync_services(self, maps: Maps, services: list[ServiceRecord]) -> None:
@@ -252,26 +259,32 @@ class EbpfBackend:
             parents |= {n.parent for n in st.spec.networks.values() if _role(n) is Role.PARENT and n.parent}
         return records, parents
 
-    def _parents_record(self) -> dict:
-        try:
-            return json.loads(self.parents_file.read_text())
-        except (OSError, ValueError):
-            return {}
-
     def _attach_parents(self, ipr: IPRoute, wanted: set[str]) -> None:
         """fn_from_parent on exactly the wanted parents (of ipvlan networks and of emulated
-        sub-interfaces) (replace, never a gap); on a parent it
-        leaves, remove the program and the clsact qdisc only if fastnet created it."""
+        sub-interfaces)."""
+        self._attach_on(ipr, wanted, self.parents_file, PARENT_PROGRAM)
+
+    def _attach_routes(self, ipr: IPRoute, wanted: set[str]) -> None:
+        """fn_from_route on exactly the wanted devices (control/routing.route_devices)."""
+        self._attach_on(ipr, wanted, self.routes_file, ROUTE_PROGRAM)
+
+    def _attach_on(self, ipr: IPRoute, wanted: set[str], record_file, program: str) -> None:
+        """`program` on exactly the wanted devices (replace, never a gap); on a device it
+        leaves, remove the program and the clsact qdisc only if fastnet created it. The record
+        file remembers, per device, whether fastnet made its clsact."""
         assert self.dp is not None or not wanted
-        record = self._parents_record()
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            record = {}
         for name in sorted(set(record) - wanted):
             found = ipr.link_lookup(ifname=name)
             if found:
                 attached = tc.attached(ipr, found[0])
-                if attached and attached[1] == PARENT_PROGRAM:
+                if attached and attached[1] == program:
                     tc.detach(ipr, found[0])
                     attached = None
-                # not while another fastnet program uses it (the parent became the uplink)
+                # not while another fastnet program uses it (e.g. the parent became the uplink)
                 if record[name].get("created_clsact") and attached is None:
                     tc.remove_clsact(ipr, found[0])
             del record[name]
@@ -280,12 +293,12 @@ class EbpfBackend:
             if not found:
                 continue
             created = tc.ensure_clsact(ipr, found[0])
-            tc.attach(ipr, found[0], self.dp.progs[PARENT_PROGRAM], PARENT_PROGRAM)
+            tc.attach(ipr, found[0], self.dp.progs[program], program)
             record.setdefault(name, {"created_clsact": created})
         if record:
-            self.parents_file.write_text(json.dumps(record))
+            record_file.write_text(json.dumps(record))
         else:
-            self.parents_file.unlink(missing_ok=True)
+            record_file.unlink(missing_ok=True)
 
     def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord], ipvlan_ports: list[IpvlanPortRecord] = ()) -> None:
         """A new build replaced the pinned one: carry the old builds' flows over, move every
@@ -420,7 +433,9 @@ class EbpfBackend:
             return
         with IPRoute() as ipr:
             self._attach_parents(ipr, set())
+            self._attach_routes(ipr, set())
             self._detach_uplink(ipr)
+            routing.remove_fib_device(ipr)
         if self.dp is not None:
             self.dp.close()
             self.dp = None

@@ -4,6 +4,8 @@
   datapath (datapath.testrun.TestDatapath), maps set to a small topology below; one TCP
   data segment container -> container on one network (bridge), container -> outside (SNAT,
   an established flow), outside -> published port (DNAT, an established flow).
+- bpf_testrun_ns_uplink_host: the same for a TCP segment of the host's own (to the uplink's
+  address, no flow, no published port): what fastnet adds to every packet of the host's.
 - bpf_stats_ns_per_pkt: the kernel's run-time statistics (BPF_ENABLE_STATS) on during a load
   on the live ebpf testbed: run_time_ns / run_cnt of fn_from_container over that load.
 """
@@ -91,7 +93,12 @@ def testrun_ns(tdp, runs: int = 2000, repeat: int = 10000) -> dict[str, float]:
     for frame, prog, ifi in ((out, "fn_from_container", a.ifindex), (inbound, "fn_from_uplink", UPLINK_IFINDEX)):
         syn = frame[:47] + bytes([TCP_SYN]) + frame[48:]  # open the flow first (checksum unchecked)
         tdp.run(prog, syn, ifi)
+    host_segment = tcp_frame(ROUTER_MAC, UPLINK_MAC, CLIENT, UPLINK_IP, 50001, 22)
+    host_run = tdp.run("fn_from_uplink", host_segment, UPLINK_IFINDEX, repeat=repeat)  # untouched: repeat is right
+    if host_run.verdict != "ok":
+        raise RuntimeError(f"fn_from_uplink: the host's segment was not left to the host ({host_run.verdict})")
     return {
+        "bpf_testrun_ns_uplink_host": float(host_run.duration_ns),
         "bpf_testrun_ns_bridge": _timed(tdp, "fn_from_container", bridge, a.ifindex, runs),
         "bpf_testrun_ns_snat": _timed(tdp, "fn_from_container", out, a.ifindex, runs),
         "bpf_testrun_ns_dnat": _timed(tdp, "fn_from_uplink", inbound, UPLINK_IFINDEX, runs),

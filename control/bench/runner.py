@@ -28,9 +28,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "pub_tcp_gbps_nocsum": ("Gbit/s", "higher"),
     "snat_crr_per_s": ("conn/s", "higher"),
     "snat_tcp_gbps": ("Gbit/s", "higher"),
+    "host_tcp_rr_p50_us": ("us", "lower"),
+    "host_tcp_gbps": ("Gbit/s", "higher"),
     "bpf_testrun_ns_bridge": ("ns", "lower"),
     "bpf_testrun_ns_snat": ("ns", "lower"),
     "bpf_testrun_ns_dnat": ("ns", "lower"),
+    "bpf_testrun_ns_uplink_host": ("ns", "lower"),
     "bpf_stats_ns_per_pkt": ("ns", "lower"),
     **dns.METRICS,
 }
@@ -135,9 +138,18 @@ def g_snat_gbps(bed: Testbed, s: Settings, ctx) -> dict:
     return {"snat_tcp_gbps": tools.tcp_gbps(bed.snat, s.seconds)}
 
 
+def g_host_rr(bed: Testbed, s: Settings, ctx) -> dict:
+    return {"host_tcp_rr_p50_us": tools.tcp_rr(bed.host_own, s.seconds)["p50"]}
+
+
+def g_host_gbps(bed: Testbed, s: Settings, ctx) -> dict:
+    return {"host_tcp_gbps": tools.tcp_gbps(bed.host_own, s.seconds)}
+
+
 def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
     """The eBPF datapath's own cost: only the ebpf testbed has one."""
-    keys = ("bpf_testrun_ns_bridge", "bpf_testrun_ns_snat", "bpf_testrun_ns_dnat", "bpf_stats_ns_per_pkt")
+    keys = ("bpf_testrun_ns_bridge", "bpf_testrun_ns_snat", "bpf_testrun_ns_dnat", "bpf_testrun_ns_uplink_host",
+            "bpf_stats_ns_per_pkt")
     if not (isinstance(bed, FastnetBed) and bed.backend == "ebpf"):
         return dict.fromkeys(keys)
     out = bpfcost.testrun_ns(test_datapath(ctx), runs=500 if s.quick else 2000)
@@ -147,7 +159,8 @@ def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
 
 
 GROUPS: list[Callable] = [g_c2c_rr, g_c2c_rr_cross, g_c2c_udp, g_c2c_gbps, g_c2c_gbps4, g_pub_rr, g_pub_crr,
-                          g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_bpf, dns.g_dns]
+                          g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_host_rr, g_host_gbps, g_bpf,
+                          dns.g_dns]
 # Measured in the first repetition only in quick mode: four dnsperf runs per testbed cost more
 # than any other group, and quick mode must stay under 3 minutes.
 ONCE_WHEN_QUICK = {dns.g_dns}

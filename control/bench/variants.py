@@ -2,10 +2,12 @@
 
     ebpf / iptables (one bench host namespace each, like the integration tests' harness):
       HOST fnb-<pid>-<v>  runs `fastnet up [--backend iptables]`; containers a, b on one network,
-                          b publishes 8080:80; up0 198.51.100.1/24, default via WORLD
-      WORLD fnbw-<pid>-<v> up0 198.51.100.2/24: the outside (published-port clients, SNAT servers)
+                          b publishes 8080:80; up0 198.51.100.1/24, default via WORLD; its own
+                          processes serve the host_* metrics
+      WORLD fnbw-<pid>-<v> up0 198.51.100.2/24: the outside (published-port clients, SNAT servers,
+                          the host's clients)
     direct: two namespaces joined by one plain veth, 10.99.0.1 <-> 10.99.0.2; every metric
-      (container to container, "published" port, "SNAT") runs over that one veth.
+      (container to container, "published" port, "SNAT", the host's own) runs over that one veth.
 
 Every testbed exposes the same endpoints (Path, netns path, address, port) so that the
 load generators in tools.py do not care which one they measure.
@@ -139,6 +141,7 @@ class Testbed:
     c2c: Endpoint
     pub: Endpoint
     snat: Endpoint
+    host_own: Endpoint  # the host's own traffic over its uplink: no container involved
 
 
 @dataclass
@@ -161,6 +164,7 @@ class DirectBed(Testbed):
         self.c2c = Endpoint(ns_path(a), ns_path(b), "10.99.0.2")
         self.pub = self.c2c
         self.snat = self.c2c
+        self.host_own = self.c2c  # a plain veth: what the host's traffic costs with nothing loaded
 
     def teardown(self) -> list[str]:
         for n in self.made:
@@ -213,6 +217,9 @@ class FastnetBed(Testbed):
         self.c2c = Endpoint(a, b, self.container_ip("b"))
         self.pub = Endpoint(self.world_path, b, HOST_UPLINK_IP, PUB_PORT - CONTAINER_PORT)
         self.snat = Endpoint(a, self.world_path, WORLD_UPLINK_IP)
+        # a client in WORLD, a host process as the server: its packets cross fn_from_uplink
+        # (ebpf) or the host's netfilter hooks and conntrack (iptables)
+        self.host_own = Endpoint(self.world_path, self.host_path, HOST_UPLINK_IP)
 
     def publish(self, n: int) -> None:
         """Have n host ports published to b (see publish_entries)."""

@@ -43,6 +43,7 @@ class NetworkDriver:
     backends: frozenset[str] | None = None  # the backends that can build it (None: every one)
     backends_why = ""  # why only those, for the error
     has_host_link = True  # each interface has a host-side link named InterfaceSpec.host_ifname
+    sets_mtu = False  # `mtu:` applies (fastnet sizes the interfaces; the others have their parent's)
 
     # -- before anything is made ----------------------------------------------------------------
     def preflight(self, ipr: IPRoute, net: NetworkSpec, desired: ProjectSpec, others: list[ProjectSpec]) -> str | None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 class Bridge(NetworkDriver):
     name = "bridge"
     role = Role.BRIDGED
+    sets_mtu = True  # its veths: the network's `mtu:`, else the uplink's
 
     def add_network(self, project: Project, net: NetworkSpec) -> None:
         project.backend.add_network(project.ipr, net)

@@ -23,10 +23,11 @@ from fastnet.datapath import abi, libbpf
 from fastnet.datapath.maps import CtRecord, HostRecord, Maps, PortRecord
 from fastnet.datapath.testrun import RunResult, TestDatapath
 
-from topology import HOST, NAT_NETWORKS, NAT_PORTS, NETWORKS, NO_UPLINK, PORTS, SERVICES, UPLINK_IFINDEX
+from topology import HOST, NAT_NETWORKS, NAT_PORTS, NETWORKS, NO_UPLINK, PORTS, ROUTES, SERVICES, UPLINK_IFINDEX
 
 PROG = "fn_from_container"
 UPLINK_PROG = "fn_from_uplink"
+ROUTE_PROG = "fn_from_route"
 NSEC = 1_000_000_000
 
 
@@ -108,8 +109,9 @@ def test_datapath():
     tdp.close()
 
 
-def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services) -> Maps:
-    """Every map back to the given configuration, no flows, zero counters, the start time."""
+def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services, routes=ROUTES) -> Maps:
+    """Every map back to the given configuration, no flows, zero counters, the start time, the
+    host's routing table (topology.ROUTES) and every device at MTU 1500."""
     maps = Maps(datapath.dp)
     maps.sync(networks, ports)
     maps.sync_host(host)
@@ -118,6 +120,8 @@ def reset(datapath: TestDatapath, networks, ports, host: HostRecord, services) -
     zero_budgets(maps)
     maps.reset_counters()
     datapath.now_ns = TestDatapath.now_ns
+    datapath.set_routes(routes)
+    datapath.mtus = {}
     return maps
 
 
@@ -155,8 +159,9 @@ def bridge(test_datapath) -> Bridge:
 
 @dataclass
 class Nat:
-    """Both TC programs of the test build on the NAT topology: packets from a container's port
-    (fn_from_container) and from the uplink (fn_from_uplink), sharing conntrack."""
+    """The NAT's TC programs of the test build on the NAT topology: packets from a container's
+    port (fn_from_container), from the uplink (fn_from_uplink) and from another device the host
+    routes through (fn_from_route), sharing conntrack."""
 
     datapath: TestDatapath
     maps: Maps
@@ -165,16 +170,21 @@ class Nat:
         self.maps.sync_host(host)
         self.maps.sync_services(services)
 
-    def from_container(self, port: PortRecord, frame: Packet | bytes) -> RunResult:
-        return self.datapath.run(PROG, bytes(frame), port.ifindex)
+    def from_container(self, port: PortRecord, frame: Packet | bytes, **shape) -> RunResult:
+        """shape: linear=, vlan= of TestDatapath.run()."""
+        return self.datapath.run(PROG, bytes(frame), port.ifindex, **shape)
 
-    def from_uplink(self, frame: Packet | bytes) -> RunResult:
-        return self.datapath.run(UPLINK_PROG, bytes(frame), UPLINK_IFINDEX)
+    def from_uplink(self, frame: Packet | bytes, **shape) -> RunResult:
+        return self.datapath.run(UPLINK_PROG, bytes(frame), UPLINK_IFINDEX, **shape)
+
+    def from_route(self, frame: Packet | bytes, ifindex: int, **shape) -> RunResult:
+        """fn_from_route on another device of the host (topology.VPN_IFINDEX)."""
+        return self.datapath.run(ROUTE_PROG, bytes(frame), ifindex, **shape)
 
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """Non-zero counters of both TC programs: {(program, short name): (packets, bytes)}."""
+        """Non-zero counters of the NAT's TC programs: {(program, short name): (packets, bytes)}."""
         table = self.maps.counters()
-        return {(prog, name): v for prog in (PROG, UPLINK_PROG) for name, v in table[prog].items()}
+        return {(prog, name): v for prog in (PROG, UPLINK_PROG, ROUTE_PROG) for name, v in table[prog].items()}
 
     def conntrack(self) -> list[CtRecord]:
         return self.maps.conntrack()

@@ -52,11 +52,15 @@ def test_a_map_missing_from_the_object_is_a_mismatch(compiled):
 
 
 # Mirrors of the maps only the test build has, which check_layout() does not cover.
-TEST_BUILD_MIRRORS = {"fn_test_state": testrun.TestState, "fn_test_ct_req": abi.CtAdminReq, "fn_test_ct_flow": abi.CtFlow}
+TEST_BUILD_MIRRORS = {"fn_test_state": (abi.u32, testrun.TestState),
+                      "fn_test_ct_req": (abi.u32, abi.CtAdminReq),
+                      "fn_test_ct_flow": (abi.u32, abi.CtFlow),
+                      "fn_test_fib": (testrun.TestFibKey, testrun.TestRoute)}
 
 
 def test_test_build_mirrors_match(test_datapath):
     test_only = set(test_datapath.dp.maps) - set(abi.MAP_LAYOUTS)
     assert test_only == set(TEST_BUILD_MIRRORS) == set(abi.TEST_MAPS), "a test-build map was added or renamed"
-    for name, (_, value) in compiled_types(test_datapath.bpf, TEST_BUILD_MIRRORS).items():
-        assert abi._layout(TEST_BUILD_MIRRORS[name]) == abi._layout(value), name
+    for name, (key, value) in compiled_types(test_datapath.bpf, TEST_BUILD_MIRRORS).items():
+        assert abi._layout(TEST_BUILD_MIRRORS[name][0]) == abi._layout(key), name
+        assert abi._layout(TEST_BUILD_MIRRORS[name][1]) == abi._layout(value), name

@@ -37,7 +37,7 @@ from conftest import NSEC, PROG, UPLINK_PROG, Nat, reset
 from test_nat import (CT, DNAT_NEW, ISN, NEIGH, SNAT_NEW, SHORT, Case, Send, a_hairpin, a_syn, a_udp, b_dns_answer,
                       client_dns, client_syn, d_hairpin_synack, d_synack, delta, drop, inbound, into, out, params, peer,
                       run, server_synack, server_udp, tcp, to_uplink, udp)
-from topology import A, B, BACK, C, CLIENT, D, HOST, NAT_NETWORKS, NAT_PORTS, SERVER, SERVICES, UPLINK_IP, host
+from topology import A, B, C, CLIENT, D, HOST, NAT_NETWORKS, NAT_PORTS, SERVER, SERVICES, UPLINK_IP, host
 
 ROOMY = CtBudgets(in_max=64, in_new_max=64, out_max=64, out_new_max=64, port_max=64, port_new_max=64,
                   container_max=64, container_new_max=64)

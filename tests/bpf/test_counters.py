@@ -26,8 +26,6 @@ NOT_PRODUCIBLE = {
     "drop_csum": "the rewrite helpers only fail on offsets outside the packet or an skb they cannot make "
                  "writable; every offset the NAT path writes was bounds-checked first (fn_l4_parse, "
                  "bpf_skb_load_bytes), and a test run's skb is linear and unshared",
-    "drop_fragment": "fn_l4_parse returns it, but both callers hand the packet to the host instead "
-                     "(fwd_host, fwd_uplink_host: test_nat *_non_first_fragment)",
     "drop_vlan_tag": "bpf_skb_vlan_push/pop fail only when the skb cannot be made writable or grown "
                      "(memory), which a test run cannot arrange",
     "fwd_sock_dnat": "cgroup/sock_addr programs have no BPF_PROG_TEST_RUN: the integration tests drive the socket hooks",

@@ -70,14 +70,15 @@ class Case:
     verdict: str
     redirects: list[tuple[str, int]]
     counters: tuple[str, ...]
+    vlan: int | None = None  # an 802.1Q tag the stack took out of the frame (skb->vlan_tci)
 
 
 def out(id, frame, ingress, verdict, redirects, *counters):
     return Case(id, "fn_from_ipvlan", frame, ingress, verdict, redirects, counters)
 
 
-def into(id, frame, ingress, verdict, redirects, *counters, prog="fn_from_parent"):
-    return Case(id, prog, frame, ingress, verdict, redirects, counters)
+def into(id, frame, ingress, verdict, redirects, *counters, prog="fn_from_parent", vlan=None):
+    return Case(id, prog, frame, ingress, verdict, redirects, counters, vlan)
 
 
 CASES = [
@@ -136,6 +137,9 @@ CASES = [
     into("l3_ipv4_to_container", udp(ROUTER_MAC, L3_MAC, "203.0.113.9", R.ipv4), PARENT_L3, "redirect",
          [("peer", R.ifindex)], "fwd_ipvlan_in"),
     into("l3_arp_for_container_not_answered", arp(ROUTER_MAC, "10.7.0.1", R.ipv4), PARENT_L3, "ok", []),
+    # a frame of another VLAN (its tag in skb->vlan_tci) is not on the parent's segment
+    into("vlan_tagged_to_container_address", udp(ROUTER_MAC, L2_MAC, ROUTER, P.ipv4), PARENT_L2, "ok", [], vlan=42),
+    into("vlan_tagged_arp_for_container", arp(ROUTER_MAC, ROUTER, Q.ipv4), PARENT_L2, "ok", [], vlan=42),
     # -- fn_from_uplink: the uplink is also a parent --
     into("uplink_ipv4_to_container", udp(ROUTER_MAC, UPLINK_MAC, "198.51.100.2", S.ipv4), UPLINK_IFINDEX,
          "redirect", [("peer", S.ifindex)], "fwd_ipvlan_in", prog="fn_from_uplink"),
@@ -143,6 +147,8 @@ CASES = [
          [("peer", S.ifindex)], "fwd_ipvlan_in", prog="fn_from_uplink"),
     into("uplink_other_traffic_goes_on_to_nat", udp(ROUTER_MAC, UPLINK_MAC, "198.51.100.2", UPLINK_IP),
          UPLINK_IFINDEX, "ok", [], "fwd_uplink_host", prog="fn_from_uplink"),
+    into("uplink_vlan_tagged_to_container_address", udp(ROUTER_MAC, UPLINK_MAC, "198.51.100.2", S.ipv4),
+         UPLINK_IFINDEX, "ok", [], "fwd_uplink_host", prog="fn_from_uplink", vlan=42),
 ]
 
 
@@ -158,7 +164,7 @@ def ipvlan(test_datapath):
 def test_case(ipvlan, case: Case):
     datapath, maps = ipvlan
     frame = bytes(case.frame)
-    result = datapath.run(case.prog, frame, case.ingress)
+    result = datapath.run(case.prog, frame, case.ingress, vlan=case.vlan)
     assert (result.verdict, result.redirects) == (case.verdict, case.redirects)
     assert result.output == frame, "ipvlan never rewrites a frame"
     moved = {name: v for name, v in maps.counters()[case.prog].items()}

@@ -43,7 +43,7 @@ from ipaddress import IPv4Address
 from socket import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert, fragment
 from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
@@ -51,10 +51,11 @@ from scapy.packet import Packet, Raw
 from fastnet.datapath.maps import CtRecord, HostRecord, PortRecord, ServiceRecord
 from fastnet.datapath.testrun import RunResult
 
-from conftest import NSEC, PROG, UPLINK_PROG, Nat, host_sockets
+from conftest import NSEC, PROG, ROUTE_PROG, UPLINK_PROG, Nat, host_sockets
 from topology import (A, B, BACK, C, CLIENT, D, F, FRONT, HOST, INTERNAL, LOOPBACK,
-                      NOT_HOST, OTHER_SERVER, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS, UPLINK_IFINDEX,
-                      UPLINK_IP, UPLINK_MAC, gateway_of, host, publish)
+                      NOT_HOST, OTHER_SERVER, PROHIBIT_NET, ROUTER_MAC, SECOND_IP, SERVER, SERVICES, SNAT_PORTS,
+                      BLACKHOLE_NET, UPLINK_BROADCAST, UPLINK_IFINDEX, UPLINK_IP, UPLINK_MAC, VPN_IFINDEX, VPN_IP,
+                      VPN_SERVER, gateway_of, host, publish)
 
 UNCHANGED = "unchanged"
 NEIGH = [("neigh", UPLINK_IFINDEX)]  # out of the uplink, next hop resolved by the kernel
@@ -92,14 +93,18 @@ def ping(ident: int, reply: bool = False) -> Packet:
 
 @dataclass(frozen=True)
 class Send:
-    """A frame and where it enters: a container's port, or the uplink (port None)."""
+    """A frame and where it enters: a container's port, or from outside (port None) the
+    uplink or another device of the host (`via`)."""
 
     frame: Packet
     port: PortRecord | None = None
+    via: int = UPLINK_IFINDEX
 
     @property
     def prog(self) -> str:
-        return UPLINK_PROG if self.port is None else PROG
+        if self.port is not None:
+            return PROG
+        return UPLINK_PROG if self.via == UPLINK_IFINDEX else ROUTE_PROG
 
 
 def out(port: PortRecord, l4: Packet, dst: IPv4Address = SERVER, **ip_fields) -> Send:
@@ -114,8 +119,13 @@ def inbound(l4: Packet, src: IPv4Address = SERVER, dst: IPv4Address = UPLINK_IP,
     return Send(Ether(src=ROUTER_MAC, dst=UPLINK_MAC) / ip / l4)
 
 
-def run(nat: Nat, send: Send) -> RunResult:
-    return nat.from_uplink(send.frame) if send.port is None else nat.from_container(send.port, send.frame)
+def run(nat: Nat, send: Send, **shape) -> RunResult:
+    """shape: linear=, vlan= (TestDatapath.run)."""
+    if send.port is not None:
+        return nat.from_container(send.port, send.frame, **shape)
+    if send.via != UPLINK_IFINDEX:
+        return nat.from_route(send.frame, send.via, **shape)
+    return nat.from_uplink(send.frame, **shape)
 
 
 def rewritten(send: Send, *, src=None, dst=None, sport=None, dport=None, into: PortRecord | None = None,
@@ -174,6 +184,11 @@ class Case:
     host: HostRecord = HOST
     services: tuple[ServiceRecord, ...] = SERVICES
     host_sockets: tuple[tuple[int, int], ...] = ()  # (IPPROTO_TCP/UDP, port) the host holds (conftest)
+    linear: int = 0  # only that many bytes of the frame in the skb's linear part (0: all)
+    pulled: int = 0  # the bpf_skb_pull_data the run must make (0: none)
+    vlan: int | None = None  # an 802.1Q tag the stack took out of the frame (skb->vlan_tci)
+    gso_size: int = 0  # the frame is a GSO super-packet of segments that long
+    mtus: tuple[tuple[int, int], ...] = ()  # (ifindex, MTU) of devices not at 1500
 
     @property
     def counter(self) -> str:
@@ -295,15 +310,19 @@ ping_time_exceeded = icmp_error(ROUTER, UPLINK_IP, quoted(UPLINK_IP, SERVER, pin
 d_port_unreachable = icmp_error(D.ipv4, CLIENT, quoted(CLIENT, D.ipv4, tcp(5555, 8005)), port=D)
 stray_unreachable = icmp_error(SERVER, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(21000, 53)))
 
-def time_exceeded(send: Send, gateway: IPv4Address) -> Packet:
-    """The gateway's answer to send's frame: ICMP time exceeded (RFC 792), quoting the expired
-    packet's IP header and 8 bytes of its payload, back to the sender's MAC."""
+def gateway_answer(send: Send, gateway: IPv4Address, type_: int, code: int, mtu: int = 0) -> Packet:
+    """The gateway's ICMP error about send's frame (RFC 792), quoting the packet's IP header and
+    8 bytes of its payload, back to the sender's MAC."""
     frame = send.frame
     ip = bytes(frame[IP])
     quote = ip[: (ip[0] & 0xF) * 4 + 8]
     return (Ether(src=frame[Ether].dst, dst=frame[Ether].src)
             / IP(src=str(gateway), dst=frame[IP].src, ttl=64, id=0, flags=0)
-            / ICMP(type=11, code=0) / Raw(quote))
+            / ICMP(type=type_, code=code, nexthopmtu=mtu) / Raw(quote))
+
+
+def time_exceeded(send: Send, gateway: IPv4Address) -> Packet:
+    return gateway_answer(send, gateway, 11, 0)
 
 
 ICMP_ERROR_CASES = [
@@ -317,8 +336,288 @@ ICMP_ERROR_CASES = [
          error_rewritten(d_port_unreachable, outer_src=UPLINK_IP, q_dst=UPLINK_IP, q_dport=7005),
          given=(client_syn,)),
     host_bound("icmp_error_about_no_tracked_flow", stray_unreachable, given=(a_udp,)),
+    # -- an error counts only from where the flow's peer is --
+    # A (front) speaks for D's (back) SNAT flow, to the address D's replies come to: not into D
+    host_bound("icmp_error_from_container_about_another_networks_flow",
+               icmp_error(A.ipv4, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(8005, 123)), port=A), given=(d_udp,)),
+    # A speaks for D's flow to D's server: it would leave the uplink with A's private source
+    drop("icmp_error_frag_needed_from_container_about_another_flow",
+         icmp_error(A.ipv4, SERVER, quoted(SERVER, D.ipv4, udp(123, 8005)), code=4, nexthopmtu=1400, port=A),
+         "drop_icmp_error", given=(d_udp,)),
+    # from outside, about a hairpin flow (both ends are containers): not into A
+    host_bound("icmp_error_from_outside_about_a_hairpin_flow",
+               icmp_error(SERVER, BACK.gateway, quoted(BACK.gateway, D.ipv4, tcp(20000, 8005))), given=(a_hairpin,)),
+    # from outside, about A's flow, but to another address of the host than the flow's
+    host_bound("icmp_error_from_outside_to_another_host_address",
+               icmp_error(ROUTER, SECOND_IP, quoted(UPLINK_IP, SERVER, udp(20000, 53))), given=(a_udp,)),
+    host_bound("icmp_error_from_a_martian_source",
+               icmp_error(FRONT.gateway, UPLINK_IP, quoted(UPLINK_IP, SERVER, udp(20000, 53))), given=(a_udp,)),
     Case("ttl_expires_at_the_gateway", out(A, udp(20001, 33434), ttl=1), "redirect", [("egress", A.ifindex)],
          ("fwd_ttl_exceeded",), time_exceeded(out(A, udp(20001, 33434), ttl=1), FRONT.gateway)),
+]
+
+# Sources no client from outside can have (Linux's martians, the host's own addresses, and what
+# the host has no route back to): never translated into a container, whatever they ask for.
+MARTIAN_SOURCES = {
+    "host_address": UPLINK_IP,
+    "gateway": FRONT.gateway,
+    "unassigned_fastnet_address": "10.0.2.99",
+    "fastnet_subnet_broadcast": "10.0.1.255",
+    "uplink_subnet_broadcast": UPLINK_BROADCAST,
+    "loopback": LOOPBACK,
+    "loopback_net": "127.1.2.3",
+    "zero_net": "0.1.2.3",
+    "multicast": "224.0.0.5",
+    "class_e": "240.0.0.1",
+    "limited_broadcast": "255.255.255.255",
+}
+NO_FIB = host(fib_ifindex=0)  # no FIB device: only the host's address table is known
+
+MARTIAN_SOURCE_CASES = [
+    *(drop(f"martian_source_{name}_to_published_{proto}", inbound(l4, src=addr), "drop_martian_src")
+      for name, addr in MARTIAN_SOURCES.items()
+      for proto, l4 in (("tcp", tcp(5555, 7005)), ("udp", udp(5555, 5353)))),
+    drop("martian_source_host_address_without_fib", inbound(udp(5555, 5353), src=SECOND_IP), "drop_martian_src",
+         host=NO_FIB),
+    # without the FIB only the host's own addresses are known: an unassigned address goes through
+    Case("martian_source_unassigned_address_unknown_without_fib", inbound(udp(5555, 5353), src="10.0.2.99"),
+         "redirect", peer(B), DNAT_NEW, into(B, inbound(udp(5555, 5353), src="10.0.2.99"), dst=B.ipv4, dport=53),
+         host=NO_FIB),
+    # a client on the uplink's own subnet is an ordinary client
+    Case("client_on_the_uplink_subnet", inbound(udp(5555, 5353), src=NOT_HOST), "redirect", peer(B), DNAT_NEW,
+         into(B, inbound(udp(5555, 5353), src=NOT_HOST), dst=B.ipv4, dport=53)),
+]
+
+def hidden_in_padding(send: Send, header_bytes: int = 0) -> Send:
+    """send's frame with an IP total length that covers only header_bytes of its transport
+    header: the rest lies in what a receiver takes for Ethernet padding."""
+    frame = Ether(bytes(send.frame))
+    frame[IP].len = frame[IP].ihl * 4 + header_bytes
+    del frame[IP].chksum
+    return Send(Ether(bytes(frame)), send.port)
+
+
+HEADERS_MAX = 14 + 60 + 20  # FN_HEADERS_MAX (bpf/lib/ipv4.h): what a pull makes linear
+
+# Frames the parser must not trust, and the shapes of skb a NIC hands TC.
+PARSING_CASES = [
+    # a transport header past the IP total length is padding: it opens no flow
+    host_bound("uplink_syn_hidden_in_ethernet_padding", hidden_in_padding(client_syn)),
+    host_bound("uplink_syn_half_in_ethernet_padding", hidden_in_padding(client_syn, 12)),
+    host_bound("uplink_udp_hidden_in_ethernet_padding", hidden_in_padding(client_dns)),
+    drop("container_syn_hidden_in_ethernet_padding", hidden_in_padding(a_syn), "drop_malformed_l4"),
+    drop("container_udp_hidden_in_ethernet_padding", hidden_in_padding(a_udp, 4), "drop_malformed_l4"),
+    drop("container_ping_hidden_in_ethernet_padding", hidden_in_padding(a_ping), "drop_malformed_l4"),
+    # an ICMP error whose quote lies past its IP total length quotes nothing
+    host_bound("icmp_error_quote_in_ethernet_padding", hidden_in_padding(udp_unreachable, 8), given=(a_udp,)),
+    # a tagged frame (tag in skb->vlan_tci) is another VLAN's, never the uplink's own traffic
+    host_bound("uplink_vlan_tagged_to_published_port", client_syn, vlan=42),
+    host_bound("uplink_vlan_tagged_reply", server_synack, given=(a_syn,), vlan=42),
+    host_bound("uplink_vlan_priority_tagged_reply", server_synack, given=(a_syn,), vlan=0x2000),
+    # only the Ethernet header linear (what some NICs hand TC): the headers are pulled first
+    Case("uplink_dnat_ethernet_header_only_linear", client_syn, "redirect", peer(D), DNAT_NEW,
+         into(D, client_syn, dst=D.ipv4, dport=8005), linear=14, pulled=len(client_syn.frame)),
+    Case("uplink_reply_ethernet_header_only_linear", inbound(tcp(80, 20000, "PA") / Raw(bytes(200))), "redirect",
+         peer(A), CT, into(A, inbound(tcp(80, 20000, "PA") / Raw(bytes(200))), dst=A.ipv4), given=(a_syn,),
+         linear=14, pulled=HEADERS_MAX),
+    Case("uplink_reply_ip_header_only_linear", server_udp, "redirect", peer(A), CT,
+         into(A, server_udp, dst=A.ipv4), given=(a_udp,), linear=34, pulled=len(server_udp.frame)),
+    Case("snat_ethernet_header_only_linear", out(A, tcp(20000, 80, "PA") / Raw(bytes(300))), "redirect", NEIGH,
+         SNAT_NEW, to_uplink(out(A, tcp(20000, 80, "PA") / Raw(bytes(300))), src=UPLINK_IP), linear=14,
+         pulled=HEADERS_MAX),
+    # headers already linear: no pull (the cost of the check is one comparison)
+    Case("uplink_reply_headers_linear", inbound(tcp(80, 20000, "PA") / Raw(bytes(200))), "redirect", peer(A), CT,
+         into(A, inbound(tcp(80, 20000, "PA") / Raw(bytes(200))), dst=A.ipv4), given=(a_syn,), linear=HEADERS_MAX),
+]
+
+def via_vpn(l4: Packet, src: IPv4Address = VPN_SERVER, dst: IPv4Address = VPN_IP, **ip_fields) -> Send:
+    """What arrives on the VPN device (topology.VPN_IFINDEX) from src."""
+    ip = IP(src=str(src), dst=str(dst), **{"ttl": 64, **ip_fields})
+    return Send(Ether(src=ROUTER_MAC, dst=UPLINK_MAC) / ip / l4, via=VPN_IFINDEX)
+
+
+VPN = [("neigh", VPN_IFINDEX)]
+a_vpn_udp = out(A, udp(20000, 53), dst=VPN_SERVER)
+vpn_udp_reply = via_vpn(udp(53, 20000))
+
+
+def unreachable(send: Send, code: int = 1) -> Packet:
+    """The gateway's destination unreachable (host unreachable; 13: administratively prohibited)."""
+    return gateway_answer(send, gateway_of(send.port).gateway, 3, code)
+
+
+# SNAT where the host's routing sends a flow, as Docker's MASQUERADE does.
+ROUTING_CASES = [
+    Case("snat_by_a_second_route", a_vpn_udp, "redirect", VPN, SNAT_NEW, to_uplink(a_vpn_udp, src=VPN_IP)),
+    Case("snat_by_a_second_route_tcp", out(A, tcp(20000, 443), dst=VPN_SERVER), "redirect", VPN, SNAT_NEW,
+         to_uplink(out(A, tcp(20000, 443), dst=VPN_SERVER), src=VPN_IP)),
+    Case("snat_by_a_second_route_second_packet", a_vpn_udp, "redirect", VPN, CT, to_uplink(a_vpn_udp, src=VPN_IP),
+         given=(a_vpn_udp,)),
+    Case("reply_through_the_second_route", vpn_udp_reply, "redirect", peer(A), CT,
+         into(A, vpn_udp_reply, dst=A.ipv4), given=(a_vpn_udp,)),
+    Case("reply_through_the_second_route_ttl_1", via_vpn(udp(53, 20000), ttl=1), "redirect", [("egress", VPN_IFINDEX)],
+         ("fwd_ttl_exceeded",), time_exceeded(via_vpn(udp(53, 20000), ttl=1), VPN_IP), given=(a_vpn_udp,)),
+    Case("snat_without_fib_leaves_by_the_uplink", a_vpn_udp, "redirect", NEIGH, SNAT_NEW,
+         to_uplink(a_vpn_udp, src=UPLINK_IP), host=host(fib_ifindex=0)),
+    # the host's own addresses and broadcasts are the host's
+    host_bound("container_to_the_uplink_subnet_broadcast", out(A, udp(20000, 53), dst=UPLINK_BROADCAST)),
+    host_bound("container_to_the_vpn_address", out(A, udp(20000, 53), dst=VPN_IP)),
+    # nowhere to go: the gateway says so (an unassigned address of a fastnet subnet, any
+    # address behind an unreachable or prohibit route), or the packet goes nowhere
+    Case("container_to_an_unassigned_fastnet_address", out(A, udp(20000, 53), dst="10.0.2.99"), "redirect",
+         [("egress", A.ifindex)], ("fwd_unreachable",), unreachable(out(A, udp(20000, 53), dst="10.0.2.99"))),
+    Case("container_to_another_fastnet_subnet_broadcast", out(A, udp(20000, 53), dst="10.0.2.255"), "redirect",
+         [("egress", A.ifindex)], ("fwd_unreachable",), unreachable(out(A, udp(20000, 53), dst="10.0.2.255"))),
+    Case("container_to_a_prohibit_route", out(A, tcp(20000, 80), dst=PROHIBIT_NET[1]), "redirect",
+         [("egress", A.ifindex)], ("fwd_unreachable",), unreachable(out(A, tcp(20000, 80), dst=PROHIBIT_NET[1]), 13)),
+    drop("container_to_a_blackhole_route", out(A, tcp(20000, 80), dst=BLACKHOLE_NET[1]), "drop_no_route"),
+    *(drop(f"container_to_martian_{name}", out(A, udp(20000, 53), dst=addr), "drop_martian_dst")
+      for name, addr in (("resolver_address", "127.0.0.11"), ("zero_net", "0.0.0.1"), ("multicast", "224.0.0.251"),
+                         ("class_e", "240.1.2.3"), ("limited_broadcast", "255.255.255.255"),
+                         ("own_subnet_broadcast", "10.0.1.255"))),
+    # fn_from_route: replies only; the host's traffic passes uncounted, containers stay unreachable
+    Case("route_host_traffic", via_vpn(tcp(443, 5555, "A")), "ok", [], ()),
+    Case("route_routed_traffic", via_vpn(tcp(443, 5555, "A"), dst=SERVER), "ok", [], ()),
+    drop("route_to_container_address", via_vpn(tcp(5555, 8005), dst=D.ipv4), "drop_direct_access"),
+    drop("route_to_loopback", via_vpn(udp(5555, 53), dst=LOOPBACK), "drop_loopback_dst"),
+    Case("route_no_published_ports", via_vpn(tcp(5555, 7005, "S")), "ok", [], ()),
+    # a packet matching a container's own direction of the flow is no reply
+    Case("route_container_direction_not_translated", via_vpn(udp(20000, 53), src=A.ipv4, dst=VPN_SERVER), "ok", [],
+         (), given=(a_vpn_udp,)),
+    # ICMP errors about a flow count on the device its peer is behind
+    Case("icmp_error_through_the_second_route", via_vpn(ICMP(type=3, code=3) / quoted(VPN_IP, VPN_SERVER, udp(20000, 53)),
+                                                         src=ROUTER), "redirect", peer(A), ("fwd_icmp_error",),
+         error_rewritten(via_vpn(ICMP(type=3, code=3) / quoted(VPN_IP, VPN_SERVER, udp(20000, 53)), src=ROUTER),
+                         outer_dst=A.ipv4, q_src=A.ipv4, into=A), given=(a_vpn_udp,)),
+    host_bound("icmp_error_about_a_vpn_flow_on_the_uplink",
+               icmp_error(ROUTER, VPN_IP, quoted(VPN_IP, VPN_SERVER, udp(20000, 53))), given=(a_vpn_udp,)),
+    Case("icmp_error_about_an_uplink_flow_on_the_vpn",
+         via_vpn(ICMP(type=3, code=3) / quoted(UPLINK_IP, SERVER, udp(20000, 53)), src=ROUTER, dst=UPLINK_IP), "ok", [],
+         (), given=(a_udp,)),
+]
+
+# IP fragments: a 3000-byte UDP datagram (and a 2000-byte ping) in 1000-byte fragments, each
+# translated by its datagram's flow; the expected fragments are those of the datagram
+# translated whole (scapy computes the UDP checksum over all of it, then cuts).
+def fragments(send: Send, ip_id: int = 0x4242, **changes) -> list[Send]:
+    """send's datagram as the fragments its sender's stack makes of it (1000 bytes of payload
+    each); with changes (rewritten()'s), as they must leave: the datagram rewritten first."""
+    frame = send.frame.copy()
+    frame[IP].id = ip_id
+    datagram = Send(frame, send.port, send.via)
+    if changes:
+        datagram = Send(rewritten(datagram, **changes), send.port, send.via)
+    eth = datagram.frame[Ether]
+    return [Send(Ether(src=eth.src, dst=eth.dst) / f, send.port, send.via)
+            for f in fragment(datagram.frame[IP], fragsize=1000)]
+
+
+def sent(frags: list[Send]) -> list[Packet]:
+    return [f.frame for f in frags]
+
+
+BIG = bytes(range(256)) * 11 + bytes(184)  # 3000 bytes
+a_big = out(A, UDP(sport=20000, dport=53) / Raw(BIG))
+a_big_frags = fragments(a_big)
+a_big_out = sent(fragments(a_big, src=UPLINK_IP))
+server_big = inbound(UDP(sport=53, dport=20000) / Raw(BIG))
+server_big_frags = fragments(server_big)
+server_big_in = sent(fragments(server_big, dst=A.ipv4, into=A, ttl_decrement=TTL_DECREMENT_INTO_CONTAINER))
+client_big = inbound(UDP(sport=5555, dport=5353) / Raw(BIG), src=CLIENT)
+client_big_frags = fragments(client_big)
+client_big_in = sent(fragments(client_big, dst=B.ipv4, dport=53, into=B, ttl_decrement=TTL_DECREMENT_INTO_CONTAINER))
+a_big_ping = out(A, ICMP(type=8, id=0x1234, seq=1) / Raw(BIG[:2000]))
+a_big_ping_frags = fragments(a_big_ping)
+a_big_ping_out = sent(fragments(a_big_ping, src=UPLINK_IP))
+
+FRAGMENT_CASES = [
+    Case("snat_fragment_first", a_big_frags[0], "redirect", NEIGH, SNAT_NEW, a_big_out[0]),
+    Case("snat_fragment_middle", a_big_frags[1], "redirect", NEIGH, CT, a_big_out[1], given=(a_big_frags[0],)),
+    Case("snat_fragment_last", a_big_frags[3], "redirect", NEIGH, CT, a_big_out[3],
+         given=(a_big_frags[0], a_big_frags[1], a_big_frags[2])),
+    Case("snat_fragment_last_before_middle", a_big_frags[3], "redirect", NEIGH, CT, a_big_out[3],
+         given=(a_big_frags[0],)),
+    drop("snat_fragment_before_its_first", a_big_frags[1], "drop_fragment"),
+    # another datagram (IP ID) of the same flow: its fragments wait for its own first one
+    drop("snat_fragment_of_another_datagram", fragments(a_big, ip_id=0x4243)[1], "drop_fragment",
+         given=(a_big_frags[0],)),
+    Case("snat_fragment_of_a_ping", a_big_ping_frags[1], "redirect", NEIGH, CT, a_big_ping_out[1],
+         given=(a_big_ping_frags[0],)),
+    host_bound("container_fragment_to_the_host", fragments(out(A, UDP(sport=20000, dport=53) / Raw(BIG),
+                                                               dst=UPLINK_IP))[1]),
+    Case("reply_fragment_first", server_big_frags[0], "redirect", peer(A), CT, server_big_in[0], given=(a_udp,)),
+    Case("reply_fragment_middle", server_big_frags[1], "redirect", peer(A), CT, server_big_in[1],
+         given=(a_udp, server_big_frags[0])),
+    Case("reply_fragment_last_before_middle", server_big_frags[3], "redirect", peer(A), CT, server_big_in[3],
+         given=(a_udp, server_big_frags[0])),
+    host_bound("reply_fragment_before_its_first", server_big_frags[1], given=(a_udp,)),
+    host_bound("uplink_fragment_of_no_flow", server_big_frags[1]),
+    Case("dnat_fragment_first", client_big_frags[0], "redirect", peer(B), DNAT_NEW, client_big_in[0]),
+    Case("dnat_fragment_middle", client_big_frags[1], "redirect", peer(B), CT, client_big_in[1],
+         given=(client_big_frags[0],)),
+    Case("dnat_fragment_last", client_big_frags[3], "redirect", peer(B), CT, client_big_in[3],
+         given=(client_big_frags[0], client_big_frags[1], client_big_frags[2])),
+]
+
+# Path MTU: a packet too big for the device it leaves by is answered by the sender's gateway
+# with "fragmentation needed" (as a router does) instead of vanishing in the device.
+SMALL_UPLINK = host(uplink_mtu=1400)
+UPLINK_1400 = ((UPLINK_IFINDEX, 1400),)
+
+
+def sized(send: Send, ip_len: int, **ip_fields) -> Send:
+    """send's datagram padded to an IP total length of ip_len (DF set unless told otherwise)."""
+    frame = Ether(bytes(send.frame))
+    room = ip_len - len(frame[IP])
+    frame[Raw].load = frame[Raw].load + bytes(room)
+    frame[IP].flags = ip_fields.get("flags", "DF")
+    del frame[IP].len, frame[IP].chksum
+    if UDP in frame:
+        del frame[UDP].len, frame[UDP].chksum
+    elif TCP in frame:
+        del frame[TCP].chksum
+    return Send(Ether(bytes(frame)), send.port, send.via)
+
+
+def frag_needed(send: Send, mtu: int) -> Packet:
+    return gateway_answer(send, gateway_of(send.port).gateway, 3, 4, mtu)
+
+
+a_1400 = sized(a_udp, 1400)
+a_1401 = sized(a_udp, 1401)
+a_1401_no_df = sized(a_udp, 1401, flags=0)
+# (a test run takes frames up to about 3.5 kB: two segments each)
+a_gso = sized(out(A, tcp(20000, 80, "PA") / Raw(b"x")), 40 + 2 * 1448)
+a_gso_small = sized(out(A, tcp(20000, 80, "PA") / Raw(b"x")), 40 + 2 * 1348)
+d_big_reply = sized(out(D, udp(53, 5555) / Raw(b"x"), dst=CLIENT), 1401)
+a_vpn_1281 = sized(out(A, udp(20000, 53), dst=VPN_SERVER), 1281)
+server_1500 = sized(inbound(udp(53, 20000)), 1500)
+
+MTU_CASES = [
+    Case("snat_fits_the_uplink_mtu", a_1400, "redirect", NEIGH, SNAT_NEW, to_uplink(a_1400, src=UPLINK_IP),
+         host=SMALL_UPLINK, mtus=UPLINK_1400),
+    Case("snat_too_big_for_the_uplink", a_1401, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401, 1400), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    Case("snat_tracked_too_big_for_the_uplink", a_1401, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401, 1400), given=(a_udp,), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    # fastnet cannot fragment: without DF the sender learns the MTU the same way
+    Case("snat_too_big_without_df", a_1401_no_df, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401_no_df, 1400), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    # a GSO super-packet: its segments (IP + TCP headers + gso_size) are what must fit
+    Case("snat_gso_segments_too_big", a_gso, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_gso, 1400), given=(a_syn,), host=SMALL_UPLINK, mtus=UPLINK_1400, gso_size=1448),
+    Case("snat_gso_segments_fit", a_gso_small, "redirect", NEIGH, CT, to_uplink(a_gso_small, src=UPLINK_IP),
+         given=(a_syn,), host=SMALL_UPLINK, mtus=UPLINK_1400, gso_size=1348),
+    # the uplink's MTU unknown to the program: it asks the kernel for every packet
+    Case("snat_too_big_uplink_mtu_unknown", a_1401, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_1401, 1400), host=host(uplink_mtu=0), mtus=UPLINK_1400),
+    Case("dnat_reply_too_big_for_the_uplink", d_big_reply, "redirect", [("egress", D.ifindex)], ("fwd_frag_needed",),
+         frag_needed(d_big_reply, 1400), given=(client_syn,), host=SMALL_UPLINK, mtus=UPLINK_1400),
+    Case("snat_too_big_for_a_second_route", a_vpn_1281, "redirect", [("egress", A.ifindex)], ("fwd_frag_needed",),
+         frag_needed(a_vpn_1281, 1280), mtus=((VPN_IFINDEX, 1280),)),
+    # into a container nothing is checked: the veth takes it, as the host's stack would
+    Case("reply_into_a_container_is_not_checked", server_1500, "redirect", peer(A), CT,
+         into(A, server_1500, dst=A.ipv4), given=(a_udp,), host=SMALL_UPLINK, mtus=UPLINK_1400),
 ]
 
 CASES = [
@@ -435,7 +734,11 @@ CASES = [
     host_bound("dnat_address_specific_other_address", inbound(udp(5555, 5353), src=CLIENT, dst=SECOND_IP)),
     host_bound("dnat_local_only_port_on_uplink_address", inbound(tcp(5555, 9000), src=CLIENT)),
     drop("dnat_local_only_loopback", inbound(tcp(5555, 9000), src=CLIENT, dst=LOOPBACK), "drop_loopback_dst"),
-    drop("dnat_icmp_service", inbound(ping(7), src=CLIENT), "drop_nat_proto", services=(*SERVICES, PING_SERVICE)),
+    # only TCP and UDP have ports to publish: fn_pub_ports says so before any trie is asked
+    host_bound("dnat_icmp_service", inbound(ping(7), src=CLIENT), services=(*SERVICES, PING_SERVICE)),
+    # a published port's flow starts with its client's SYN
+    host_bound("dnat_tcp_ack_without_flow", inbound(tcp(5555, 7005, "A"), src=CLIENT)),
+    host_bound("dnat_tcp_syn_ack_without_flow", inbound(tcp(5555, 7005, "SA"), src=CLIENT)),
     # both published ports lead to D:8005: the second flow's reply tuple is the first's
     drop("dnat_reply_tuple_taken", inbound(tcp(5555, 9005), src=CLIENT, dst=SECOND_IP),
          "drop_ct_insert", given=(client_syn,), services=(*SERVICES, WEB_AGAIN)),
@@ -496,18 +799,27 @@ CASES = [
     # a published range: the SYN-ACK and the data go to that process, not to the published one
     host_bound("hairpin_synack_to_a_host_process", out(A, tcp(80, 7005, "SA"), dst=FRONT.gateway)),
     host_bound("hairpin_data_to_a_host_process", out(A, tcp(80, 7005, "PA"), dst=UPLINK_IP)),
-    # a port published on 127.0.0.1 is for host processes only
-    host_bound("hairpin_local_only", out(A, tcp(20000, 9000), dst=LOOPBACK)),
+    # a port published on 127.0.0.1 is for host processes only; 127/8 is never routed
+    drop("hairpin_local_only", out(A, tcp(20000, 9000), dst=LOOPBACK), "drop_martian_dst"),
     # -- from a container, to the host itself or untranslatable: the host stack decides --
     host_bound("container_to_host_unpublished_port", out(A, tcp(20000, 22), dst=UPLINK_IP)),
     host_bound("container_to_published_port_other_protocol", out(A, udp(20000, 7005), dst=UPLINK_IP)),
     host_bound("container_to_address_specific_port_other_address", out(A, udp(20000, 5353), dst=SECOND_IP)),
     host_bound("container_to_peer_via_gateway", out(A, udp(20000, 53), dst=B.ipv4)),
-    host_bound("container_non_first_fragment", out(A, Raw(bytes(16)), proto=17, frag=100)),
-    host_bound("container_other_protocol", out(A, Raw(bytes(16)), proto=132)),
-    host_bound("container_icmp_error",
-               out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=20001))),
-    host_bound("container_icmp_not_echo", out(A, ICMP(type=13))),
+    # untranslatable: the host's when addressed to it, never out with a private source
+    drop("container_non_first_fragment", out(A, Raw(bytes(16)), proto=17, frag=100), "drop_fragment"),
+    host_bound("container_non_first_fragment_to_the_host", out(A, Raw(bytes(16)), proto=17, frag=100, dst=UPLINK_IP)),
+    drop("container_other_protocol", out(A, Raw(bytes(16)), proto=132), "drop_nat_proto"),
+    host_bound("container_other_protocol_to_the_host", out(A, Raw(bytes(16)), proto=132, dst=UPLINK_IP)),
+    host_bound("container_other_protocol_to_its_gateway", out(A, Raw(bytes(16)), proto=47, dst=FRONT.gateway)),
+    drop("container_icmp_error_about_no_flow",
+         out(A, ICMP(type=3, code=3) / IP(src=str(SERVER), dst=str(A.ipv4)) / UDP(sport=53, dport=20001)),
+         "drop_icmp_error"),
+    host_bound("container_icmp_error_to_the_host",
+               out(A, ICMP(type=3, code=3) / IP(src=str(UPLINK_IP), dst=str(A.ipv4)) / UDP(sport=22, dport=20001),
+                   dst=UPLINK_IP)),
+    drop("container_icmp_not_echo", out(A, ICMP(type=13)), "drop_nat_proto"),
+    host_bound("container_icmp_not_echo_to_the_host", out(A, ICMP(type=13), dst=UPLINK_IP)),
     drop("container_tcp_header_truncated", out(A, Raw(bytes(10)), proto=6), "drop_malformed_l4"),
     drop("container_udp_length_zero", out(A, UDP(sport=20000, dport=53, len=0) / Raw(b"fastnet")),
          "drop_malformed_l4"),
@@ -524,7 +836,13 @@ CASES = [
     drop("uplink_to_container_address_icmp", inbound(ping(1), dst=A.ipv4), "drop_direct_access"),
     drop("uplink_to_loopback", inbound(udp(5555, 53), dst=LOOPBACK), "drop_loopback_dst"),
     drop("uplink_to_loopback_net", inbound(udp(5555, 53), dst="127.0.0.53"), "drop_loopback_dst"),
-    drop("uplink_from_container_address", inbound(tcp(20000, 80, "A"), src=A.ipv4, dst=SERVER), "drop_uplink_spoof"),
+    # a container's source from outside: never a client, never a reply; to the host it is the
+    # host's to judge (its reverse-path filter)
+    drop("uplink_from_container_address_to_published_port", inbound(tcp(20000, 7005), src=A.ipv4),
+         "drop_uplink_spoof"),
+    drop("uplink_from_container_address_matching_its_flow", inbound(tcp(20000, 80, "A"), src=A.ipv4, dst=SERVER),
+         "drop_uplink_spoof", given=(a_syn,)),
+    host_bound("uplink_from_container_address_to_the_host", inbound(tcp(20000, 22), src=A.ipv4)),
     host_bound("uplink_unknown_flow", inbound(tcp(5555, 22), src=CLIENT)),
     host_bound("uplink_ping_to_host", inbound(ping(1))),
     host_bound("uplink_non_first_fragment", inbound(Raw(bytes(16)), proto=17, frag=100)),
@@ -537,6 +855,11 @@ CASES = [
     host_bound("uplink_ipv4_ihl_4", inbound(udp(5555, 53), ihl=4)),
     host_bound("uplink_ipv4_total_length_beyond_frame", inbound(udp(5555, 53), len=100)),
     *ICMP_ERROR_CASES,
+    *MARTIAN_SOURCE_CASES,
+    *PARSING_CASES,
+    *ROUTING_CASES,
+    *FRAGMENT_CASES,
+    *MTU_CASES,
 ]
 
 
@@ -553,6 +876,7 @@ def delta(before: dict, after: dict) -> dict:
 @pytest.mark.parametrize("case", params(CASES))
 def test_nat(nat, case: Case):
     nat.configure(case.host, case.services)
+    nat.datapath.mtus = dict(case.mtus)
     for earlier in case.given:
         assert run(nat, earlier).verdict == "redirect", "a packet this case builds on was not translated"
     frame = bytes(case.send.frame)
@@ -560,10 +884,11 @@ def test_nat(nat, case: Case):
     before = nat.counters()
 
     with host_sockets(case.host_sockets):
-        result = run(nat, case.send)
+        result = run(nat, case.send, linear=case.linear, vlan=case.vlan, gso_size=case.gso_size)
 
     assert (result.verdict, result.redirects) == (case.verdict, case.redirects)
     assert result.output.hex() == expected_output.hex()
+    assert result.pulled == case.pulled
     assert delta(before, nat.counters()) == {(case.send.prog, c): (1, len(frame)) for c in case.counters}
 
 

@@ -13,6 +13,7 @@ from socket import IPPROTO_TCP, IPPROTO_UDP
 
 from fastnet.control.spec import mac_for
 from fastnet.datapath.maps import CtBudgets, HostRecord, NetworkRecord, PortRecord, ServiceRecord, default_timeouts
+from fastnet.datapath.testrun import FIB_BLACKHOLE, FIB_NOT_FWDED, FIB_PROHIBIT, FIB_UNREACHABLE, Route
 
 
 def network(net_id: int, subnet: str) -> NetworkRecord:
@@ -68,16 +69,54 @@ OTHER_SERVER = IPv4Address("203.0.113.11")
 CLIENT = IPv4Address("192.0.2.50")  # an outside client of published ports
 NOT_HOST = IPv4Address("198.51.100.99")  # on the uplink's subnet, not the host's
 
+# A second way out: the host routes VPN_NET through a tunnel device (a VPN, or a second NIC).
+VPN_IFINDEX = 950
+VPN_IP = IPv4Address("10.8.0.2")  # the host's address on it
+VPN_NET = IPv4Network("203.0.113.128/25")
+VPN_SERVER = IPv4Address("203.0.113.200")
+BLACKHOLE_NET = IPv4Network("203.0.113.64/26")  # routes the host discards ...
+PROHIBIT_NET = IPv4Network("203.0.113.32/27")  # ... or refuses
+
 SNAT_PORTS = (1024, 32767)
 HOST_ADDRESSES = ((UPLINK_IP, False), (SECOND_IP, False), (LOOPBACK, True), (FRONT.gateway, False),
-                  (BACK.gateway, False), (INTERNAL.gateway, False))
+                  (BACK.gateway, False), (INTERNAL.gateway, False), (VPN_IP, False))
+UPLINK_NET = IPv4Network("198.51.100.0/24")
+UPLINK_BROADCAST = UPLINK_NET.broadcast_address
+FIB_IFINDEX = 990  # fastnet's FIB device (control/routing.py): lookups are made as if arriving on it
+
+
+def host_routes(networks: list[NetworkRecord] = NAT_NETWORKS, ports: list[PortRecord] = NAT_PORTS) -> list[Route]:
+    """The host's routing table as the kernel would answer bpf_fib_lookup (fn_test_fib): the
+    default route and the uplink's subnet out of the uplink, VPN_NET through the VPN device, a
+    blackhole and a prohibit route; local addresses and broadcasts (not forwarded); fastnet's
+    unreachable route per subnet and a /32 per container."""
+    routes = [
+        Route(IPv4Network("0.0.0.0/0"), ifindex=UPLINK_IFINDEX, src=UPLINK_IP),
+        Route(UPLINK_NET, ifindex=UPLINK_IFINDEX, src=UPLINK_IP),
+        Route(VPN_NET, ifindex=VPN_IFINDEX, src=VPN_IP),
+        Route(BLACKHOLE_NET, FIB_BLACKHOLE),
+        Route(PROHIBIT_NET, FIB_PROHIBIT),
+        Route(IPv4Network(f"{UPLINK_BROADCAST}/32"), FIB_NOT_FWDED),
+        Route(IPv4Network("127.0.0.0/8"), FIB_NOT_FWDED),
+        *(Route(IPv4Network(f"{a}/32"), FIB_NOT_FWDED) for a, _ in HOST_ADDRESSES),
+    ]
+    for n in networks:
+        routes.append(Route(n.subnet, FIB_UNREACHABLE))
+    for p in ports:
+        net = next((n for n in networks if n.net_id == p.net_id), None)
+        if net is not None:
+            routes.append(Route(IPv4Network(f"{p.ipv4}/32"), ifindex=p.ifindex, src=net.gateway))
+    return routes
+
+
+ROUTES = host_routes()
 
 
 def host(snat_ports: tuple[int, int] = SNAT_PORTS, uplink_is_parent: bool = False, budgets: CtBudgets | None = None,
-         **timeouts: int) -> HostRecord:
+         fib_ifindex: int = FIB_IFINDEX, uplink_mtu: int = 1500, **timeouts: int) -> HostRecord:
     """The host with its uplink; keyword arguments override conntrack timeouts (seconds)."""
     return HostRecord(UPLINK_IFINDEX, UPLINK_IP, snat_ports, 0, HOST_ADDRESSES, {**default_timeouts(), **timeouts},
-                      uplink_is_parent, budgets)
+                      uplink_is_parent, budgets, fib_ifindex, uplink_mtu)
 
 
 HOST = host()

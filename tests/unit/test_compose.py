@@ -835,3 +835,20 @@ def test_external_false_is_an_ordinary_network():
     doc, warnings = translate("services: {}\nnetworks:\n  n: {external: false}\n")
     assert doc["networks"] == {"shop_n": {"subnet": "172.18.0.0/16"}}
     assert warnings == ()
+
+
+def test_driver_mtu_option_becomes_the_network_mtu():
+    doc, warnings = translate("""\
+        services: {}
+        networks:
+          n:
+            driver_opts: {com.docker.network.driver.mtu: "1400"}
+          m:
+            driver: bridge
+            driver_opts: {com.docker.network.driver.mtu: 9000}
+        """)
+    assert doc["networks"]["shop_n"]["mtu"] == 1400
+    assert doc["networks"]["shop_m"]["mtu"] == 9000
+    assert warnings == ()
+    fails("services: {}\nnetworks:\n  n:\n    driver_opts: {com.docker.network.driver.mtu: 20}\n", 4, 50,
+          "networks.n.driver_opts.com.docker.network.driver.mtu", "mtu 20 is out of range")

@@ -744,3 +744,28 @@ def test_conntrack_half_closed_timeout():
     assert parse_config("conntrack: {timeouts: {tcp_half_closed: 600}}\n").conntrack.tcp_half_closed == 600
     with pytest.raises(ConfigError, match="conntrack.timeouts.tcp_half_closed"):
         parse_config("conntrack: {timeouts: {tcp_half_closed: 0}}\n")
+
+
+# ---------------------------------------------------------------- mtu
+
+
+def test_network_mtu():
+    cfg = parse("networks:\n  front: {subnet: 10.90.1.0/24, mtu: 1400}\n  back: {subnet: 10.90.2.0/24}\n")
+    assert (cfg.networks["front"].mtu, cfg.networks["back"].mtu) == (1400, None)
+    assert parse("networks:\n  front: {subnet: 10.90.1.0/24, mtu: 68}\n").networks["front"].mtu == 68
+    assert parse("networks:\n  front: {subnet: 10.90.1.0/24, mtu: 65535}\n").networks["front"].mtu == 65535
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("67", "mtu 67 is out of range: from 68 to 65535"),
+    ("65536", "mtu 65536 is out of range: from 68 to 65535"),
+    ("'1400'", "expected an integer"),
+    ("true", "expected an integer"),
+])
+def test_bad_network_mtu(value, fragment):
+    fails(f"networks:\n  front:\n    subnet: 10.90.1.0/24\n    mtu: {value}\n", 4, 10, "networks.front.mtu", fragment)
+
+
+def test_network_mtu_is_for_bridge_networks_only():
+    fails("networks:\n  lan:\n    driver: macvlan\n    parent: eth0\n    subnet: 192.168.1.0/24\n    mtu: 1400\n",
+          6, 5, "networks.lan.mtu", "mtu is only for bridge networks")

@@ -73,3 +73,48 @@ def test_addresses_and_interface_names_survive_edits():
 
 def test_mac_for():
     assert mac_for(IPv4Address("172.17.0.1")) == "02:fa:ac:11:00:01"
+
+
+MTU = """
+name: demo
+networks:
+  front: {subnet: 10.90.1.0/24}
+  big: {subnet: 10.90.4.0/24, mtu: 9000}
+  lan: {driver: macvlan, parent: eth0, subnet: 192.168.1.0/24}
+containers:
+  api:
+    networks: [front, big, lan]
+"""
+
+
+def mtus(spec, container="api"):
+    return {i.network: i.mtu for i in spec.containers[container].interfaces}
+
+
+def test_interfaces_take_the_network_mtu_else_the_uplinks():
+    spec = build(parse_config(MTU), None, default_mtu=1400)
+    assert mtus(spec) == {"front": 1400, "big": 9000, "lan": None}
+    assert (spec.networks["front"].mtu, spec.networks["big"].mtu) == (None, 9000)
+
+
+def test_a_changed_uplink_mtu_does_not_change_existing_interfaces():
+    first = build(parse_config(MTU), None, default_mtu=1400)
+    again = build(parse_config(MTU + "  new:\n    networks: [front]\n"), first, default_mtu=1500)
+    assert mtus(again) == mtus(first)
+    assert mtus(again, "new") == {"front": 1500}
+
+
+def test_a_changed_network_mtu_changes_its_interfaces():
+    first = build(parse_config(MTU), None, default_mtu=1400)
+    edited = build(parse_config(MTU.replace("mtu: 9000", "mtu: 8000")), first, default_mtu=1400)
+    assert mtus(edited) == {"front": 1400, "big": 8000, "lan": None}
+    # without its mtu the network takes the uplink's again
+    dropped = build(parse_config(MTU.replace(", mtu: 9000", "")), first, default_mtu=1500)
+    assert mtus(dropped)["big"] == 1500
+
+
+def test_state_without_mtus_keeps_them_unset():
+    """State written before `mtu:` has none: its interfaces keep the kernel's default."""
+    first = build(parse_config(MTU), None, default_mtu=None)
+    assert mtus(first) == {"front": None, "big": 9000, "lan": None}
+    assert mtus(build(parse_config(MTU), first, default_mtu=1400))["front"] is None

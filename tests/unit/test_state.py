@@ -21,9 +21,11 @@ containers:
 """
 
 
-def test_round_trip():
+@pytest.mark.parametrize("text", [TEXT, TEXT.replace("10.90.1.0/24}", "10.90.1.0/24, mtu: 1400}")],
+                         ids=["plain", "mtu"])
+def test_round_trip(text):
     st = state.ProjectState(
-        spec=build(parse_config(TEXT), None),
+        spec=build(parse_config(text), None, default_mtu=1450),
         source="/x/fastnet.yaml",
         ports={"web/front": 7},
         commands={"web": state.CommandState(123, 456, ("sleep", "1000"))},

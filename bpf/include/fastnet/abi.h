@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 9
+#define FASTNET_ABI_VERSION 10
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -52,6 +52,7 @@
 #define FN_PROG_FROM_IPVLAN    3
 #define FN_PROG_FROM_PARENT    4
 #define FN_PROG_FROM_TAGGER    5
+#define FN_PROG_FROM_ROUTE     6
 #define FN_PROG_MAX            8
 #define FN_COUNTER_SLOTS       64
 
@@ -168,6 +169,11 @@ struct fn_host_config {
 	__u32  ct_port_new_max;
 	__u32  ct_container_max;
 	__u32  ct_container_new_max;
+	__u32  fib_ifindex;    /* the device FIB lookups are made as if arriving on (forwarding=1,
+	                        * down, no address: control/routing.py); 0: none, the routing
+	                        * checks fall back to the host's address table */
+	__u32  uplink_mtu;     /* the uplink's MTU: a packet within it leaves without asking
+	                        * bpf_check_mtu; 0: unknown, always ask */
 };
 
 /*
@@ -296,7 +302,8 @@ struct fn_ct_entry {
 	__be32 to_daddr;
 	__be16 to_sport;
 	__be16 to_dport;
-	__u32  out_ifindex;    /* container port to deliver to; 0: out of the uplink */
+	__u32  out_ifindex;    /* container port to deliver to; 0: out of the uplink; with
+	                        * FN_CT_F_ROUTED: the host device to leave by */
 	__u8   out_dmac[6];    /* delivering to a container: its MAC ... */
 	__u8   out_smac[6];    /* ... and its gateway's */
 	__u8   state;          /* FN_CT_*: the flow's, the same in both entries */
@@ -324,6 +331,8 @@ struct fn_ct_entry {
 #define FN_CT_F_HAIRPIN    0x8  /* a container to a published port of this host */
 #define FN_CT_F_LOCAL      0x10 /* client is a host process (socket hook) */
 #define FN_CT_F_INBOUND    0x20 /* from outside: counted in the in budgets */
+#define FN_CT_F_ROUTED     0x40 /* SNAT out of a host device other than the uplink, which
+                                 * out_ifindex then names (bpf_redirect_neigh on it) */
 
 #define FN_CT_TCP_SEQ        0x1 /* seq is known */
 #define FN_CT_TCP_ACK_EXPECT 0x2 /* ack_expect is known */
@@ -399,6 +408,29 @@ struct fn_nat_map {
 #define FN_NAT_MAP_F_EXTERNAL 0x1 /* keyed by the external side: the owner's endpoint */
 
 /*
+ * fn_frags: LRU_HASH, IP fragments (as Cilium tracks them): the first fragment of a datagram
+ * that a flow translates records its ports, keyed by what identifies the datagram's other
+ * fragments, which carry no transport header (source, destination, protocol and IP ID, as
+ * they arrive). Written and read by the programs only; entries age out by LRU.
+ */
+#ifndef FN_FRAG_MAX
+#define FN_FRAG_MAX 8192
+#endif
+
+struct fn_frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8   proto;
+	__u8   pad;            /* always 0: part of the hashed key */
+};
+
+struct fn_frag_ports {
+	__be16 sport;          /* the first fragment's key ports (ICMP echo: see fn_l4_parse) */
+	__be16 dport;
+};
+
+/*
  * fn_sock_orig: SK_STORAGE, per socket whose connect()/sendmsg() the socket hooks redirected
  * (a host process's to a published port's container, a container's to its DNS resolver's
  * port): for a connect(), the address it asked for, so that replies and getpeername() show
@@ -453,15 +485,41 @@ struct fn_resolver {
 
 /*
  * fn_test_state: ARRAY with one entry, only in the test build (FN_TEST): the clock the
- * programs read, and the redirects a run would have performed.
+ * programs read, the redirects a run would have performed, and what a test run cannot set
+ * up on its skb or in the kernel (bpf/lib/helpers.h): the device MTUs bpf_check_mtu sees,
+ * a linear part shorter than the frame, an 802.1Q tag the stack moved into skb->vlan_tci.
  */
 #define FN_TEST_MAX_REDIRECTS 16
+#define FN_TEST_MAX_MTUS      4
 struct fn_test_state {
 	__u64 now;            /* ns: what fn_now() returns */
 	__u32 count;          /* redirects recorded by the last run (the test zeroes it) */
 	__u32 pad;
 	__u32 ifindex[FN_TEST_MAX_REDIRECTS];
 	__u32 kind[FN_TEST_MAX_REDIRECTS]; /* FN_REDIRECT_* */
+	__u32 mtu_ifindex[FN_TEST_MAX_MTUS]; /* devices whose MTU is not 1500 ... */
+	__u32 mtu[FN_TEST_MAX_MTUS];         /* ... and their MTUs */
+	__u32 linear;         /* bytes of the frame in the skb's linear part; 0: all of them */
+	__u32 pulled;         /* the length of the run's last bpf_skb_pull_data; 0: none */
+	__u32 vlan;           /* 0: untagged; else FN_TEST_VLAN | the tag's TCI */
+	__u32 pad2;
+};
+#define FN_TEST_VLAN 0x10000
+
+/*
+ * fn_test_fib: LPM_TRIE, only in the test build: the host's routing table as bpf_fib_lookup
+ * would answer it (the test process's own namespace has none of the topology's devices).
+ */
+struct fn_test_fib_key {
+	__u32 prefixlen;
+	__u8  addr[4];         /* be */
+};
+
+struct fn_test_route {
+	__s32  ret;            /* BPF_FIB_LKUP_RET_* */
+	__u32  ifindex;        /* the device it leaves by (ret 0) */
+	__be32 src;            /* be: the address the host would send from (BPF_FIB_LOOKUP_SRC) */
+	__u32  pad;
 };
 
 #define FN_REDIRECT_PEER    1 /* bpf_redirect_peer: into the namespace of the device's peer */

@@ -63,7 +63,13 @@
 	X(FN_DROP_CT_NEW_FULL,     48, DROP, "new flow refused: its conntrack budget of new flows is full") \
 	X(FN_DROP_CT_FULL,         49, DROP, "flow refused at its confirmation: its conntrack budget is full") \
 	X(FN_FWD_CT_RST_IGNORED,   50, FWD,  "TCP RST outside its flow's window: delivered, the flow kept") \
-	X(FN_DROP_TAIL_CALL,       51, DROP, "tail call failed: its program is missing from fn_tails")
+	X(FN_DROP_TAIL_CALL,       51, DROP, "tail call failed: its program is missing from fn_tails") \
+	X(FN_DROP_MARTIAN_SRC,     52, DROP, "packet from outside with a martian source (the host's, a fastnet subnet's, loopback, 0/8, multicast, broadcast)") \
+	X(FN_DROP_ICMP_ERROR,      53, DROP, "ICMP error from a container about a flow that is not its own") \
+	X(FN_DROP_MARTIAN_DST,     54, DROP, "destination never routed (0/8, 127/8, multicast, 240/4, the network's broadcast)") \
+	X(FN_FWD_UNREACHABLE,      55, FWD,  "no route to the destination: ICMP destination unreachable sent back") \
+	X(FN_DROP_NO_ROUTE,        56, DROP, "blackhole route to the destination") \
+	X(FN_FWD_FRAG_NEEDED,      57, FWD,  "too big for the device it leaves by: ICMP fragmentation needed sent back")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,
