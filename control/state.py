@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from .model import Conntrack, PortMapping
+from .model import ORIGIN_FILE, Conntrack, PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 from ..datapath.errors import FastnetError
@@ -65,6 +65,8 @@ class ProjectState:
     source: str = ""
     ports: dict[str, int] = field(default_factory=dict)  # "container/network" -> host ifindex
     commands: dict[str, CommandState] = field(default_factory=dict)
+    # container -> what the CNI runtime gave and got for it (control/cni/attach.py's record)
+    cni: dict[str, dict] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -141,10 +143,11 @@ def from_json(text: str) -> ProjectState:
         containers[k] = ContainerSpec(
             v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None, publish,
             v.get("network_mode"),  # absent in files written before network modes
+            v.get("origin", ORIGIN_FILE),  # absent in files written before the CNI plugin
         )
     spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers, Conntrack(**s["conntrack"]))
     commands = {k: CommandState(v["pid"], v["start_time"], tuple(v["argv"])) for k, v in d["commands"].items()}
-    return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands)
+    return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands, cni=d.get("cni", {}))
 
 
 def path_of(host: Host, project: str) -> Path:
