@@ -56,7 +56,8 @@ class Podman:
         (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(dir=workdir))
         (workdir / "plugins" / "fastnet-cni").symlink_to(PLUGIN)
         for p in DISTRIBUTION_PLUGINS.iterdir():
-            (workdir / "plugins" / p.name).symlink_to(p)
+            if p.name != PLUGIN.name:  # setup links fastnet-cni there too: this venv's is tested
+                (workdir / "plugins" / p.name).symlink_to(p)
         rootfs = workdir / "rootfs"
         for d in ("bin", "etc", "www"):
             (rootfs / d).mkdir(parents=True)
