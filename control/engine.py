@@ -15,7 +15,7 @@ from . import state as statestore
 from .backends import BACKENDS, backend_for
 from .backends.base import Backend
 from .config import Config
-from .model import PortMapping, describe_mapping, mappings_overlap
+from .model import ORIGIN_FILE, SOURCE_CNI, PortMapping, describe_mapping, mappings_overlap
 from .dns import notify as dns_notify
 from .host import Host, HostError, current_host, enter_host_mounts, ensure_running, locked, stop_keeper, wait_for_agent
 from .plan import Plan, make_plan
@@ -233,10 +233,10 @@ def up(config: Config) -> UpResult:
                 interrupt.checkpoint()  # a signal after the last step still undoes the run
             except BaseException as exc:
                 undo_errors = journal.rollback()
-                _finish(host, st, backend)
+                settle_after_rollback(host, st, backend)
                 detail = f" (rollback: {'; '.join(undo_errors)})" if undo_errors else ""
                 status = exc.exit_status if isinstance(exc, interrupt.Interrupted) else 1
-                raise UpError(f"{_one_line(exc)}; rolled back{detail}", status) from exc
+                raise UpError(f"{one_line(exc)}; rolled back{detail}", status) from exc
             statestore.save(host, st)
         dns_notify.reload(host, st.name)
         return UpResult(desired.name, plan, st)
@@ -248,7 +248,7 @@ def _publish_names(host: Host, st: ProjectState) -> None:
     dns_notify.reload(host, st.name)
 
 
-def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
+def settle_after_rollback(host: Host, st: ProjectState, backend: Backend) -> None:
     """After a rollback: record what is left and bring the datapath in line with it, or forget
     a project that has nothing left."""
     if st.spec.containers or st.spec.networks:
@@ -266,7 +266,7 @@ def _finish(host: Host, st: ProjectState, backend: Backend) -> None:
     _stop_keeper_if_idle(host)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -302,6 +302,34 @@ def _foreign_subnets(host: Host, project: str) -> frozenset:
     return frozenset(subnets)
 
 
+def _down_keeping_adopted(host: Host, st: ProjectState, backend: Backend, report: DownReport) -> None:
+    """`down` of a project a container engine also attached containers to (through CNI): what
+    the file made goes; those containers stay, with the networks they are on, until their
+    runtime's DEL (the last one takes the project with it)."""
+    adopted = [c for c in st.spec.containers.values() if c.origin != ORIGIN_FILE]
+    used = {i.network for c in adopted for i in c.interfaces}
+    with IPRoute() as ipr:
+        project = Project(host, st, backend, ipr)
+        for c in modes.removal_order([c for c in st.spec.containers.values() if c.origin == ORIGIN_FILE]):
+            report.errors += project.remove_container(c.name)
+        for net in [n for n in st.spec.networks.values() if n.name not in used]:
+            try:
+                project.remove_network(net)
+            except Exception as exc:
+                report.errors.append(f"network {net.name}: {exc}")
+    st.source = SOURCE_CNI
+    statestore.save(host, st)
+    try:
+        backend.prepare(st.spec)
+        backend.sync(st)
+    except Exception as exc:
+        report.errors.append(f"{backend.name} datapath: {exc}")
+    dns_notify.reload(host, st.name)
+    names = ", ".join(sorted(c.name for c in adopted))
+    report.notes.append(f"kept the containers attached through CNI ({names}) and their networks "
+                        f"({', '.join(sorted(used))}): their runtime detaches them")
+
+
 def down(project_name: str, config: Config | None = None) -> DownReport:
     """Remove every trace of the project on this host, keeping going past errors. SIGINT,
     SIGTERM and SIGHUP wait until it is done: an interrupted teardown would only leave more
@@ -324,6 +352,9 @@ def down(project_name: str, config: Config | None = None) -> DownReport:
         backend_name = st.spec.backend if st else (config.backend if config else "ebpf")
         backend = backend_for(backend_name, host, project_name)
         st = st or ProjectState(spec=ProjectSpec(project_name, backend_name, None))
+        if any(c.origin != ORIGIN_FILE for c in st.spec.containers.values()):
+            _down_keeping_adopted(host, st, backend, report)
+            return report
         with IPRoute() as ipr:
             project = Project(host, st, backend, ipr)
             for c in modes.removal_order(list(st.spec.containers.values())):

@@ -30,6 +30,7 @@ def _project_view(host, keeper, st) -> dict:
         containers[c.name] = {
             "name": c.name,
             "project": st.name,
+            "origin": c.origin,  # "file" (`fastnet up`) or "cni" (a container engine)
             "backend": st.spec.backend,
             "mode": modes.mode_of(c),
             # None in host mode: the host's own namespace is not the container's to report

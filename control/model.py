@@ -10,6 +10,10 @@ from ipaddress import IPv4Address
 DEFAULT_NETWORK = "bridge"
 DEFAULT_DRIVER = "bridge"  # of a network that names none (control/netdrivers/)
 CONTAINER_MODE_PREFIX = "container:"
+# Where a container came from (ContainerSpec.origin): a project file (`fastnet up`) or a
+# container engine through the CNI plugin (control/cni/). Each side adds and removes only its own.
+ORIGIN_FILE, ORIGIN_CNI = "file", "cni"
+SOURCE_CNI = "cni"  # ProjectState.source of a project no file holds: its CNI containers' alone
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def print_ps(inv: dict) -> None:
         console.print("no fastnet projects on this host")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("PROJECT", "CONTAINER", "BACKEND", "MODE", "NETWORKS", "DRIVER", "PORTS", "COMMAND"):
+    for col in ("PROJECT", "CONTAINER", "ORIGIN", "BACKEND", "MODE", "NETWORKS", "DRIVER", "PORTS", "COMMAND"):
         table.add_column(col)
     for p in inv["projects"].values():
         for c in p["containers"].values():
@@ -38,7 +38,7 @@ def print_ps(inv: dict) -> None:
                 state = "running" if c["command"]["running"] else "exited"
                 cmd = f"{' '.join(c['command']['argv'])} ({state})"
             ports = ", ".join(c.get("publish", [])) or "-"
-            table.add_row(p["name"], c["name"], p["backend"], c.get("mode", "bridge"), nets, drivers, ports, cmd)
+            table.add_row(p["name"], c["name"], c.get("origin", "file"), p["backend"], c.get("mode", "bridge"), nets, drivers, ports, cmd)
     console.print(table)
     for name, up in inv.get("uplinks", {}).items():
         if up["state"] != "up" or not up["ipv4"]:

@@ -14,6 +14,7 @@ from . import failpoints, interrupt, links, logs, modes, netdrivers, sandbox
 from .backends.base import Backend
 from .dns import resolvconf
 from .host import Host
+from .model import ORIGIN_FILE
 from .plan import Observed, Plan
 from .spec import ContainerSpec, InterfaceSpec, ProjectSpec
 from .state import CommandState, ProjectState, port_key
@@ -108,7 +109,9 @@ class Project:
         netdrivers.of(net).remove_network(self, net)
 
     def create_container(self, c: ContainerSpec, journal: Journal) -> None:
-        if modes.owns_namespace(c):
+        """An adopted container's namespace (origin other than a file's) is bound by its
+        caller (control/cni/attach.py) before this: fastnet records it, never creates one."""
+        if c.origin == ORIGIN_FILE and modes.owns_namespace(c):
             sandbox.create(self.netns_path(c))
             resolvconf.write(self.host.runtime, c.netns)
             if c.network_mode == "none":
@@ -146,7 +149,9 @@ class Project:
             return errors
         steps = [("command", lambda: self.stop_command(cname))]
         steps += [(f"interface {i.network}", lambda i=i: self.detach_interface(cname, i)) for i in c.interfaces]
-        if modes.owns_namespace(c):  # never the host's or another container's
+        if c.origin != ORIGIN_FILE:  # a runtime's namespace: let go of it, kill nothing in it
+            steps += [("namespace", lambda: sandbox.release(self.host.netns_dir / c.netns))]
+        elif modes.owns_namespace(c):  # never the host's or another container's
             steps += [("namespace", lambda: remove_namespace(self.host, c.netns))]
         for what, fn in steps:
             try:

@@ -44,6 +44,31 @@ def create(path: Path) -> None:
         os.close(saved)
 
 
+def adopt(fd: int, path: Path) -> None:
+    """Bind the namespace open at fd (another runtime's) at path: a reference that keeps it
+    visible to fastnet's processes, whatever mount namespace its runtime keeps it in."""
+    if path.exists():
+        if linux.is_nsfs_mount(str(path)):
+            raise SandboxError(f"network namespace {path} already exists")
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o444, exist_ok=False)
+    try:
+        linux.mount(f"/proc/self/fd/{fd}", str(path), None, linux.MS_BIND)
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
+def release(path: Path) -> None:
+    """Let go of an adopted namespace: unbind only; its processes are its runtime's (idempotent)."""
+    if linux.is_nsfs_mount(str(path)):
+        linux.umount(str(path))
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
 def remove(path: Path) -> None:
     """Kill everything inside, unbind and delete (idempotent)."""
     if linux.is_nsfs_mount(str(path)):

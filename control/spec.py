@@ -12,7 +12,8 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from . import ipam
-from .model import CONTAINER_MODE_PREFIX, DEFAULT_DRIVER, Conntrack, PortMapping
+from ..datapath.errors import FastnetError
+from .model import CONTAINER_MODE_PREFIX, DEFAULT_DRIVER, ORIGIN_FILE, Conntrack, PortMapping
 
 if TYPE_CHECKING:  # what reads state files (the agent) must not load the config model
     from .config import Config
@@ -92,6 +93,7 @@ class ContainerSpec:
     command: tuple[str, ...] | None = None
     publish: tuple[PortMapping, ...] = ()
     network_mode: str | None = None  # as in config.Container
+    origin: str = ORIGIN_FILE  # model.ORIGIN_*: what added it, and so what may remove it
 
     def interface(self, network: str) -> InterfaceSpec | None:
         return next((i for i in self.interfaces if i.network == network), None)
@@ -136,12 +138,32 @@ def _interface_mtu(net: NetworkSpec, sized: bool, prev_net: NetworkSpec | None, 
     return default_mtu
 
 
+class SpecError(FastnetError):
+    """The config cannot be applied as it stands beside what the project holds."""
+
+
+def _adopted(config: Config, previous: ProjectSpec | None) -> dict[str, ContainerSpec]:
+    """The containers another caller added to the project (a container engine, through CNI):
+    `up` keeps them exactly as they are, so their names and their networks' subnets stay."""
+    kept = {n: c for n, c in (previous.containers.items() if previous else ()) if c.origin != ORIGIN_FILE}
+    for c in kept.values():
+        if c.name in config.containers:
+            raise SpecError(f"containers.{c.name}: the name is taken by a container attached through {c.origin}")
+        for i in c.interfaces:
+            net, old = config.networks.get(i.network), previous.networks.get(i.network)
+            if old is not None and (net is None or (net.subnet, net.gateway) != (old.subnet, old.gateway)):
+                raise SpecError(f"networks.{i.network}: container {c.name}, attached through {c.origin}, is on it: "
+                                f"it must stay, with subnet {old.subnet} and gateway {old.gateway}")
+    return kept
+
+
 def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset(),
           default_mtu: int | None = None) -> ProjectSpec:
     """`foreign_net_ids`: ids held by other projects on the host (the datapath is shared);
     `default_mtu`: the uplink's MTU, for new interfaces of bridge networks without `mtu:`."""
     prev_nets = previous.networks if previous else {}
     prev_ctrs = previous.containers if previous else {}
+    adopted = _adopted(config, previous)
 
     networks: dict[str, NetworkSpec] = {}
     used_ids = {n.net_id for name, n in prev_nets.items() if name in config.networks} | set(foreign_net_ids)
@@ -167,6 +189,7 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             for a in c.attachments
             if a.network == name
         ]
+        requests += [(c.name, i.ipv4) for c in adopted.values() if (i := c.interface(name)) is not None]
         existing = {}
         for cname, ctr in prev_ctrs.items():
             iface = ctr.interface(name)
@@ -215,4 +238,5 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             publish=tuple(c.publish),
             network_mode=c.network_mode,
         )
+    containers.update(adopted)
     return ProjectSpec(config.name, config.backend, config.uplink, networks, containers, config.conntrack)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from .model import Conntrack, PortMapping
+from .model import ORIGIN_FILE, Conntrack, PortMapping
 from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 from ..datapath.errors import FastnetError
 
-FORMAT = 5
+FORMAT = 6
 
 
 class StateError(FastnetError):
@@ -60,7 +60,21 @@ def _v4_to_v5(d: dict) -> dict:
 
 
 # format N -> the function that turns it into format N + 1; a file is read by applying them in turn
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+def _v5_to_v6(d: dict) -> dict:
+    """Format 6 added where each container came from (a file, or an engine through CNI: an
+    older fastnet, blind to it, would remove an engine's containers and kill their processes),
+    the CNI attachments, and interface MTUs; absent: from a file, none, the kernel's."""
+    for c in d["spec"]["containers"].values():
+        c.setdefault("origin", ORIGIN_FILE)
+        for i in c["interfaces"]:
+            i.setdefault("mtu", None)
+    for n in d["spec"]["networks"].values():
+        n.setdefault("mtu", None)
+    d.setdefault("cni", {})
+    return d
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 
 
 @dataclass
@@ -78,6 +92,8 @@ class ProjectState:
     source: str = ""
     ports: dict[str, int] = field(default_factory=dict)  # "container/network" -> host ifindex
     commands: dict[str, CommandState] = field(default_factory=dict)
+    # container -> what the CNI runtime gave and got for it (control/cni/attach.py's record)
+    cni: dict[str, dict] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -121,7 +137,7 @@ def from_json(text: str) -> ProjectState:
     s = d["spec"]
     networks = {
         k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"],
-                       v.get("parent"), v.get("mode"), v.get("mtu"))  # mtu: absent before `mtu:`
+                       v.get("parent"), v.get("mode"), v["mtu"])
         for k, v in s["networks"].items()
     }
     containers = {}
@@ -137,7 +153,7 @@ def from_json(text: str) -> ProjectState:
                 gateway=IPv4Address(i["gateway"]),
                 default_route=i["default_route"],
                 aliases=tuple(i["aliases"]),
-                mtu=i.get("mtu"),
+                mtu=i["mtu"],
             )
             for i in v["interfaces"]
         )
@@ -155,10 +171,11 @@ def from_json(text: str) -> ProjectState:
         containers[k] = ContainerSpec(
             v["name"], v["netns"], ifaces, tuple(v["command"]) if v["command"] else None, publish,
             v.get("network_mode"),  # absent in files written before network modes
+            v["origin"],
         )
     spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers, Conntrack(**s["conntrack"]))
     commands = {k: CommandState(v["pid"], v["start_time"], tuple(v["argv"])) for k, v in d["commands"].items()}
-    return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands)
+    return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands, cni=d["cni"])
 
 
 def path_of(host: Host, project: str) -> Path:

@@ -13,6 +13,7 @@ PACKAGES=(
   python3-bpfcc bpfcc-tools libbpf1 bpftool python3-venv python3-dev
   iproute2 ethtool iputils-ping netcat-openbsd tcpdump
   iptables nftables conntrack iperf3 sockperf wrk dnsutils dnsperf
+  podman crun containernetworking-plugins busybox-static   # fastnet-cni under podman (tests/integration/test_podman.py)
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -90,6 +91,16 @@ if [[ "$(readlink -f /usr/local/bin/fastnet 2>/dev/null)" != "$VENV/bin/fastnet"
   log "linking /usr/local/bin/fastnet"
   ln -sfn "$VENV/bin/fastnet" /usr/local/bin/fastnet
 fi
+
+# fastnet-cni where runtimes look for CNI plugins: the CNI convention's directory and the
+# distribution's (podman's default cni_plugin_dirs hold both).
+for dir in /opt/cni/bin /usr/lib/cni; do
+  if [[ "$(readlink -f "$dir/fastnet-cni" 2>/dev/null)" != "$VENV/bin/fastnet-cni" ]]; then
+    log "linking $dir/fastnet-cni"
+    mkdir -p "$dir"
+    ln -sfn "$VENV/bin/fastnet-cni" "$dir/fastnet-cni"
+  fi
+done
 
 "$VENV/bin/python" -c 'import bcc, pyroute2, scapy' || { echo "setup: venv cannot import bcc/pyroute2/scapy" >&2; exit 1; }
 log "ready"

@@ -62,10 +62,22 @@ def _as_format(st: state.ProjectState, version: int) -> dict:
     if version == 1:
         for c in d["spec"]["containers"].values():
             del c["publish"], c["network_mode"]
+    if version <= 3:
+        del d["spec"]["conntrack"]["inbound_percent"], d["spec"]["conntrack"]["owner_percent"]
+    if version <= 4:
+        del d["spec"]["conntrack"]["tcp_half_closed"]
+    if version <= 5:
+        del d["cni"]
+        for c in d["spec"]["containers"].values():
+            del c["origin"]
+            for i in c["interfaces"]:
+                del i["mtu"]
+        for n in d["spec"]["networks"].values():
+            del n["mtu"]
     return d
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_older_formats_are_migrated(version):
     text = TEXT + "  db:\n    networks: [front]\n  side:\n    network_mode: container:db\n"
     st = state.ProjectState(spec=build(parse_config(text), None), ports={"web/front": 7})

@@ -1,0 +1,265 @@
+"""fastnet-cni driven as a runtime drives it (cnitool is not packaged here): CNI_* in the
+environment, the network configuration on stdin, the result or error object on stdout.
+
+   HOST (fastnet-cni and fastnet run here)                          WORLD
+     up0 198.51.100.1/24 ============================================ up0 198.51.100.2/24
+     project shop (`fastnet up`):  front 10.62.0.0/24   web (file)
+                                   + CNI containers joining front ("project": "shop")
+     project fnet (CNI only):      fnet  10.61.0.0/24   CNI containers
+   CNI container namespaces: fnc-<pid>-<n>, made by the test (the "runtime") with `ip netns add`
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import (HOST_UPLINK_IP, EchoServer, assert_no_leftovers, containers, in_netns, make_socket, run,
+                     tcp_echo, wait_until)
+
+PLUGIN = Path(sys.executable).parent / "fastnet-cni"
+CNI_PATH = "/usr/lib/cni"
+VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+_seq = itertools.count()
+
+
+def conf(version: str = "1.0.0", **extra) -> dict:
+    return {"cniVersion": version, "name": "fnet", "type": "fastnet-cni", "subnet": "10.61.0.0/24", **extra}
+
+
+class Runtime:
+    """The container engine's side: container namespaces and the CNI calls."""
+
+    def __init__(self, host):
+        self.host, self.namespaces = host, []
+        self.added: list[tuple[dict | str, str, str, str]] = []  # DEL'd at cleanup (a failed test's)
+
+    def netns(self) -> str:
+        name = f"fnc-{os.getpid()}-{next(_seq)}"
+        run("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        return f"/run/netns/{name}"
+
+    def call(self, command: str, config: dict | str, container: str = "", netns: str = "", ifname: str = "eth0",
+             args: str = "", env: dict | None = None) -> tuple[int, dict | None]:
+        e = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
+             "CNI_IFNAME": ifname, "CNI_PATH": CNI_PATH, "CNI_ARGS": args, **(env or {})}
+        stdin = config if isinstance(config, str) else json.dumps(config)
+        cp = subprocess.run([*self.host.prefix(), str(PLUGIN)], input=stdin, capture_output=True, text=True,
+                            env=e, timeout=120)
+        assert cp.stderr == "", cp.stderr
+        if command == "ADD" and cp.returncode == 0:
+            self.added.append((config, container, netns, args))
+        return cp.returncode, json.loads(cp.stdout) if cp.stdout.strip() else None
+
+    def ok(self, command: str, config: dict, *a, **kw) -> dict | None:
+        status, out = self.call(command, config, *a, **kw)
+        assert status == 0, out
+        return out
+
+    def cleanup(self) -> None:
+        for config, container, netns, args in self.added:
+            self.call("DEL", config, container, netns, args=args)
+        for name in self.namespaces:
+            run("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture
+def rt(host):
+    r = Runtime(host)
+    yield r
+    r.cleanup()
+
+
+def address_in(netns: str, ifname: str = "eth0") -> str | None:
+    out = json.loads(run("ip", "-j", "-n", Path(netns).name, "-4", "addr", "show", "dev", ifname, check=False).stdout or "[]")
+    return next((f"{a['local']}/{a['prefixlen']}" for link in out for a in link["addr_info"]), None)
+
+
+# -- the protocol --------------------------------------------------------------------------
+@pytest.mark.parametrize("version", VERSIONS)
+def test_version(rt, version):
+    out = rt.ok("VERSION", {"cniVersion": version})
+    assert out == {"cniVersion": version, "supportedVersions": list(VERSIONS)}
+
+
+ERRORS = [
+    # (what, command, config, env/args, code, words in msg)
+    ("not JSON", "ADD", "{nope", {}, 6, "not JSON"),
+    ("missing name", "ADD", {"cniVersion": "1.0.0", "type": "fastnet-cni", "subnet": "10.61.0.0/24"}, {}, 7, "name is missing"),
+    ("unknown key", "ADD", conf(colour="red"), {}, 2, "'colour'"),
+    ("old version", "ADD", conf("0.2.0"), {}, 1, "0.2.0"),
+    ("CHECK before 0.4.0", "CHECK", conf("0.3.1"), {}, 1, "CHECK needs cniVersion 0.4.0"),
+    ("GC before 1.1.0", "GC", conf("1.0.0"), {}, 1, "GC needs cniVersion 1.1.0"),
+    ("wrong type", "ADD", conf(type="bridge"), {}, 7, "type is 'bridge'"),
+    ("bad subnet", "ADD", conf(subnet="10.61.0.0/33"), {}, 7, "subnet"),
+    ("no container id", "ADD", conf(), {"CNI_CONTAINERID": ""}, 4, "CNI_CONTAINERID is not set"),
+    ("bad command", "FROB", conf(), {}, 4, "CNI_COMMAND"),
+    ("netns missing", "ADD", conf(), {"CNI_NETNS": "/run/netns/fastnet-none"}, 4, "CNI_NETNS"),
+    ("netns not a netns", "ADD", conf(), {"CNI_NETNS": "/etc/hostname"}, 4, "not a network namespace"),
+    ("unknown CNI_ARGS", "ADD", conf(), {"CNI_ARGS": "FOO=1"}, 4, "unknown key 'FOO'"),
+    ("no subnet", "ADD", {"cniVersion": "1.0.0", "name": "fnet", "type": "fastnet-cni"}, {}, 7, "subnet is missing"),
+    ("project not up", "ADD", conf(project="shop", network="front", subnet=None), {}, 7, "subnet is missing"),
+]
+
+
+@pytest.mark.parametrize("what,command,config,env,code,words", ERRORS, ids=[e[0] for e in ERRORS])
+def test_errors(rt, host, what, command, config, env, code, words):
+    if isinstance(config, dict):
+        config = {k: v for k, v in config.items() if v is not None}
+    netns = rt.netns()
+    env = {"CNI_CONTAINERID": "c1", "CNI_NETNS": netns, **env}
+    status, out = rt.call(command, config, env=env)
+    assert status == 1
+    assert out["code"] == code and words in out["msg"], out
+    assert "\n" not in out["msg"]
+    assert set(out) <= {"cniVersion", "code", "msg", "details"}
+    assert address_in(netns) is None
+    assert_no_leftovers(host)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_add_check_del(rt, host, version):
+    netns = rt.netns()
+    out = rt.ok("ADD", conf(version), "c1", netns)
+    assert out["cniVersion"] == version
+    ip = out["ips"][0]
+    assert ip["address"] == "10.61.0.2/24" and ip["gateway"] == "10.61.0.1"
+    assert ("version" in ip) == (version < "1.0.0"), ip
+    assert out["interfaces"][ip["interface"]] == {"name": "eth0", "mac": "02:fa:0a:3d:00:02", "sandbox": netns}
+    assert out["dns"]["nameservers"] == ["127.0.0.11"]
+    assert address_in(netns) == "10.61.0.2/24"
+    # the gateway (the host) answers
+    assert in_netns(netns, "ping", "-c1", "-W2", "10.61.0.1", check=False).returncode == 0
+    view = host.ps()["projects"]["fnet"]["containers"]["cni-c1"]
+    assert view["origin"] == "cni"
+    if version >= "0.4.0":
+        rt.ok("CHECK", {**conf(version), "prevResult": out}, "c1", netns)
+        status, err = rt.call("CHECK", {**conf(version), "prevResult": out}, "c2", netns)
+        assert status == 1 and err["code"] == 3
+    status, err = rt.call("ADD", conf(version), "c1", netns)  # ADD twice without DEL
+    assert status == 1 and err["code"] == 100 and "DEL it first" in err["msg"]
+    for _ in range(2):  # DEL is idempotent
+        rt.ok("DEL", {**conf(version), "prevResult": out}, "c1", netns)
+    assert address_in(netns) is None
+    assert_no_leftovers(host)
+
+
+def test_del_after_netns_gone_and_without_state(rt, host):
+    netns = rt.netns()
+    rt.ok("ADD", conf(), "c1", netns)
+    run("ip", "netns", "del", Path(netns).name)
+    rt.ok("DEL", conf(), "c1", netns)
+    assert_no_leftovers(host)
+    rt.ok("DEL", conf(), "never-added", "/run/netns/gone")  # no state at all
+    assert_no_leftovers(host)
+
+
+def test_failed_add_leaves_nothing(rt, host):
+    """A port a host process holds: the preflight of `up` refuses it; nothing is left."""
+    holder = make_socket(host.netns_path, socket.SOCK_STREAM)
+    with holder:
+        holder.bind(("0.0.0.0", 0))
+        port = holder.getsockname()[1]
+        holder.listen()
+        c = {**conf(), "capabilities": {"portMappings": True},
+             "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]}}
+        netns = rt.netns()
+        status, err = rt.call("ADD", c, "c1", netns)
+    assert status == 1 and err["code"] == 100 and f"port {port} is in use" in err["msg"], err
+    assert address_in(netns) is None
+    assert_no_leftovers(host)
+
+
+def test_gc_and_status(rt, host):
+    ns1, ns2 = rt.netns(), rt.netns()
+    v11 = conf("1.1.0")
+    rt.ok("STATUS", v11)
+    rt.ok("ADD", v11, "c1", ns1)
+    rt.ok("ADD", v11, "c2", ns2)
+    rt.ok("GC", {**v11, "cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "eth0"}]})
+    assert address_in(ns1) == "10.61.0.2/24" and address_in(ns2) is None
+    assert set(host.ps()["projects"]["fnet"]["containers"]) == {"cni-c1"}
+    status, err = rt.call("CHECK", v11, "c2", ns2)
+    assert status == 1 and err["code"] == 3
+    rt.ok("CHECK", v11, "c1", ns1)
+    rt.ok("STATUS", v11)
+    rt.ok("GC", {**v11, "cni.dev/valid-attachments": []})
+    assert_no_leftovers(host)
+    status, err = rt.call("STATUS", {k: v for k, v in conf("1.1.0").items() if k != "subnet"})
+    assert status == 1 and err["code"] == 50 and "not up" in err["msg"], err
+
+
+def test_delegated_ipam(rt, host, tmp_path):
+    c = {"cniVersion": "1.0.0", "name": "fnet", "type": "fastnet-cni",
+         "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"),
+                  "ranges": [[{"subnet": "10.63.0.0/24", "rangeStart": "10.63.0.50", "gateway": "10.63.0.1"}]]}}
+    ns1, ns2 = rt.netns(), rt.netns()
+    out = rt.ok("ADD", c, "c1", ns1)
+    assert out["ips"][0]["address"] == "10.63.0.50/24"
+    rt.ok("ADD", c, "c2", ns2)
+    assert address_in(ns2) == "10.63.0.51/24"
+    assert in_netns(ns1, "ping", "-c1", "-W2", "10.63.0.51", check=False).returncode == 0
+    rt.ok("DEL", c, "c1", ns1)
+    rt.ok("DEL", c, "c2", ns2)
+    assert not [p for p in (tmp_path / "ipam" / "fnet").glob("10.*")]  # host-local released both
+    assert_no_leftovers(host)
+
+
+SHOP = """\
+name: shop
+uplink: up0
+networks:
+  front:
+    subnet: 10.62.0.0/24
+containers:
+  web:
+    networks: [front]
+"""
+
+
+def test_with_a_fastnet_up_project(rt, host):
+    """CNI containers join a network of a `fastnet up` project: one datapath, both ways, names,
+    published ports from the host and from the outside; up/down of the file keep them."""
+    cp = host.up(SHOP)
+    c = {"cniVersion": "1.0.0", "name": "shopnet", "type": "fastnet-cni", "project": "shop", "network": "front",
+         "capabilities": {"portMappings": True, "aliases": True},
+         "runtimeConfig": {"portMappings": [{"hostPort": 8090, "containerPort": 9000, "protocol": "tcp"},
+                                            {"hostPort": 8091, "containerPort": 9000, "protocol": "tcp",
+                                             "hostIP": "127.0.0.1"}],
+                           "aliases": {"shopnet": ["api"]}}}
+    netns = rt.netns()
+    out = rt.ok("ADD", c, "c1", netns, args="IgnoreUnknown=1;K8S_POD_NAME=api-1")
+    cni_ip = out["ips"][0]["address"].split("/")[0]
+    web_ip = containers(host, "shop")["web"].ip("front")
+    ps = host.ps()["projects"]["shop"]["containers"]
+    assert (ps["web"]["origin"], ps["api-1"]["origin"]) == ("file", "cni")
+    web_ns = ps["web"]["netns"]
+    assert in_netns(netns, "ping", "-c1", "-W2", web_ip, check=False).returncode == 0
+    with EchoServer(web_ns, port=7000), EchoServer(netns, port=9000):
+        assert tcp_echo(netns, web_ip, 7000) == "ok"
+        assert tcp_echo(web_ns, cni_ip, 9000) == "ok"
+        assert tcp_echo(host.netns_path, "127.0.0.1", 8091) == "ok"  # a host process, 127.0.0.1 only
+        assert tcp_echo(host.netns_path, HOST_UPLINK_IP, 8090) == "ok"
+        assert tcp_echo(host.world_path, HOST_UPLINK_IP, 8090) == "ok"  # from the outside
+        assert tcp_echo(host.world_path, HOST_UPLINK_IP, 8091) != "ok"
+    # the resolver answers the CNI container's name and alias to the file's container
+    for name in ("api-1", "api"):
+        r = host.exec("web", "python3", "-c", f"import socket; print(socket.gethostbyname('{name}'))")
+        assert r.stdout.strip() == cni_ip, r
+    # up again, and down: the CNI container stays
+    host.up(cp.path)
+    cp_down = host.down(cp.path)
+    assert "kept the containers attached through CNI (api-1)" in cp_down.stderr
+    assert set(host.ps()["projects"]["shop"]["containers"]) == {"api-1"}
+    assert address_in(netns) == out["ips"][0]["address"]
+    rt.ok("CHECK", {**c, "prevResult": out}, "c1", netns)
+    rt.ok("DEL", c, "c1", netns, args="IgnoreUnknown=1;K8S_POD_NAME=api-1")
+    wait_until(lambda: not host.projects(), what="project shop gone")
+    run("ip", "netns", "del", Path(netns).name)  # the runtime's own, seen by `fastnet ps` meanwhile
+    assert_no_leftovers(host)
