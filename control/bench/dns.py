@@ -12,7 +12,6 @@ Only the fastnet testbeds have a resolver; `direct` reports nothing.
 from __future__ import annotations
 
 import re
-import shutil
 import statistics
 from pathlib import Path
 
@@ -33,22 +32,6 @@ FORWARDED_NAMES = 1000  # distinct names: nothing on the way may answer from a c
 QPS_RE = re.compile(r"Queries per second:\s+([\d.]+)")
 COMPLETED_RE = re.compile(r"Queries completed:\s+(\d+)")
 VERBOSE_RE = re.compile(r"^> (\w+) \S+ \S+ ([\d.]+)$", re.M)
-
-
-# ---- the testbed's upstream: set before the first `up` (the agent reads it when it starts) ----
-def _etc_netns(host_netns: str) -> Path:
-    return Path("/etc/netns") / host_netns
-
-
-def point_host_at_world(host_netns: str) -> None:
-    """HOST's resolv.conf (as `ip netns exec HOST` shows it) names the WORLD end of up0."""
-    d = _etc_netns(host_netns)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "resolv.conf").write_text(f"nameserver {WORLD_UPLINK_IP}\n")
-
-
-def forget_host(host_netns: str) -> None:
-    shutil.rmtree(_etc_netns(host_netns), ignore_errors=True)
 
 
 # ---- dnsperf --------------------------------------------------------------------------------

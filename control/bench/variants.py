@@ -38,6 +38,23 @@ PUB_PORT, CONTAINER_PORT = 8080, 80  # the busy port of the scaling tests (http)
 SUBNET = "10.77.{n}.0/24"
 
 
+
+# ---- the testbed's upstream: set before the first `up` (the agent reads it when it starts) ----
+def _etc_netns(host_netns: str) -> Path:
+    return Path("/etc/netns") / host_netns
+
+
+def point_host_at_world(host_netns: str) -> None:
+    """HOST's resolv.conf (as `ip netns exec HOST` shows it) names the WORLD end of up0."""
+    d = _etc_netns(host_netns)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "resolv.conf").write_text(f"nameserver {WORLD_UPLINK_IP}\n")
+
+
+def forget_host(host_netns: str) -> None:
+    shutil.rmtree(_etc_netns(host_netns), ignore_errors=True)
+
+
 class BenchError(FastnetError):
     """A one-line failure of the bench."""
 
@@ -209,8 +226,6 @@ class FastnetBed(Testbed):
         self.state_dir = STATE_ROOT / "hosts" / f"net-{os.stat(self.host_path).st_ino}"
         if self.state_dir.exists():  # left by a namespace that reused the inode: not ours
             shutil.rmtree(self.state_dir, ignore_errors=True)
-        from .dns import point_host_at_world  # (dns.py builds on this module)
-
         point_host_at_world(self.host)  # the resolver's upstream, read when the agent starts
         self.up(self.project, project_yaml(self.project, self.net))
         a, b = self.container_netns("a"), self.container_netns("b")
@@ -277,8 +292,6 @@ class FastnetBed(Testbed):
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             for n in self.made:
                 del_netns(n)
-            from .dns import forget_host
-
             forget_host(self.host)
         return problems
 

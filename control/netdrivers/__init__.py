@@ -5,6 +5,7 @@ the manner of netavark's NetworkDriver). A new driver is a new module and one li
                 and publishes for the network (Docker's default and user-defined bridges)
     macvlan.py  the kernel's macvlan device on a parent, created inside the container
     ipvlan.py   ipvlan built on the eBPF datapath (this kernel has no ipvlan module)
+    base.py     the interface (NetworkDriver), the ports' Role, DriverError
     parent.py   what macvlan and ipvlan share: a parent interface and its segment
     vlan.py     the 802.1Q sub-interfaces (`parent: IF.VLAN`) parent drivers may create
 
@@ -14,79 +15,19 @@ and interfaces, and what the backends do with a network's ports (`role`).
 """
 from __future__ import annotations
 
-import enum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model import DEFAULT_DRIVER
+from . import vlan  # noqa: F401  (netdrivers.vlan: the sub-interfaces, for the backends and `down`)
+from .base import NetworkDriver, Role
+from .bridge import Bridge
+from .ipvlan import Ipvlan
+from .macvlan import Macvlan
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
+    from ..spec import NetworkSpec
 
-    from ..project import Project
-    from ..spec import InterfaceSpec, NetworkSpec, ProjectSpec
-
-
-class Role(enum.Enum):
-    """What the backends do with the ports of a driver's networks."""
-
-    BRIDGED = "bridged"  # the backend switches, routes, translates and publishes them
-    PARENT = "parent"  # stations of a parent's segment whose frames the backend's datapath moves
-    KERNEL = "kernel"  # a kernel device does it all: the backends have nothing to do
-
-
-class NetworkDriver:
-    name: str
-    role: Role
-    modes: tuple[str, ...] = ()  # the first is the default; () for none
-    needs_parent = False  # `parent:` names the host interface the network lives on
-    backends: frozenset[str] | None = None  # the backends that can build it (None: every one)
-    backends_why = ""  # why only those, for the error
-    has_host_link = True  # each interface has a host-side link named InterfaceSpec.host_ifname
-    sets_mtu = False  # `mtu:` applies (fastnet sizes the interfaces; the others have their parent's)
-
-    # -- before anything is made ----------------------------------------------------------------
-    def preflight(self, ipr: IPRoute, net: NetworkSpec, desired: ProjectSpec, others: list[ProjectSpec]) -> str | None:
-        """Why `net` of `desired` cannot be built on this host beside `others` (None: it can)."""
-        if self.backends is not None and desired.backend not in self.backends:
-            return (f"networks.{net.name}.driver: {self.name} needs the {' or '.join(sorted(self.backends))} "
-                    f"backend{self.backends_why}, not {desired.backend}")
-        return None
-
-    # -- networks and interfaces (the project records them; undo is the project's journal) --------
-    def add_network(self, project: Project, net: NetworkSpec) -> None:
-        raise NotImplementedError
-
-    def remove_network(self, project: Project, net: NetworkSpec) -> None:
-        """Idempotent; the project has already forgotten `net`."""
-        raise NotImplementedError
-
-    def create_interface(self, project: Project, net: NetworkSpec, iface: InterfaceSpec, netns: Path) -> int:
-        """The container's interface on `net` inside `netns`; returns the ifindex the backend
-        attaches to (the host end's), or the interface's own ifindex where there is no host end."""
-        raise NotImplementedError
-
-    def delete_interface(self, project: Project, net: NetworkSpec, iface: InterfaceSpec, netns: Path | None) -> None:
-        """Idempotent."""
-        from .. import links
-
-        links.delete_link(project.ipr, iface.host_ifname)
-
-    def configure_container_side(self, netns: Path, net: NetworkSpec, iface: InterfaceSpec) -> None:
-        """Address, link state and default route inside the container."""
-        from .. import links
-
-        links.configure_container_side(netns, iface)
-
-    def interface_mac(self, net: NetworkSpec, iface: InterfaceSpec) -> str:
-        """The MAC the container's interface has."""
-        return iface.mac
-
-
-from .bridge import Bridge  # noqa: E402  (the drivers subclass NetworkDriver above)
-from .ipvlan import Ipvlan  # noqa: E402
-from .macvlan import Macvlan  # noqa: E402
-from . import vlan  # noqa: E402,F401  (netdrivers.vlan: the sub-interfaces, for the backends and `down`)
+__all__ = ["DEFAULT", "DRIVERS", "NetworkDriver", "Role", "of", "vlan"]
 
 DEFAULT = DEFAULT_DRIVER
 DRIVERS: dict[str, NetworkDriver] = {d.name: d for d in (Bridge(), Macvlan(), Ipvlan())}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import NetworkDriver, Role
+from .base import NetworkDriver, Role
 
 if TYPE_CHECKING:
     from ..project import Project

@@ -15,8 +15,9 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from .. import sandbox
-from . import Role
-from .parent import DriverError, ParentDriver, parent_ifindex, parent_mac
+from .base import Role
+from .base import DriverError
+from .parent import ParentDriver, parent_ifindex, parent_mac
 
 if TYPE_CHECKING:
     from ..project import Project

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...datapath.errors import FastnetError
-from . import NetworkDriver, vlan
+from . import vlan
+from .base import DriverError, NetworkDriver
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
     from ..project import Project
     from ..spec import NetworkSpec, ProjectSpec
-
-
-class DriverError(FastnetError):
-    pass
 
 
 def parent_ifindex(ipr: IPRoute, net: NetworkSpec) -> int:

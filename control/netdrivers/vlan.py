@@ -18,6 +18,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from .. import links, sandbox
 from .. import state as statestore
 from ..spec import LINK_ALIAS_PREFIX
+from .base import DriverError
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -50,15 +51,13 @@ def kernel_has_8021q() -> bool:
 
 def ensure(ipr: IPRoute, network: str, parent: str) -> None:
     """Make sure `parent` exists: create the 802.1Q sub-interface when it is IF.VLAN."""
-    from . import parent as parents
-
     vlan = vlan_of(parent)
     if vlan is None or ipr.link_lookup(ifname=parent):
         return
     base, vlan_id = vlan
     found = ipr.link_lookup(ifname=base)
     if not found:
-        raise parents.DriverError(f"networks.{network}.parent: no interface named {base!r} on this host")
+        raise DriverError(f"networks.{network}.parent: no interface named {base!r} on this host")
     if kernel_has_8021q():
         ipr.link("add", ifname=parent, kind="vlan", link=found[0], vlan_id=vlan_id)
     else:
