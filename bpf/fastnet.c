@@ -13,6 +13,14 @@
  */
 #include "lib/common.h"
 #include "lib/maps.h"
+#include "lib/map_access.h"
+
+/* Every entry below has the signature fastnet/programs.h gives it: a definition that differs,
+ * does not build (one declared there and defined nowhere: the loader cannot load it). */
+#define FN_DECLARE_PROGRAM(name, prog_type, attach, counts_as, tail_slot) \
+	int name(FN_PROG_CTX_##prog_type *ctx);
+FN_PROGRAMS(FN_DECLARE_PROGRAM)
+#undef FN_DECLARE_PROGRAM
 
 /* ---- map accessors ------------------------------------------------------------------ */
 
@@ -164,26 +172,6 @@ FN_INLINE struct fn_test_state *fn_test_state_get(void)
 	__u32 zero = 0;
 
 	return fn_test_state.lookup(&zero);
-}
-
-FN_INLINE void fn_test_record(__u32 kind, __u32 ifindex)
-{
-	struct fn_test_state *t = fn_test_state_get();
-
-	if (t && t->count < FN_TEST_MAX_REDIRECTS) {
-		__u32 i = t->count;
-
-		t->ifindex[i] = ifindex;
-		t->kind[i] = kind;
-		t->count = i + 1;
-	}
-}
-
-FN_INLINE __u64 fn_test_now(void)
-{
-	struct fn_test_state *t = fn_test_state_get();
-
-	return t ? t->now : 0;
 }
 
 FN_INLINE struct fn_test_route *fn_test_fib_of(struct fn_test_fib_key *key)

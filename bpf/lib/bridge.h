@@ -15,6 +15,7 @@
 #include "arp.h"
 #include "metrics.h"
 #include "helpers.h"
+#include "map_access.h"
 
 enum fn_bridge_outcome {
 	FN_BR_TO_HOST = 0,   /* continue into the host stack */

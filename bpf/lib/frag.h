@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "l4.h"
+#include "map_access.h"
 
 FN_INLINE void fn_frag_key_of(const struct fn_l4 *l4, struct fn_frag_key *k)
 {

@@ -25,6 +25,7 @@
 #include "arp.h"
 #include "metrics.h"
 #include "helpers.h"
+#include "map_access.h"
 
 /* fn_ipvlan_from_parent(): the frame is not a container's; not a TC verdict (those are >= -1). */
 #define FN_IPVLAN_NOT_OURS (-1000)

@@ -9,6 +9,7 @@
 #define FN_LIB_METRICS_H
 
 #include "common.h"
+#include "map_access.h"
 
 FN_INLINE void fn_count_bytes(__u32 prog, __u32 counter, __u32 bytes)
 {

@@ -17,6 +17,7 @@
 #include "nat.h"
 #include "route.h"
 #include "service.h"
+#include "map_access.h"
 
 /* A packet the gateway (`from`) does not route on: it answers with an ICMP error back out of
  * the port the packet came in on, counted as `counter`. */

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "helpers.h"
+#include "map_access.h"
 
 #define FN_AF_INET 2
 

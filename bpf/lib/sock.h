@@ -22,6 +22,7 @@
 
 #include "metrics.h"
 #include "service.h"
+#include "map_access.h"
 
 /* cgroup/sock_addr programs return 1 (allow) or 0 (the system call fails: EPERM, or the
  * error the program gave bpf_set_retval()). */

@@ -16,6 +16,7 @@
 #include "eth.h"
 #include "metrics.h"
 #include "helpers.h"
+#include "map_access.h"
 
 /* fn_vlan_from_parent(): not a frame of a sub-interface; not a TC verdict nor a drop reason. */
 #define FN_VLAN_NOT_OURS (-1001)
