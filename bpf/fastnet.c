@@ -13,6 +13,14 @@
  */
 #include "lib/common.h"
 #include "lib/maps.h"
+#include "lib/map_access.h"
+
+/* Every entry below has the signature fastnet/programs.h gives it: a definition that differs,
+ * does not build (one declared there and defined nowhere: the loader cannot load it). */
+#define FN_DECLARE_PROGRAM(name, prog_type, attach, counts_as, tail_slot) \
+	int name(FN_PROG_CTX_##prog_type *ctx);
+FN_PROGRAMS(FN_DECLARE_PROGRAM)
+#undef FN_DECLARE_PROGRAM
 
 /* ---- map accessors ------------------------------------------------------------------ */
 
@@ -166,26 +174,6 @@ FN_INLINE struct fn_test_state *fn_test_state_get(void)
 	return fn_test_state.lookup(&zero);
 }
 
-FN_INLINE void fn_test_record(__u32 kind, __u32 ifindex)
-{
-	struct fn_test_state *t = fn_test_state_get();
-
-	if (t && t->count < FN_TEST_MAX_REDIRECTS) {
-		__u32 i = t->count;
-
-		t->ifindex[i] = ifindex;
-		t->kind[i] = kind;
-		t->count = i + 1;
-	}
-}
-
-FN_INLINE __u64 fn_test_now(void)
-{
-	struct fn_test_state *t = fn_test_state_get();
-
-	return t ? t->now : 0;
-}
-
 FN_INLINE struct fn_test_route *fn_test_fib_of(struct fn_test_fib_key *key)
 {
 	return fn_test_fib.lookup(key);
@@ -214,15 +202,18 @@ int fn_from_container(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_CONTAINER;
 	__u32 peer = 0;
-	int ret;
+	fn_bridge_ret outcome;
+	fn_tc_ret ret;
 
 	fn_pull_headers(skb);
-	ret = fn_bridge_from_container(skb, &peer);
+	outcome = fn_bridge_from_container(skb, &peer);
 
-	if (ret == FN_BR_TO_GATEWAY)
+	if (outcome == FN_BR_TO_GATEWAY)
 		ret = fn_nat_from_container(skb, prog);
-	else if (ret >= 0)
-		ret = fn_bridge_verdict(skb, prog, ret, peer);
+	else if (outcome >= 0)
+		ret = fn_bridge_verdict(skb, prog, outcome, peer);
+	else
+		ret = outcome; /* a negated drop reason: the same in both spaces */
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);
 	return ret;
@@ -254,16 +245,17 @@ int fn_from_uplink(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_UPLINK;
 	struct fn_host_config *cfg = fn_host_config_get();
-	int ret;
+	fn_tc_ret ret;
 
 	fn_pull_headers(skb);
 	/* The uplink may also be the parent of sub-interfaces and ipvlan networks: those first. */
 	if (cfg && (cfg->flags & FN_HOST_F_UPLINK_PARENT)) {
-		ret = fn_vlan_from_parent(skb, prog);
-		if (ret == FN_VLAN_NOT_OURS)
-			ret = fn_ipvlan_from_parent(skb, prog);
-		if (ret != FN_IPVLAN_NOT_OURS)
-			return ret < 0 ? fn_drop(skb, prog, -ret) : ret;
+		fn_claim_ret claim = fn_vlan_from_parent(skb, prog);
+
+		if (claim == FN_NOT_OURS)
+			claim = fn_ipvlan_from_parent(skb, prog);
+		if (claim != FN_NOT_OURS)
+			return claim < 0 ? fn_drop(skb, prog, -claim) : claim;
 	}
 	ret = fn_nat_from_uplink(skb, prog);
 
@@ -280,7 +272,7 @@ int fn_from_uplink(struct __sk_buff *skb)
 int fn_from_route(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_ROUTE;
-	int ret;
+	fn_tc_ret ret;
 
 	fn_pull_headers(skb);
 	ret = fn_nat_from_route(skb, prog);
@@ -298,7 +290,7 @@ int fn_from_route(struct __sk_buff *skb)
 int fn_from_ipvlan(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_IPVLAN;
-	int ret;
+	fn_tc_ret ret;
 
 	fn_pull_headers(skb);
 	ret = fn_ipvlan_from_container(skb, prog);
@@ -317,16 +309,16 @@ int fn_from_ipvlan(struct __sk_buff *skb)
 int fn_from_parent(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_PARENT;
-	int ret;
+	fn_claim_ret claim;
 
 	fn_pull_headers(skb);
-	ret = fn_vlan_from_parent(skb, prog);
+	claim = fn_vlan_from_parent(skb, prog);
 
-	if (ret == FN_VLAN_NOT_OURS)
-		ret = fn_ipvlan_from_parent(skb, prog);
-	if (ret == FN_IPVLAN_NOT_OURS)
+	if (claim == FN_NOT_OURS)
+		claim = fn_ipvlan_from_parent(skb, prog);
+	if (claim == FN_NOT_OURS)
 		return TC_ACT_OK;
-	return ret < 0 ? fn_drop(skb, prog, -ret) : ret;
+	return claim < 0 ? fn_drop(skb, prog, -claim) : claim;
 }
 
 /*
@@ -336,7 +328,7 @@ int fn_from_parent(struct __sk_buff *skb)
 int fn_from_tagger(struct __sk_buff *skb)
 {
 	const __u32 prog = FN_PROG_FROM_TAGGER;
-	int ret = fn_vlan_from_tagger(skb, prog);
+	fn_tc_ret ret = fn_vlan_from_tagger(skb, prog);
 
 	if (ret < 0)
 		return fn_drop(skb, prog, -ret);

@@ -138,6 +138,13 @@ class NatMap(ctypes.Structure):
     _fields_ = [("used", u64), ("addr", u32), ("port", u16), ("flags", u16)]
 
 
+class SockOrig(ctypes.Structure):
+    """struct fn_sock_orig: the programs' own (no Python reads it); tests/bpf/test_declared.py
+    checks its size against the kernel's map, as bcc 0.26 cannot open an SK_STORAGE map."""
+
+    _fields_ = [("orig_ipv4", u32), ("backend_ipv4", u32), ("orig_port", u16), ("backend_port", u16), ("flags", u32)]
+
+
 class SockDstKey(ctypes.Structure):
     _fields_ = [("cookie", u64), ("backend_ipv4", u32), ("backend_port", u16), ("pad", u16)]
 
@@ -211,71 +218,88 @@ def installed_version() -> int:
     upgrade: ABI_VERSION is what it was started with)."""
     m = re.search(r"^#define\s+FASTNET_ABI_VERSION\s+(\d+)", ABI_HEADER.read_text(), re.M)
     return int(m.group(1)) if m else ABI_VERSION
+
+
 FN_FDB_F_GATEWAY = constants()["FN_FDB_F_GATEWAY"]
 FN_NET_F_INTERNAL = constants()["FN_NET_F_INTERNAL"]
 FN_COUNTER_SLOTS = constants()["FN_COUNTER_SLOTS"]
 FN_MAX_FLOOD_PORTS = constants()["FN_MAX_FLOOD_PORTS"]
 FN_MAX_ENDPOINTS = constants()["FN_MAX_ENDPOINTS"]
-PROGRAMS = {
-    "fn_from_container": constants()["FN_PROG_FROM_CONTAINER"],
-    "fn_from_uplink": constants()["FN_PROG_FROM_UPLINK"],
-    "fn_sock": constants()["FN_PROG_SOCK"],  # the socket hooks count together
-    "fn_from_ipvlan": constants()["FN_PROG_FROM_IPVLAN"],
-    "fn_from_parent": constants()["FN_PROG_FROM_PARENT"],
-    "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
-    "fn_from_route": constants()["FN_PROG_FROM_ROUTE"],
-}
-TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger",
-               "fn_from_route")
-# TC programs that are never attached: the control plane runs them with BPF_PROG_TEST_RUN.
-ADMIN_PROGRAMS = ("fn_ct_admin",)
-# TC programs the others tail-call -> their slot in fn_tails (the loader fills it).
-TAIL_PROGRAMS = {"fn_tail_flood": constants()["FN_TAIL_FLOOD"]}
-# Every TC program (SCHED_CLS), attached or not.
-SCHED_CLS_PROGRAMS = (*TC_PROGRAMS, *ADMIN_PROGRAMS, *TAIL_PROGRAMS)
-# Maps only the test build (FN_TEST) has (tests/bpf/test_abi.py checks their mirrors).
-TEST_MAPS = ("fn_test_state", "fn_test_ct_req", "fn_test_ct_flow", "fn_test_fib")
 FN_IPVLAN_F_L3 = constants()["FN_IPVLAN_F_L3"]
-# socket hook -> its attach type (uapi bpf.h enum bpf_attach_type)
-SOCK_PROGRAMS = {
-    "fn_sock_connect4": 10,  # BPF_CGROUP_INET4_CONNECT
-    "fn_sock_sendmsg4": 14,  # BPF_CGROUP_UDP4_SENDMSG
-    "fn_sock_recvmsg4": 19,  # BPF_CGROUP_UDP4_RECVMSG
-    "fn_sock_getpeername4": 29,  # BPF_CGROUP_INET4_GETPEERNAME
-    # IPv6 sockets with IPv4-mapped addresses (their sendto() runs sendmsg4)
-    "fn_sock_connect6": 11,  # BPF_CGROUP_INET6_CONNECT
-    "fn_sock_recvmsg6": 20,  # BPF_CGROUP_UDP6_RECVMSG
-    "fn_sock_getpeername6": 30,  # BPF_CGROUP_INET6_GETPEERNAME
-    "fn_sock_bind4": 8,  # BPF_CGROUP_INET4_BIND
-    "fn_sock_bind6": 9,  # BPF_CGROUP_INET6_BIND: "::" and IPv4-mapped addresses
-}
 # fn_pub_ports: the bitmap of published ports, FN_PORT_WORDS u64 words per protocol slot
 FN_PORT_WORDS = constants()["FN_PORT_WORDS"]
 PORT_SLOTS = {6: constants()["FN_PORT_SLOT_TCP"], 17: constants()["FN_PORT_SLOT_UDP"]}  # IPPROTO_* -> slot
 
-# map name -> (key mirror, value mirror); scalar keys are plain ctypes integers.
-MAP_LAYOUTS: dict[str, tuple[type, type]] = {
-    "fn_endpoints": (u32, Endpoint),
-    "fn_networks": (u32, Network),
-    "fn_fdb": (FdbKey, FdbEntry),
-    "fn_ipcache": (u32, IpEntry),
-    "fn_flood": (FloodKey, u32),
-    "fn_metrics": (u32, Metric),
-    "fn_config": (u32, HostConfig),
-    "fn_host_addrs": (u32, u32),
-    "fn_svc_addr": (SvcAddrKey, Service),
-    "fn_svc_any": (SvcAnyKey, Service),
-    "fn_pub_ports": (u32, u64),
-    "fn_tails": (u32, u32),  # PROG_ARRAY: slot -> program
-    "fn_ct": (CtKey, CtEntry),
-    "fn_nat_maps": (NatMapKey, NatMap),
-    "fn_sock_dsts": (SockDstKey, SockDst),
-    "fn_ct_budget": (u32, CtCount),
-    "fn_frags": (FragKey, FragPorts),
-    "fn_ipvlan_ports": (u32, IpvlanPort),
-    "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
-    "fn_vlans": (VlanKey, Vlan),
-    "fn_resolvers": (u64, Resolver),
+
+class TestState(ctypes.Structure):
+    """struct fn_test_state (abi.h, test build only: datapath/testrun.py)."""
+
+    _fields_ = [
+        ("now", u64),
+        ("count", u32),
+        ("pad", u32),
+        ("ifindex", u32 * constants()["FN_TEST_MAX_REDIRECTS"]),
+        ("kind", u32 * constants()["FN_TEST_MAX_REDIRECTS"]),
+        ("mtu_ifindex", u32 * constants()["FN_TEST_MAX_MTUS"]),
+        ("mtu", u32 * constants()["FN_TEST_MAX_MTUS"]),
+        ("linear", u32),
+        ("pulled", u32),
+        ("vlan", u32),
+        ("pad2", u32),
+    ]
+
+
+class TestFibKey(ctypes.Structure):
+    """struct fn_test_fib_key (abi.h, test build only)."""
+
+    _fields_ = [("prefixlen", u32), ("addr", ctypes.c_uint8 * 4)]
+
+
+class TestRoute(ctypes.Structure):
+    """struct fn_test_route (abi.h, test build only)."""
+
+    _fields_ = [("ret", ctypes.c_int32), ("ifindex", u32), ("src", u32), ("pad", u32)]
+
+
+# C type (as fastnet/maps.h spells a map's key or value) -> its mirror. Which map holds
+# which type is declared only there (datapath/declared.py derives the pairs).
+MIRRORS: dict[str, type] = {
+    "__u32": u32,
+    "__be32": u32,
+    "__u64": u64,
+    "int": ctypes.c_int32,
+    "struct fn_endpoint": Endpoint,
+    "struct fn_network": Network,
+    "struct fn_fdb_key": FdbKey,
+    "struct fn_fdb_entry": FdbEntry,
+    "struct fn_ip_entry": IpEntry,
+    "struct fn_flood_key": FloodKey,
+    "struct fn_metric": Metric,
+    "struct fn_host_config": HostConfig,
+    "struct fn_svc_addr_key": SvcAddrKey,
+    "struct fn_svc_any_key": SvcAnyKey,
+    "struct fn_service": Service,
+    "struct fn_ct_key": CtKey,
+    "struct fn_ct_entry": CtEntry,
+    "struct fn_ct_count": CtCount,
+    "struct fn_ct_admin_req": CtAdminReq,
+    "struct fn_ct_flow": CtFlow,
+    "struct fn_nat_map_key": NatMapKey,
+    "struct fn_nat_map": NatMap,
+    "struct fn_frag_key": FragKey,
+    "struct fn_frag_ports": FragPorts,
+    "struct fn_sock_dst_key": SockDstKey,
+    "struct fn_sock_dst": SockDst,
+    "struct fn_sock_orig": SockOrig,
+    "struct fn_ipvlan_port": IpvlanPort,
+    "struct fn_ipvlan_key": IpvlanKey,
+    "struct fn_ipvlan_dst": IpvlanDst,
+    "struct fn_vlan_key": VlanKey,
+    "struct fn_vlan": Vlan,
+    "struct fn_resolver": Resolver,
+    "struct fn_test_state": TestState,
+    "struct fn_test_fib_key": TestFibKey,
+    "struct fn_test_route": TestRoute,
 }
 
 
@@ -289,10 +313,11 @@ def _layout(t: type) -> tuple:
     return (ctypes.sizeof(t), ())
 
 
-def check_layout(compiled: dict[str, tuple[type, type]]) -> None:
-    """Compare each mirror with the (key, value) types bcc built from the header."""
+def check_layout(compiled: dict[str, tuple[type, type]], layouts: dict[str, tuple[type, type]]) -> None:
+    """Compare each map's (key, value) mirrors in `layouts` (datapath/declared.py's
+    MAP_LAYOUTS) with the types bcc built from the header."""
     problems = []
-    for name, (key, value) in MAP_LAYOUTS.items():
+    for name, (key, value) in layouts.items():
         if name not in compiled:
             problems.append(f"{name}: not in the compiled object")
             continue

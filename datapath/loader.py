@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from . import abi, libbpf
+from . import abi, declared, libbpf
 from .errors import FastnetError
 
 
@@ -72,14 +72,15 @@ def compile_datapath(test_mode: bool = False, defines: tuple[tuple[str, int], ..
         bpf = BPF(src_file=str(abi.BPF_DIR / "fastnet.c").encode(), cflags=cflags)
     except Exception as exc:  # bcc raises bare Exception with the compiler's output on stderr
         raise DatapathError(f"compiling {abi.BPF_DIR / 'fastnet.c'} failed: {exc}") from exc
-    names = list(abi.MAP_LAYOUTS) + (list(abi.TEST_MAPS) if test_mode else [])
-    tables = {name: bpf.get_table(name.encode()) for name in names}
+    layouts = {**declared.MAP_LAYOUTS, **(declared.TEST_MAP_LAYOUTS if test_mode else {})}
+    tables = {name: bpf.get_table(name.encode()) for name in layouts}
     # per-CPU tables expose the per-CPU array as Leaf and one element as sLeaf
-    abi.check_layout({name: (t.Key, getattr(t, "sLeaf", t.Leaf)) for name, t in tables.items()})
-    progs = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS).fd for name in abi.SCHED_CLS_PROGRAMS}
-    for name, slot in abi.TAIL_PROGRAMS.items():
+    abi.check_layout({name: (t.Key, getattr(t, "sLeaf", t.Leaf)) for name, t in tables.items()}, layouts)
+    progs = {name: bpf.load_func(name.encode(), BPF.SCHED_CLS).fd for name in declared.SCHED_CLS_PROGRAMS}
+    for name, slot in declared.TAIL_PROGRAMS.items():
         tables["fn_tails"][ctypes.c_int(slot)] = ctypes.c_int(progs[name])
-    for name, attach_type in abi.SOCK_PROGRAMS.items():
+    for name in declared.SOCK_PROGRAMS:
+        attach_type = declared.attach_type(name)
         progs[name] = bpf.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR, attach_type=attach_type).fd
     maps = {name: t.map_fd for name, t in tables.items()}
     return bpf, Datapath(progs=progs, maps=maps, _keepalive=bpf)
@@ -138,9 +139,9 @@ def _open_pin_dir(pin_dir: Path) -> Datapath | None:
         return None
     progs, maps = {}, {}
     try:
-        for name in (*abi.SCHED_CLS_PROGRAMS, *abi.SOCK_PROGRAMS):
+        for name in (*declared.SCHED_CLS_PROGRAMS, *declared.SOCK_PROGRAMS):
             progs[name] = libbpf.obj_get(str(pin_dir / f"prog_{name}"))
-        for name in abi.MAP_LAYOUTS:
+        for name in declared.MAP_LAYOUTS:
             maps[name] = libbpf.obj_get(str(pin_dir / f"map_{name}"))
     except OSError:
         Datapath(progs, maps).close()

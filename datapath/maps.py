@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 from ipaddress import IPv4Address, IPv4Network
 
-from . import abi, libbpf
+from . import abi, declared, libbpf
 from .counters import counters
 from .loader import Datapath, percpu_value_type
 
@@ -410,7 +410,7 @@ class Maps:
 
     def _reconcile(self, name: str, desired: list[tuple]) -> int:
         """Make map `name` hold exactly `desired`; returns the number of writes."""
-        key_type, value_type = abi.MAP_LAYOUTS[name]
+        key_type, value_type = declared.MAP_LAYOUTS[name]
         fd = self._fd(name)
         current = {bytes(k): v for k, v in self._items(name)}
         writes = 0
@@ -428,7 +428,7 @@ class Maps:
         return writes
 
     def _items(self, name: str) -> list[tuple]:
-        key_type, value_type = abi.MAP_LAYOUTS[name]
+        key_type, value_type = declared.MAP_LAYOUTS[name]
         fd = self._fd(name)
         if name in ("fn_svc_addr", "fn_svc_any", "fn_config"):  # no batch lookup for tries/arrays of one
             out = []
@@ -627,7 +627,7 @@ class Maps:
         value_type = percpu_value_type(abi.Metric)
         fd = self._fd("fn_metrics")
         table: dict[str, dict[str, tuple[int, int]]] = {}
-        for prog, prog_id in abi.PROGRAMS.items():
+        for prog, prog_id in declared.COUNTER_OWNERS.items():
             per_prog = {}
             for c in counters():
                 key = ctypes.c_uint32(prog_id * abi.FN_COUNTER_SLOTS + c.id)
@@ -643,5 +643,5 @@ class Maps:
 
     def reset_counters(self) -> None:
         value_type = percpu_value_type(abi.Metric)
-        for i in range(len(abi.PROGRAMS) * abi.FN_COUNTER_SLOTS):
+        for i in range(len(declared.COUNTER_OWNERS) * abi.FN_COUNTER_SLOTS):
             libbpf.map_update(self._fd("fn_metrics"), ctypes.c_uint32(i), value_type())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import abi, libbpf
+from . import declared, libbpf
 from .loader import Datapath
 
 
@@ -19,11 +19,11 @@ def attach(dp: Datapath, cgroup_dir: Path) -> None:
     """Link every socket hook of dp to the cgroup (idempotent)."""
     fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for name, attach_type in abi.SOCK_PROGRAMS.items():
+        for name in declared.SOCK_PROGRAMS:
             path = link_path(dp, name)
             if path.exists():
                 continue
-            link = libbpf.link_create(dp.progs[name], fd, attach_type)
+            link = libbpf.link_create(dp.progs[name], fd, declared.attach_type(name))
             try:
                 libbpf.obj_pin(link, str(path))
             finally:

@@ -31,37 +31,8 @@ REDIRECT_KIND = {
 
 MAX_MTUS = abi.constants()["FN_TEST_MAX_MTUS"]
 FN_TEST_VLAN = abi.constants()["FN_TEST_VLAN"]
-
-
-class TestState(ctypes.Structure):
-    """struct fn_test_state (abi.h, test build only)."""
-
-    _fields_ = [
-        ("now", ctypes.c_uint64),
-        ("count", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32),
-        ("ifindex", ctypes.c_uint32 * abi.constants()["FN_TEST_MAX_REDIRECTS"]),
-        ("kind", ctypes.c_uint32 * abi.constants()["FN_TEST_MAX_REDIRECTS"]),
-        ("mtu_ifindex", ctypes.c_uint32 * MAX_MTUS),
-        ("mtu", ctypes.c_uint32 * MAX_MTUS),
-        ("linear", ctypes.c_uint32),
-        ("pulled", ctypes.c_uint32),
-        ("vlan", ctypes.c_uint32),
-        ("pad2", ctypes.c_uint32),
-    ]
-
-
-class TestFibKey(ctypes.Structure):
-    """struct fn_test_fib_key (abi.h, test build only)."""
-
-    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 4)]
-
-
-class TestRoute(ctypes.Structure):
-    """struct fn_test_route (abi.h, test build only)."""
-
-    _fields_ = [("ret", ctypes.c_int32), ("ifindex", ctypes.c_uint32), ("src", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
-
+# the mirrors of the test build's structs live with the others, checked the same way
+TestState, TestFibKey, TestRoute = abi.TestState, abi.TestFibKey, abi.TestRoute
 
 # enum bpf_fib_lookup_ret (uapi bpf.h): what a route of the test's table answers
 FIB_SUCCESS, FIB_BLACKHOLE, FIB_UNREACHABLE, FIB_PROHIBIT, FIB_NOT_FWDED = 0, 1, 2, 3, 4

@@ -3,8 +3,9 @@
  * The L2 bridge of a fastnet network, done per port: anti-spoofing, forwarding by the
  * static FDB, flooding, proxy ARP and the hand-off to the host at the gateway MAC.
  *
- * fn_bridge_from_container() returns a negative drop reason or an FN_BR_* outcome; the
- * entry turns that into a verdict with fn_bridge_verdict(), which also counts it.
+ * fn_bridge_from_container() returns a negative drop reason or an FN_BR_* outcome
+ * (fn_bridge_ret); the entry turns an outcome into a verdict with fn_bridge_verdict(), which
+ * also counts it, or hands FN_BR_TO_GATEWAY to the NAT path.
  */
 #ifndef FN_LIB_BRIDGE_H
 #define FN_LIB_BRIDGE_H
@@ -15,14 +16,20 @@
 #include "arp.h"
 #include "metrics.h"
 #include "helpers.h"
+#include "map_access.h"
 
+/* Values above every TC verdict and below FN_NOT_OURS, so that an outcome never passes for a
+ * verdict nor a verdict for an outcome (FN_BR_TO_HOST used to equal TC_ACT_OK). */
 enum fn_bridge_outcome {
-	FN_BR_TO_HOST = 0,   /* continue into the host stack */
+	FN_BR_TO_HOST = 0x100, /* continue into the host stack */
 	FN_BR_TO_GATEWAY,    /* IPv4 to the gateway MAC: the NAT path decides */
 	FN_BR_REDIRECTED,    /* fn_redirect_*() already chose the target */
 	FN_BR_FLOOD,         /* to every port of the network: fn_tail_flood, a tail call */
 	FN_BR_ARP_ANSWERED,  /* reply written in place; send it back out the same port */
 };
+
+_Static_assert(FN_BR_TO_HOST > TC_ACT_VALUE_MAX && FN_BR_ARP_ANSWERED < FN_NOT_OURS,
+	       "bridge outcomes must not overlap TC verdicts or FN_NOT_OURS");
 
 
 /* Clones the frame to every port of ep's network but the sender's (fn_tail_flood). */
@@ -49,7 +56,7 @@ FN_INLINE int fn_bridge_flood(struct __sk_buff *skb, const struct fn_endpoint *e
 	return 0;
 }
 
-FN_INLINE int fn_bridge_arp(struct __sk_buff *skb, const struct fn_endpoint *ep,
+FN_INLINE fn_bridge_ret fn_bridge_arp(struct __sk_buff *skb, const struct fn_endpoint *ep,
 			    struct ethhdr *eth, void *data_end)
 {
 	struct fn_arp *arp = fn_arp_header(eth + 1, data_end);
@@ -86,7 +93,7 @@ FN_INLINE int fn_mac_is_link_local(const __u8 *mac)
 	       (mac[5] & 0xf0) == 0;
 }
 
-FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep,
+FN_INLINE fn_bridge_ret fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep,
 			     struct ethhdr *eth, void *data_end, __u32 *peer)
 {
 	struct iphdr *ip = fn_ipv4_header(skb, eth + 1, data_end);
@@ -122,7 +129,7 @@ FN_INLINE int fn_bridge_ipv4(struct __sk_buff *skb, const struct fn_endpoint *ep
 }
 
 /* The verdict for a frame from a container; *peer is the port a FN_BR_REDIRECTED goes to. */
-FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb, __u32 *peer)
+FN_INLINE fn_bridge_ret fn_bridge_from_container(struct __sk_buff *skb, __u32 *peer)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -160,7 +167,9 @@ FN_INLINE int fn_bridge_from_container(struct __sk_buff *skb, __u32 *peer)
 	}
 }
 
-FN_INLINE int fn_bridge_verdict(struct __sk_buff *skb, __u32 prog, int outcome, __u32 peer)
+/* outcome: an enum fn_bridge_outcome other than FN_BR_TO_GATEWAY (the NAT path's) */
+FN_INLINE fn_tc_ret fn_bridge_verdict(struct __sk_buff *skb, __u32 prog, enum fn_bridge_outcome outcome,
+				     __u32 peer)
 {
 	switch (outcome) {
 	case FN_BR_REDIRECTED:

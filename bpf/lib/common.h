@@ -11,6 +11,7 @@
 
 #include "fastnet/abi.h"
 #include "fastnet/counters.h"
+#include "fastnet/programs.h"
 
 #define FN_INLINE static __always_inline
 

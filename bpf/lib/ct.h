@@ -30,6 +30,7 @@
 #include "common.h"
 #include "helpers.h"
 #include "l4.h"
+#include "map_access.h"
 
 #define FN_CT_TAKEN (-1)   /* fn_ct_create(): a key of the flow is in use (not a drop reason) */
 #define FN_EEXIST   17

@@ -7,13 +7,14 @@
  * checksum (the transport checksum, in the first fragment, covers the whole datagram). A
  * later fragment that arrives before its first one has no ports: the callers hand it to the
  * host when it is addressed there, else drop it (drop_fragment), as Cilium does.
- * Needs fn_frag_get() and fn_frag_put() of fastnet.c.
+ * fn_frag_get() and fn_frag_put() are fastnet.c's accessors (lib/map_access.h).
  */
 #ifndef FN_LIB_FRAG_H
 #define FN_LIB_FRAG_H
 
 #include "common.h"
 #include "l4.h"
+#include "map_access.h"
 
 FN_INLINE void fn_frag_key_of(const struct fn_l4 *l4, struct fn_frag_key *k)
 {

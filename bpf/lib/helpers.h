@@ -4,15 +4,35 @@
  * moving packets between devices, the clock, the host's routing table and device MTUs, and
  * the skb's shape (its linear part, an 802.1Q tag the stack took out of the frame). The test build (FN_TEST) records each
  * redirect in fn_test_state instead of performing it, reads the time from there and routes by
- * fn_test_fib; the production build calls the helpers directly. Needs fn_test_record(),
- * fn_test_now() and fn_test_fib_of() from the map accessor section in the test build.
+ * fn_test_fib; the production build calls the helpers directly.
  */
 #ifndef FN_LIB_HELPERS_H
 #define FN_LIB_HELPERS_H
 
 #include "common.h"
+#include "map_access.h"
 
 #ifdef FN_TEST
+FN_INLINE void fn_test_record(__u32 kind, __u32 ifindex)
+{
+	struct fn_test_state *t = fn_test_state_get();
+
+	if (t && t->count < FN_TEST_MAX_REDIRECTS) {
+		__u32 i = t->count;
+
+		t->ifindex[i] = ifindex;
+		t->kind[i] = kind;
+		t->count = i + 1;
+	}
+}
+
+FN_INLINE __u64 fn_test_now(void)
+{
+	struct fn_test_state *t = fn_test_state_get();
+
+	return t ? t->now : 0;
+}
+
 FN_INLINE int fn_redirect_peer(__u32 ifindex)
 {
 	fn_test_record(FN_REDIRECT_PEER, ifindex);

@@ -25,11 +25,10 @@
 #include "arp.h"
 #include "metrics.h"
 #include "helpers.h"
+#include "map_access.h"
 
-/* fn_ipvlan_from_parent(): the frame is not a container's; not a TC verdict (those are >= -1). */
-#define FN_IPVLAN_NOT_OURS (-1000)
-
-FN_INLINE int fn_ipvlan_from_parent(struct __sk_buff *skb, __u32 prog)
+/* FN_NOT_OURS: the frame is not an ipvlan container's */
+FN_INLINE fn_claim_ret fn_ipvlan_from_parent(struct __sk_buff *skb, __u32 prog)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -41,40 +40,40 @@ FN_INLINE int fn_ipvlan_from_parent(struct __sk_buff *skb, __u32 prog)
 	/* A tag the stack took out of the frame is another VLAN's (its own are untagged, and a
 	 * sub-interface's were popped by fn_vlan_from_parent): not the parent's segment. */
 	if ((void *)(eth + 1) > data_end || fn_vlan_tagged(skb))
-		return FN_IPVLAN_NOT_OURS;
+		return FN_NOT_OURS;
 	if (eth->h_proto == fn_htons_c(ETH_P_IP)) {
 		struct iphdr *ip = fn_ipv4_header(skb, eth + 1, data_end);
 
 		if (!ip)
-			return FN_IPVLAN_NOT_OURS; /* the host stack judges malformed traffic */
+			return FN_NOT_OURS; /* the host stack judges malformed traffic */
 		key.ipv4 = ip->daddr;
 	} else if (eth->h_proto == fn_htons_c(ETH_P_ARP)) {
 		struct fn_arp *arp = fn_arp_header(eth + 1, data_end);
 
 		if (!arp)
-			return FN_IPVLAN_NOT_OURS;
+			return FN_NOT_OURS;
 		key.ipv4 = arp->tpa;
 		is_arp = 1;
 	} else {
-		return FN_IPVLAN_NOT_OURS;
+		return FN_NOT_OURS;
 	}
 	dst = fn_ipvlan_dst_of(&key);
 	if (!dst)
-		return FN_IPVLAN_NOT_OURS;
+		return FN_NOT_OURS;
 	if (is_arp) {
 		/* l3: nobody on the wire learns a container's address from ARP */
 		if (dst->flags & FN_IPVLAN_F_L3)
-			return FN_IPVLAN_NOT_OURS;
+			return FN_NOT_OURS;
 		if (!fn_mac_is_group(eth->h_dest) && !fn_mac_equal(eth->h_dest, dst->mac))
-			return FN_IPVLAN_NOT_OURS;
+			return FN_NOT_OURS;
 	} else if (!fn_mac_equal(eth->h_dest, dst->mac)) {
-		return FN_IPVLAN_NOT_OURS; /* another station's frame seen in promiscuous mode */
+		return FN_NOT_OURS; /* another station's frame seen in promiscuous mode */
 	}
 	fn_count(skb, prog, FN_FWD_IPVLAN_IN);
 	return fn_redirect_peer(dst->ifindex);
 }
 
-FN_INLINE int fn_ipvlan_from_container(struct __sk_buff *skb, __u32 prog)
+FN_INLINE fn_tc_ret fn_ipvlan_from_container(struct __sk_buff *skb, __u32 prog)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;

@@ -14,6 +14,7 @@
 #include "l4.h"
 #include "route.h"
 #include "service.h"
+#include "map_access.h"
 
 /* Rewrites the packet from l4->key to the entry's tuple. 0 or -FN_DROP_CSUM. */
 FN_INLINE int fn_nat_apply(struct __sk_buff *skb, const struct fn_l4 *l4, const struct fn_ct_entry *e)

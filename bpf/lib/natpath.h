@@ -17,6 +17,7 @@
 #include "nat.h"
 #include "route.h"
 #include "service.h"
+#include "map_access.h"
 
 /* A packet the gateway (`from`) does not route on: it answers with an ICMP error back out of
  * the port the packet came in on, counted as `counter`. */
@@ -191,7 +192,7 @@ to_host:
  * mapping on the uplink address, are hairpinned; new flows to the outside are SNATed; the rest
  * (the host's own addresses, other containers) goes to the host.
  */
-FN_INLINE int fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
+FN_INLINE fn_tc_ret fn_nat_from_container(struct __sk_buff *skb, __u32 prog)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -288,7 +289,7 @@ untranslatable:
  * SYN, or for a port published nowhere (one bit of fn_pub_ports) -- the published-port tries
  * and the source checks are for the first packet of a new flow to a published port only.
  */
-FN_INLINE int fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
+FN_INLINE fn_tc_ret fn_nat_from_uplink(struct __sk_buff *skb, __u32 prog)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -360,7 +361,7 @@ to_host:
  * the host's addresses pays one lookup to learn it is not a container's (routed traffic of
  * other bridges on the host passes here).
  */
-FN_INLINE int fn_nat_from_route(struct __sk_buff *skb, __u32 prog)
+FN_INLINE fn_tc_ret fn_nat_from_route(struct __sk_buff *skb, __u32 prog)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;

@@ -6,13 +6,14 @@
  * (BPF_FIB_LKUP_RET_FWD_DISABLED otherwise), and neither the container ports (forwarding=0:
  * without fastnet's programs nothing is routed) nor the uplink may forward; the FIB device
  * is down, has no address and receives nothing, so its forwarding=1 lets nothing through.
- * Needs fn_host_addr_get() of fastnet.c.
+ * fn_host_addr_get() is one of fastnet.c's accessors (lib/map_access.h).
  */
 #ifndef FN_LIB_ROUTE_H
 #define FN_LIB_ROUTE_H
 
 #include "common.h"
 #include "helpers.h"
+#include "map_access.h"
 
 #define FN_AF_INET 2
 

@@ -7,6 +7,7 @@
 #define FN_LIB_SERVICE_H
 
 #include "common.h"
+#include "map_access.h"
 
 /* Is (proto, port) published on any address at all? One array lookup (fn_pub_ports), so a
  * hot path can leave before the tries below; `port` in host order. */

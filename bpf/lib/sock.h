@@ -11,8 +11,7 @@
  * And a host process's bind() to a published (address, port) fails with EADDRINUSE, as under
  * Docker, which holds each published port with a bound socket (the host's own network
  * namespace only).
- * Needs fn_host_config_get(), fn_sock_orig_get(), fn_sock_dst_get/set(), fn_resolver_of() and
- * the service accessors of fastnet.c.
+ * The maps are reached through the accessors of fastnet.c (lib/map_access.h).
  */
 #ifndef FN_LIB_SOCK_H
 #define FN_LIB_SOCK_H
@@ -22,6 +21,7 @@
 
 #include "metrics.h"
 #include "service.h"
+#include "map_access.h"
 
 /* cgroup/sock_addr programs return 1 (allow) or 0 (the system call fails: EPERM, or the
  * error the program gave bpf_set_retval()). */

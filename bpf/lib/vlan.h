@@ -16,9 +16,8 @@
 #include "eth.h"
 #include "metrics.h"
 #include "helpers.h"
+#include "map_access.h"
 
-/* fn_vlan_from_parent(): not a frame of a sub-interface; not a TC verdict nor a drop reason. */
-#define FN_VLAN_NOT_OURS (-1001)
 #define FN_VLAN_VID_MASK 0x0fff
 
 struct fn_vlan_hdr {
@@ -26,7 +25,8 @@ struct fn_vlan_hdr {
 	__be16 encapsulated_proto;
 };
 
-FN_INLINE int fn_vlan_from_parent(struct __sk_buff *skb, __u32 prog)
+/* FN_NOT_OURS: not a frame of a sub-interface */
+FN_INLINE fn_claim_ret fn_vlan_from_parent(struct __sk_buff *skb, __u32 prog)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -42,21 +42,21 @@ FN_INLINE int fn_vlan_from_parent(struct __sk_buff *skb, __u32 prog)
 		struct fn_vlan_hdr *vh = (void *)(eth + 1);
 
 		if ((void *)(vh + 1) > data_end || eth->h_proto != fn_htons_c(ETH_P_8021Q))
-			return FN_VLAN_NOT_OURS;
+			return FN_NOT_OURS;
 		key.vid = bpf_ntohs(vh->tci) & FN_VLAN_VID_MASK;
 	}
 	if (!key.vid)
-		return FN_VLAN_NOT_OURS;
+		return FN_NOT_OURS;
 	v = fn_vlan_of(&key);
 	if (!v)
-		return FN_VLAN_NOT_OURS; /* another VLAN: the host's (which has no 802.1Q) */
+		return FN_NOT_OURS; /* another VLAN: the host's (which has no 802.1Q) */
 	if (bpf_skb_vlan_pop(skb))
 		return -FN_DROP_VLAN_TAG;
 	fn_count(skb, prog, FN_FWD_VLAN_IN);
 	return fn_redirect_egress(v->ifindex);
 }
 
-FN_INLINE int fn_vlan_from_tagger(struct __sk_buff *skb, __u32 prog)
+FN_INLINE fn_tc_ret fn_vlan_from_tagger(struct __sk_buff *skb, __u32 prog)
 {
 	struct fn_vlan_key key = { .ifindex = skb->ingress_ifindex, .vid = 0 };
 	struct fn_vlan *v = fn_vlan_of(&key);

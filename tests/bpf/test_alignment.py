@@ -8,17 +8,13 @@ import os
 
 import pytest
 
-from fastnet.datapath import abi, libbpf
-
-BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 3, 18
+from fastnet.datapath import declared, libbpf
 
 
-@pytest.mark.parametrize("name", [*abi.TC_PROGRAMS, *abi.SOCK_PROGRAMS])
-def test_program_verifies_with_strict_alignment(test_datapath, name):
-    insns = test_datapath.bpf.dump_func(name.encode())
-    if name in abi.SOCK_PROGRAMS:
-        prog_type, attach_type = BPF_PROG_TYPE_CGROUP_SOCK_ADDR, abi.SOCK_PROGRAMS[name]
-    else:
-        prog_type, attach_type = BPF_PROG_TYPE_SCHED_CLS, 0
-    fd = libbpf.prog_load(prog_type, name[:15], insns, libbpf.BPF_F_STRICT_ALIGNMENT, attach_type)
+@pytest.mark.parametrize("program", [p for p in declared.programs() if p.attach == "TC_INGRESS" or p.is_sock_hook],
+                         ids=lambda p: p.name)
+def test_program_verifies_with_strict_alignment(test_datapath, program):
+    insns = test_datapath.bpf.dump_func(program.name.encode())
+    attach_type = program.attach_type() if program.is_sock_hook else 0
+    fd = libbpf.prog_load(program.program_type(), program.name[:15], insns, libbpf.BPF_F_STRICT_ALIGNMENT, attach_type)
     os.close(fd)

@@ -31,7 +31,7 @@ from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Padding, Raw
 
-from fastnet.datapath import abi, libbpf
+from fastnet.datapath import declared, libbpf
 from fastnet.datapath.maps import PortRecord
 from topology import A, B, BACK, C, D, E, FRONT, NETWORKS, UNKNOWN_IFINDEX
 
@@ -267,7 +267,7 @@ def test_a_missing_flood_program_is_a_counted_drop(bridge):
     and counted, not handed to the host."""
     frame = udp(A, BROADCAST, "10.0.1.255")
     tails = bridge.datapath.dp.maps["fn_tails"]
-    slot = ctypes.c_uint32(abi.TAIL_PROGRAMS["fn_tail_flood"])
+    slot = ctypes.c_uint32(declared.TAIL_PROGRAMS["fn_tail_flood"])
     prog = ctypes.c_uint32(bridge.datapath.dp.progs["fn_tail_flood"])
     assert libbpf.map_delete(tails, slot)
     try:

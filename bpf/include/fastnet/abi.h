@@ -45,14 +45,7 @@
 /* Refresh a confirmed entry's deadline at most this often (seconds): fewer writes. */
 #define FN_CT_REFRESH_INTERVAL        1
 
-/* Programs that count into fn_metrics; each owns FN_COUNTER_SLOTS consecutive slots. */
-#define FN_PROG_FROM_CONTAINER 0
-#define FN_PROG_FROM_UPLINK    1
-#define FN_PROG_SOCK           2
-#define FN_PROG_FROM_IPVLAN    3
-#define FN_PROG_FROM_PARENT    4
-#define FN_PROG_FROM_TAGGER    5
-#define FN_PROG_FROM_ROUTE     6
+/* fn_metrics: room for this many counter owners (fastnet/programs.h), FN_COUNTER_SLOTS each. */
 #define FN_PROG_MAX            8
 #define FN_COUNTER_SLOTS       64
 
