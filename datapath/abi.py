@@ -194,6 +194,19 @@ class Resolver(ctypes.Structure):
     _fields_ = [("addr", u32), ("udp_port", u16), ("tcp_port", u16)]
 
 
+# -- overlay networks (bpf/lib/overlay.h) --
+class OvlNet(ctypes.Structure):
+    _fields_ = [("vni", u32), ("vxlan_ifindex", u32)]
+
+
+class OvlKey(ctypes.Structure):
+    _fields_ = [("vni", u32), ("ipv4", u32)]
+
+
+class OvlRemote(ctypes.Structure):
+    _fields_ = [("host", u32), ("mac", u8 * 6), ("flags", u16)]
+
+
 @lru_cache(maxsize=1)
 def constants() -> dict[str, int]:
     """Every `#define NAME <integer>` of abi.h."""
@@ -224,13 +237,16 @@ PROGRAMS = {
     "fn_from_parent": constants()["FN_PROG_FROM_PARENT"],
     "fn_from_tagger": constants()["FN_PROG_FROM_TAGGER"],
     "fn_from_route": constants()["FN_PROG_FROM_ROUTE"],
+    "fn_from_vxlan": constants()["FN_PROG_FROM_VXLAN"],  # overlay
 }
 TC_PROGRAMS = ("fn_from_container", "fn_from_uplink", "fn_from_ipvlan", "fn_from_parent", "fn_from_tagger",
-               "fn_from_route")
+               "fn_from_route",
+               "fn_from_vxlan")  # overlay
 # TC programs that are never attached: the control plane runs them with BPF_PROG_TEST_RUN.
 ADMIN_PROGRAMS = ("fn_ct_admin",)
 # TC programs the others tail-call -> their slot in fn_tails (the loader fills it).
-TAIL_PROGRAMS = {"fn_tail_flood": constants()["FN_TAIL_FLOOD"]}
+TAIL_PROGRAMS = {"fn_tail_flood": constants()["FN_TAIL_FLOOD"],
+                 "fn_tail_overlay": constants()["FN_TAIL_OVERLAY"]}  # overlay
 # Every TC program (SCHED_CLS), attached or not.
 SCHED_CLS_PROGRAMS = (*TC_PROGRAMS, *ADMIN_PROGRAMS, *TAIL_PROGRAMS)
 # Maps only the test build (FN_TEST) has (tests/bpf/test_abi.py checks their mirrors).
@@ -276,6 +292,10 @@ MAP_LAYOUTS: dict[str, tuple[type, type]] = {
     "fn_ipvlan_addrs": (IpvlanKey, IpvlanDst),
     "fn_vlans": (VlanKey, Vlan),
     "fn_resolvers": (u64, Resolver),
+    # overlay networks
+    "fn_ovl_nets": (u32, OvlNet),
+    "fn_ovl_vnis": (u32, u32),
+    "fn_ovl_remotes": (OvlKey, OvlRemote),
 }
 
 

@@ -36,6 +36,10 @@ BPF_TABLE("hash", __u32, struct fn_ipvlan_port, fn_ipvlan_ports, FN_MAX_ENDPOINT
 BPF_TABLE("hash", struct fn_ipvlan_key, struct fn_ipvlan_dst, fn_ipvlan_addrs, FN_MAX_ENDPOINTS);
 BPF_TABLE("hash", struct fn_vlan_key, struct fn_vlan, fn_vlans, 2 * FN_MAX_NETWORKS);
 BPF_TABLE("hash", __u64, struct fn_resolver, fn_resolvers, FN_MAX_ENDPOINTS);
+/* overlay networks (lib/overlay.h) */
+BPF_TABLE("hash", __u32, struct fn_ovl_net, fn_ovl_nets, FN_MAX_NETWORKS);
+BPF_TABLE("hash", __u32, __u32, fn_ovl_vnis, FN_MAX_NETWORKS);
+BPF_TABLE("hash", struct fn_ovl_key, struct fn_ovl_remote, fn_ovl_remotes, FN_OVL_MAX_REMOTES);
 #ifdef FN_TEST
 BPF_TABLE("array", __u32, struct fn_test_state, fn_test_state, 1);
 /* Never used: they make bcc export the layouts of fn_ct_admin's request, which no map holds,
