@@ -7,6 +7,7 @@ the manner of netavark's NetworkDriver). A new driver is a new module and one li
     ipvlan.py   ipvlan built on the eBPF datapath (this kernel has no ipvlan module)
     parent.py   what macvlan and ipvlan share: a parent interface and its segment
     vlan.py     the 802.1Q sub-interfaces (`parent: IF.VLAN`) parent drivers may create
+    overlay.py  a bridge network shared by several hosts through VXLAN and the store (etcd)
 
 Everything else asks the driver of a network (`of(net)`) instead of comparing its name: the
 config checks (modes, parent, internal, publishing), preflight, creating and removing networks
@@ -44,6 +45,8 @@ class NetworkDriver:
     backends_why = ""  # why only those, for the error
     has_host_link = True  # each interface has a host-side link named InterfaceSpec.host_ifname
     sets_mtu = False  # `mtu:` applies (fastnet sizes the interfaces; the others have their parent's)
+    mtu_overhead = 0  # bytes its encapsulation takes: interfaces default to the uplink's MTU minus this
+    needs_store = False  # shared with other hosts through the file's `store:` (overlay)
 
     # -- before anything is made ----------------------------------------------------------------
     def preflight(self, ipr: IPRoute, net: NetworkSpec, desired: ProjectSpec, others: list[ProjectSpec]) -> str | None:
@@ -72,6 +75,12 @@ class NetworkDriver:
 
         links.delete_link(project.ipr, iface.host_ifname)
 
+    def settle(self, desired: ProjectSpec, rebuild, previous: ProjectSpec | None) -> ProjectSpec:
+        """Before anything is made: agree `desired` with whatever the network is shared with
+        (other hosts, through the store), rebuilding it with `rebuild(taken, claimed)` when
+        addresses must change; a one-line FastnetError when that cannot be done. Default: as is."""
+        return desired
+
     def configure_container_side(self, netns: Path, net: NetworkSpec, iface: InterfaceSpec) -> None:
         """Address, link state and default route inside the container."""
         from .. import links
@@ -86,10 +95,11 @@ class NetworkDriver:
 from .bridge import Bridge  # noqa: E402  (the drivers subclass NetworkDriver above)
 from .ipvlan import Ipvlan  # noqa: E402
 from .macvlan import Macvlan  # noqa: E402
+from .overlay import Overlay  # noqa: E402
 from . import vlan  # noqa: E402,F401  (netdrivers.vlan: the sub-interfaces, for the backends and `down`)
 
 DEFAULT = DEFAULT_DRIVER
-DRIVERS: dict[str, NetworkDriver] = {d.name: d for d in (Bridge(), Macvlan(), Ipvlan())}
+DRIVERS: dict[str, NetworkDriver] = {d.name: d for d in (Bridge(), Macvlan(), Ipvlan(), Overlay())}
 
 
 def of(net: NetworkSpec | None) -> NetworkDriver:
