@@ -169,6 +169,12 @@ def test_three_hosts_reach_each_other_by_address_and_name(underlay):
     hosts = [underlay.add_host(n) for n in (1, 2, 3)]
     for n, h in enumerate(hosts, 1):
         h.up(overlay_config(n))
+        if n > 1:  # the new container reaches the tables of the hosts already there within 1 s
+            ip = containers(h, "shop")[f"web{n}"].ip("mesh")
+            started = time.monotonic()
+            for other in hosts[:n - 1]:
+                wait_until(lambda other=other: ip in remotes(other), timeout=3, interval=0.02, what=f"{ip} on {other.name}")
+            assert time.monotonic() - started < 1.0
     ctrs = {f"web{n}": containers(h, "shop")[f"web{n}"] for n, h in enumerate(hosts, 1)}
     addresses = {name: c.ip("mesh") for name, c in ctrs.items()}
     assert len(set(addresses.values())) == 3, f"two hosts gave one address: {addresses}"
