@@ -166,6 +166,24 @@ FN_INLINE void fn_tail_call(struct __sk_buff *skb, __u32 slot)
 	fn_tails.call(skb, slot);
 }
 
+/* overlay networks (lib/overlay.h) */
+FN_INLINE struct fn_ovl_net *fn_ovl_net_of(__u32 net_id)
+{
+	return fn_ovl_nets.lookup(&net_id);
+}
+
+FN_INLINE __u32 *fn_ovl_vni_net(__u32 vni)
+{
+	return fn_ovl_vnis.lookup(&vni);
+}
+
+FN_INLINE struct fn_ovl_remote *fn_ovl_remote_of(__u32 vni, __be32 ipv4)
+{
+	struct fn_ovl_key key = { .vni = vni, .ipv4 = ipv4 };
+
+	return fn_ovl_remotes.lookup(&key);
+}
+
 #ifdef FN_TEST
 FN_INLINE struct fn_test_state *fn_test_state_get(void)
 {
@@ -192,6 +210,7 @@ FN_INLINE struct fn_test_route *fn_test_fib_of(struct fn_test_fib_key *key)
 #include "lib/sock.h"
 #include "lib/ipvlan.h"
 #include "lib/vlan.h"
+#include "lib/overlay.h"
 
 /*
  * fn_from_container — TC ingress on the host end of a container's veth: every frame the
@@ -214,8 +233,12 @@ int fn_from_container(struct __sk_buff *skb)
 		ret = fn_bridge_verdict(skb, prog, outcome, peer);
 	else
 		ret = outcome; /* a negated drop reason: the same in both spaces */
-	if (ret < 0)
+	if (ret < 0) {
+		/* Not on this host: on an overlay network, maybe on another (fn_tail_overlay). */
+		if (ret == -FN_DROP_UNKNOWN_DST_MAC || ret == -FN_DROP_ARP_UNKNOWN)
+			fn_tail_call(skb, FN_TAIL_OVERLAY);
 		return fn_drop(skb, prog, -ret);
+	}
 	return ret;
 }
 
@@ -234,6 +257,44 @@ int fn_tail_flood(struct __sk_buff *skb)
 		return fn_drop(skb, prog, -ret);
 	fn_count(skb, prog, FN_FWD_FLOOD);
 	return TC_ACT_SHOT;
+}
+
+/*
+ * fn_tail_overlay — fn_from_container's tail call (fn_tails[FN_TAIL_OVERLAY]) for a frame
+ * whose destination is no port of this host (unicast to an unknown MAC, ARP for an unknown
+ * address): on an overlay network, a container of another host gets it through the VXLAN
+ * device, and ARP for it is answered here; anything else is dropped for the reason
+ * fn_from_container found. It counts as fn_from_container.
+ */
+int fn_tail_overlay(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_CONTAINER;
+	__u32 out = 0;
+	int ret = fn_overlay_from_container(skb, &out);
+
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	return fn_overlay_verdict(skb, prog, ret, out);
+}
+
+/*
+ * fn_from_vxlan — TC ingress on the host's external VXLAN device: every frame a container of
+ * another host sends to a container of this one. The VNI names the overlay network, the inner
+ * source must be a container the store places on the tunnel's remote host; delivered straight
+ * into the destination container (bpf_redirect_peer).
+ */
+int fn_from_vxlan(struct __sk_buff *skb)
+{
+	const __u32 prog = FN_PROG_FROM_VXLAN;
+	__u32 peer = 0;
+	int ret;
+
+	fn_pull_headers(skb);
+	ret = fn_overlay_from_vxlan(skb, &peer);
+	if (ret < 0)
+		return fn_drop(skb, prog, -ret);
+	fn_count(skb, prog, FN_FWD_OVERLAY_IN);
+	return fn_redirect_peer(peer);
 }
 
 /*

@@ -1,6 +1,7 @@
 """The per-host agent: the containers' DNS resolver, conntrack garbage collection, the watch
-of the host's links and addresses (control/hostwatch.py), log caps and the iptables backend's
-port reservations, in the keeper's namespaces (control/keeper.py).
+of the host's links and addresses (control/hostwatch.py), the overlay networks' store
+(control/overlaysync.py), log caps and the iptables backend's port reservations, in the
+keeper's namespaces (control/keeper.py).
 
 Run as `python -I -m fastnet.control.agent HOST_DIR` by the keeper, which restarts it whenever
 it exits: nothing the containers or the datapath need to keep working lives in this process
@@ -52,8 +53,13 @@ async def serve(host_dir: Path) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGCHLD, _reap)
-    loop.add_signal_handler(signal.SIGHUP, resolver.request_reload)
     await resolver.start()
+    from .overlaysync import OverlaySync
+
+    # overlay networks: the other hosts' containers into the datapath and the resolver
+    overlay = OverlaySync(host_dir, lambda remotes: loop.call_soon_threadsafe(resolver.set_remotes, remotes))
+    loop.add_signal_handler(signal.SIGHUP, lambda: (resolver.request_reload(), overlay.request()))
+    overlay.start()
     from .hostwatch import HostWatch  # after DNS serves: its import (pyroute2) is the slow part of a restart
 
     watch = HostWatch()
@@ -65,6 +71,7 @@ async def serve(host_dir: Path) -> int:
     finally:
         gc.cancel()
         watch.close()
+        overlay.close()
         resolver.close()
         reservations.close()
     return 0

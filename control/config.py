@@ -112,6 +112,7 @@ class Network:
     mode: str | None = None  # macvlan: bridge|private|vepa|passthru; ipvlan: l2|l3; None for bridge
     mtu: int | None = None  # bridge: its container interfaces' MTU; None: the uplink's
     sized: bool = False  # fastnet sets its interfaces' MTU (its driver's sets_mtu)
+    mtu_overhead: int = 0  # what its driver's encapsulation takes from the uplink's MTU (overlay: 50)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,9 @@ class Config:
     # ebpf backend: publishing ports of the host's ip_local_port_range is refused at `up`
     # unless this is true (engine.preflight says why)
     publish_ephemeral_ports: bool = False
+    # overlay networks: the etcd v3 URL every host of the overlay shares, and the VXLAN UDP port
+    store: str | None = None
+    vxlan_port: int = 4789
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -329,6 +333,20 @@ def _check_command(value: list[str]) -> list[str]:
     return value
 
 
+def _check_store(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError as exc:
+        _fail(f"invalid store URL {value!r}: {exc}")
+    if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/") or url.query:
+        _fail(f"invalid store URL {value!r}: expected the etcd v3 client URL, e.g. http://10.0.0.5:2379")
+    del port
+    return value.rstrip("/")
+
+
 def _yaml_form(value: Any) -> str | None:
     """Discriminate unions by YAML node kind, so errors name the form given."""
     if isinstance(value, list):
@@ -428,6 +446,8 @@ class _FileSpec(_Spec):
     containers: dict[_ContainerName, _ContainerSpec | None] | None = None
     conntrack: _ConntrackSpec = _ConntrackSpec()
     publish_ephemeral_ports: StrictBool = False
+    store: Annotated[StrictStr, AfterValidator(_check_store)] | None = None
+    vxlan_port: Annotated[StrictInt, Field(ge=1, le=65535)] = 4789
 
 
 # How pydantic's own error types read in our messages: "expected X, got Y".
@@ -531,13 +551,26 @@ def _resolve(spec: _FileSpec, where: SourceMap) -> Config:
     _check_overlaps(networks, defined, bridge_users, where, problems)
     _check_addresses(containers, networks, where, problems)
     _check_publish(containers, networks, where, problems)
+    _check_store_needed(spec, networks, where, problems)
     if problems:
         raise min(problems, key=lambda e: (e.line, e.col))
     ct = spec.conntrack
     conntrack = Conntrack(ct.max_flows, ct.max_new_flows, ct.inbound_percent, ct.owner_percent,
                           **ct.timeouts.model_dump())
     return Config(spec.name, spec.uplink, spec.backend, networks, containers, where.source, conntrack,
-                  publish_ephemeral_ports=spec.publish_ephemeral_ports)
+                  publish_ephemeral_ports=spec.publish_ephemeral_ports, store=spec.store, vxlan_port=spec.vxlan_port)
+
+
+def _check_store_needed(spec: _FileSpec, networks: dict[str, Network], where: SourceMap,
+                        problems: list[ConfigError]) -> None:
+    """A network shared with other hosts (overlay) needs the store they share."""
+    if spec.store is not None:
+        return
+    for net in networks.values():
+        if netdrivers.DRIVERS[net.driver].needs_store:
+            problems.append(where.error(("networks", net.name, "driver"), f"driver {net.driver} needs 'store:', "
+                                        "the etcd URL every host of the overlay shares (e.g. store: http://10.0.0.5:2379)"))
+            return
 
 
 def _check_publish(
@@ -597,7 +630,7 @@ def _resolve_network(
     parent, mode = _resolve_driver(name, spec, where, problems)
     _check_mtu(name, spec, where, problems)
     return Network(name, spec.driver, subnet, gateway, spec.internal, parent, mode, spec.mtu,
-                   netdrivers.DRIVERS[spec.driver].sets_mtu)
+                   netdrivers.DRIVERS[spec.driver].sets_mtu, netdrivers.DRIVERS[spec.driver].mtu_overhead)
 
 
 MTU_MIN, MTU_MAX = 68, 65535  # IPv4's minimum (RFC 791); a veth's maximum

@@ -200,13 +200,20 @@ def up(config: Config) -> UpResult:
         with IPRoute() as ipr:
             uplink = config.uplink or default_uplink(ipr)
             found = ipr.link_lookup(ifname=uplink) if uplink else []
+            mtu = observe.link_mtu(ipr, found[0]) or None if found else None
+
+            def rebuild(taken=None, claimed=None) -> ProjectSpec:
+                spec = build(config, current.spec if current else None, foreign, mtu, taken, claimed)
+                return spec if spec.uplink is not None else dataclasses.replace(spec, uplink=uplink)
+
             try:
-                desired = build(config, current.spec if current else None, foreign,
-                                observe.link_mtu(ipr, found[0]) or None if found else None)
-            except Exception as exc:  # ipam exhaustion and the like
-                raise UpError(str(exc)) from exc
-            if desired.uplink is None:
-                desired = dataclasses.replace(desired, uplink=uplink)
+                desired = rebuild()
+                # Networks shared beyond this host (overlay: the store) agree on names and
+                # addresses before anything is made.
+                for driver in sorted({netdrivers.of(n) for n in desired.networks.values()}, key=lambda d: d.name):
+                    desired = driver.settle(desired, rebuild, current.spec if current else None)
+            except Exception as exc:  # ipam exhaustion, an unreachable store and the like
+                raise UpError(one_line(exc)) from exc
             preflight(host, desired, current, others, ipr, config.publish_ephemeral_ports)
         try:
             keeper = ensure_running(host)

@@ -28,6 +28,7 @@ def allocate(
     network: Network,
     requests: list[tuple[str, IPv4Address | None]],
     existing: dict[str, IPv4Address],
+    taken: frozenset[IPv4Address] = frozenset(),
 ) -> dict[str, IPv4Address]:
     """Assign an address to every owner in ``requests``, in the order given.
 
@@ -41,7 +42,8 @@ def allocate(
     3. the lowest free host address (never the network, broadcast or gateway
        address), for the remaining owners in request order.
 
-    Owners missing from ``requests`` are released.
+    Owners missing from ``requests`` are released. ``taken`` are addresses held elsewhere
+    (other hosts of an overlay network): never given, and a static request for one is refused.
     """
     subnet = network.subnet
     reserved = {subnet.network_address, subnet.broadcast_address, network.gateway}
@@ -72,15 +74,18 @@ def allocate(
             raise IpamError(f"{where}: static address {address} of {owner} is not a usable host address")
         if address in holders:
             raise IpamError(f"{where}: {owner} and {holders[address]} both claim {address}")
+        if address in taken:
+            raise IpamError(f"{where}: static address {address} of {owner} is held by a container of another host")
         give(owner, address)
 
     dynamic = [owner for owner, address in requests if address is None]
     for owner in dynamic:
         previous = existing.get(owner)
-        if previous is not None and usable(previous) and previous not in holders:
+        if previous is not None and usable(previous) and previous not in holders and previous not in taken:
             give(owner, previous)
 
-    free = (address for address in subnet.hosts() if address not in reserved and address not in holders)
+    free = (address for address in subnet.hosts()
+            if address not in reserved and address not in holders and address not in taken)
     for owner in dynamic:
         if owner not in assigned:
             address = next(free, None)

@@ -57,7 +57,8 @@ def remove_namespace(host: Host, netns: str) -> None:
 
 
 def empty_state(desired: ProjectSpec, source: str) -> ProjectState:
-    spec = ProjectSpec(desired.name, desired.backend, desired.uplink, conntrack=desired.conntrack)
+    spec = ProjectSpec(desired.name, desired.backend, desired.uplink, conntrack=desired.conntrack,
+                       store=desired.store, vxlan_port=desired.vxlan_port)
     return ProjectState(spec=spec, source=source)
 
 
@@ -275,7 +276,8 @@ class Project:
             if cname in self.st.spec.containers:
                 self.st.spec.containers[cname] = c
         self.st.spec.networks.update(desired.networks)
-        self.st.spec = dataclasses.replace(self.st.spec, uplink=desired.uplink, conntrack=desired.conntrack)
+        self.st.spec = dataclasses.replace(self.st.spec, uplink=desired.uplink, conntrack=desired.conntrack,
+                                           store=desired.store, vxlan_port=desired.vxlan_port)
         self.backend.sync(self.st)
         if plan.start_commands and self.before_commands is not None:
             self.before_commands()

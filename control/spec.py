@@ -61,6 +61,7 @@ class NetworkSpec:
     parent: str | None = None  # macvlan/ipvlan: the host interface (IF.VLAN: the sub-interface)
     mode: str | None = None
     mtu: int | None = None  # as configured; None: each interface takes the uplink's (InterfaceSpec.mtu)
+    vni: int | None = None  # overlay: the VXLAN network identifier the store gave the network
 
     @property
     def gateway_mac(self) -> str:
@@ -112,6 +113,8 @@ class ProjectSpec:
     networks: dict[str, NetworkSpec] = field(default_factory=dict)
     containers: dict[str, ContainerSpec] = field(default_factory=dict)
     conntrack: Conntrack = Conntrack()  # host-wide: every project on a host must agree
+    store: str | None = None  # overlay networks: the etcd v3 URL their hosts share
+    vxlan_port: int = 4789  # overlay networks: the UDP port of the host's VXLAN device
 
 
 def _namespace(config: Config, name: str) -> str:
@@ -126,7 +129,7 @@ def _namespace(config: Config, name: str) -> str:
 
 
 def _interface_mtu(net: NetworkSpec, sized: bool, prev_net: NetworkSpec | None, prev: InterfaceSpec | None,
-                   default_mtu: int | None) -> int | None:
+                   default_mtu: int | None, overhead: int = 0) -> int | None:
     """A bridge network's `mtu:`, else what the interface had (so a changed uplink MTU does not
     recreate running containers; None in state from before `mtu:`), else the uplink's."""
     if not sized:  # the driver's interfaces have their parent's MTU
@@ -135,7 +138,7 @@ def _interface_mtu(net: NetworkSpec, sized: bool, prev_net: NetworkSpec | None, 
         return net.mtu
     if prev is not None and prev_net == net:
         return prev.mtu
-    return default_mtu
+    return default_mtu - overhead if default_mtu and overhead else default_mtu
 
 
 class SpecError(FastnetError):
@@ -158,9 +161,13 @@ def _adopted(config: Config, previous: ProjectSpec | None) -> dict[str, Containe
 
 
 def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozenset[int] = frozenset(),
-          default_mtu: int | None = None) -> ProjectSpec:
+          default_mtu: int | None = None, taken: dict[str, frozenset[IPv4Address]] | None = None,
+          claimed: dict[str, dict[str, IPv4Address]] | None = None) -> ProjectSpec:
     """`foreign_net_ids`: ids held by other projects on the host (the datapath is shared);
-    `default_mtu`: the uplink's MTU, for new interfaces of bridge networks without `mtu:`."""
+    `default_mtu`: the uplink's MTU, for new interfaces of bridge networks without `mtu:`;
+    `taken`: per network, addresses others hold (other hosts of an overlay); `claimed`: per
+    network, the addresses the containers already hold there (an overlay's store), which they
+    keep as they keep earlier runs' ones."""
     prev_nets = previous.networks if previous else {}
     prev_ctrs = previous.containers if previous else {}
     adopted = _adopted(config, previous)
@@ -190,12 +197,12 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             if a.network == name
         ]
         requests += [(c.name, i.ipv4) for c in adopted.values() if (i := c.interface(name)) is not None]
-        existing = {}
+        existing = dict((claimed or {}).get(name, {}))
         for cname, ctr in prev_ctrs.items():
             iface = ctr.interface(name)
             if iface is not None and name in prev_nets and prev_nets[name].subnet == net.subnet:
                 existing[cname] = iface.ipv4
-        addresses[name] = ipam.allocate(net, requests, existing)
+        addresses[name] = ipam.allocate(net, requests, existing, (taken or {}).get(name, frozenset()))
 
     containers: dict[str, ContainerSpec] = {}
     for c in config.containers.values():
@@ -227,7 +234,8 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
                     default_route=default_route,
                     aliases=tuple(a.aliases),
                     mtu=_interface_mtu(net, config.networks[a.network].sized, prev_nets.get(a.network),
-                                       old.interface(a.network) if old else None, default_mtu),
+                                       old.interface(a.network) if old else None, default_mtu,
+                                       config.networks[a.network].mtu_overhead),
                 )
             )
         containers[c.name] = ContainerSpec(
@@ -239,4 +247,5 @@ def build(config: Config, previous: ProjectSpec | None, foreign_net_ids: frozens
             network_mode=c.network_mode,
         )
     containers.update(adopted)
-    return ProjectSpec(config.name, config.backend, config.uplink, networks, containers, config.conntrack)
+    return ProjectSpec(config.name, config.backend, config.uplink, networks, containers, config.conntrack,
+                       config.store, config.vxlan_port)

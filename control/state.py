@@ -19,7 +19,7 @@ from .host import Host
 from .spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec
 from ..datapath.errors import FastnetError
 
-FORMAT = 6
+FORMAT = 7
 
 
 class StateError(FastnetError):
@@ -74,7 +74,17 @@ def _v5_to_v6(d: dict) -> dict:
     return d
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
+def _v6_to_v7(d: dict) -> dict:
+    """Format 7 added overlay networks: a network's VNI, the project's store and VXLAN port;
+    absent: none, none, the default."""
+    for n in d["spec"]["networks"].values():
+        n.setdefault("vni", None)
+    d["spec"].setdefault("store", None)
+    d["spec"].setdefault("vxlan_port", 4789)
+    return d
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6, 6: _v6_to_v7}
 
 
 @dataclass
@@ -137,7 +147,7 @@ def from_json(text: str) -> ProjectState:
     s = d["spec"]
     networks = {
         k: NetworkSpec(v["name"], v["net_id"], IPv4Network(v["subnet"]), IPv4Address(v["gateway"]), v["internal"], v["driver"],
-                       v.get("parent"), v.get("mode"), v["mtu"])
+                       v.get("parent"), v.get("mode"), v["mtu"], v["vni"])
         for k, v in s["networks"].items()
     }
     containers = {}
@@ -173,7 +183,8 @@ def from_json(text: str) -> ProjectState:
             v.get("network_mode"),  # absent in files written before network modes
             v["origin"],
         )
-    spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers, Conntrack(**s["conntrack"]))
+    spec = ProjectSpec(s["name"], s["backend"], s["uplink"], networks, containers, Conntrack(**s["conntrack"]),
+                       s["store"], s["vxlan_port"])
     commands = {k: CommandState(v["pid"], v["start_time"], tuple(v["argv"])) for k, v in d["commands"].items()}
     return ProjectState(spec=spec, source=d["source"], ports=dict(d["ports"]), commands=commands, cni=d["cni"])
 

@@ -201,6 +201,19 @@ class Resolver(ctypes.Structure):
     _fields_ = [("addr", u32), ("udp_port", u16), ("tcp_port", u16)]
 
 
+# -- overlay networks (bpf/lib/overlay.h) --
+class OvlNet(ctypes.Structure):
+    _fields_ = [("vni", u32), ("vxlan_ifindex", u32)]
+
+
+class OvlKey(ctypes.Structure):
+    _fields_ = [("vni", u32), ("ipv4", u32)]
+
+
+class OvlRemote(ctypes.Structure):
+    _fields_ = [("host", u32), ("mac", u8 * 6), ("flags", u16)]
+
+
 @lru_cache(maxsize=1)
 def constants() -> dict[str, int]:
     """Every `#define NAME <integer>` of abi.h."""
@@ -246,6 +259,8 @@ class TestState(ctypes.Structure):
         ("pulled", u32),
         ("vlan", u32),
         ("pad2", u32),
+        ("tun_id", u32),
+        ("tun_remote", u32),  # host order, as struct bpf_tunnel_key
     ]
 
 
@@ -297,6 +312,9 @@ MIRRORS: dict[str, type] = {
     "struct fn_vlan_key": VlanKey,
     "struct fn_vlan": Vlan,
     "struct fn_resolver": Resolver,
+    "struct fn_ovl_net": OvlNet,
+    "struct fn_ovl_key": OvlKey,
+    "struct fn_ovl_remote": OvlRemote,
     "struct fn_test_state": TestState,
     "struct fn_test_fib_key": TestFibKey,
     "struct fn_test_route": TestRoute,

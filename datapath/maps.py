@@ -306,6 +306,41 @@ def _be16(port: int) -> int:
     return struct.unpack("=H", struct.pack("!H", port))[0]
 
 
+# -- overlay networks (bpf/lib/overlay.h) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverlayNetRecord:
+    """An overlay network of this host: its datapath network, VNI and the host's VXLAN device."""
+
+    net_id: int
+    vni: int
+    vxlan_ifindex: int
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    """A container of another host on an overlay network."""
+
+    vni: int
+    ipv4: IPv4Address
+    mac: str
+    host: IPv4Address  # that host's underlay address
+
+
+def overlay_net_tables(nets: list[OverlayNetRecord]) -> dict[str, list[tuple]]:
+    return {
+        "fn_ovl_vnis": [(ctypes.c_uint32(n.vni), ctypes.c_uint32(n.net_id)) for n in nets],
+        "fn_ovl_nets": [(ctypes.c_uint32(n.net_id), abi.OvlNet(vni=n.vni, vxlan_ifindex=n.vxlan_ifindex)) for n in nets],
+    }
+
+
+def remote_entries(remotes: Iterable[RemoteRecord]) -> list[tuple]:
+    return [(abi.OvlKey(vni=r.vni, ipv4=be32(r.ipv4)),
+             abi.OvlRemote(host=be32(r.host), mac=(ctypes.c_uint8 * 6)(*mac_bytes(r.mac))))
+            for r in remotes]
+
+
 NAT_MAPS = "fn_nat_maps"
 # A mapping no tracked flow uses is deleted only once no flow took it for this long: the
 # programs claim a port a moment before they create the flow that uses it, and the agent
@@ -512,6 +547,18 @@ class Maps:
         """Make fn_resolvers hold exactly `resolvers`: {container netns cookie: (udp port,
         tcp port)} of the DNS resolver listening on `addr` in that namespace."""
         return self._reconcile("fn_resolvers", resolver_entries(resolvers, addr))
+
+    def sync_overlay_nets(self, nets: list[OverlayNetRecord]) -> int:
+        """The overlay networks of this host (the eBPF backend's sync is their one writer)."""
+        return sum(self._reconcile(name, content) for name, content in overlay_net_tables(nets).items())
+
+    def sync_remotes(self, remotes: Iterable[RemoteRecord]) -> int:
+        """Make fn_ovl_remotes hold exactly `remotes` (the agent's overlay sync is its one writer)."""
+        return self._reconcile("fn_ovl_remotes", remote_entries(remotes))
+
+    def remotes(self) -> list[RemoteRecord]:
+        return [RemoteRecord(k.vni, from_be32(k.ipv4), mac_str(v.mac), from_be32(v.host))
+                for k, v in self._items("fn_ovl_remotes")]
 
     def resolvers(self) -> dict[int, tuple[IPv4Address, int, int]]:
         """fn_resolvers as {netns cookie: (address, udp port, tcp port)}."""

@@ -57,6 +57,7 @@ class RunResult:
     redirects: list[tuple[str, int]]  # (peer|egress|clone, ifindex) in order
     duration_ns: int
     pulled: int = 0  # the length the program's last bpf_skb_pull_data asked for (0: none)
+    tunnel: tuple[int, IPv4Address] | None = None  # (VNI, remote) of the tunnel key it set or read
 
 
 class TestDatapath:
@@ -83,12 +84,16 @@ class TestDatapath:
             libbpf.map_update(fd, key, TestRoute(ret=r.ret, ifindex=r.ifindex, src=src))
 
     def run(self, prog: str, frame: bytes, ingress_ifindex: int, repeat: int = 1, *, linear: int = 0,
-            vlan: int | None = None, gso_size: int = 0) -> RunResult:
+            vlan: int | None = None, gso_size: int = 0,
+            tunnel: tuple[int, IPv4Address] | None = None) -> RunResult:
         """One run of prog on frame. linear: only that many bytes of it in the skb's linear
         part (until the program pulls); vlan: the TCI of an 802.1Q tag the stack took out of
-        the frame; gso_size: the frame is a GSO super-packet of segments that long."""
+        the frame; gso_size: the frame is a GSO super-packet of segments that long; tunnel:
+        the (VNI, remote) of the tunnel key the skb arrives with (a VXLAN device's)."""
         zero = ctypes.c_uint32(0)
         state = TestState(now=self.now_ns, linear=linear, vlan=0 if vlan is None else FN_TEST_VLAN | vlan)
+        if tunnel is not None:
+            state.tun_id, state.tun_remote = tunnel[0], int(tunnel[1])
         assert len(self.mtus) <= MAX_MTUS, self.mtus
         for i, (ifindex, mtu) in enumerate(sorted(self.mtus.items())):
             state.mtu_ifindex[i], state.mtu[i] = ifindex, mtu
@@ -103,4 +108,5 @@ class TestDatapath:
         libbpf.map_lookup(self.dp.maps["fn_test_state"], zero, rec)
         redirects = [(REDIRECT_KIND[rec.kind[i]], rec.ifindex[i]) for i in range(min(rec.count, len(rec.kind)))]
         signed = ctypes.c_int32(retval).value
-        return RunResult(TC_ACT.get(signed, str(signed)), signed, out, redirects, duration, rec.pulled)
+        tun = (rec.tun_id, IPv4Address(rec.tun_remote)) if rec.tun_remote else None
+        return RunResult(TC_ACT.get(signed, str(signed)), signed, out, redirects, duration, rec.pulled, tun)

@@ -14,6 +14,7 @@ PACKAGES=(
   iproute2 ethtool iputils-ping netcat-openbsd tcpdump
   iptables nftables conntrack iperf3 sockperf wrk dnsutils dnsperf
   podman crun containernetworking-plugins busybox-static   # fastnet-cni under podman (tests/integration/test_podman.py)
+  etcd-server etcd-client   # the store of overlay networks (tests/integration/test_overlay.py starts etcd itself)
 )
 
 log() { printf 'setup: %s\n' "$*"; }

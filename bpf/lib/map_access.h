@@ -47,6 +47,10 @@ FN_INLINE struct fn_sock_dst *fn_sock_dst_get(const struct fn_sock_dst_key *key)
 FN_INLINE void fn_sock_dst_set(const struct fn_sock_dst_key *key, struct fn_sock_dst *d);
 FN_INLINE struct fn_resolver *fn_resolver_of(__u64 netns_cookie);
 
+FN_INLINE struct fn_ovl_net *fn_ovl_net_of(__u32 net_id);
+FN_INLINE __u32 *fn_ovl_vni_net(__u32 vni);
+FN_INLINE struct fn_ovl_remote *fn_ovl_remote_of(__u32 vni, __be32 ipv4);
+
 /* Returns only when the slot is empty: the caller drops (drop_tail_call). */
 FN_INLINE void fn_tail_call(struct __sk_buff *skb, __u32 slot);
 

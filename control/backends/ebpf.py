@@ -23,8 +23,8 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ...datapath import abi, ctcarry, loader, nlbatch, sockhooks, tc
-from ...datapath.maps import (CtBudgets, HostRecord, IpvlanPortRecord, Maps, NetworkRecord, PortRecord, ServiceRecord,
-                              VlanRecord, ct_budgets, ct_table_entries, port_prefixes)
+from ...datapath.maps import (CtBudgets, HostRecord, IpvlanPortRecord, Maps, NetworkRecord, OverlayNetRecord, PortRecord,
+                              ServiceRecord, VlanRecord, ct_budgets, ct_table_entries, port_prefixes)
 from .. import modes, netdrivers, observe, routing
 from .. import state as statestore
 from ..dns import RESOLVER_ADDRESS, RESOLVER_PORT
@@ -41,6 +41,7 @@ IPVLAN_PROGRAM = "fn_from_ipvlan"  # host end of an ipvlan container's veth
 PARENT_PROGRAM = "fn_from_parent"  # parent of ipvlan networks (the uplink has fn_from_uplink instead)
 TAGGER_PROGRAM = "fn_from_tagger"  # peer of an emulated 802.1Q sub-interface
 ROUTE_PROGRAM = "fn_from_route"  # other host devices with an address: replies of SNAT flows routed out of them
+VXLAN_PROGRAM = "fn_from_vxlan"  # the host's VXLAN device (overlay networks)
 PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
@@ -204,6 +205,7 @@ class EbpfBackend:
             maps.conntrack_forget_ports({p.ifindex for p in ports})
         maps.sync_ipvlan(ipvlan_ports)
         maps.sync_vlans([VlanRecord(base, vid, tagger) for base, vid, tagger, _ in vlans])
+        vxlan = self._sync_overlay(maps, states)
         with IPRoute() as ipr:
             parents |= {ipr.get_links(base)[0].get_attr("IFLA_IFNAME") for base, _, _, _ in vlans}
             ifindex, address = observe.uplink(ipr, uplink_name)
@@ -227,6 +229,8 @@ class EbpfBackend:
         with IPRoute() as ipr:
             for _, _, tagger, _ in vlans:  # the tagger is fastnet's own link: its clsact goes with it
                 tc.attach(ipr, tagger, self.dp.progs[TAGGER_PROGRAM], TAGGER_PROGRAM)
+            if vxlan:  # overlay networks: fastnet's own device, its clsact goes with it
+                tc.attach(ipr, vxlan, self.dp.progs[VXLAN_PROGRAM], VXLAN_PROGRAM)
             self._sync_services(maps, services)
             self._attach_uplink(ipr, uplink_name if ifindex else None)
             # fn_from_uplink does fn_from_parent's work first; any other parent gets its own
@@ -234,6 +238,19 @@ class EbpfBackend:
             routes = routing.route_devices(ipr, skip={uplink_name, *parents}) if fib_ifindex else {}
             self._attach_routes(ipr, set(routes))
         sockhooks.attach(self.dp, self.host.cgroup)
+
+    @staticmethod
+    def _sync_overlay(maps: Maps, states: list[ProjectState]) -> int:
+        """fn_ovl_nets and fn_ovl_vnis of the overlay networks (control/netdrivers/overlay.py);
+        returns the VXLAN device's ifindex (0: none). The agent writes fn_ovl_remotes."""
+        from ..netdrivers.overlay import vxlan_ifindex
+
+        with IPRoute() as ipr:
+            vxlan = vxlan_ifindex(ipr)
+        nets = [OverlayNetRecord(n.net_id, n.vni, vxlan) for st in states for n in st.spec.networks.values()
+                if n.vni is not None and vxlan]
+        maps.sync_overlay_nets(nets)
+        return vxlan if nets else 0
 
     def _sync_services(self, maps: Maps, services: list[ServiceRecord]) -> None:
         wanted = frozenset(services)  # sync_services keeps this very set: hashed once

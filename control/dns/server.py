@@ -150,6 +150,7 @@ class Resolver:
         self.projects_dir = host_dir / "projects"
         self.status_path = self.runtime / STATUS_FILE
         self.zone = Zone([])
+        self.remotes: list = []  # containers of other hosts on overlay networks (control/overlaysync.py)
         self.upstreams = Upstreams([])
         self.endpoints: dict[str, Endpoint] = {}
         self.errors: dict[str, str] = {}  # netns -> why it has no sockets
@@ -173,6 +174,12 @@ class Resolver:
 
     def request_reload(self) -> None:
         self._reload_wanted.set()
+
+    def set_remotes(self, remotes: list) -> None:
+        """The containers of other hosts on this host's overlay networks changed: their names
+        are answered from the next zone on (rebuilt now)."""
+        self.remotes = remotes
+        self.request_reload()
 
     def close(self) -> None:
         for task in self._tasks:
@@ -250,7 +257,7 @@ class Resolver:
     async def reload(self) -> None:
         self._signature = self._state_signature()
         specs, loaded = self._read_projects()
-        self.zone = Zone(specs)
+        self.zone = Zone(specs, self.remotes)
         self.upstreams = Upstreams.from_file()
         backends = {spec.name: spec.backend for spec in specs}
         wanted: dict[str, tuple[int, str]] = {}

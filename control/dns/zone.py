@@ -73,15 +73,19 @@ class _Network:
 
 
 class Zone:
-    def __init__(self, projects: Iterable[ProjectSpec]):
+    def __init__(self, projects: Iterable[ProjectSpec], remotes: Iterable = ()):
+        """`remotes`: containers of other hosts on overlay networks (control/overlaysync.Remote),
+        named on each project's network of that name."""
         self.views: dict[str, View] = {}
         self._networks: dict[tuple[str, str], _Network] = {}
         self._project_names: dict[str, set[str]] = defaultdict(set)  # names, aliases, NAME.NETWORK
         self._host_labels: set[str] = set()  # single-label names of every project on the host
         self._subnets: list[IPv4Network] = []
         self._rotation: dict[tuple[str, str, str], itertools.count] = {}
+        remotes = list(remotes)
         for spec in projects:
             self._add_project(spec)
+            self._add_remotes(spec, remotes)
 
     def _add_project(self, spec: ProjectSpec) -> None:
         for net in spec.networks.values():
@@ -115,6 +119,19 @@ class Zone:
                 networks=tuple(n.name for n in attached if n.name != DEFAULT_NETWORK),
                 forward=any(not n.internal for n in attached),
             )
+
+    def _add_remotes(self, spec: ProjectSpec, remotes: list) -> None:
+        """Containers of other hosts, on the project's overlay networks (those with a VNI)."""
+        for r in remotes:
+            net = spec.networks.get(r.network)
+            table = self._networks.get((spec.name, r.network))
+            if net is None or net.vni is None or table is None:
+                continue
+            for name in dict.fromkeys(normalize(n) for n in (r.name, *r.aliases)):
+                if r.ipv4 not in table.names[name]:
+                    table.names[name].append(r.ipv4)
+                self._project_names[spec.name].add(f"{name}.{normalize(r.network)}")
+            table.reverse.setdefault(r.ipv4, f"{r.name}.{r.network}")
 
     # -- queries ------------------------------------------------------------------------------
     def lookup(self, view: View, qname: str) -> Lookup:

@@ -8,6 +8,7 @@ the manner of netavark's NetworkDriver). A new driver is a new module and one li
     base.py     the interface (NetworkDriver), the ports' Role, DriverError
     parent.py   what macvlan and ipvlan share: a parent interface and its segment
     vlan.py     the 802.1Q sub-interfaces (`parent: IF.VLAN`) parent drivers may create
+    overlay.py  a bridge network shared by several hosts through VXLAN and the store (etcd)
 
 Everything else asks the driver of a network (`of(net)`) instead of comparing its name: the
 config checks (modes, parent, internal, publishing), preflight, creating and removing networks
@@ -23,6 +24,7 @@ from .base import NetworkDriver, Role
 from .bridge import Bridge
 from .ipvlan import Ipvlan
 from .macvlan import Macvlan
+from .overlay import Overlay
 
 if TYPE_CHECKING:
     from ..spec import NetworkSpec
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT", "DRIVERS", "NetworkDriver", "Role", "of", "vlan"]
 
 DEFAULT = DEFAULT_DRIVER
-DRIVERS: dict[str, NetworkDriver] = {d.name: d for d in (Bridge(), Macvlan(), Ipvlan())}
+DRIVERS: dict[str, NetworkDriver] = {d.name: d for d in (Bridge(), Macvlan(), Ipvlan(), Overlay())}
 
 
 def of(net: NetworkSpec | None) -> NetworkDriver:

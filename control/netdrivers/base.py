@@ -36,6 +36,8 @@ class NetworkDriver:
     backends_why = ""  # why only those, for the error
     has_host_link = True  # each interface has a host-side link named InterfaceSpec.host_ifname
     sets_mtu = False  # `mtu:` applies (fastnet sizes the interfaces; the others have their parent's)
+    mtu_overhead = 0  # bytes its encapsulation takes: interfaces default to the uplink's MTU minus this
+    needs_store = False  # shared with other hosts through the file's `store:` (overlay)
 
     # -- before anything is made ----------------------------------------------------------------
     def preflight(self, ipr: IPRoute, net: NetworkSpec, desired: ProjectSpec, others: list[ProjectSpec]) -> str | None:
@@ -63,6 +65,12 @@ class NetworkDriver:
         from .. import links
 
         links.delete_link(project.ipr, iface.host_ifname)
+
+    def settle(self, desired: ProjectSpec, rebuild, previous: ProjectSpec | None) -> ProjectSpec:
+        """Before anything is made: agree `desired` with whatever the network is shared with
+        (other hosts, through the store), rebuilding it with `rebuild(taken, claimed)` when
+        addresses must change; a one-line FastnetError when that cannot be done. Default: as is."""
+        return desired
 
     def configure_container_side(self, netns: Path, net: NetworkSpec, iface: InterfaceSpec) -> None:
         """Address, link state and default route inside the container."""

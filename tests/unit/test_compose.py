@@ -446,7 +446,7 @@ def test_driver_opts_of_bridge_networks_are_ignored_with_the_warning():
 
 
 def test_unsupported_driver_is_reported_by_fastnet_at_the_compose_key():
-    fails("services: {}\nnetworks:\n  n: {driver: overlay}\n", 3, 15, "networks.n.driver", "driver 'overlay'")
+    fails("services: {}\nnetworks:\n  n: {driver: weave}\n", 3, 15, "networks.n.driver", "driver 'weave'")
 
 
 # ---------------------------------------------------------------- ignored keys

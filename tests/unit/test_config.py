@@ -472,7 +472,7 @@ def test_duplicate_network_in_list():
     ("nmae: x\n", 1, 1, "", "unknown key 'nmae' (did you mean 'name'?)"),
     ("name: x\nzzz: 1\n", 2, 1, "",
      "unknown key 'zzz' (valid keys: name, uplink, backend, networks, containers, conntrack, "
-     "publish_ephemeral_ports)"),
+     "publish_ephemeral_ports, store, vxlan_port)"),
     ("networks:\n  front:\n    subnet: 10.1.0.0/16\n    subent: 1\n", 4, 5, "networks.front",
      "unknown key 'subent' (did you mean 'subnet'?)"),
     ("containers:\n  web:\n    network: [a]\n", 3, 5, "containers.web",
@@ -558,8 +558,8 @@ def test_invalid_backend():
 
 
 def test_unsupported_driver():
-    fails("networks:\n  front:\n    driver: overlay\n    subnet: 10.1.0.0/16\n", 3, 13,
-          "networks.front.driver", "unknown driver 'overlay'", "bridge, macvlan, ipvlan")
+    fails("networks:\n  front:\n    driver: weave\n    subnet: 10.1.0.0/16\n", 3, 13,
+          "networks.front.driver", "unknown driver 'weave'", "bridge, macvlan, ipvlan, overlay")
 
 
 # ---------------------------------------------------------------- commands

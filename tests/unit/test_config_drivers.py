@@ -73,7 +73,7 @@ def test_bad_vlan_parent():
 
 def test_internal_macvlan():
     fails("networks:\n  lan:\n    driver: macvlan\n    parent: up0\n    subnet: 10.1.0.0/24\n    internal: true\n",
-          6, 5, "networks.lan.internal", "internal is only for bridge networks")
+          6, 5, "networks.lan.internal", "internal is only for bridge and overlay networks")
 
 
 def test_two_networks_on_one_parent_with_overlapping_subnets():
@@ -125,3 +125,40 @@ def test_spec_and_state_keep_parent_and_mode():
     assert (spec.networks["mv"].parent, spec.networks["mv"].mode) == ("up0.7", "bridge")
     st = state.ProjectState(spec=spec, ports={"web/lan": 7})
     assert state.from_json(state.to_json(st)) == st
+
+
+# ---------------------------------------------------------------- overlay
+
+
+def test_overlay_takes_the_store_and_leaves_room_for_vxlan():
+    cfg = parse("""\
+        store: http://10.0.0.5:2379/
+        networks:
+          mesh: {driver: overlay, subnet: 10.60.0.0/16}
+        containers:
+          web: {networks: [mesh]}
+        """)
+    assert (cfg.store, cfg.vxlan_port) == ("http://10.0.0.5:2379", 4789)
+    mesh = cfg.networks["mesh"]
+    assert (mesh.driver, mesh.sized, mesh.mtu_overhead, mesh.gateway) == ("overlay", True, 50, IPv4Address("10.60.0.1"))
+
+
+def test_overlay_without_store_names_the_key():
+    fails("networks:\n  mesh: {driver: overlay, subnet: 10.60.0.0/16}\n", 2, 18, "networks.mesh.driver",
+          "needs 'store:'", "etcd URL")
+
+
+def test_store_must_be_an_http_url():
+    fails("store: 10.0.0.5:2379\n", 1, 8, "store", "invalid store URL", "http://10.0.0.5:2379")
+    fails("store: http://10.0.0.5:2379/v3/kv\n", 1, 8, "store", "invalid store URL")
+
+
+def test_vxlan_port_is_a_port():
+    cfg = parse("store: http://127.0.0.1:2379\nvxlan_port: 8472\n")
+    assert cfg.vxlan_port == 8472
+    fails("vxlan_port: 70000\n", 1, 13, "vxlan_port")
+
+
+def test_overlay_has_no_parent():
+    fails("store: http://127.0.0.1:2379\nnetworks:\n  mesh: {driver: overlay, subnet: 10.60.0.0/16, parent: up0}\n",
+          3, 49, "networks.mesh.parent", "parent is only for macvlan and ipvlan networks")

@@ -13,7 +13,7 @@
 #ifndef FASTNET_ABI_H
 #define FASTNET_ABI_H
 
-#define FASTNET_ABI_VERSION 10
+#define FASTNET_ABI_VERSION 11
 
 /* Map capacities. The control plane may not exceed them (it checks before writing). */
 #define FN_MAX_ENDPOINTS       4096   /* container interfaces per project */
@@ -57,7 +57,8 @@
  * (drop_tail_call). A tail-called program counts as the program that called it.
  */
 #define FN_TAIL_FLOOD          0      /* fn_tail_flood: a frame to every other port of its network */
-#define FN_TAILS               1
+#define FN_TAIL_OVERLAY        1      /* fn_tail_overlay: a frame for a container on another host */
+#define FN_TAILS               2
 
 /*
  * fn_endpoints: HASH, key = __u32 ifindex of the host end of a container's veth.
@@ -476,6 +477,42 @@ struct fn_resolver {
 	__be16 tcp_port;       /* be: its listening TCP socket */
 };
 
+/* ---- overlay networks (bpf/lib/overlay.h; control/netdrivers/overlay.py) ------------------
+ *
+ * An overlay network is a bridge network of the datapath (fn_networks, fn_endpoints, ... as
+ * any) whose containers on other hosts are reached through the host's one external
+ * (collect_md) VXLAN device: the frame is sent with a tunnel key naming the network's VNI and
+ * the remote host's underlay address.
+ *
+ * fn_ovl_nets: HASH, key = __u32 net_id of an overlay network -> its VNI and the VXLAN device.
+ * fn_ovl_vnis: HASH, key = __u32 VNI -> __u32 net_id (what a frame from the VXLAN device is on).
+ * Both written by the eBPF backend's sync from the project states (control/backends/ebpf.py).
+ */
+struct fn_ovl_net {
+	__u32 vni;             /* 24 bits */
+	__u32 vxlan_ifindex;   /* the host's external VXLAN device */
+};
+
+/*
+ * fn_ovl_remotes: HASH, key = (VNI, container address) -> the host that container is on.
+ * Written by the agent from the store's endpoints of other hosts (control/overlaysync.py);
+ * read to send a frame (fn_tail_overlay), to answer ARP for a remote container, and to check
+ * the inner source of a frame from the VXLAN device against the tunnel's remote.
+ */
+struct fn_ovl_key {
+	__u32  vni;
+	__be32 ipv4;           /* be */
+};
+
+struct fn_ovl_remote {
+	__be32 host;           /* be: the remote host's underlay address (the tunnel's remote) */
+	__u8   mac[6];         /* the container interface's MAC */
+	__u16  flags;          /* unused, 0 */
+};
+
+#define FN_OVL_MAX_REMOTES     65536  /* containers of every other host, all overlay networks */
+#define FN_VXLAN_HLEN          50     /* outer Ethernet + IPv4 + UDP + VXLAN: the MTU's loss */
+
 /*
  * fn_test_state: ARRAY with one entry, only in the test build (FN_TEST): the clock the
  * programs read, the redirects a run would have performed, and what a test run cannot set
@@ -496,6 +533,9 @@ struct fn_test_state {
 	__u32 pulled;         /* the length of the run's last bpf_skb_pull_data; 0: none */
 	__u32 vlan;           /* 0: untagged; else FN_TEST_VLAN | the tag's TCI */
 	__u32 pad2;
+	/* overlay: the tunnel key the run's skb carries (remote 0: none), and the one it set */
+	__u32 tun_id;
+	__u32 tun_remote;     /* host order, as struct bpf_tunnel_key */
 };
 #define FN_TEST_VLAN 0x10000
 

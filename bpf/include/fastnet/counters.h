@@ -69,7 +69,12 @@
 	X(FN_DROP_MARTIAN_DST,     54, DROP, "destination never routed (0/8, 127/8, multicast, 240/4, the network's broadcast)") \
 	X(FN_FWD_UNREACHABLE,      55, FWD,  "no route to the destination: ICMP destination unreachable sent back") \
 	X(FN_DROP_NO_ROUTE,        56, DROP, "blackhole route to the destination") \
-	X(FN_FWD_FRAG_NEEDED,      57, FWD,  "too big for the device it leaves by: ICMP fragmentation needed sent back")
+	X(FN_FWD_FRAG_NEEDED,      57, FWD,  "too big for the device it leaves by: ICMP fragmentation needed sent back") \
+	X(FN_FWD_OVERLAY_OUT,      58, FWD,  "to a container on another host: sent through the VXLAN device") \
+	X(FN_FWD_OVERLAY_IN,       59, FWD,  "from a container on another host: delivered from the VXLAN device") \
+	X(FN_DROP_OVERLAY_VNI,     60, DROP, "VXLAN frame without a tunnel key or of a VNI no overlay network here has") \
+	X(FN_DROP_OVERLAY_SPOOF,   61, DROP, "VXLAN frame whose inner source is no container of the tunnel's remote host") \
+	X(FN_DROP_OVERLAY_TUNNEL,  62, DROP, "tunnel key could not be set")
 
 enum fn_counter {
 #define FN_COUNTER_ENUM(name, id, kind, text) name = id,

@@ -51,6 +51,9 @@
 	X(fn_ipvlan_addrs, HASH,         struct fn_ipvlan_key,    struct fn_ipvlan_dst,   FN_MAX_ENDPOINTS,                   0,                 PINNED) \
 	X(fn_vlans,        HASH,         struct fn_vlan_key,      struct fn_vlan,         2 * FN_MAX_NETWORKS,                0,                 PINNED) \
 	X(fn_resolvers,    HASH,         __u64,                   struct fn_resolver,     FN_MAX_ENDPOINTS,                   0,                 PINNED) \
+	X(fn_ovl_nets,     HASH,         __u32,                   struct fn_ovl_net,      FN_MAX_NETWORKS,                    0,                 PINNED) \
+	X(fn_ovl_vnis,     HASH,         __u32,                   __u32,                  FN_MAX_NETWORKS,                    0,                 PINNED) \
+	X(fn_ovl_remotes,  HASH,         struct fn_ovl_key,       struct fn_ovl_remote,   FN_OVL_MAX_REMOTES,                 0,                 PINNED) \
 	X(fn_test_state,   ARRAY,        __u32,                   struct fn_test_state,   1,                                  0,                 TEST_BUILD) \
 	X(fn_test_ct_req,  ARRAY,        __u32,                   struct fn_ct_admin_req, 1,                                  0,                 TEST_BUILD) \
 	X(fn_test_ct_flow, ARRAY,        __u32,                   struct fn_ct_flow,      1,                                  0,                 TEST_BUILD) \

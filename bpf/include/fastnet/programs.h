@@ -25,7 +25,8 @@
 	X(FN_PROG_FROM_IPVLAN,    3, fn_from_ipvlan) \
 	X(FN_PROG_FROM_PARENT,    4, fn_from_parent) \
 	X(FN_PROG_FROM_TAGGER,    5, fn_from_tagger) \
-	X(FN_PROG_FROM_ROUTE,     6, fn_from_route)
+	X(FN_PROG_FROM_ROUTE,     6, fn_from_route) \
+	X(FN_PROG_FROM_VXLAN,     7, fn_from_vxlan)
 
 enum fn_counter_owner {
 #define FN_COUNTER_OWNER_ENUM(id, slot, shown) id = slot,
@@ -62,8 +63,10 @@ FN_COUNTER_OWNERS(FN_COUNTER_OWNER_FITS)
 	X(fn_from_parent,       SCHED_CLS,        TC_INGRESS,                   FN_PROG_FROM_PARENT,    NONE) \
 	X(fn_from_tagger,       SCHED_CLS,        TC_INGRESS,                   FN_PROG_FROM_TAGGER,    NONE) \
 	X(fn_from_route,        SCHED_CLS,        TC_INGRESS,                   FN_PROG_FROM_ROUTE,     NONE) \
+	X(fn_from_vxlan,        SCHED_CLS,        TC_INGRESS,                   FN_PROG_FROM_VXLAN,     NONE) \
 	X(fn_ct_admin,          SCHED_CLS,        TEST_RUN,                     NONE,                   NONE) \
 	X(fn_tail_flood,        SCHED_CLS,        TAIL_CALL,                    FN_PROG_FROM_CONTAINER, FN_TAIL_FLOOD) \
+	X(fn_tail_overlay,      SCHED_CLS,        TAIL_CALL,                    FN_PROG_FROM_CONTAINER, FN_TAIL_OVERLAY) \
 	X(fn_sock_connect4,     CGROUP_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT,     FN_PROG_SOCK,           NONE) \
 	X(fn_sock_sendmsg4,     CGROUP_SOCK_ADDR, BPF_CGROUP_UDP4_SENDMSG,      FN_PROG_SOCK,           NONE) \
 	X(fn_sock_recvmsg4,     CGROUP_SOCK_ADDR, BPF_CGROUP_UDP4_RECVMSG,      FN_PROG_SOCK,           NONE) \
