@@ -214,10 +214,11 @@ def test_ps_and_inspect_show_mode_and_driver(modes_up):
     assert ctrs["db"]["networks"]["front"]["driver"] == "bridge"
     table = host.fastnet("ps").stdout
     header = table.splitlines()[0].split()
-    assert header[:6] == ["PROJECT", "CONTAINER", "BACKEND", "MODE", "NETWORKS", "DRIVER"], header
+    assert header[:7] == ["PROJECT", "CONTAINER", "ORIGIN", "BACKEND", "MODE", "NETWORKS", "DRIVER"], header
     rows = {w[1]: w for w in (line.split() for line in table.splitlines()[1:]) if w and w[0] == "modes"}
-    assert rows["web"][3] == "container:db" and rows["hostsrv"][3] == "host" and rows["box"][3] == "none"
-    assert rows["db"][3:6] == ["bridge", "front=10.91.1.10/24", "front=bridge"], rows["db"]
+    assert all(r[2] == "file" for r in rows.values()), rows  # from `fastnet up`, not an engine's CNI call
+    assert rows["web"][4] == "container:db" and rows["hostsrv"][4] == "host" and rows["box"][4] == "none"
+    assert rows["db"][4:7] == ["bridge", "front=10.91.1.10/24", "front=bridge"], rows["db"]
 
 
 # -- lifecycle ----------------------------------------------------------------------------
