@@ -11,6 +11,7 @@ SYSTEM_PYTHON=/usr/bin/python3   # bcc is packaged for the distribution's interp
 # tests and `fastnet bench` run (scapy crafts packets itself; iperf3/sockperf/wrk generate load).
 PACKAGES=(
   python3-bpfcc bpfcc-tools libbpf1 bpftool python3-venv python3-dev
+  linux-libc-dev                      # uapi linux/bpf.h: attach types by name (datapath/uapi.py)
   iproute2 ethtool iputils-ping netcat-openbsd tcpdump
   iptables nftables conntrack iperf3 sockperf wrk dnsutils dnsperf
   podman crun containernetworking-plugins busybox-static   # fastnet-cni under podman (tests/integration/test_podman.py)
