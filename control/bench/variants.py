@@ -8,6 +8,7 @@
                           the host's clients)
     direct: two namespaces joined by one plain veth, 10.99.0.1 <-> 10.99.0.2; every metric
       (container to container, "published" port, "SNAT", the host's own) runs over that one veth.
+    ebpf, iptables and direct each also have a cross-host pair of hosts (xhost.py) for xhost_*.
 
 Every testbed exposes the same endpoints (Path, netns path, address, port) so that the
 load generators in tools.py do not care which one they measure.
@@ -149,6 +150,9 @@ def publish_entries(n: int) -> list[str]:
 
 class Testbed:
     name = "?"
+    # the variant's cross-host testbed (xhost.py; None: the xhost_* metrics do not apply), set up
+    # after this one and torn down before it by the runner
+    pair = None
 
     def setup(self) -> None: ...
 
@@ -159,6 +163,11 @@ class Testbed:
     pub: Endpoint
     snat: Endpoint
     host_own: Endpoint  # the host's own traffic over its uplink: no container involved
+
+    @property
+    def xhost(self) -> Endpoint | None:
+        """Container on one host to container on another (see xhost.py)."""
+        return None if self.pair is None else self.pair.endpoint
 
 
 @dataclass
@@ -388,4 +397,9 @@ def make_testbeds(names: list[str], workdir: Path) -> list[Testbed]:
     unknown = [n for n in names if n not in beds]
     if unknown:
         raise BenchError(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(beds)}")
-    return [beds[n]() for n in names]
+    from .xhost import make_pair  # xhost builds on this module
+
+    made = [beds[n]() for n in names]
+    for bed in made:
+        bed.pair = make_pair(bed.name, tag, workdir)
+    return made
