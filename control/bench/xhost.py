@@ -203,8 +203,10 @@ class OverlayPair(HostPair):
         problems = []
         try:
             for h in reversed(self.fastnet_hosts):
-                with contextlib.suppress(Exception):  # the other host and etcd go whatever happens
+                try:
                     problems += h.teardown()
+                except Exception as exc:  # noted; the other host and etcd go whatever happens
+                    problems.append(f"{h.name}: teardown: {exc}")
         finally:
             if self.etcd is not None:
                 self.etcd.stop()
@@ -242,7 +244,7 @@ class DockerOverlayPair(HostPair):
             run("ip", "-n", ctr, "addr", "add", f"{ips[i - 1]}/24", "dev", "eth0")
             run("ip", "-n", ctr, "link", "set", "eth0", "up")
         for i in (1, 2):
-            sbox, other = f"fnbs-{self.tag}-{self.variant}-x{i}", 2 - i  # the other host's index
+            sbox, other = f"fnbs-{self.tag}-{self.variant}-x{i}", 2 - i  # other: 0-based, the other host
             mac = docker_mac(ips[other])
             run("ip", "-n", sbox, "neigh", "add", ips[other], "lladdr", mac, "dev", "vxlan0", "nud", "permanent")
             run("bridge", "-n", sbox, "fdb", "add", mac, "dev", "vxlan0", "dst", HOST_IPS[other], "self", "permanent")
