@@ -18,7 +18,7 @@ from pathlib import Path
 from .variants import BenchError
 
 ALL_VARIANTS = ("ebpf", "iptables", "nftables", "direct")
-QUICK_VARIANTS = ("ebpf", "iptables", "direct")  # nftables only on request: quick stays under 3 minutes
+QUICK_VARIANTS = ("ebpf", "iptables", "direct")  # nftables only on request: quick stays at about 4 minutes
 
 
 def _interrupt(signum, frame):

@@ -55,7 +55,8 @@ def table(summary: dict, variants: list[str]) -> Table:
 def print_table(summary: dict, variants: list[str], console: Console) -> None:
     console.print(table(summary, variants))
     console.print("↓ lower is better, ↑ higher is better; n/a: not applicable to that variant "
-                  "(direct has no control plane, bpf_* exist only for ebpf)")
+                  "(direct has no control plane, bpf_* exist only for ebpf, xhost_* have no nftables setup; "
+                  "xhost_* in the iptables column: Docker's overlay driver, see docs/benchmarks.md)")
 
 
 def _version(pkg: str) -> str | None:
@@ -109,6 +110,12 @@ METHODS = {
     "*_crr_*": "wrk -t1 -c8 -H 'Connection: close' against a tiny C HTTP server (httpd.c): one TCP "
                "connection per request; p50 is wrk's latency (request to response, after connect)",
     "snat_*": "container a to WORLD 198.51.100.2 through SNAT (direct: over the veth)",
+    "xhost_*": "container on host 1 to container on host 2 of two simulated hosts on one underlay bridge "
+               "(control/bench/xhost.py): tcp_rr as c2c_tcp_rr (sockperf, 64 bytes, CPU 0), udp_pps as c2c_udp_pps "
+               "(64-byte payloads), tcp_gbps one iperf3 stream. ebpf: fastnet overlay networks (VXLAN in eBPF, "
+               "etcd); iptables column: Docker's overlay driver by hand (bridge and kernel VXLAN device per host, "
+               "static FDB and neighbour entries, MTU 1450); direct: the containers routed over the underlay "
+               "without encapsulation (MTU 1450); nftables: n/a",
     "scale_crr_p50_us@N": "pub_crr_p50_us with N host ports published on b (single ports and 9-port ranges)",
     "scale_add_port_ms@N": "publishing one more port with N published: ebpf: Maps.sync_services with the "
                            "tables' content known (the delta write: one map update), timed in-process on the "

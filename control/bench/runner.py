@@ -30,6 +30,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "snat_tcp_gbps": ("Gbit/s", "higher"),
     "host_tcp_rr_p50_us": ("us", "lower"),
     "host_tcp_gbps": ("Gbit/s", "higher"),
+    "xhost_tcp_rr_p50_us": ("us", "lower"),
+    "xhost_tcp_rr_p99_us": ("us", "lower"),
+    "xhost_udp_pps": ("pkt/s", "higher"),
+    "xhost_tcp_gbps": ("Gbit/s", "higher"),
     "bpf_testrun_ns_bridge": ("ns", "lower"),
     "bpf_testrun_ns_snat": ("ns", "lower"),
     "bpf_testrun_ns_dnat": ("ns", "lower"),
@@ -146,6 +150,21 @@ def g_host_gbps(bed: Testbed, s: Settings, ctx) -> dict:
     return {"host_tcp_gbps": tools.tcp_gbps(bed.host_own, s.seconds)}
 
 
+def g_xhost_rr(bed: Testbed, s: Settings, ctx) -> dict:
+    if bed.xhost is None:
+        return dict.fromkeys(("xhost_tcp_rr_p50_us", "xhost_tcp_rr_p99_us"))
+    r = tools.tcp_rr(bed.xhost, s.seconds)
+    return {"xhost_tcp_rr_p50_us": r["p50"], "xhost_tcp_rr_p99_us": r["p99"]}
+
+
+def g_xhost_udp(bed: Testbed, s: Settings, ctx) -> dict:
+    return {"xhost_udp_pps": None if bed.xhost is None else tools.udp_pps(bed.xhost, s.seconds)}
+
+
+def g_xhost_gbps(bed: Testbed, s: Settings, ctx) -> dict:
+    return {"xhost_tcp_gbps": None if bed.xhost is None else tools.tcp_gbps(bed.xhost, s.seconds)}
+
+
 def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
     """The eBPF datapath's own cost: only the ebpf testbed has one."""
     keys = ("bpf_testrun_ns_bridge", "bpf_testrun_ns_snat", "bpf_testrun_ns_dnat", "bpf_testrun_ns_uplink_host",
@@ -159,10 +178,10 @@ def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
 
 
 GROUPS: list[Callable] = [g_c2c_rr, g_c2c_rr_cross, g_c2c_udp, g_c2c_gbps, g_c2c_gbps4, g_pub_rr, g_pub_crr,
-                          g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_host_rr, g_host_gbps, g_bpf,
-                          dns.g_dns]
+                          g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_host_rr, g_host_gbps,
+                          g_xhost_rr, g_xhost_udp, g_xhost_gbps, g_bpf, dns.g_dns]
 # Measured in the first repetition only in quick mode: four dnsperf runs per testbed cost more
-# than any other group, and quick mode must stay under 3 minutes.
+# than any other group, and quick mode must stay at about 4 minutes.
 ONCE_WHEN_QUICK = {dns.g_dns}
 
 
@@ -228,14 +247,19 @@ def run_bench(variants: list[str], settings: Settings, progress) -> Results:
             for bed in beds:
                 progress(f"setting up {bed.name}")
                 bed.setup()
+                if bed.pair is not None:
+                    progress(f"setting up {bed.name} cross-host")
+                    bed.pair.setup()
             measure(beds, settings, res, ctx, progress)
         finally:
             progress("tearing down")
             with contextlib.suppress(Exception):  # the testbeds go whatever happens
                 ctx["cleanup"].close()
             for bed in reversed(beds):
-                with contextlib.suppress(Exception):
-                    res.notes += bed.teardown()
+                for part in (bed.pair, bed):
+                    if part is not None:
+                        with contextlib.suppress(Exception):
+                            res.notes += part.teardown()
             if "tdp" in ctx:
                 ctx.pop("tdp").close()
         res.extra = ctx.get("extra", {})

@@ -17,7 +17,8 @@ from .variants import BenchError, Endpoint
 
 # tool -> Debian package that provides it
 REQUIRED = {"sockperf": "sockperf", "iperf3": "iperf3", "wrk": "wrk", "cc": "gcc", "taskset": "util-linux",
-            "nsenter": "util-linux", "ip": "iproute2", "ethtool": "ethtool", "dnsperf": "dnsperf"}
+            "nsenter": "util-linux", "ip": "iproute2", "bridge": "iproute2", "ethtool": "ethtool", "dnsperf": "dnsperf",
+            "ping": "iputils-ping", "etcd": "etcd-server"}
 HTTPD_SOURCE = Path(__file__).resolve().parent / "httpd.c"
 
 

@@ -8,6 +8,7 @@
                           the host's clients)
     direct: two namespaces joined by one plain veth, 10.99.0.1 <-> 10.99.0.2; every metric
       (container to container, "published" port, "SNAT", the host's own) runs over that one veth.
+    ebpf, iptables and direct each also have a cross-host pair of hosts (xhost.py) for xhost_*.
 
 Every testbed exposes the same endpoints (Path, netns path, address, port) so that the
 load generators in tools.py do not care which one they measure.
@@ -149,6 +150,9 @@ def publish_entries(n: int) -> list[str]:
 
 class Testbed:
     name = "?"
+    # the variant's cross-host testbed (xhost.py; None: the xhost_* metrics do not apply), set up
+    # after this one and torn down before it by the runner
+    pair = None
 
     def setup(self) -> None: ...
 
@@ -159,6 +163,11 @@ class Testbed:
     pub: Endpoint
     snat: Endpoint
     host_own: Endpoint  # the host's own traffic over its uplink: no container involved
+
+    @property
+    def xhost(self) -> Endpoint | None:
+        """Container on one host to container on another (see xhost.py)."""
+        return None if self.pair is None else self.pair.endpoint
 
 
 @dataclass
@@ -190,55 +199,34 @@ class DirectBed(Testbed):
 
 
 @dataclass
-class FastnetBed(Testbed):
-    """A bench host namespace with its WORLD, running one fastnet project (ebpf or iptables)."""
+class FastnetHost:
+    """A namespace HOST fnb-<tag>-<name> running fastnet with one backend: its state dir (keyed
+    by the namespace's inode), `fastnet` run inside it, and its teardown. The caller wires
+    HOST's uplink between create_host() and the first up()."""
 
     tag: str
     backend: str
-    net: int
     workdir: Path
     name: str = ""
+    project: str = ""  # the project inspect() looks containers up in
     made: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  # project -> config file
 
     def __post_init__(self):
         self.name = self.name or self.backend
-        self.host, self.world = f"fnb-{self.tag}-{self.name}", f"fnbw-{self.tag}-{self.name}"
-        self.project = f"bench{self.name[:3]}"
+        self.project = self.project or f"bench{self.name[:3]}"
+        self.host = f"fnb-{self.tag}-{self.name}"
 
     @property
     def host_path(self) -> str:
         return ns_path(self.host)
 
-    @property
-    def world_path(self) -> str:
-        return ns_path(self.world)
-
-    def setup(self) -> None:
-        for n in (self.host, self.world):
-            add_netns(n)
-            self.made.append(n)
-        run("ip", "-n", self.host, "link", "add", "up0", "type", "veth", "peer", "name", "up0", "netns", self.world)
-        for n, ip in ((self.host, HOST_UPLINK_IP), (self.world, WORLD_UPLINK_IP)):
-            run("ip", "-n", n, "addr", "add", f"{ip}/24", "dev", "up0")
-            run("ip", "-n", n, "link", "set", "up0", "up")
-        run("ip", "-n", self.host, "route", "add", "default", "via", WORLD_UPLINK_IP)
+    def create_host(self) -> None:
+        add_netns(self.host)
+        self.made.append(self.host)
         self.state_dir = STATE_ROOT / "hosts" / f"net-{os.stat(self.host_path).st_ino}"
         if self.state_dir.exists():  # left by a namespace that reused the inode: not ours
             shutil.rmtree(self.state_dir, ignore_errors=True)
-        point_host_at_world(self.host)  # the resolver's upstream, read when the agent starts
-        self.up(self.project, project_yaml(self.project, self.net))
-        a, b = self.container_netns("a"), self.container_netns("b")
-        self.c2c = Endpoint(a, b, self.container_ip("b"))
-        self.pub = Endpoint(self.world_path, b, HOST_UPLINK_IP, PUB_PORT - CONTAINER_PORT)
-        self.snat = Endpoint(a, self.world_path, WORLD_UPLINK_IP)
-        # a client in WORLD, a host process as the server: its packets cross fn_from_uplink
-        # (ebpf) or the host's netfilter hooks and conntrack (iptables)
-        self.host_own = Endpoint(self.world_path, self.host_path, HOST_UPLINK_IP)
-
-    def publish(self, n: int) -> None:
-        """Have n host ports published to b (see publish_entries)."""
-        self.up(self.project, project_yaml(self.project, self.net, ports=n))
 
     def fastnet(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run("ip", "netns", "exec", self.host, FASTNET, *args, check=check)
@@ -251,17 +239,6 @@ class FastnetBed(Testbed):
         t0 = time.perf_counter()
         self.fastnet("up", "-f", str(path), "--backend", self.backend)
         return time.perf_counter() - t0
-
-    def up_timing_restores(self, project: str, yaml_text: str) -> float:
-        """`fastnet up`; returns the total ms fastnet spent in iptables-restore, which the
-        iptables backend times when the host directory holds its RESTORE_TIMES file."""
-        times = self.state_dir / RESTORE_TIMES
-        times.write_text("")
-        try:
-            self.up(project, yaml_text)
-            return sum(int(x) for x in times.read_text().split()) / 1e6
-        finally:
-            times.unlink(missing_ok=True)
 
     def down(self, project: str) -> str | None:
         cp = self.fastnet("down", "-p", project, check=False)
@@ -292,7 +269,6 @@ class FastnetBed(Testbed):
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             for n in self.made:
                 del_netns(n)
-            forget_host(self.host)
         return problems
 
     def leftovers(self) -> list[str]:
@@ -300,6 +276,61 @@ class FastnetBed(Testbed):
             return []
         left = [str(p.relative_to(self.state_dir)) for p in self.state_dir.rglob("*") if p.name != "lock"]
         return [f"{self.name}: fastnet down left {', '.join(sorted(left))} in {self.state_dir}"] if left else []
+
+
+@dataclass
+class FastnetBed(FastnetHost, Testbed):
+    """A bench host namespace with its WORLD, running one fastnet project (ebpf or iptables)."""
+
+    net: int = 0  # the project's subnet: SUBNET with n = net
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.world = f"fnbw-{self.tag}-{self.name}"
+
+    @property
+    def world_path(self) -> str:
+        return ns_path(self.world)
+
+    def setup(self) -> None:
+        self.create_host()
+        add_netns(self.world)
+        self.made.append(self.world)
+        run("ip", "-n", self.host, "link", "add", "up0", "type", "veth", "peer", "name", "up0", "netns", self.world)
+        for n, ip in ((self.host, HOST_UPLINK_IP), (self.world, WORLD_UPLINK_IP)):
+            run("ip", "-n", n, "addr", "add", f"{ip}/24", "dev", "up0")
+            run("ip", "-n", n, "link", "set", "up0", "up")
+        run("ip", "-n", self.host, "route", "add", "default", "via", WORLD_UPLINK_IP)
+        point_host_at_world(self.host)  # the resolver's upstream, read when the agent starts
+        self.up(self.project, project_yaml(self.project, self.net))
+        a, b = self.container_netns("a"), self.container_netns("b")
+        self.c2c = Endpoint(a, b, self.container_ip("b"))
+        self.pub = Endpoint(self.world_path, b, HOST_UPLINK_IP, PUB_PORT - CONTAINER_PORT)
+        self.snat = Endpoint(a, self.world_path, WORLD_UPLINK_IP)
+        # a client in WORLD, a host process as the server: its packets cross fn_from_uplink
+        # (ebpf) or the host's netfilter hooks and conntrack (iptables)
+        self.host_own = Endpoint(self.world_path, self.host_path, HOST_UPLINK_IP)
+
+    def publish(self, n: int) -> None:
+        """Have n host ports published to b (see publish_entries)."""
+        self.up(self.project, project_yaml(self.project, self.net, ports=n))
+
+    def up_timing_restores(self, project: str, yaml_text: str) -> float:
+        """`fastnet up`; returns the total ms fastnet spent in iptables-restore, which the
+        iptables backend times when the host directory holds its RESTORE_TIMES file."""
+        times = self.state_dir / RESTORE_TIMES
+        times.write_text("")
+        try:
+            self.up(project, yaml_text)
+            return sum(int(x) for x in times.read_text().split()) / 1e6
+        finally:
+            times.unlink(missing_ok=True)
+
+    def teardown(self) -> list[str]:
+        try:
+            return super().teardown()
+        finally:
+            forget_host(self.host)
 
 
 NFT_RULESET = """table ip fnbench {{
@@ -320,7 +351,7 @@ class NftBed(FastnetBed):
     ports DNATed by one nft verdict map (host port -> container address . port) in a nat chain
     that runs before iptables-nft's: the strongest non-eBPF baseline for port scaling. Ports
     beyond 8080-8082 (which the iptables project also publishes, for its FORWARD ACCEPTs) all
-    go to b:80. Made as NftBed(tag, "iptables", net, workdir, name="nftables")."""
+    go to b:80. Made as NftBed(tag, "iptables", workdir, name="nftables", net=3)."""
 
     def setup(self) -> None:
         super().setup()
@@ -358,12 +389,17 @@ class NftBed(FastnetBed):
 def make_testbeds(names: list[str], workdir: Path) -> list[Testbed]:
     tag = str(os.getpid())
     beds = {
-        "ebpf": lambda: FastnetBed(tag, "ebpf", 1, workdir),
-        "iptables": lambda: FastnetBed(tag, "iptables", 2, workdir),
+        "ebpf": lambda: FastnetBed(tag, "ebpf", workdir, net=1),
+        "iptables": lambda: FastnetBed(tag, "iptables", workdir, net=2),
         "direct": lambda: DirectBed(tag),
-        "nftables": lambda: NftBed(tag, "iptables", 3, workdir, name="nftables"),
+        "nftables": lambda: NftBed(tag, "iptables", workdir, name="nftables", net=3),
     }
     unknown = [n for n in names if n not in beds]
     if unknown:
         raise BenchError(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(beds)}")
-    return [beds[n]() for n in names]
+    from .xhost import make_pair  # xhost builds on this module
+
+    made = [beds[n]() for n in names]
+    for bed in made:
+        bed.pair = make_pair(bed.name, tag, workdir)
+    return made
