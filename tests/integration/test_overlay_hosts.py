@@ -299,7 +299,6 @@ def test_store_restarted_with_three_hosts(underlay):
     wait_until(lambda: tables_hold(on), timeout=3, interval=0.05, what="the changes on every host")
     assert ping(hosts[1], "web2", ips["api"]) and ping(hosts[2], "web3", ips["api"])
     assert resolve(hosts[2], "web3", "api") == ips["api"]
-    assert resolve(hosts[1], "web2", "db") == ""
 
     # no endpoint lost: past a TTL after the restart, every lease has been renewed since
     time.sleep(max(0.0, restarted + TTL + 1 - time.monotonic()))  # the wait is the point: a lease not renewed expires
