@@ -12,10 +12,16 @@ with its own file naming the same overlay network.
                       10.99.0.254: etcd (client port 2379)
 
 mesh is 10.60.0.0/24, one VNI for all hosts; each host's containers get addresses no other
-host holds (claimed in etcd). Every container reaches every other by address (ICMP, UDP, TCP
-payload compared) and by name; a host that dies without `down` (its processes killed, its
-namespace deleted) vanishes from the others' tables within the lease's TTL; a store that
-cannot be reached at `up` is a one-line error with nothing made.
+host holds (claimed in etcd). Every container reaches every other by address (ICMP, UDP of
+1400 bytes, TCP payload compared, once 10 MiB) and by name; a host that dies without `down`
+(its processes killed, its namespace deleted) vanishes from the others' tables within the
+lease's TTL, and when it re-joins (same underlay address, same file) it gets its address
+back and is reached again; a store that cannot be reached at `up` is a one-line error with
+nothing made; etcd restarted under three hosts loses no endpoint and stops no forwarding.
+
+The tests at the end share one pair of hosts with two overlay networks, mesh and other
+(sketched there): isolation end to end, a frame with the other network's VNI, a rebuild of
+the datapath.
 """
 from __future__ import annotations
 
