@@ -15,7 +15,7 @@ checks of fn_from_vxlan.
 
 A test run's skb carries no tunnel: the test build's seam (bpf/lib/overlay.h) takes the key
 of an arriving frame from the run (`tunnel=`) and reports the key a frame was sent with
-(RunResult.tunnel). The integration test (tests/integration/test_overlay.py) sends real
+(RunResult.tunnel). The integration test (tests/integration/test_overlay_hosts.py) sends real
 frames through real VXLAN devices.
 """
 from __future__ import annotations
