@@ -47,6 +47,7 @@ UNDERLAY_NET = "10.99.0"
 STORE_IP = f"{UNDERLAY_NET}.254"
 STORE = f"http://{STORE_IP}:2379"
 TTL = 10  # control/overlaysync.TTL
+RETRY = 1.0  # control/overlaysync.RETRY: how often an agent tries a store out of reach
 MIB = 1024 * 1024
 
 
@@ -263,6 +264,14 @@ def test_unreachable_store_at_up_is_one_line_and_makes_nothing(underlay):
     assert leftovers(h) == []
 
 
+def agent_log(host: Host) -> str:
+    """What the host's keeper and agent have logged so far."""
+    try:
+        return (host.dir / "logs" / "agent.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def store_endpoints(underlay: Underlay) -> dict[str, str]:
     """Every registered container on mesh, as the store has it: address -> container."""
     from fastnet.control.store import Store
@@ -290,12 +299,21 @@ def test_store_restarted_with_three_hosts(underlay):
 
     wait_until(lambda: tables_hold(on), timeout=3, what="every host's remotes")
 
+    logged = [len(agent_log(h)) for h in hosts]
+
+    def every_agent_says(text: str, timeout: float) -> None:
+        for h, start in zip(hosts, logged):
+            wait_until(lambda h=h, start=start: text in agent_log(h)[start:], timeout=timeout, interval=0.1,
+                       what=f"{h.name}'s agent to log {text!r}")
+
     underlay.stop_etcd()
+    every_agent_says("forwarding with what is known", TTL / 3 + 2)  # (its watch ends at once)
     for n, h in enumerate(hosts, 1):  # each host to the next one, round the ring
         peer = f"web{n % 3 + 1}"
         assert ping(h, f"web{n}", ips[peer]), f"web{n} -> {peer}: forwarding stopped with the store"
     underlay.start_etcd()  # the same data directory: a restart
     restarted = time.monotonic()
+    every_agent_says("reached again", RETRY + 3)
 
     # after the restart: a container added on host 1, one removed on host 3
     hosts[0].up(overlay_config(1, extra="  api: {networks: [mesh]}\n"))
