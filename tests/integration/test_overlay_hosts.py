@@ -289,9 +289,8 @@ def test_store_restarted_with_three_hosts(underlay):
     hosts = [underlay.add_host(n) for n in (1, 2, 3)]
     hosts[0].up(overlay_config(1))
     hosts[1].up(overlay_config(2))
-    db = "  db: {networks: [mesh]}\n"
-    hosts[2].up(overlay_config(3, extra=db))
-    ips = {c.name: c.ip("mesh") for n, h in enumerate(hosts, 1) for c in containers(h, "shop").values()}
+    hosts[2].up(overlay_config(3, extra="  db: {networks: [mesh]}\n"))
+    ips = {c.name: c.ip("mesh") for h in hosts for c in containers(h, "shop").values()}
     on = {"web1": 0, "web2": 1, "web3": 2, "db": 2}  # container -> host index
 
     def tables_hold(names) -> bool:
@@ -315,12 +314,18 @@ def test_store_restarted_with_three_hosts(underlay):
     restarted = time.monotonic()
     every_agent_says("reached again", RETRY + 3)
 
-    # after the restart: a container added on host 1, one removed on host 3
+    # after the restart: a container added on host 1, one removed on host 3; each change
+    # reaches every table within the 1 s the agents keep to (as before the restart)
     hosts[0].up(overlay_config(1, extra="  api: {networks: [mesh]}\n"))
-    hosts[2].up(overlay_config(3))
+    started = time.monotonic()
     ips["api"], on["api"] = containers(hosts[0], "shop")["api"].ip("mesh"), 0
+    wait_until(lambda: tables_hold(on), timeout=3, interval=0.02, what="api on every host")
+    assert time.monotonic() - started < 1.0
+    hosts[2].up(overlay_config(3))
+    started = time.monotonic()
     del on["db"]
-    wait_until(lambda: tables_hold(on), timeout=3, interval=0.05, what="the changes on every host")
+    wait_until(lambda: tables_hold(on), timeout=3, interval=0.02, what="db gone from every host")
+    assert time.monotonic() - started < 1.0
     assert ping(hosts[1], "web2", ips["api"]) and ping(hosts[2], "web3", ips["api"])
     assert resolve(hosts[2], "web3", "api") == ips["api"]
 
