@@ -326,6 +326,7 @@ def test_store_restarted_with_three_hosts(underlay):
     del on["db"]
     wait_until(lambda: tables_hold(on), timeout=3, interval=0.02, what="db gone from every host")
     assert time.monotonic() - started < 1.0
+    assert len(set(ips.values())) == len(ips), f"two containers share an address: {ips}"
     assert ping(hosts[1], "web2", ips["api"]) and ping(hosts[2], "web3", ips["api"])
     assert resolve(hosts[2], "web3", "api") == ips["api"]
 
