@@ -341,7 +341,7 @@ def test_store_restarted_with_three_hosts(underlay):
 #    fnh-..-two1: m1 (mesh), o1 (other), both1 (mesh, other)     fnh-..-two2: m2 (mesh), o2 (other)
 #    mesh 10.60.0.0/24 and other 10.61.0.0/24 each have a VNI of their own; both share each
 #    host's one VXLAN device.
-def two_overlays_config(n: int, containers_yaml: str, extra: str = "") -> str:
+def two_overlays_config(containers_yaml: str, extra: str = "") -> str:
     return f"""\
 name: shop
 uplink: up0
@@ -374,8 +374,8 @@ def two_overlays(tmp_path_factory):
     try:
         u.start_etcd()
         hosts = [u.add_host(1), u.add_host(2)]
-        hosts[0].up(two_overlays_config(1, TWO_HOST_1))
-        hosts[1].up(two_overlays_config(2, TWO_HOST_2))
+        hosts[0].up(two_overlays_config(TWO_HOST_1))
+        hosts[1].up(two_overlays_config(TWO_HOST_2))
         ctrs, on = {}, {}
         for i, h in enumerate(hosts):
             for name, c in containers(h, "shop").items():
@@ -415,13 +415,20 @@ def reaches(src: Ctr, ip: str, servers_at: int) -> dict[str, bool]:
             "udp": udp_echo(src.netns, ip, servers_at + 1, size=1400, timeout=0.5, tries=3) == "ok"}
 
 
-def test_two_overlay_networks_are_isolated_end_to_end(two_overlays):
-    w = two_overlays
+def network_vnis(underlay: Underlay) -> dict[str, int]:
+    """The VNI of mesh and of other, as the first host to join recorded it in the store."""
     from fastnet.control.store import Store
 
-    with netns_of(w.underlay.ns):
+    with netns_of(underlay.ns):
         store = Store(STORE)
-        vnis = {net: json.loads(store.get(f"/fastnet/v1/net/{net}/config"))["vni"] for net in ("mesh", "other")}
+        return {net: json.loads(store.get(f"/fastnet/v1/net/{net}/config"))["vni"] for net in ("mesh", "other")}
+
+
+def test_two_overlay_networks_are_isolated_end_to_end(two_overlays):
+    """Each network has its VNI; a container reaches the containers of its networks on both
+    hosts, and none of the other network, on its host or the other, by address or by name."""
+    w = two_overlays
+    vnis = network_vnis(w.underlay)
     assert vnis["mesh"] != vnis["other"], vnis
 
     # (source, destination, the destination's network) -> whether it must be reached
@@ -454,6 +461,7 @@ def test_two_overlay_networks_are_isolated_end_to_end(two_overlays):
     assert resolve(w.hosts[1], "o2", "m1") == ""
     assert resolve(w.hosts[1], "o2", "o1") == w.ctrs["o1"].ip("other")
     assert resolve(w.hosts[1], "m2", "o1") == ""
+    assert resolve(w.hosts[0], "m1", "o1") == ""
     assert resolve(w.hosts[0], "both1", "o2") == w.ctrs["o2"].ip("other")
     assert resolve(w.hosts[0], "both1", "m2") == w.ctrs["m2"].ip("mesh")
 
@@ -477,11 +485,7 @@ def test_a_frame_with_another_networks_vni_is_not_delivered(two_overlays):
     that MAC on `other`. The same frame on mesh's VNI from a mesh container is delivered (so
     the frames are right and only the VNI decides)."""
     w = two_overlays
-    from fastnet.control.store import Store
-
-    with netns_of(w.underlay.ns):
-        store = Store(STORE)
-        vnis = {net: json.loads(store.get(f"/fastnet/v1/net/{net}/config"))["vni"] for net in ("mesh", "other")}
+    vnis = network_vnis(w.underlay)
     h1, h2 = w.hosts
     m1, o1, m2 = w.ctrs["m1"], w.ctrs["o1"], w.ctrs["m2"]
     receiver = make_socket(m2.netns, socket.SOCK_DGRAM)
@@ -560,7 +564,7 @@ def test_a_datapath_rebuild_keeps_remote_containers_reachable(two_overlays):
             os.kill(agent, signal.SIGSTOP)
             try:
                 start = time.monotonic()
-                h2.up(two_overlays_config(2, TWO_HOST_2, extra="conntrack: {max_flows: 8192}\n"))
+                h2.up(two_overlays_config(TWO_HOST_2, extra="conntrack: {max_flows: 8192}\n"))
                 end = time.monotonic()
                 assert uplink_program(h2) != build, "not a new build"
                 assert remotes(h2) == before
