@@ -145,6 +145,7 @@ def lib() -> ctypes.CDLL:
         "bpf_prog_get_fd_by_id": [u32],
         "bpf_link_create": [cint, cint, cint, vp],
         "bpf_map_get_fd_by_id": [u32],
+        "bpf_map_create": [cint, ctypes.c_char_p, u32, u32, u32, vp],
         "bpf_enable_stats": [cint],
         "bpf_prog_load": [cint, ctypes.c_char_p, ctypes.c_char_p, vp, ctypes.c_size_t, ctypes.POINTER(ProgLoadOpts)],
     }.items():
@@ -167,6 +168,12 @@ def obj_pin(fd: int, path: str) -> None:
 
 def obj_get(path: str) -> int:
     return _check(lib().bpf_obj_get(path.encode()), f"open pinned {path}")
+
+
+def map_create(map_type: int, name: str, key_size: int, value_size: int, max_entries: int) -> int:
+    """A new map outside any build (tests stand in an older build's table with one)."""
+    return _check(lib().bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries, None),
+                  f"create map {name}")
 
 
 def map_update(fd: int, key: ctypes._CData, value: ctypes._CData, flags: int = BPF_ANY) -> None:

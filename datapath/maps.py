@@ -553,7 +553,8 @@ class Maps:
         return sum(self._reconcile(name, content) for name, content in overlay_net_tables(nets).items())
 
     def sync_remotes(self, remotes: Iterable[RemoteRecord]) -> int:
-        """Make fn_ovl_remotes hold exactly `remotes` (the agent's overlay sync is its one writer)."""
+        """Make fn_ovl_remotes hold exactly `remotes` (the agent's overlay sync is its one writer;
+        `up` only copies an old build's table into a new one, datapath/ovlcarry.py)."""
         return self._reconcile("fn_ovl_remotes", remote_entries(remotes))
 
     def remotes(self) -> list[RemoteRecord]:

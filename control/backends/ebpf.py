@@ -22,7 +22,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ...datapath import abi, ctcarry, loader, nlbatch, sockhooks, tc
+from ...datapath import abi, ctcarry, loader, nlbatch, ovlcarry, sockhooks, tc
 from ...datapath.maps import (CtBudgets, HostRecord, IpvlanPortRecord, Maps, NetworkRecord, OverlayNetRecord, PortRecord,
                               ServiceRecord, VlanRecord, ct_budgets, ct_table_entries, port_prefixes)
 from .. import modes, netdrivers, observe, routing
@@ -318,9 +318,13 @@ class EbpfBackend:
             record_file.unlink(missing_ok=True)
 
     def _move_ports_to(self, dp: loader.Datapath, ports: list[PortRecord], ipvlan_ports: list[IpvlanPortRecord] = ()) -> None:
-        """A new build replaced the pinned one: carry the old builds' flows over, move every
-        port and the socket hooks to it (replace, no gap), then drop the old pins."""
+        """A new build replaced the pinned one: carry the old builds' flows and the other
+        hosts' containers over, move every port and the socket hooks to it (replace, no gap),
+        then drop the old pins."""
         self._carry_conntrack(dp)
+        # before any port moves: a port of the new build sends to the other hosts' containers
+        # at once, and the agent refills the table only later (datapath/ovlcarry.py)
+        ovlcarry.carry(loader.stale_pin_dirs(self.pin_root, self._defines), dp.maps[ovlcarry.TABLE])
         with IPRoute() as ipr:
             for p in ports:
                 tc.attach(ipr, p.ifindex, dp.progs[PORT_PROGRAM], PORT_PROGRAM)

@@ -127,7 +127,12 @@ class Zone:
             table = self._networks.get((spec.name, r.network))
             if net is None or net.vni is None or table is None:
                 continue
-            for name in dict.fromkeys(normalize(n) for n in (r.name, *r.aliases)):
+            names = dict.fromkeys(normalize(n) for n in (r.name, *r.aliases))
+            # as for the project's own containers: asked from another network, the name is
+            # NXDOMAIN here, never forwarded (nothing about the overlay leaks upstream)
+            self._project_names[spec.name].update(names)
+            self._host_labels.update(n for n in names if "." not in n)
+            for name in names:
                 if r.ipv4 not in table.names[name]:
                     table.names[name].append(r.ipv4)
                 self._project_names[spec.name].add(f"{name}.{normalize(r.network)}")

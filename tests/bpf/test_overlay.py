@@ -1,6 +1,6 @@
 """Overlay networks, one frame at a time: the encapsulation decision (fn_from_container and its
 tail call fn_tail_overlay), ARP answered for containers of other hosts, and the VNI and source
-checks of fn_from_vxlan.
+checks of fn_from_vxlan; and fn_ovl_remotes copied from older builds into a new one.
 
       this host                                                   other hosts (fn_ovl_remotes)
      +-------------------------------------------------+
@@ -15,14 +15,17 @@ checks of fn_from_vxlan.
 
 A test run's skb carries no tunnel: the test build's seam (bpf/lib/overlay.h) takes the key
 of an arriving frame from the run (`tunnel=`) and reports the key a frame was sent with
-(RunResult.tunnel). The integration test (tests/integration/test_overlay.py) sends real
+(RunResult.tunnel). The integration test (tests/integration/test_overlay_hosts.py) sends real
 frames through real VXLAN devices.
 """
 from __future__ import annotations
 
 import ctypes
+import os
+import shutil
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -31,8 +34,8 @@ from scapy.packet import Packet, Raw
 
 from conftest import reset
 from fastnet.control.spec import mac_for
-from fastnet.datapath import declared, libbpf
-from fastnet.datapath.maps import OverlayNetRecord, PortRecord, RemoteRecord
+from fastnet.datapath import abi, declared, libbpf, ovlcarry
+from fastnet.datapath.maps import OverlayNetRecord, PortRecord, RemoteRecord, remote_entries
 from topology import NETWORKS, NO_UPLINK, PORTS, A, network, port
 
 MESH = network(5, "10.60.0.0/16")
@@ -191,3 +194,45 @@ def test_without_the_overlay_program_the_original_reason_is_counted(overlay):
         assert maps.counters()[C] == {"drop_arp_unknown": (1, len(frame))}
     finally:
         libbpf.map_update(fd, slot, ctypes.c_uint32(datapath.dp.progs["fn_tail_overlay"]))
+
+
+# ---- carried over to a new build (datapath/ovlcarry.py) --------------------------------------------
+BPF_MAP_TYPE_HASH = 1
+
+
+@pytest.fixture
+def old_builds(tmp_path):
+    """A bpffs directory in which tests pin stand-ins for older builds' tables."""
+    root = Path("/sys/fs/bpf") / f"fastnet-test-ovlcarry-{os.getpid()}"
+    root.mkdir()
+    yield root
+    shutil.rmtree(root)
+
+
+def pin_old_table(root: Path, build: str, rows: list[tuple], value_size: int | None = None) -> Path:
+    """fn_ovl_remotes of an older build pinned at root/build (its ABI version in the name, as
+    the loader names pin directories), holding `rows`."""
+    d = root / build
+    d.mkdir()
+    size = value_size or ctypes.sizeof(abi.OvlRemote)
+    fd = libbpf.map_create(BPF_MAP_TYPE_HASH, "fn_ovl_remotes", ctypes.sizeof(abi.OvlKey), size, 64)
+    try:
+        for key, value in rows:
+            libbpf.map_update(fd, key, value if value_size is None else (ctypes.c_uint8 * size)())
+        libbpf.obj_pin(fd, str(d / "map_fn_ovl_remotes"))
+    finally:
+        os.close(fd)
+    return d
+
+
+def test_a_new_build_gets_the_old_builds_remotes(overlay, old_builds):
+    """Copied before the ports move, keeping what the agent already wrote into the new build;
+    a table of another layout, or of an ABI before the table existed, is never read."""
+    _, maps = overlay
+    moved_r2 = RemoteRecord(R2.vni, R2.ipv4, R2.mac, HOST_1)  # the agent's newer word on R2
+    maps.sync_remotes([moved_r2])
+    same = pin_old_table(old_builds, f"v{abi.ABI_VERSION}_old", remote_entries([R1, R2]))
+    other_layout = pin_old_table(old_builds, f"v{abi.ABI_VERSION}_odd", remote_entries([S1]), value_size=16)
+    before_overlays = pin_old_table(old_builds, "v10_old", remote_entries([S1]))
+    assert ovlcarry.carry([same, other_layout, before_overlays], maps.dp.maps["fn_ovl_remotes"]) == 1
+    assert sorted(maps.remotes(), key=lambda r: r.ipv4) == [R1, moved_r2]

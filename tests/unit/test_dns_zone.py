@@ -2,6 +2,8 @@
 (responder: local answer, NXDOMAIN, forward, FORMERR, drop). Specs come from real configs."""
 from __future__ import annotations
 
+import dataclasses
+from ipaddress import IPv4Address
 
 import dns.flags
 import dns.message
@@ -13,6 +15,7 @@ from fastnet.control.config import parse_config
 from fastnet.control.dns import resolvconf
 from fastnet.control.dns.responder import render, respond
 from fastnet.control.dns.zone import Zone
+from fastnet.control.overlaysync import Remote
 from fastnet.control.spec import build
 
 DEMO = """
@@ -89,6 +92,36 @@ def test_not_shared_is_nxdomain_not_forwarded(zone):
         found = zone.lookup(web, name)
         assert found.nxdomain and not found.addresses, name
     assert not zone.lookup(web, "example.com").local
+
+
+OVERLAY = """
+name: shop
+uplink: up0
+store: http://10.99.0.254:2379
+networks:
+  mesh: {driver: overlay, subnet: 10.60.0.0/24}
+  other: {driver: overlay, subnet: 10.61.0.0/24}
+containers:
+  m1: {networks: [mesh]}
+  o1: {networks: [other]}
+"""
+
+
+def test_containers_of_other_hosts_are_named_only_on_their_network():
+    spec = build(parse_config(OVERLAY), None)
+    spec = dataclasses.replace(spec, networks={k: dataclasses.replace(n, vni=4096 + i)
+                                               for i, (k, n) in enumerate(sorted(spec.networks.items()))})
+    host2 = IPv4Address("10.99.0.2")
+    z = Zone([spec], [Remote("mesh", IPv4Address("10.60.0.9"), host2, "02:fa:0a:3c:00:09", "m2", ("cache",)),
+                      Remote("other", IPv4Address("10.61.0.9"), host2, "02:fa:0a:3d:00:09", "o2")])
+    m1 = z.views["shop/m1"]
+    assert [str(x) for x in z.lookup(m1, "m2").addresses] == ["10.60.0.9"]
+    assert [str(x) for x in z.lookup(m1, "cache.mesh").addresses] == ["10.60.0.9"]
+    assert [str(x) for x in z.lookup(z.views["shop/o1"], "o2").addresses] == ["10.61.0.9"]
+    for name in ("o2", "o2.other", "o1"):  # another network's, this host's or another's: never forwarded
+        found = z.lookup(m1, name)
+        assert found.nxdomain and not found.addresses, name
+    assert not z.lookup(m1, "example.com").local
 
 
 def test_dotted_names_of_other_projects_do_not_shadow_real_domains():
