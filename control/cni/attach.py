@@ -178,6 +178,10 @@ def _add_with(host: Host, conf: NetConf, call: Call, env: dict[str, str], fd: in
         raise CniError(INVALID_CONFIG, f"project {conf.project} uses store {st.spec.store or '(none)'}, "
                        f"the configuration {conf.store}")
     static = IPv4Address(a) if (a := call.arg("IP")) else None
+    if conf.ip is not None:
+        if static is not None and static != conf.ip:
+            raise CniError(INVALID_CONFIG, f"runtimeConfig.ips asks for {conf.ip}, CNI_ARGS IP for {static}")
+        static = conf.ip
     if delegated is not None:
         if delegated.address not in net.subnet:
             raise CniError(INVALID_CONFIG, f"ipam gave {delegated.address}, outside network {net.name} ({net.subnet})")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -63,6 +63,7 @@ class _RuntimeConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
     portMappings: list[_PortMap] = []
     aliases: dict[str, list[StrictStr]] = {}
+    ips: list[StrictStr] = []
 
 
 class _Ipam(BaseModel):
@@ -114,6 +115,7 @@ class NetConf:
     ipam: dict | None  # a delegated plugin's section, as given
     publish: tuple[PortMapping, ...]
     aliases: tuple[str, ...]
+    ip: IPv4Address | None  # the `ips` capability's address (runtimeConfig.ips), like CNI_ARGS IP
     prev_result: dict | None
     valid_attachments: tuple[tuple[str, str], ...] | None  # GC: (container id, ifname)
     raw: dict  # the whole configuration, for a delegated ipam plugin
@@ -169,6 +171,7 @@ def parse(data: bytes, command: str) -> NetConf:
         ipam=model.ipam.model_dump() if model.ipam else None,
         publish=_publish(model.runtimeConfig.portMappings) if model.capabilities.get("portMappings", True) else (),
         aliases=aliases,
+        ip=_ip(model),
         prev_result=model.prevResult,
         valid_attachments=None if model.valid_attachments is None
         else tuple((a.containerID, a.ifname) for a in model.valid_attachments),
@@ -238,6 +241,24 @@ def _aliases(model: _NetConf, network: str) -> tuple[str, ...]:
         if problem := name_problem("alias", alias.lower(), ALIAS_MAX):
             raise CniError(INVALID_CONFIG, f"runtimeConfig.aliases: {problem}")
     return tuple(dict.fromkeys(a.lower() for a in found))
+
+
+def _ip(model: _NetConf) -> IPv4Address | None:
+    """The `ips` capability (https://www.cni.dev/docs/conventions/): the addresses the runtime
+    wants, "ADDRESS[/PREFIX]"; a fastnet interface has one IPv4 address. Declaring it matters to
+    podman 4.3 beyond static addresses: see README, "fastnet-cni"."""
+    if not model.capabilities.get("ips", True) or not model.runtimeConfig.ips:
+        return None
+    found = []
+    for text in model.runtimeConfig.ips:
+        try:
+            found.append(IPv4Interface(text).ip)
+        except ValueError:
+            raise CniError(INVALID_CONFIG, f"runtimeConfig.ips: {text!r} is not an IPv4 address "
+                           "(fastnet networks are IPv4)") from None
+    if len(found) > 1:
+        raise CniError(INVALID_CONFIG, f"runtimeConfig.ips: {len(found)} addresses; a fastnet interface has one")
+    return found[0]
 
 
 def _publish(entries: list[_PortMap]) -> tuple[PortMapping, ...]:

@@ -29,6 +29,13 @@ def test_overlay_names_its_store():
     assert cniconfig.parse(SMALLEST, "ADD").vxlan_port is None  # the project's default
 
 
+def test_ips_capability_names_the_address():
+    raw = {**json.loads(SMALLEST), "capabilities": {"ips": True}, "runtimeConfig": {"ips": ["10.61.0.9/24"]}}
+    assert cniconfig.parse(json.dumps(raw).encode(), "ADD").ip == IPv4Address("10.61.0.9")
+    raw["capabilities"] = {"ips": False}
+    assert cniconfig.parse(json.dumps(raw).encode(), "ADD").ip is None
+
+
 def test_port_mappings_become_ranges():
     raw = json.loads(SMALLEST)
     raw["runtimeConfig"] = {"portMappings": [
@@ -59,6 +66,8 @@ def test_capability_off_ignores_runtime_config():
     ({"name": "Not A Name"}, spec.INVALID_CONFIG, "invalid network name"),
     ({"name": "averyveryverylongname"}, spec.INVALID_CONFIG, "set \"project\""),
     ({"gateway": "10.62.0.1"}, spec.INVALID_CONFIG, "not a host address"),
+    ({"runtimeConfig": {"ips": ["fd00::2/64"]}}, spec.INVALID_CONFIG, "not an IPv4 address"),
+    ({"runtimeConfig": {"ips": ["10.61.0.5/24", "10.61.0.6/24"]}}, spec.INVALID_CONFIG, "2 addresses"),
     ({"driver": "macvlan"}, spec.INVALID_CONFIG, "driver 'macvlan' is not supported"),
     ({"driver": "overlay"}, spec.INVALID_CONFIG, 'driver overlay needs "store"'),
     ({"store": "http://10.0.0.5:2379"}, spec.INVALID_CONFIG, '"store" is for overlay networks, not driver bridge'),
