@@ -37,9 +37,11 @@ from ..ipam import IpamError, allocate
 from ..links import delete_link
 from ..model import ORIGIN_CNI, SOURCE_CNI, Conntrack
 from ..names import NAME_MAX, name_problem
+from ..netdrivers.overlay import network_key
 from ..project import Journal, Project
 from ..spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec, host_ifname, link_alias
 from ..state import ProjectState, port_key
+from ..store import Store, StoreError
 from . import ipam
 from .config import Call, NetConf
 from .spec import (CHECK_FAILED, FAILED, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_AVAILABLE, NOT_AVAILABLE_LIMITED,
@@ -444,4 +446,9 @@ def status(conf: NetConf, call: Call, env: dict[str, str]) -> None:
         raise CniError(NOT_AVAILABLE_LIMITED, "the host's fastnet keeper is not running")
     if conf.ipam is not None:
         ipam.find(conf.ipam["type"], call.path)
+    if conf.store is not None:  # an overlay's ADD claims its address there first
+        try:
+            Store(conf.store).get(network_key(conf.network, "config"))
+        except StoreError as exc:
+            raise CniError(NOT_AVAILABLE, str(exc)) from None
 

@@ -116,6 +116,8 @@ ERRORS = [
     # WORLD's address: nothing listens there (a refused connection: no wait for a timeout)
     ("store unreachable", "ADD", conf(driver="overlay", store=f"http://{WORLD_UPLINK_IP}:2379"), {}, 100,
      f"store http://{WORLD_UPLINK_IP}:2379 cannot be reached"),
+    ("STATUS, store unreachable", "STATUS", conf("1.1.0", driver="overlay", store=f"http://{WORLD_UPLINK_IP}:2379"),
+     {}, 50, f"store http://{WORLD_UPLINK_IP}:2379 cannot be reached"),
 ]
 
 
@@ -303,6 +305,7 @@ def test_overlay_across_hosts(underlay):
     web1 = containers(h1, "shop")["web1"]
     rt = Runtime(h2)
     try:
+        rt.ok("STATUS", {**MESH_CNI, "cniVersion": "1.1.0"})  # the store answers
         pods = {}
         for name in ("api", "worker"):
             netns = rt.netns()
