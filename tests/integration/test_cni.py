@@ -10,7 +10,8 @@ environment, the network configuration on stdin, the result or error object on s
 
 The overlay test uses two hosts of underlay.py instead (etcd at 10.99.0.254 on their segment):
 
-   HOST 1 (10.99.0.1): `fastnet up` of shop, web1 on overlay mesh 10.60.0.0/24
+   HOST 1 (10.99.0.1): `fastnet up` of shop, web1 on overlay mesh 10.60.0.0/24; fastnet-cni
+                       ADDs cache to shop's mesh ("project": "shop", "network": "mesh")
    HOST 2 (10.99.0.2): fastnet-cni ADDs api and worker to mesh ("driver": "overlay", "store")
 """
 from __future__ import annotations
@@ -298,7 +299,8 @@ def test_overlay_across_hosts(underlay):
     overlay network mesh: each reaches the other by address (ICMP, TCP payload) and by name;
     addresses are claimed in the store like `up`'s; DEL withdraws the endpoint from host 1's
     fn_ovl_remotes (and the claim from the store), whether other CNI containers stay on host 2
-    (the agent's reload) or it was the last (the agent stops and revokes its lease)."""
+    (the agent's reload) or it was the last (the agent stops and revokes its lease). On host 1 a
+    CNI container also joins the file's project on mesh, reached from host 2 and gone with DEL."""
     underlay.start_etcd()
     h1, h2 = underlay.add_host(1), underlay.add_host(2)
     h1.up(MESH_FILE)
@@ -331,6 +333,26 @@ def test_overlay_across_hosts(underlay):
         # the runtime writes the result's nameserver (fastnet's resolver) into the container
         dig = in_netns(api_ns, "dig", "@127.0.0.11", "+short", "+time=1", "+tries=2", "web1", check=False)
         assert dig.stdout.strip() == web1.ip("mesh"), dig
+
+        # on host 1, a CNI container joins the overlay network of the `fastnet up` project there
+        rt1 = Runtime(h1)
+        try:
+            cache_ns = rt1.netns()
+            joined = {**MESH_CNI, "name": "shopmesh", "project": "shop", "network": "mesh"}
+            del joined["subnet"]
+            out = rt1.ok("ADD", joined, "cache", cache_ns, args="IgnoreUnknown=1;K8S_POD_NAME=cache")
+            cache_ip = out["ips"][0]["address"].split("/")[0]
+            assert cache_ip not in {web1.ip("mesh"), *(ip for _, ip in pods.values())}
+            assert {n: c["origin"] for n, c in h1.ps()["projects"]["shop"]["containers"].items()} == {
+                "web1": "file", "cache": "cni"}
+            wait_until(lambda: cache_ip in remotes(h2), timeout=3, what="host 2 to learn cache")
+            assert in_netns(api_ns, "ping", "-n", "-c1", "-W2", cache_ip, check=False).returncode == 0
+            assert in_netns(cache_ns, "ping", "-n", "-c1", "-W2", web1.ip("mesh"), check=False).returncode == 0
+            rt1.ok("DEL", joined, "cache", cache_ns, args="IgnoreUnknown=1;K8S_POD_NAME=cache")
+            wait_until(lambda: cache_ip not in remotes(h2), timeout=ENDPOINT_GONE_WITHIN, what="cache to leave host 2")
+            assert set(h1.ps()["projects"]["shop"]["containers"]) == {"web1"}
+        finally:
+            rt1.cleanup()
 
         # DEL with another CNI container left on host 2: the agent stays and withdraws api
         started = time.monotonic()
