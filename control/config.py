@@ -334,7 +334,7 @@ def _check_command(value: list[str]) -> list[str]:
 
 
 def check_store_url(value: str) -> str:
-    """The etcd v3 client URL of `store:` (also fastnet-cni's \"store\"), without a trailing slash."""
+    """The etcd v3 client URL of `store:` (also fastnet-cni's "store"), without a trailing slash."""
     from urllib.parse import urlsplit
 
     try:

@@ -246,7 +246,8 @@ def _aliases(model: _NetConf, network: str) -> tuple[str, ...]:
 def _ip(model: _NetConf) -> IPv4Address | None:
     """The `ips` capability (https://www.cni.dev/docs/conventions/): the addresses the runtime
     wants, "ADDRESS[/PREFIX]"; a fastnet interface has one IPv4 address. Declaring it matters to
-    podman 4.3 beyond static addresses: see README, "fastnet-cni"."""
+    podman 4.3 beyond static addresses: without it, `network reload` strips the other
+    capabilities (README, "Under an existing engine: CNI")."""
     if not model.capabilities.get("ips", True) or not model.runtimeConfig.ips:
         return None
     found = []
