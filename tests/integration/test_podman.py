@@ -9,7 +9,9 @@ the cgroup2 `unified` mount unmounted (crun refuses the hybrid layout), tmpfs ov
 and /var/lib/cni (podman's namespaces and libcni's cache stay off the real host). podman's own
 settings are in its containers.conf: the CNI backend, a plugin directory holding fastnet-cni and
 the distribution's plugins, cgroupfs, file events, ulimits this machine allows, and no port
-reservation (fastnet reserves published ports itself, through its bind hooks).
+reservation (fastnet reserves published ports itself, through its bind hooks:
+test_podman_port_reservation_is_refused). The conflist declares the `ips` capability beside
+portMappings and aliases (CAPABILITIES: what podman's `network reload` does without it).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
-enable_port_reservation = false
+enable_port_reservation = {port_reservation}
 [network]
 network_backend = "cni"
 network_config_dir = "{dir}/cni"
@@ -54,12 +56,12 @@ CONFLIST = """\
 
 
 class Podman:
-    def __init__(self, host, workdir: Path, capabilities: str = CAPABILITIES):
+    def __init__(self, host, workdir: Path, capabilities: str = CAPABILITIES, port_reservation: bool = False):
         self.host, self.dir = host, workdir
         (workdir / "cni").mkdir()
         (workdir / "plugins").mkdir()
         (workdir / "cni" / "fnet.conflist").write_text(CONFLIST % capabilities)
-        (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(dir=workdir))
+        (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(dir=workdir, port_reservation=str(port_reservation).lower()))
         (workdir / "plugins" / "fastnet-cni").symlink_to(PLUGIN)
         for p in DISTRIBUTION_PLUGINS.iterdir():
             if p.name != PLUGIN.name:  # setup links fastnet-cni there too: this venv's is tested
@@ -98,8 +100,8 @@ class Podman:
 
 @pytest.fixture
 def podman(host, request):
-    # podman wants a runroot under 50 characters; a test may pass other capabilities
-    p = Podman(host, Path(tempfile.mkdtemp(prefix="fnpm-")), getattr(request, "param", CAPABILITIES))
+    # podman wants a runroot under 50 characters; a test may pass other settings (Podman's keywords)
+    p = Podman(host, Path(tempfile.mkdtemp(prefix="fnpm-")), **getattr(request, "param", {}))
     yield p
     p.close()
 
@@ -149,7 +151,7 @@ def test_podman_on_a_fastnet_network(host, podman):
     assert_no_leftovers(host)
 
 
-@pytest.mark.parametrize("podman", ['{"portMappings": true, "aliases": true}'], indirect=True)
+@pytest.mark.parametrize("podman", [{"capabilities": '{"portMappings": true, "aliases": true}'}], indirect=True)
 def test_podman_reload_without_ips_loses_published_ports(host, podman):
     """The difference CONFLIST's "ips" avoids, as podman 4.3 behaves: without it, the re-ADD of
     `network reload` reaches fastnet-cni with capabilities {"ips": true} and no runtimeConfig
@@ -162,6 +164,22 @@ def test_podman_reload_without_ips_loses_published_ports(host, podman):
     b = host.ps()["projects"]["fnet"]["containers"]["b"]
     assert (b["networks"]["fnet"]["ipv4"], b["publish"]) == (address, [])
     assert wget(host.world_path, f"http://{HOST_UPLINK_IP}:8081/").startswith("failed")
+    podman("rm", "-f", "-t", "0", "b")
+    wait_until(lambda: not host.projects(), what="project fnet gone")
+    podman.close()
+    assert_no_leftovers(host)
+
+
+@pytest.mark.parametrize("podman", [{"port_reservation": True}], indirect=True)
+def test_podman_port_reservation_is_refused(host, podman):
+    """Why containers.conf says enable_port_reservation = false: podman binds each published
+    host port itself right after ADD, and fastnet's bind hooks refuse a host process's bind to
+    a port fastnet publishes; the container does not start, and nothing is left of it."""
+    (podman.rootfs / "www" / "index.html").write_text("hello from fastnet\n")
+    cp = podman("run", "-d", "--name", "b", "--network", "fnet", "-p", "8081:80", "--rootfs", str(podman.rootfs),
+                "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www", check=False)
+    assert cp.returncode != 0 and "cannot listen on the TCP port: listen tcp4 :8081: bind: address already in use" \
+        in cp.stderr, cp.stderr
     podman("rm", "-f", "-t", "0", "b")
     wait_until(lambda: not host.projects(), what="project fnet gone")
     podman.close()
