@@ -291,7 +291,10 @@ containers:
 """
 MESH_CNI = {"cniVersion": "1.0.0", "name": "mesh", "type": "fastnet-cni", "driver": "overlay", "store": STORE,
             "subnet": "10.60.0.0/24", "capabilities": {"aliases": True}}
-ENDPOINT_GONE_WITHIN = 3.0  # seconds: the agent withdraws it at once (DEL's reload, or its stop)
+# seconds from DEL's start: the agent withdraws the endpoint (DEL's reload signal, or its stop
+# with the host's last project, which takes about 2.5 s here), well before the lease's TTL (10 s)
+# would have expired it
+ENDPOINT_GONE_WITHIN = 5.0
 
 
 def test_overlay_across_hosts(underlay):
