@@ -333,7 +333,8 @@ def _check_command(value: list[str]) -> list[str]:
     return value
 
 
-def _check_store(value: str) -> str:
+def check_store_url(value: str) -> str:
+    """The etcd v3 client URL of `store:` (also fastnet-cni's "store"), without a trailing slash."""
     from urllib.parse import urlsplit
 
     try:
@@ -446,7 +447,7 @@ class _FileSpec(_Spec):
     containers: dict[_ContainerName, _ContainerSpec | None] | None = None
     conntrack: _ConntrackSpec = _ConntrackSpec()
     publish_ephemeral_ports: StrictBool = False
-    store: Annotated[StrictStr, AfterValidator(_check_store)] | None = None
+    store: Annotated[StrictStr, AfterValidator(check_store_url)] | None = None
     vxlan_port: Annotated[StrictInt, Field(ge=1, le=65535)] = 4789
 
 

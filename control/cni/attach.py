@@ -25,6 +25,7 @@ from ipaddress import IPv4Address
 
 from pyroute2 import IPRoute
 
+from ...datapath.errors import FastnetError
 from .. import linux, netdrivers, observe, sandbox
 from .. import state as statestore
 from ..backends import backend_for
@@ -36,9 +37,11 @@ from ..ipam import IpamError, allocate
 from ..links import delete_link
 from ..model import ORIGIN_CNI, SOURCE_CNI, Conntrack
 from ..names import NAME_MAX, name_problem
+from ..netdrivers.overlay import network_key
 from ..project import Journal, Project
 from ..spec import ContainerSpec, InterfaceSpec, NetworkSpec, ProjectSpec, host_ifname, link_alias
 from ..state import ProjectState, port_key
+from ..store import Store, StoreError
 from . import ipam
 from .config import Call, NetConf
 from .spec import (CHECK_FAILED, FAILED, INVALID_CONFIG, INVALID_ENVIRONMENT, NOT_AVAILABLE, NOT_AVAILABLE_LIMITED,
@@ -109,6 +112,9 @@ def _network(conf: NetConf, st: ProjectState | None, others: list[ProjectState],
     """The network the container joins, and whether this ADD creates it."""
     net = st.spec.networks.get(conf.network) if st is not None else None
     if net is not None:
+        if conf.store is not None and conf.driver != net.driver:
+            raise CniError(INVALID_CONFIG, f"network {conf.network} of project {conf.project} is a {net.driver} "
+                           f"network, not {conf.driver}")
         if conf.subnet is not None and (conf.subnet, conf.gateway) != (net.subnet, net.gateway):
             raise CniError(INVALID_CONFIG, f"network {conf.network} of project {conf.project} has subnet {net.subnet} "
                            f"and gateway {net.gateway}, not {conf.subnet} and {conf.gateway}")
@@ -131,10 +137,13 @@ def _network(conf: NetConf, st: ProjectState | None, others: list[ProjectState],
     return NetworkSpec(conf.network, net_id, subnet, gateway, driver=conf.driver), True
 
 
-def _address(net: NetworkSpec, st: ProjectState | None, cname: str, static: IPv4Address | None) -> IPv4Address:
-    taken = [(c.name, i.ipv4) for c in (st.spec.containers.values() if st else ()) if (i := c.interface(net.name))]
+def _address(net: NetworkSpec, st: ProjectState | None, cname: str, static: IPv4Address | None,
+             taken: frozenset[IPv4Address], claimed: dict[str, IPv4Address]) -> IPv4Address:
+    """`taken`: addresses held beyond this host (an overlay's other hosts); `claimed`: those the
+    store records as this project's, by container (a container of that name gets its own back)."""
+    held = [(c.name, i.ipv4) for c in (st.spec.containers.values() if st else ()) if (i := c.interface(net.name))]
     try:
-        return allocate(net, [*taken, (cname, static)], {})[cname]
+        return allocate(net, [*held, (cname, static)], claimed, taken)[cname]
     except IpamError as exc:
         raise CniError(FAILED, str(exc)) from None
 
@@ -167,31 +176,67 @@ def _add_with(host: Host, conf: NetConf, call: Call, env: dict[str, str], fd: in
               others: list[ProjectState], cname: str, delegated) -> dict:
     net, new_net = _network(conf, st, others, delegated and delegated.address, delegated and delegated.gateway,
                             delegated and delegated.prefixlen)
+    if st is not None and conf.store is not None and conf.store != st.spec.store:
+        raise CniError(INVALID_CONFIG, f"project {conf.project} uses store {st.spec.store or '(none)'}, "
+                       f"the configuration {conf.store}")
     static = IPv4Address(a) if (a := call.arg("IP")) else None
+    if conf.ip is not None:
+        if static is not None and static != conf.ip:
+            raise CniError(INVALID_CONFIG, f"runtimeConfig.ips asks for {conf.ip}, CNI_ARGS IP for {static}")
+        static = conf.ip
     if delegated is not None:
         if delegated.address not in net.subnet:
             raise CniError(INVALID_CONFIG, f"ipam gave {delegated.address}, outside network {net.name} ({net.subnet})")
         static = delegated.address
-    address = _address(net, st, cname, static)
+    driver = netdrivers.of(net)
     with IPRoute() as ipr:
         uplink = (st.spec.uplink if st is not None else None) or conf.uplink or default_uplink(ipr)
         found = ipr.link_lookup(ifname=uplink) if uplink else []
         uplink_mtu = observe.link_mtu(ipr, found[0]) or None if found else None
-    iface = InterfaceSpec(
-        network=net.name, ifname=call.ifname, host_ifname=host_ifname(conf.project, cname, net.name),
-        alias=link_alias(conf.project, cname, net.name), ipv4=address, prefixlen=net.subnet.prefixlen,
-        gateway=net.gateway, default_route=not net.internal, aliases=conf.aliases,
-        # as `up` sizes a bridge network's interfaces: its mtu:, else the uplink's
-        mtu=(net.mtu or uplink_mtu) if netdrivers.of(net).sets_mtu else None,
-    )
-    c = ContainerSpec(cname, adopted_netns(conf.project, cname), (iface,), None, conf.publish, None, ORIGIN_CNI)
+    # as `up` sizes a bridge or overlay network's interfaces: its mtu:, else the uplink's less
+    # what the driver's encapsulation takes
+    mtu = (net.mtu or (uplink_mtu - driver.mtu_overhead if uplink_mtu else None)) if driver.sets_mtu else None
+    optional = {"store": conf.store, "vxlan_port": conf.vxlan_port}
     base = st.spec if st is not None else ProjectSpec(
-        conf.project, DEFAULT_BACKEND, conf.uplink, conntrack=others[0].spec.conntrack if others else Conntrack())
-    desired = dataclasses.replace(base, networks={**base.networks, net.name: net},
-                                  containers={**base.containers, cname: c})
+        conf.project, DEFAULT_BACKEND, conf.uplink, conntrack=others[0].spec.conntrack if others else Conntrack(),
+        **{k: v for k, v in optional.items() if v is not None})
+
+    def rebuild(taken: dict | None = None, claimed: dict | None = None) -> ProjectSpec:
+        """The project with the container in it; its address avoids `taken` and prefers
+        `claimed` (both per network, from an overlay's store: see NetworkDriver.settle)."""
+        address = _address(net, st, cname, static, (taken or {}).get(net.name, frozenset()),
+                           (claimed or {}).get(net.name, {}))
+        iface = InterfaceSpec(
+            network=net.name, ifname=call.ifname, host_ifname=host_ifname(conf.project, cname, net.name),
+            alias=link_alias(conf.project, cname, net.name), ipv4=address, prefixlen=net.subnet.prefixlen,
+            gateway=net.gateway, default_route=not net.internal, aliases=conf.aliases, mtu=mtu,
+        )
+        c = ContainerSpec(cname, adopted_netns(conf.project, cname), (iface,), None, conf.publish, None, ORIGIN_CNI)
+        return dataclasses.replace(base, uplink=base.uplink or uplink, networks={**base.networks, net.name: net},
+                                   containers={**base.containers, cname: c})
+
+    desired = rebuild()
+    try:
+        # an overlay: the network joined in the store and the address claimed there, before
+        # anything is made on this host (as `up` does)
+        desired = driver.settle(desired, rebuild, st.spec if st is not None else None)
+    except FastnetError as exc:
+        raise CniError(FAILED, one_line(exc)) from None
+    try:
+        return _make(host, conf, call, fd, st, others, desired, cname, new_net)
+    except BaseException:
+        with IPRoute() as ipr:
+            driver.release_addresses(ipr, desired, desired.networks[net.name], [cname])
+        raise
+
+
+def _make(host: Host, conf: NetConf, call: Call, fd: int, st: ProjectState | None, others: list[ProjectState],
+          desired: ProjectSpec, cname: str, new_net: bool) -> dict:
+    """Preflight, then the network (when new), the container and its interface, with an undo
+    journal; the state saved and the agent told."""
+    net, c = desired.networks[conf.network], desired.containers[cname]
+    iface, address = c.interfaces[0], c.interfaces[0].ipv4
     with IPRoute() as ipr:
-        if desired.uplink is None:
-            desired = dataclasses.replace(desired, uplink=default_uplink(ipr))
         try:
             preflight(host, desired, st, others, ipr)
         except UpError as exc:
@@ -290,8 +335,12 @@ def _detach(host: Host, st: ProjectState, names: list[str]) -> list[str]:
     with IPRoute() as ipr:
         project = Project(host, st, backend, ipr)
         for cname in names:
+            c = st.spec.containers.get(cname)
             errors += project.remove_container(cname)
             st.cni.pop(cname, None)
+            for i in c.interfaces if c is not None else ():  # an overlay's address claim: free for others
+                if (net := st.spec.networks.get(i.network)) is not None:
+                    netdrivers.of(net).release_addresses(ipr, st.spec, net, [cname])
         if st.source == SOURCE_CNI and not st.spec.containers:
             for net in list(st.spec.networks.values()):
                 try:
@@ -397,4 +446,9 @@ def status(conf: NetConf, call: Call, env: dict[str, str]) -> None:
         raise CniError(NOT_AVAILABLE_LIMITED, "the host's fastnet keeper is not running")
     if conf.ipam is not None:
         ipam.find(conf.ipam["type"], call.path)
+    if conf.store is not None:  # an overlay's ADD claims its address there first
+        try:
+            Store(conf.store).get(network_key(conf.network, "config"))
+        except StoreError as exc:
+            raise CniError(NOT_AVAILABLE, str(exc)) from None
 

@@ -12,15 +12,19 @@ runtimeConfig, prevResult, args):
     subnet, gateway   the network (gateway: the subnet's first address by default)
     project, network  the fastnet project and network the containers join (both default to
                       `name`); naming a project `fastnet up` runs puts them on its network
-    driver            "bridge" (the only one so far; overlay comes later)
-    uplink            the interface SNAT leaves by (default: that of the default route)
+    driver            "bridge" (this host only, the default) or "overlay" (shared with other
+                      hosts through VXLAN and the store; control/netdrivers/overlay.py)
+    store             overlay: the etcd v3 client URL every host of the overlay shares (required)
+    vxlan_port        overlay: the UDP port of the host's VXLAN device (4789; the same on every host)
+    uplink            the interface SNAT leaves by (default: that of the default route); on an
+                      overlay, the other hosts reach this one at its IPv4 address
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -31,7 +35,10 @@ from .spec import (DECODE_FAILURE, INVALID_CONFIG, INVALID_ENVIRONMENT, UNSUPPOR
                    check_version)
 
 PLUGIN_TYPE = "fastnet-cni"
-DRIVERS = ("bridge",)  # the network drivers a CNI network may name (control/netdrivers/)
+# The network drivers a CNI network may name (control/netdrivers/): those whose containers are
+# veth ports of the host's datapath. macvlan and ipvlan need a parent and modes the CNI
+# configuration has no keys for (the distribution's own macvlan/ipvlan plugins serve them).
+DRIVERS = ("bridge", "overlay")
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 CNI_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")  # the spec's network names
 CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
@@ -56,6 +63,7 @@ class _RuntimeConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
     portMappings: list[_PortMap] = []
     aliases: dict[str, list[StrictStr]] = {}
+    ips: list[StrictStr] = []
 
 
 class _Ipam(BaseModel):
@@ -78,6 +86,8 @@ class _NetConf(_Model):
     project: StrictStr | None = None
     network: StrictStr | None = None
     driver: StrictStr = "bridge"
+    store: StrictStr | None = None
+    vxlan_port: StrictInt | None = Field(None, ge=1, le=65535)
     uplink: StrictStr | None = None
     ipam: _Ipam | None = None
     dns: dict[str, Any] | None = None
@@ -97,12 +107,15 @@ class NetConf:
     project: str  # the fastnet project its containers join
     network: str  # ... and the network there
     driver: str
+    store: str | None  # overlay: the etcd URL the overlay's hosts share
+    vxlan_port: int | None  # overlay: the UDP port of the host's VXLAN device (None: fastnet's default)
     subnet: IPv4Network | None  # None: the project's network, or what the ipam plugin hands out
     gateway: IPv4Address | None
     uplink: str | None
     ipam: dict | None  # a delegated plugin's section, as given
     publish: tuple[PortMapping, ...]
     aliases: tuple[str, ...]
+    ip: IPv4Address | None  # the `ips` capability's address (runtimeConfig.ips), like CNI_ARGS IP
     prev_result: dict | None
     valid_attachments: tuple[tuple[str, str], ...] | None  # GC: (container id, ifname)
     raw: dict  # the whole configuration, for a delegated ipam plugin
@@ -149,19 +162,51 @@ def parse(data: bytes, command: str) -> NetConf:
     if model.driver not in DRIVERS:
         raise CniError(INVALID_CONFIG, f"network configuration: driver {model.driver!r} is not supported "
                        f"(supported: {', '.join(DRIVERS)})")
+    store = _check_overlay(model)
     subnet, gateway = _network(model)
     aliases = _aliases(model, network)
     return NetConf(
         version=model.cniVersion, name=model.name, project=project, network=network, driver=model.driver,
-        subnet=subnet, gateway=gateway, uplink=model.uplink,
+        store=store, vxlan_port=model.vxlan_port, subnet=subnet, gateway=gateway, uplink=model.uplink,
         ipam=model.ipam.model_dump() if model.ipam else None,
         publish=_publish(model.runtimeConfig.portMappings) if model.capabilities.get("portMappings", True) else (),
         aliases=aliases,
+        ip=_ip(model),
         prev_result=model.prevResult,
         valid_attachments=None if model.valid_attachments is None
         else tuple((a.containerID, a.ifname) for a in model.valid_attachments),
         raw=raw,
     )
+
+
+def _check_overlay(model: _NetConf) -> str | None:
+    """An overlay needs the store its hosts share (its URL, as `store:` of a file takes it), and
+    takes its addresses from there. Imported here: VERSION needs neither pyroute2 nor the file's
+    config model."""
+    from pydantic_core import PydanticCustomError
+
+    from .. import netdrivers
+    from ..config import check_store_url
+
+    shared = netdrivers.DRIVERS[model.driver].needs_store
+    if shared and model.store is None:
+        raise CniError(INVALID_CONFIG, f"network configuration: driver {model.driver} needs \"store\", the etcd URL "
+                       "every host of the overlay shares (e.g. \"store\": \"http://10.0.0.5:2379\")")
+    if not shared and model.store is not None:
+        raise CniError(INVALID_CONFIG, f"network configuration: \"store\" is for overlay networks, "
+                       f"not driver {model.driver}")
+    if not shared and model.vxlan_port is not None:
+        raise CniError(INVALID_CONFIG, f"network configuration: \"vxlan_port\" is for overlay networks, "
+                       f"not driver {model.driver}")
+    if shared and model.ipam is not None:
+        raise CniError(INVALID_CONFIG, f"network configuration: driver {model.driver} claims its addresses in the "
+                       "store, across hosts: an ipam plugin would hand out addresses other hosts hold (remove \"ipam\")")
+    if model.store is None:
+        return None
+    try:
+        return check_store_url(model.store)
+    except PydanticCustomError as exc:
+        raise CniError(INVALID_CONFIG, f"network configuration: store: {exc.message()}") from None
 
 
 def _network(model: _NetConf) -> tuple[IPv4Network | None, IPv4Address | None]:
@@ -196,6 +241,25 @@ def _aliases(model: _NetConf, network: str) -> tuple[str, ...]:
         if problem := name_problem("alias", alias.lower(), ALIAS_MAX):
             raise CniError(INVALID_CONFIG, f"runtimeConfig.aliases: {problem}")
     return tuple(dict.fromkeys(a.lower() for a in found))
+
+
+def _ip(model: _NetConf) -> IPv4Address | None:
+    """The `ips` capability (https://www.cni.dev/docs/conventions/): the addresses the runtime
+    wants, "ADDRESS[/PREFIX]"; a fastnet interface has one IPv4 address. Declaring it matters to
+    podman 4.3 beyond static addresses: without it, `network reload` strips the other
+    capabilities (README, "Under an existing engine: CNI")."""
+    if not model.capabilities.get("ips", True) or not model.runtimeConfig.ips:
+        return None
+    found = []
+    for text in model.runtimeConfig.ips:
+        try:
+            found.append(IPv4Interface(text).ip)
+        except ValueError:
+            raise CniError(INVALID_CONFIG, f"runtimeConfig.ips: {text!r} is not an IPv4 address "
+                           "(fastnet networks are IPv4)") from None
+    if len(found) > 1:
+        raise CniError(INVALID_CONFIG, f"runtimeConfig.ips: {len(found)} addresses; a fastnet interface has one")
+    return found[0]
 
 
 def _publish(entries: list[_PortMap]) -> tuple[PortMapping, ...]:

@@ -72,6 +72,11 @@ class NetworkDriver:
         addresses must change; a one-line FastnetError when that cannot be done. Default: as is."""
         return desired
 
+    def release_addresses(self, ipr: IPRoute, spec: ProjectSpec, net: NetworkSpec, containers: list[str]) -> None:
+        """After `containers` of `spec` left `net` outside a run of `up` (a CNI DEL, a failed
+        ADD): give back what settle() took for them beyond this host. Best effort, never raises.
+        Default: nothing was taken."""
+
     def configure_container_side(self, netns: Path, net: NetworkSpec, iface: InterfaceSpec) -> None:
         """Address, link state and default route inside the container."""
         from .. import links

@@ -186,16 +186,24 @@ class Overlay(NetworkDriver):
             remove_vxlan(project.ipr)
 
     def _release(self, project: Project, net: NetworkSpec) -> None:
-        """The project's address claims on the network (best effort: with the store out of
-        reach they stay, and this host gets them back when the project returns)."""
-        spec = project.st.spec
+        self._release_claims(project.ipr, project.st.spec, net, None)
+
+    def release_addresses(self, ipr: IPRoute, spec: ProjectSpec, net: NetworkSpec, containers: list[str]) -> None:
+        self._release_claims(ipr, spec, net, set(containers))
+
+    @staticmethod
+    def _release_claims(ipr: IPRoute, spec: ProjectSpec, net: NetworkSpec, containers: set[str] | None) -> None:
+        """The project's address claims on the network, or only those of `containers` (best
+        effort: with the store out of reach they stay, and this host gets them back when the
+        project, or a container of that name, returns)."""
         if not spec.store:
             return
         try:
-            host = underlay_address(project.ipr, spec.uplink)
+            host = underlay_address(ipr, spec.uplink)
             store = Store(spec.store)
             for address, who in _claims(store, net.name).items():
-                if who.get("host") == str(host) and who.get("project") == spec.name:
+                if (who.get("host") == str(host) and who.get("project") == spec.name
+                        and (containers is None or who.get("container") in containers)):
                     store.delete_if(network_key(net.name, "ip", str(address)), owner(host, spec.name, who["container"]))
         except (StoreError, OverlayError):
             pass

@@ -4,6 +4,7 @@ with `fastnet down` and checked for leftovers.
     host         a fresh HOST/WORLD pair for one test
     make_host    a factory, for tests that need several hosts at once
     module_host  one pair shared by a whole module (for read-mostly tests on one topology)
+    underlay     hosts on one underlay segment with etcd (underlay.Underlay), for overlay networks
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import FASTNET, Host  # noqa: E402
+from underlay import Underlay  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,3 +59,14 @@ def module_host(tmp_path_factory):
     hosts = _Hosts(tmp_path_factory.mktemp("module"))
     yield hosts()
     hosts.teardown()
+
+
+@pytest.fixture
+def underlay(tmp_path):
+    u = Underlay(tmp_path)
+    try:
+        yield u
+    finally:
+        problems = u.teardown()
+        if problems:
+            pytest.fail("teardown found problems:\n  " + "\n  ".join(problems), pytrace=False)

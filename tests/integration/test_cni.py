@@ -7,6 +7,12 @@ environment, the network configuration on stdin, the result or error object on s
                                    + CNI containers joining front ("project": "shop")
      project fnet (CNI only):      fnet  10.61.0.0/24   CNI containers
    CNI container namespaces: fnc-<pid>-<n>, made by the test (the "runtime") with `ip netns add`
+
+The overlay test uses two hosts of underlay.py instead (etcd at 10.99.0.254 on their segment):
+
+   HOST 1 (10.99.0.1): `fastnet up` of shop, web1 on overlay mesh 10.60.0.0/24; fastnet-cni
+                       ADDs cache to shop's mesh ("project": "shop", "network": "mesh")
+   HOST 2 (10.99.0.2): fastnet-cni ADDs api and worker to mesh ("driver": "overlay", "store")
 """
 from __future__ import annotations
 
@@ -16,11 +22,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from harness import (HOST_UPLINK_IP, EchoServer, assert_no_leftovers, containers, in_netns, make_socket, run,
-                     tcp_echo, wait_until)
+from harness import (HOST_UPLINK_IP, WORLD_UPLINK_IP, EchoServer, assert_no_leftovers, containers, in_netns,
+                     make_socket, ping, run, tcp_echo, wait_until)
+from underlay import STORE, remotes, resolve
 
 PLUGIN = Path(sys.executable).parent / "fastnet-cni"
 CNI_PATH = "/usr/lib/cni"
@@ -105,6 +113,12 @@ ERRORS = [
     ("unknown CNI_ARGS", "ADD", conf(), {"CNI_ARGS": "FOO=1"}, 4, "unknown key 'FOO'"),
     ("no subnet", "ADD", {"cniVersion": "1.0.0", "name": "fnet", "type": "fastnet-cni"}, {}, 7, "subnet is missing"),
     ("project not up", "ADD", conf(project="shop", network="front", subnet=None), {}, 7, "subnet is missing"),
+    ("overlay without store", "ADD", conf(driver="overlay"), {}, 7, 'driver overlay needs "store"'),
+    # WORLD's address: nothing listens there (a refused connection: no wait for a timeout)
+    ("store unreachable", "ADD", conf(driver="overlay", store=f"http://{WORLD_UPLINK_IP}:2379"), {}, 100,
+     f"store http://{WORLD_UPLINK_IP}:2379 cannot be reached"),
+    ("STATUS, store unreachable", "STATUS", conf("1.1.0", driver="overlay", store=f"http://{WORLD_UPLINK_IP}:2379"),
+     {}, 50, f"store http://{WORLD_UPLINK_IP}:2379 cannot be reached"),
 ]
 
 
@@ -263,3 +277,103 @@ def test_with_a_fastnet_up_project(rt, host):
     wait_until(lambda: not host.projects(), what="project shop gone")
     run("ip", "netns", "del", Path(netns).name)  # the runtime's own, seen by `fastnet ps` meanwhile
     assert_no_leftovers(host)
+
+
+# -- an overlay network across hosts ------------------------------------------------------------
+MESH_FILE = f"""\
+name: shop
+uplink: up0
+store: {STORE}
+networks:
+  mesh: {{driver: overlay, subnet: 10.60.0.0/24}}
+containers:
+  web1: {{networks: [mesh]}}
+"""
+MESH_CNI = {"cniVersion": "1.0.0", "name": "mesh", "type": "fastnet-cni", "driver": "overlay", "store": STORE,
+            "subnet": "10.60.0.0/24", "capabilities": {"aliases": True}}
+# seconds from DEL's start: the agent withdraws the endpoint (DEL's reload signal, or its stop
+# with the host's last project, which takes about 2.5 s here), well before the lease's TTL (10 s)
+# would have expired it
+ENDPOINT_GONE_WITHIN = 5.0
+
+
+def test_overlay_across_hosts(underlay):
+    """A container attached through CNI on host 2 and one from `fastnet up` on host 1 share
+    overlay network mesh: each reaches the other by address (ICMP, TCP payload) and by name;
+    addresses are claimed in the store like `up`'s; DEL withdraws the endpoint from host 1's
+    fn_ovl_remotes (and the claim from the store), whether other CNI containers stay on host 2
+    (the agent's reload) or it was the last (the agent stops and revokes its lease). On host 1 a
+    CNI container also joins the file's project on mesh, reached from host 2 and gone with DEL."""
+    underlay.start_etcd()
+    h1, h2 = underlay.add_host(1), underlay.add_host(2)
+    h1.up(MESH_FILE)
+    web1 = containers(h1, "shop")["web1"]
+    rt = Runtime(h2)
+    try:
+        rt.ok("STATUS", {**MESH_CNI, "cniVersion": "1.1.0"})  # the store answers
+        pods = {}
+        for name in ("api", "worker"):
+            netns = rt.netns()
+            out = rt.ok("ADD", MESH_CNI, name, netns, args=f"IgnoreUnknown=1;K8S_POD_NAME={name}")
+            pods[name] = (netns, out["ips"][0]["address"].split("/")[0])
+        api_ns, api_ip = pods["api"]
+        assert {ip for _, ip in pods.values()} & {web1.ip("mesh")} == set(), "two hosts gave one address"
+        claims = underlay.store_keys("/fastnet/v1/net/mesh/ip/")
+        assert {json.loads(claims[f"/fastnet/v1/net/mesh/ip/{ip}"])["container"] for _, ip in pods.values()} == {
+            "api", "worker"}
+        assert h2.ps()["projects"]["mesh"]["containers"]["api"]["origin"] == "cni"
+        link = json.loads(in_netns(api_ns, "ip", "-j", "link", "show", "eth0").stdout)
+        assert link[0]["mtu"] == 1450  # room for VXLAN's 50 bytes, as `up` leaves it
+        wait_until(lambda: remotes(h1) == {ip for _, ip in pods.values()}, timeout=3, what="host 1 to learn api, worker")
+        wait_until(lambda: remotes(h2) == {web1.ip("mesh")}, timeout=3, what="host 2 to learn web1")
+
+        assert ping(h1, "web1", api_ip), "web1 (host 1) cannot ping api (host 2, CNI)"
+        assert in_netns(api_ns, "ping", "-n", "-c1", "-W2", web1.ip("mesh"), check=False).returncode == 0
+        with EchoServer(web1.netns, port=7000), EchoServer(api_ns, port=7000):
+            assert tcp_echo(web1.netns, api_ip, 7000, size=256 * 1024) == "ok", "web1 -> api TCP"
+            assert tcp_echo(api_ns, web1.ip("mesh"), 7000, size=256 * 1024) == "ok", "api -> web1 TCP"
+        assert resolve(h1, "web1", "api") == api_ip
+        # the result's nameserver, fastnet's resolver, answers in the CNI container too
+        dig = in_netns(api_ns, "dig", "@127.0.0.11", "+short", "+time=1", "+tries=2", "web1", check=False)
+        assert dig.stdout.strip() == web1.ip("mesh"), dig
+
+        # on host 1, a CNI container joins the overlay network of the `fastnet up` project there
+        rt1 = Runtime(h1)
+        try:
+            cache_ns = rt1.netns()
+            joined = {**MESH_CNI, "name": "shopmesh", "project": "shop", "network": "mesh"}
+            del joined["subnet"]
+            out = rt1.ok("ADD", joined, "cache", cache_ns, args="IgnoreUnknown=1;K8S_POD_NAME=cache")
+            cache_ip = out["ips"][0]["address"].split("/")[0]
+            assert cache_ip not in {web1.ip("mesh"), *(ip for _, ip in pods.values())}
+            assert {n: c["origin"] for n, c in h1.ps()["projects"]["shop"]["containers"].items()} == {
+                "web1": "file", "cache": "cni"}
+            wait_until(lambda: cache_ip in remotes(h2), timeout=3, what="host 2 to learn cache")
+            assert in_netns(api_ns, "ping", "-n", "-c1", "-W2", cache_ip, check=False).returncode == 0
+            assert in_netns(cache_ns, "ping", "-n", "-c1", "-W2", web1.ip("mesh"), check=False).returncode == 0
+            rt1.ok("DEL", joined, "cache", cache_ns, args="IgnoreUnknown=1;K8S_POD_NAME=cache")
+            wait_until(lambda: cache_ip not in remotes(h2), timeout=ENDPOINT_GONE_WITHIN, what="cache to leave host 2")
+            assert set(h1.ps()["projects"]["shop"]["containers"]) == {"web1"}
+        finally:
+            rt1.cleanup()
+
+        # DEL with another CNI container left on host 2: the agent stays and withdraws api
+        started = time.monotonic()
+        rt.ok("DEL", MESH_CNI, "api", api_ns, args="IgnoreUnknown=1;K8S_POD_NAME=api")
+        wait_until(lambda: api_ip not in remotes(h1), timeout=ENDPOINT_GONE_WITHIN + 5, interval=0.05,
+                   what="api to leave host 1's fn_ovl_remotes")
+        assert time.monotonic() - started < ENDPOINT_GONE_WITHIN
+        assert f"/fastnet/v1/net/mesh/ip/{api_ip}" not in underlay.store_keys("/fastnet/v1/net/mesh/ip/")
+        assert api_ip not in resolve(h1, "web1", "api")  # not ours to answer any more: forwarded upstream
+        # DEL of the last: the project, the VXLAN device and the agent go; so does worker
+        worker_ns, _ = pods["worker"]
+        started = time.monotonic()
+        rt.ok("DEL", MESH_CNI, "worker", worker_ns, args="IgnoreUnknown=1;K8S_POD_NAME=worker")
+        wait_until(lambda: remotes(h1) == set(), timeout=ENDPOINT_GONE_WITHIN + 5, interval=0.05,
+                   what="worker to leave host 1's fn_ovl_remotes")
+        assert time.monotonic() - started < ENDPOINT_GONE_WITHIN
+        assert set(underlay.store_keys("/fastnet/v1/net/mesh/ip/")) == {f"/fastnet/v1/net/mesh/ip/{web1.ip('mesh')}"}
+        assert h2.projects() == []
+    finally:
+        rt.cleanup()
+    assert_no_leftovers(h2)

@@ -28,25 +28,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from harness import (Ctr, EchoServer, Host, containers, icmp_echo_request, icmp_echo_socket, leftovers, make_socket,
-                     moved, ns_inode, one_line_error, ping, run, tcp_echo, udp_echo, uplink_program, wait_until)
+                     moved, one_line_error, ping, run, tcp_echo, udp_echo, uplink_program, wait_until)
+from underlay import STORE, TTL, UNDERLAY_NET, Underlay, remotes, resolve
 
-UNDERLAY_NET = "10.99.0"
-STORE_IP = f"{UNDERLAY_NET}.254"
-STORE = f"http://{STORE_IP}:2379"
-TTL = 10  # control/overlaysync.TTL
 RETRY = 1.0  # control/overlaysync.RETRY: how often an agent tries a store out of reach
 MIB = 1024 * 1024
 
@@ -61,122 +55,6 @@ networks:
 containers:
   web{n}: {{networks: [mesh]}}
 {extra}"""
-
-
-class Underlay:
-    """The segment the hosts share (a Linux bridge in a namespace of its own) and etcd on it.
-    `tag` keeps the namespaces of a module-wide underlay apart from a test's own."""
-
-    def __init__(self, tmp: Path, tag: str = "ovl"):
-        self.ns = f"fnu-{os.getpid()}-{tag}"
-        self.tag = tag
-        self.tmp = tmp
-        self.etcd: subprocess.Popen | None = None
-        self.hosts: list[Host] = []
-        run("ip", "netns", "add", self.ns)
-        run("ip", "-n", self.ns, "link", "set", "lo", "up")
-        run("ip", "-n", self.ns, "link", "add", "br0", "type", "bridge")
-        run("ip", "-n", self.ns, "addr", "add", f"{STORE_IP}/24", "dev", "br0")
-        run("ip", "-n", self.ns, "link", "set", "br0", "up")
-
-    def start_etcd(self) -> None:
-        data = self.tmp / "etcd"
-        peer = f"http://{STORE_IP}:2380"
-        self.log = open(self.tmp / "etcd.log", "ab")
-        self.etcd = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "etcd", "--name", "n", "--data-dir", str(data),
-             "--listen-client-urls", STORE, "--advertise-client-urls", STORE, "--listen-peer-urls", peer,
-             "--initial-advertise-peer-urls", peer, "--initial-cluster", f"n={peer}"],
-            stdout=self.log, stderr=self.log)
-        from fastnet.control.store import Store, StoreError
-
-        def ready():
-            try:
-                with netns_of(self.ns):
-                    Store(STORE, timeout=0.5).get("/ready")
-                return True
-            except StoreError:
-                return False
-
-        wait_until(ready, timeout=20, interval=0.2, what="etcd to serve")
-
-    def stop_etcd(self) -> None:
-        if self.etcd is not None:
-            self.etcd.terminate()
-            try:
-                self.etcd.wait(10)
-            except subprocess.TimeoutExpired:
-                self.etcd.kill()
-                self.etcd.wait()
-            self.etcd = None
-            self.log.close()
-
-    def add_host(self, n: int) -> Host:
-        h = Host(f"fnh-{os.getpid()}-{self.tag}{n}", f"fnw-{os.getpid()}-{self.tag}{n}", self.tmp / f"host{n}")
-        h.workdir.mkdir(parents=True, exist_ok=True)
-        self.hosts.append(h)
-        for ns in (h.name, h.world):
-            run("ip", "netns", "add", ns)
-            run("ip", "-n", ns, "link", "set", "lo", "up")
-        port = f"fnu{n}"
-        run("ip", "-n", self.ns, "link", "add", port, "type", "veth", "peer", "name", "up0", "netns", h.name)
-        run("ip", "-n", self.ns, "link", "set", port, "master", "br0", "up")
-        run("ip", "-n", h.name, "addr", "add", f"{UNDERLAY_NET}.{n}/24", "dev", "up0")
-        run("ip", "-n", h.name, "link", "set", "up0", "up")
-        run("ip", "-n", h.name, "route", "add", "default", "via", STORE_IP)
-        h.inode = ns_inode(h.netns_path)
-        if h.dir.exists():  # a crashed run's namespace had this inode
-            shutil.rmtree(h.dir, ignore_errors=True)
-        return h
-
-    def teardown(self) -> list[str]:
-        problems = []
-        for h in reversed(self.hosts):
-            problems += [f"{h.name}: {p}" for p in h.teardown()]
-        self.stop_etcd()
-        run("ip", "netns", "del", self.ns, check=False)
-        return problems
-
-
-@contextlib.contextmanager
-def netns_of(name: str):
-    from harness import netns
-
-    with netns(f"/run/netns/{name}"):
-        yield
-
-
-@pytest.fixture
-def underlay(tmp_path):
-    u = Underlay(tmp_path)
-    try:
-        yield u
-    finally:
-        problems = u.teardown()
-        if problems:
-            pytest.fail("teardown found problems:\n  " + "\n  ".join(problems), pytrace=False)
-
-
-def remotes(host: Host) -> set[str]:
-    """The addresses in the host's fn_ovl_remotes (read through its keeper's bpffs)."""
-    from fastnet.datapath import loader
-    from fastnet.datapath.maps import Maps
-
-    keeper = host.keeper_record()
-    if keeper is None:
-        return set()
-    dp = loader.open_pinned(Path(f"/proc/{keeper['pid']}/root{host.dir}/rt/bpf"))
-    if dp is None:
-        return set()
-    try:
-        return {str(r.ipv4) for r in Maps(dp).remotes()}
-    finally:
-        dp.close()
-
-
-def resolve(host: Host, container: str, name: str) -> str:
-    cp = host.exec(container, "dig", "+short", "+time=1", "+tries=2", name)
-    return cp.stdout.strip()
 
 
 def test_three_hosts_reach_each_other_by_address_and_name(underlay):
@@ -274,10 +152,7 @@ def agent_log(host: Host) -> str:
 
 def store_endpoints(underlay: Underlay) -> dict[str, str]:
     """Every registered container on mesh, as the store has it: address -> container."""
-    from fastnet.control.store import Store
-
-    with netns_of(underlay.ns):
-        kvs, _ = Store(STORE).get_prefix("/fastnet/v1/net/mesh/ep/")
+    kvs = underlay.store_keys("/fastnet/v1/net/mesh/ep/")
     return {k.rsplit("/", 1)[1]: json.loads(v)["name"] for k, v in kvs.items()}
 
 
@@ -417,11 +292,8 @@ def reaches(src: Ctr, ip: str, servers_at: int) -> dict[str, bool]:
 
 def network_vnis(underlay: Underlay) -> dict[str, int]:
     """The VNI of mesh and of other, as the first host to join recorded it in the store."""
-    from fastnet.control.store import Store
-
-    with netns_of(underlay.ns):
-        store = Store(STORE)
-        return {net: json.loads(store.get(f"/fastnet/v1/net/{net}/config"))["vni"] for net in ("mesh", "other")}
+    return {net: json.loads(underlay.store_keys(f"/fastnet/v1/net/{net}/config")[f"/fastnet/v1/net/{net}/config"])["vni"]
+            for net in ("mesh", "other")}
 
 
 def test_two_overlay_networks_are_isolated_end_to_end(two_overlays):

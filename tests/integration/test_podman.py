@@ -9,7 +9,9 @@ the cgroup2 `unified` mount unmounted (crun refuses the hybrid layout), tmpfs ov
 and /var/lib/cni (podman's namespaces and libcni's cache stay off the real host). podman's own
 settings are in its containers.conf: the CNI backend, a plugin directory holding fastnet-cni and
 the distribution's plugins, cgroupfs, file events, ulimits this machine allows, and no port
-reservation (fastnet reserves published ports itself, through its bind hooks).
+reservation (fastnet reserves published ports itself, through its bind hooks:
+test_podman_port_reservation_is_refused). The conflist declares the `ips` capability beside
+portMappings and aliases (CAPABILITIES: what podman's `network reload` does without it).
 """
 from __future__ import annotations
 
@@ -34,26 +36,32 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
-enable_port_reservation = false
+enable_port_reservation = {port_reservation}
 [network]
 network_backend = "cni"
 network_config_dir = "{dir}/cni"
 cni_plugin_dirs = ["{dir}/plugins"]
 """
+# "ips": podman 4.3 re-ADDs a container with its old address on `network reload`, and then
+# (containers/common libnetwork/cni/run.go, Setup) sets the first plugin's capabilities to
+# {"ips": true} unless it declares "ips" already: the runtime then sends that plugin no
+# runtimeConfig, and fastnet-cni, the only plugin, would get no portMappings (nor aliases).
+# podman's own conflists are not hit: their first plugin (bridge) declares "ips" and portmap
+# comes later. test_podman_reload_without_ips_loses_published_ports shows the difference.
+CAPABILITIES = '{"portMappings": true, "aliases": true, "ips": true}'
 CONFLIST = """\
 {"cniVersion": "1.0.0", "name": "fnet",
- "plugins": [{"type": "fastnet-cni", "subnet": "10.61.0.0/24",
-              "capabilities": {"portMappings": true, "aliases": true}}]}
+ "plugins": [{"type": "fastnet-cni", "subnet": "10.61.0.0/24", "capabilities": %s}]}
 """
 
 
 class Podman:
-    def __init__(self, host, workdir: Path):
+    def __init__(self, host, workdir: Path, capabilities: str = CAPABILITIES, port_reservation: bool = False):
         self.host, self.dir = host, workdir
         (workdir / "cni").mkdir()
         (workdir / "plugins").mkdir()
-        (workdir / "cni" / "fnet.conflist").write_text(CONFLIST)
-        (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(dir=workdir))
+        (workdir / "cni" / "fnet.conflist").write_text(CONFLIST % capabilities)
+        (workdir / "containers.conf").write_text(CONTAINERS_CONF.format(dir=workdir, port_reservation=str(port_reservation).lower()))
         (workdir / "plugins" / "fastnet-cni").symlink_to(PLUGIN)
         for p in DISTRIBUTION_PLUGINS.iterdir():
             if p.name != PLUGIN.name:  # setup links fastnet-cni there too: this venv's is tested
@@ -91,8 +99,9 @@ class Podman:
 
 
 @pytest.fixture
-def podman(host):
-    p = Podman(host, Path(tempfile.mkdtemp(prefix="fnpm-")))  # podman wants a runroot under 50 characters
+def podman(host, request):
+    # podman wants a runroot under 50 characters; a test may pass other settings (Podman's keywords)
+    p = Podman(host, Path(tempfile.mkdtemp(prefix="fnpm-")), **getattr(request, "param", {}))
     yield p
     p.close()
 
@@ -125,13 +134,53 @@ def test_podman_on_a_fastnet_network(host, podman):
     assert wget(host.world_path, f"http://{HOST_UPLINK_IP}:8081/") == "hello from fastnet\n"
     assert wget(host.world_path, f"http://{HOST_UPLINK_IP}:8080/").startswith("failed")
     addresses = {n: c["networks"]["fnet"]["ipv4"] for n, c in ps.items()}
-    # reload: DEL then ADD of every container; addresses and names stay
+    # reload: DEL then ADD of every container (the old address in CNI_ARGS IP, the published
+    # ports in runtimeConfig); addresses, names and published ports stay
     podman("network", "reload", "--all")
     ps = host.ps()["projects"]["fnet"]["containers"]
     assert {n: c["networks"]["fnet"]["ipv4"] for n, c in ps.items()} == addresses
+    assert ps["a"]["publish"] == ["127.0.0.1:8080/tcp->80"] and ps["b"]["publish"] == ["8081/tcp->80"]
     assert podman("exec", "b", "wget", "-qO-", "http://a/").stdout == "hello from fastnet\n"
+    assert wget(host.netns_path, "http://127.0.0.1:8080/") == "hello from fastnet\n"
+    assert wget(host.world_path, f"http://{HOST_UPLINK_IP}:8081/") == "hello from fastnet\n"
+    assert wget(host.world_path, f"http://{HOST_UPLINK_IP}:8080/").startswith("failed")
     # rm -f: no trace
     podman("rm", "-f", "-t", "0", "a", "b")
     wait_until(lambda: not host.projects(), what="project fnet gone")
     podman.close()  # the holder of podman's mounts is a process in HOST: the test's, not fastnet's
+    assert_no_leftovers(host)
+
+
+@pytest.mark.parametrize("podman", [{"capabilities": '{"portMappings": true, "aliases": true}'}], indirect=True)
+def test_podman_reload_without_ips_loses_published_ports(host, podman):
+    """The difference CONFLIST's "ips" avoids, as podman 4.3 behaves: without it, the re-ADD of
+    `network reload` reaches fastnet-cni with capabilities {"ips": true} and no runtimeConfig
+    (podman replaced them), so the container comes back at its address (CNI_ARGS IP) with no
+    published port; podman's own bridge + portmap conflists keep theirs (portmap is not first)."""
+    httpd(podman, "b", "8081:80")
+    assert host.ps()["projects"]["fnet"]["containers"]["b"]["publish"] == ["8081/tcp->80"]
+    address = host.ps()["projects"]["fnet"]["containers"]["b"]["networks"]["fnet"]["ipv4"]
+    podman("network", "reload", "--all")
+    b = host.ps()["projects"]["fnet"]["containers"]["b"]
+    assert (b["networks"]["fnet"]["ipv4"], b["publish"]) == (address, [])
+    assert wget(host.world_path, f"http://{HOST_UPLINK_IP}:8081/").startswith("failed")
+    podman("rm", "-f", "-t", "0", "b")
+    wait_until(lambda: not host.projects(), what="project fnet gone")
+    podman.close()
+    assert_no_leftovers(host)
+
+
+@pytest.mark.parametrize("podman", [{"port_reservation": True}], indirect=True)
+def test_podman_port_reservation_is_refused(host, podman):
+    """Why containers.conf says enable_port_reservation = false: podman binds each published
+    host port itself right after ADD, and fastnet's bind hooks refuse a host process's bind to
+    a port fastnet publishes; the container does not start, and nothing is left of it."""
+    (podman.rootfs / "www" / "index.html").write_text("hello from fastnet\n")
+    cp = podman("run", "-d", "--name", "b", "--network", "fnet", "-p", "8081:80", "--rootfs", str(podman.rootfs),
+                "/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www", check=False)
+    assert cp.returncode != 0 and "cannot listen on the TCP port: listen tcp4 :8081: bind: address already in use" \
+        in cp.stderr, cp.stderr
+    podman("rm", "-f", "-t", "0", "b")
+    wait_until(lambda: not host.projects(), what="project fnet gone")
+    podman.close()
     assert_no_leftovers(host)

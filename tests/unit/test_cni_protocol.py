@@ -22,6 +22,20 @@ def test_smallest_config_is_a_bridge_network_named_after_it():
     assert c.ipam is None and c.publish == () and c.aliases == ()
 
 
+def test_overlay_names_its_store():
+    raw = {**json.loads(SMALLEST), "driver": "overlay", "store": "http://10.0.0.5:2379/", "vxlan_port": 4790}
+    c = cniconfig.parse(json.dumps(raw).encode(), "ADD")
+    assert (c.driver, c.store, c.vxlan_port) == ("overlay", "http://10.0.0.5:2379", 4790)
+    assert cniconfig.parse(SMALLEST, "ADD").vxlan_port is None  # the project's default
+
+
+def test_ips_capability_names_the_address():
+    raw = {**json.loads(SMALLEST), "capabilities": {"ips": True}, "runtimeConfig": {"ips": ["10.61.0.9/24"]}}
+    assert cniconfig.parse(json.dumps(raw).encode(), "ADD").ip == IPv4Address("10.61.0.9")
+    raw["capabilities"] = {"ips": False}
+    assert cniconfig.parse(json.dumps(raw).encode(), "ADD").ip is None
+
+
 def test_port_mappings_become_ranges():
     raw = json.loads(SMALLEST)
     raw["runtimeConfig"] = {"portMappings": [
@@ -52,7 +66,16 @@ def test_capability_off_ignores_runtime_config():
     ({"name": "Not A Name"}, spec.INVALID_CONFIG, "invalid network name"),
     ({"name": "averyveryverylongname"}, spec.INVALID_CONFIG, "set \"project\""),
     ({"gateway": "10.62.0.1"}, spec.INVALID_CONFIG, "not a host address"),
-    ({"driver": "overlay"}, spec.INVALID_CONFIG, "driver 'overlay'"),
+    ({"runtimeConfig": {"ips": ["fd00::2/64"]}}, spec.INVALID_CONFIG, "not an IPv4 address"),
+    ({"runtimeConfig": {"ips": ["10.61.0.5/24", "10.61.0.6/24"]}}, spec.INVALID_CONFIG, "2 addresses"),
+    ({"driver": "macvlan"}, spec.INVALID_CONFIG, "driver 'macvlan' is not supported"),
+    ({"driver": "overlay"}, spec.INVALID_CONFIG, 'driver overlay needs "store"'),
+    ({"store": "http://10.0.0.5:2379"}, spec.INVALID_CONFIG, '"store" is for overlay networks, not driver bridge'),
+    ({"vxlan_port": 4790}, spec.INVALID_CONFIG, '"vxlan_port" is for overlay networks'),
+    ({"driver": "overlay", "store": "etcd://10.0.0.5"}, spec.INVALID_CONFIG, "store: invalid store URL 'etcd://10.0.0.5'"),
+    ({"driver": "overlay", "store": "http://10.0.0.5:2379", "vxlan_port": 0}, spec.INVALID_CONFIG, "vxlan_port"),
+    ({"driver": "overlay", "store": "http://10.0.0.5:2379", "ipam": {"type": "host-local"}}, spec.INVALID_CONFIG,
+     "claims its addresses in the store"),
     ({"runtimeConfig": {"aliases": {"fnet": ["bad name!"]}}}, spec.INVALID_CONFIG, "alias"),
     ({"runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 1, "protocol": "sctp"}]}},
      spec.INVALID_CONFIG, "sctp"),
