@@ -19,9 +19,10 @@ lease's TTL, and when it re-joins (same underlay address, same file) it gets its
 back and is reached again; a store that cannot be reached at `up` is a one-line error with
 nothing made; etcd restarted under three hosts loses no endpoint and stops no forwarding.
 
-The tests at the end share one pair of hosts with two overlay networks, mesh and other
+The tests after those share one pair of hosts with two overlay networks, mesh and other
 (sketched there): isolation end to end, a frame with the other network's VNI, a rebuild of
-the datapath.
+the datapath. The last one checks what an overlay does as a bridge network does: SNAT through
+the local uplink, a published port, an internal network, and a VXLAN port other than 4789.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import pytest
 
 from harness import (Ctr, EchoServer, Host, containers, icmp_echo_request, icmp_echo_socket, leftovers, make_socket,
                      moved, one_line_error, ping, run, tcp_echo, udp_echo, uplink_program, wait_until)
-from underlay import STORE, TTL, UNDERLAY_NET, Underlay, remotes, resolve
+from underlay import STORE, STORE_IP, TTL, UNDERLAY_NET, Underlay, remotes, resolve
 
 RETRY = 1.0  # control/overlaysync.RETRY: how often an agent tries a store out of reach
 MIB = 1024 * 1024
@@ -454,3 +455,56 @@ def test_a_datapath_rebuild_keeps_remote_containers_reachable(two_overlays):
     # the agent, back, keeps the table as it is and names the other host's containers
     wait_until(lambda: resolve(h2, "m2", "m1") == m1.ip("mesh"), timeout=3, what="m1's name on host 2")
     assert remotes(h2) == before
+
+
+# -- what a bridge network does, on an overlay -------------------------------------------------------
+#
+#    fnh-..-ovl1: web1 (mesh, publishes 8080 -> 80), v1 (vault)     fnh-..-ovl2: w2 (mesh), v2 (vault)
+#    the underlay namespace (10.99.0.254) is the hosts' outside; VXLAN on UDP 4790, not 4789
+def bridge_like_config(containers_yaml: str) -> str:
+    return f"""\
+name: shop
+uplink: up0
+store: {STORE}
+vxlan_port: 4790
+networks:
+  mesh: {{driver: overlay, subnet: 10.62.0.0/24}}
+  vault: {{driver: overlay, subnet: 10.63.0.0/24, internal: true}}
+containers:
+{containers_yaml}"""
+
+
+def vxlan_port(host: Host) -> int:
+    link = json.loads(host.sh("ip", "-d", "-j", "link", "show", "fastnet-vxlan").stdout)[0]
+    return link["linkinfo"]["info_data"]["port"]
+
+
+def test_an_overlay_network_snats_publishes_and_stays_internal_as_a_bridge_network_does(underlay):
+    """SNAT to the outside through the local uplink, a published port reached from outside and
+    from a container of the other host, an internal overlay that reaches its containers on
+    every host but not the outside, and the configured VXLAN port on the underlay."""
+    underlay.start_etcd()
+    h1, h2 = underlay.add_host(1), underlay.add_host(2)
+    h1.up(bridge_like_config('  web1: {networks: [mesh], publish: ["8080:80"]}\n  v1: {networks: [vault]}\n'))
+    h2.up(bridge_like_config("  w2: {networks: [mesh]}\n  v2: {networks: [vault]}\n"))
+    c1, c2 = containers(h1, "shop"), containers(h2, "shop")
+    wait_until(lambda: len(remotes(h1)) == 2 and len(remotes(h2)) == 2, timeout=3, what="both hosts' remotes")
+    assert vxlan_port(h1) == vxlan_port(h2) == 4790
+    outside = f"/run/netns/{underlay.ns}"
+    addr1, addr2 = f"{UNDERLAY_NET}.1", f"{UNDERLAY_NET}.2"  # the hosts' uplinks
+    with EchoServer(outside, "tcp", port=9000) as out, EchoServer(c1["web1"].netns, "tcp", port=80) as web, \
+            EchoServer(c2["v2"].netns, "tcp", port=7000):
+        # SNAT: each host's container leaves with its own host's underlay address
+        for c, addr in ((c1["web1"], addr1), (c2["w2"], addr2)):
+            assert tcp_echo(c.netns, STORE_IP, 9000) == "ok", f"{c.name} to the outside"
+            assert out.peers[-1][0] == addr, f"{c.name} left as {out.peers[-1][0]}"
+        # published: from the outside (the client's own address kept), and from host 2's w2
+        assert tcp_echo(outside, addr1, 8080) == "ok"
+        assert web.peers[-1][0] == STORE_IP
+        assert tcp_echo(c2["w2"].netns, addr1, 8080) == "ok"
+        assert web.peers[-1][0] == addr2  # host 2 translated w2's connection to the outside first
+        # internal: across hosts yes, to the outside no, and never to mesh
+        assert tcp_echo(c1["v1"].netns, c2["v2"].ip("vault"), 7000) == "ok"
+        assert tcp_echo(c1["v1"].netns, STORE_IP, 9000, timeout=1) != "ok"
+        assert tcp_echo(c2["w2"].netns, c1["v1"].ip("vault"), 7000, timeout=1) != "ok"
+    assert h1.counters("v1")["fwd_overlay_out"] > 0
