@@ -182,9 +182,7 @@ FN_INLINE int fn_overlay_from_vxlan(struct __sk_buff *skb, __u32 *peer)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	struct fn_fdb_key key = {};
 	struct fn_ovl_remote *r;
-	struct fn_fdb_entry *dst;
 	struct fn_ip_entry *target;
 	struct iphdr *ip;
 	__be32 remote;
@@ -205,16 +203,14 @@ FN_INLINE int fn_overlay_from_vxlan(struct __sk_buff *skb, __u32 *peer)
 	r = fn_ovl_remote_of(vni, ip->saddr);
 	if (!r || r->host != remote || !fn_mac_equal(eth->h_source, r->mac))
 		return -FN_DROP_OVERLAY_SPOOF;
-	key.net_id = *net_id;
-	fn_mac_copy(key.mac, eth->h_dest);
-	dst = fn_fdb_of(&key);
-	if (!dst || (dst->flags & FN_FDB_F_GATEWAY))
-		return -FN_DROP_UNKNOWN_DST_MAC;
-	/* the address must be that port's: no frame to one container with another's address */
+	/* One lookup of the destination address names the port (a gateway is no container: not
+	 * there); the MAC must be that port's: no frame to one container with another's address. */
 	target = fn_ipcache_of(ip->daddr);
-	if (!target || target->ifindex != dst->ifindex)
+	if (!target || target->net_id != *net_id)
+		return -FN_DROP_UNKNOWN_DST_MAC;
+	if (!fn_mac_equal(eth->h_dest, target->mac))
 		return -FN_DROP_ISOLATION;
-	*peer = dst->ifindex;
+	*peer = target->ifindex;
 	return 0;
 }
 

@@ -8,6 +8,8 @@
   address, no flow, no published port): what fastnet adds to every packet of the host's.
 - bpf_stats_ns_per_pkt: the kernel's run-time statistics (BPF_ENABLE_STATS) on during a load
   on the live ebpf testbed: run_time_ns / run_cnt of fn_from_container over that load.
+- bpf_stats_ns_per_xhost_pkt: the same during a cross-host UDP load on the ebpf pair of hosts:
+  the run time of all of fastnet's programs on both hosts per frame that crossed.
 """
 from __future__ import annotations
 
@@ -107,14 +109,15 @@ def testrun_ns(tdp, runs: int = 2000, repeat: int = 10000) -> dict[str, float]:
 
 
 # ---- run-time statistics on the live datapath -----------------------------------------------
-def attached_progs(host_ns: str, name: str = "fn_from_container") -> set[int]:
-    """Ids of the programs called `name` in fastnet's TC ingress slot of any link in host_ns."""
+def attached_progs(host_ns: str, name: str | None = "fn_from_container") -> set[int]:
+    """Ids of the programs called `name` (None: any) in fastnet's TC ingress slot of any link in
+    host_ns."""
     from .. import sandbox
     from ...datapath import tc
 
     with sandbox.netlink(Path("/run/netns") / host_ns) as ipr:
         found = (tc.attached(ipr, link["index"]) for link in ipr.get_links())
-        return {prog_id for prog_id, prog_name in filter(None, found) if prog_name == name}
+        return {prog_id for prog_id, prog_name in filter(None, found) if name is None or prog_name == name}
 
 
 def stats_ns_per_pkt(host_ns: str, load) -> float | None:
@@ -129,6 +132,26 @@ def stats_ns_per_pkt(host_ns: str, load) -> float | None:
         t0, n0 = runstats.totals(ids)
         load()
         t1, n1 = runstats.totals(ids)
+    return (t1 - t0) / (n1 - n0) if n1 > n0 else None
+
+
+def stats_ns_per_crossing(host_nss: list[str], load) -> float | None:
+    """Run load() with the kernel's run-time statistics on; the run time of every fastnet
+    program of the hosts (the sender's fn_from_container and tail calls, the receiver's
+    fn_from_uplink on the outer packet and fn_from_vxlan on the inner frame) per frame that
+    crossed to another host (a run of fn_from_vxlan)."""
+    from ...datapath import runstats
+
+    every = set().union(*(attached_progs(ns, None) for ns in host_nss))
+    arrivals = set().union(*(attached_progs(ns, "fn_from_vxlan") for ns in host_nss))
+    if not arrivals:
+        return None
+    with runstats.collecting():
+        t0, _ = runstats.totals(every)
+        _, n0 = runstats.totals(arrivals)
+        load()
+        t1, _ = runstats.totals(every)
+        _, n1 = runstats.totals(arrivals)
     return (t1 - t0) / (n1 - n0) if n1 > n0 else None
 
 

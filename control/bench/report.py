@@ -134,6 +134,8 @@ METHODS = {
              "distinct names answered by a dnspython server in WORLD, forwarded by the agent",
     "bpf_stats_ns_per_pkt": "the kernel's run-time statistics (BPF_ENABLE_STATS) on during c2c UDP load: "
                             "delta run_time_ns/run_cnt of fn_from_container on the live ebpf testbed",
+    "bpf_stats_ns_per_xhost_pkt": "the same during xhost UDP load on the ebpf pair: run time of every fastnet "
+                                  "program of both hosts per frame that crossed (runs of fn_from_vxlan)",
 }
 
 

@@ -39,6 +39,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "bpf_testrun_ns_dnat": ("ns", "lower"),
     "bpf_testrun_ns_uplink_host": ("ns", "lower"),
     "bpf_stats_ns_per_pkt": ("ns", "lower"),
+    "bpf_stats_ns_per_xhost_pkt": ("ns", "lower"),
     **dns.METRICS,
 }
 
@@ -165,6 +166,14 @@ def g_xhost_gbps(bed: Testbed, s: Settings, ctx) -> dict:
     return {"xhost_tcp_gbps": None if bed.xhost is None else tools.tcp_gbps(bed.xhost, s.seconds)}
 
 
+def g_xhost_bpf(bed: Testbed, s: Settings, ctx) -> dict:
+    """fastnet's programs on the way of a frame between hosts: only the ebpf pair has them."""
+    hosts = bed.pair.datapath_hosts() if bed.pair is not None else []
+    if bed.xhost is None or not hosts:
+        return {"bpf_stats_ns_per_xhost_pkt": None}
+    return {"bpf_stats_ns_per_xhost_pkt": bpfcost.stats_ns_per_crossing(hosts, lambda: tools.udp_pps(bed.xhost, s.seconds))}
+
+
 def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
     """The eBPF datapath's own cost: only the ebpf testbed has one."""
     keys = ("bpf_testrun_ns_bridge", "bpf_testrun_ns_snat", "bpf_testrun_ns_dnat", "bpf_testrun_ns_uplink_host",
@@ -179,7 +188,7 @@ def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
 
 GROUPS: list[Callable] = [g_c2c_rr, g_c2c_rr_cross, g_c2c_udp, g_c2c_gbps, g_c2c_gbps4, g_pub_rr, g_pub_crr,
                           g_pub_gbps, g_pub_gbps_nocsum, g_snat_crr, g_snat_gbps, g_host_rr, g_host_gbps,
-                          g_xhost_rr, g_xhost_udp, g_xhost_gbps, g_bpf, dns.g_dns]
+                          g_xhost_rr, g_xhost_udp, g_xhost_gbps, g_xhost_bpf, g_bpf, dns.g_dns]
 # Measured in the first repetition only in quick mode: four dnsperf runs per testbed cost more
 # than any other group, and quick mode must stay at about 4 minutes.
 ONCE_WHEN_QUICK = {dns.g_dns}

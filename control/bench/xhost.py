@@ -99,6 +99,10 @@ class HostPair:
     def build(self) -> Endpoint:
         raise NotImplementedError
 
+    def datapath_hosts(self) -> list[str]:
+        """The host namespaces where fastnet's programs run (bpf_stats_ns_per_xhost_pkt)."""
+        return []
+
     def teardown(self) -> list[str]:
         for name in reversed(self.made):
             del_netns(name)
@@ -196,6 +200,9 @@ class OverlayPair(HostPair):
             list(pool.map(lambda ih: ih[1].up("benchx", overlay_yaml(ih[0])), enumerate(self.fastnet_hosts, 1)))
         one, two = self.fastnet_hosts
         return Endpoint(one.container_netns("x1"), two.container_netns("x2"), two.container_ip("x2"))
+
+    def datapath_hosts(self) -> list[str]:
+        return [h.host for h in self.fastnet_hosts]
 
     def teardown(self) -> list[str]:
         """`fastnet down` on both hosts while the store still answers (they release their

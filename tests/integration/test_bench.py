@@ -19,6 +19,7 @@ METRICS = [
     "c2c_tcp_gbps_4", "pub_tcp_rr_p50_us", "pub_crr_per_s", "pub_crr_p50_us", "pub_tcp_gbps", "pub_tcp_gbps_nocsum", "snat_crr_per_s",
     "snat_tcp_gbps", "host_tcp_rr_p50_us", "host_tcp_gbps",
     "xhost_tcp_rr_p50_us", "xhost_tcp_rr_p99_us", "xhost_udp_pps", "xhost_tcp_gbps", "bpf_testrun_ns_bridge", "bpf_testrun_ns_snat", "bpf_testrun_ns_dnat", "bpf_testrun_ns_uplink_host", "bpf_stats_ns_per_pkt",
+    "bpf_stats_ns_per_xhost_pkt",
     "scale_crr_p50_us@1", "scale_crr_p50_us@10", "scale_add_port_ms@1", "scale_add_port_ms@10", "scale_reconcile_ms@1", "scale_reconcile_ms@10",
     "up_s@1", "up_s@2",
     "dns_local_qps", "dns_local_p50_us", "dns_local_p99_us", "dns_fwd_qps", "dns_fwd_p50_us", "dns_fwd_p99_us",

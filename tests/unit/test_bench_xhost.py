@@ -39,7 +39,8 @@ def test_a_variant_without_a_pair_reports_not_applicable():
     assert bed.xhost is None
     s = runner.Settings.make(True, 1, tiny=True)
     got = {}
-    for group in (runner.g_xhost_rr, runner.g_xhost_udp, runner.g_xhost_gbps):
+    for group in (runner.g_xhost_rr, runner.g_xhost_udp, runner.g_xhost_gbps, runner.g_xhost_bpf):
         got.update(group(bed, s, {}))
-    assert got == dict.fromkeys(("xhost_tcp_rr_p50_us", "xhost_tcp_rr_p99_us", "xhost_udp_pps", "xhost_tcp_gbps"))
+    assert got == dict.fromkeys(("xhost_tcp_rr_p50_us", "xhost_tcp_rr_p99_us", "xhost_udp_pps", "xhost_tcp_gbps",
+                                 "bpf_stats_ns_per_xhost_pkt"))
     assert set(got) <= set(runner.METRICS)
