@@ -109,15 +109,18 @@ def testrun_ns(tdp, runs: int = 2000, repeat: int = 10000) -> dict[str, float]:
 
 
 # ---- run-time statistics on the live datapath -----------------------------------------------
-def attached_progs(host_ns: str, name: str | None = "fn_from_container") -> set[int]:
-    """Ids of the programs called `name` (None: any) in fastnet's TC ingress slot of any link in
-    host_ns."""
+def attached(host_ns: str) -> dict[int, str]:
+    """Id -> name of the programs in fastnet's TC ingress slot of every link in host_ns."""
     from .. import sandbox
     from ...datapath import tc
 
     with sandbox.netlink(Path("/run/netns") / host_ns) as ipr:
-        found = (tc.attached(ipr, link["index"]) for link in ipr.get_links())
-        return {prog_id for prog_id, prog_name in filter(None, found) if name is None or prog_name == name}
+        return dict(filter(None, (tc.attached(ipr, link["index"]) for link in ipr.get_links())))
+
+
+def attached_progs(host_ns: str, name: str = "fn_from_container") -> set[int]:
+    """Ids of the programs called `name` in fastnet's TC ingress slot of any link in host_ns."""
+    return {prog_id for prog_id, prog_name in attached(host_ns).items() if prog_name == name}
 
 
 def stats_ns_per_pkt(host_ns: str, load) -> float | None:
@@ -135,24 +138,30 @@ def stats_ns_per_pkt(host_ns: str, load) -> float | None:
     return (t1 - t0) / (n1 - n0) if n1 > n0 else None
 
 
-def stats_ns_per_crossing(host_nss: list[str], load) -> float | None:
-    """Run load() with the kernel's run-time statistics on; the run time of every fastnet
-    program of the hosts (the sender's fn_from_container and tail calls, the receiver's
-    fn_from_uplink on the outer packet and fn_from_vxlan on the inner frame) per frame that
-    crossed to another host (a run of fn_from_vxlan)."""
+def stats_ns_per_crossing(host_nss: list[str], load) -> dict[str, float] | None:
+    """Run load() with the kernel's run-time statistics on; the run time of fastnet's programs
+    on the hosts per frame that crossed to another host (a run of fn_from_vxlan): in all
+    ("total") and by program (the sender's fn_from_container with its tail call, the
+    receiver's fn_from_uplink on the outer packet and fn_from_vxlan on the inner frame)."""
     from ...datapath import runstats
 
-    every = set().union(*(attached_progs(ns, None) for ns in host_nss))
-    arrivals = set().union(*(attached_progs(ns, "fn_from_vxlan") for ns in host_nss))
-    if not arrivals:
+    progs = {}
+    for ns in host_nss:
+        progs.update(attached(ns))
+    names = sorted(set(progs.values()))
+    by_name = {name: {i for i, n in progs.items() if n == name} for name in names}
+    if "fn_from_vxlan" not in by_name:
         return None
     with runstats.collecting():
-        t0, _ = runstats.totals(every)
-        _, n0 = runstats.totals(arrivals)
+        before = {name: runstats.totals(ids) for name, ids in by_name.items()}
         load()
-        t1, _ = runstats.totals(every)
-        _, n1 = runstats.totals(arrivals)
-    return (t1 - t0) / (n1 - n0) if n1 > n0 else None
+        after = {name: runstats.totals(ids) for name, ids in by_name.items()}
+    crossed = after["fn_from_vxlan"][1] - before["fn_from_vxlan"][1]
+    if crossed <= 0:
+        return None
+    out = {name: (after[name][0] - before[name][0]) / crossed for name in names}
+    out["total"] = sum(out.values())
+    return out
 
 
 # ---- publishing one more port: the datapath's map reconcile ----------------------------------

@@ -171,7 +171,11 @@ def g_xhost_bpf(bed: Testbed, s: Settings, ctx) -> dict:
     hosts = bed.pair.datapath_hosts() if bed.pair is not None else []
     if bed.xhost is None or not hosts:
         return {"bpf_stats_ns_per_xhost_pkt": None}
-    return {"bpf_stats_ns_per_xhost_pkt": bpfcost.stats_ns_per_crossing(hosts, lambda: tools.udp_pps(bed.xhost, s.seconds))}
+    per = bpfcost.stats_ns_per_crossing(hosts, lambda: tools.udp_pps(bed.xhost, s.seconds))
+    if per is None:
+        return {"bpf_stats_ns_per_xhost_pkt": None}
+    ctx.setdefault("extra", {}).setdefault("bpf_stats_ns_per_xhost_pkt_by_program", []).append(per)
+    return {"bpf_stats_ns_per_xhost_pkt": per["total"]}
 
 
 def g_bpf(bed: Testbed, s: Settings, ctx) -> dict:
