@@ -130,7 +130,7 @@ METHODS = {
                         "build, established TCP flow; includes ~60 ns test-run overhead (see "
                         "extra.bpf_testrun_ns_bridge_repeat for the bridge with repeat=10000)",
     "dns_*": "dnsperf in container a against its resolver 127.0.0.11 (see control/bench/dns.py): qps with 32 "
-             "queries in flight; p50/p99 from dnsperf -v with one in flight; local: b's name, fwd: 1000 "
+             "queries in flight; p50/p99 from dnsperf -v with one in flight, the agent pinned to dnsperf's CPU 0; local: b's name, fwd: 1000 "
              "distinct names answered by a dnspython server in WORLD, forwarded by the agent",
     "bpf_stats_ns_per_pkt": "the kernel's run-time statistics (BPF_ENABLE_STATS) on during c2c UDP load: "
                             "delta run_time_ns/run_cnt of fn_from_container on the live ebpf testbed",

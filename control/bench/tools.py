@@ -112,6 +112,29 @@ def idle_polling():
         os.close(fd)
 
 
+@contextlib.contextmanager
+def pinned(pid: int | None, cpu: int):
+    """Every thread of process pid on one CPU for the body, then back where each was. For a
+    process the bench does not start itself (the agent): the tools' own are pinned by taskset."""
+    if pid is None:
+        yield
+        return
+    before = {}
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                before[int(tid)] = os.sched_getaffinity(int(tid))
+                os.sched_setaffinity(int(tid), {cpu})
+    except FileNotFoundError:
+        raise BenchError(f"process {pid} is gone") from None
+    try:
+        yield
+    finally:
+        for tid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
 # ---- sockperf: TCP request/response latency -------------------------------------------------
 PCT_RE = re.compile(r"percentile\s+([\d.]+)\s*=\s*([\d.]+)")
 

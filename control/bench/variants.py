@@ -251,6 +251,14 @@ class FastnetHost:
     def container_netns(self, container: str) -> str:
         return self.inspect(container)["netns"]
 
+    def agent_pid(self) -> int | None:
+        """The pid of the host's agent (its resolver), from the record it keeps in the state dir."""
+        from ..keeper import AGENT_FILE
+
+        with contextlib.suppress(OSError, ValueError, KeyError, AttributeError):
+            return int(json.loads((self.state_dir / AGENT_FILE).read_text())["pid"])
+        return None
+
     def container_ip(self, container: str) -> str:
         nets = self.inspect(container)["networks"]
         return next(iter(nets.values()))["ipv4"]
