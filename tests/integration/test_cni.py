@@ -174,6 +174,26 @@ def test_del_after_netns_gone_and_without_state(rt, host):
     assert_no_leftovers(host)
 
 
+def test_parallel_calls(rt, host):
+    """A runtime starting eight containers at once, then removing each of them twice at once
+    (a DEL retried while the first still runs): every ADD gets an address of its own, every
+    DEL succeeds, and nothing is left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spaces = {f"p{i}": rt.netns() for i in range(8)}
+    with ThreadPoolExecutor(8) as pool:
+        added = dict(zip(spaces, pool.map(lambda c: rt.call("ADD", conf(), c, spaces[c]), spaces)))
+    assert all(status == 0 for status, _ in added.values()), added
+    addresses = {c: out["ips"][0]["address"] for c, (_, out) in added.items()}
+    assert len(set(addresses.values())) == 8, addresses
+    assert {c: address_in(spaces[c]) for c in spaces} == addresses
+    assert len(host.ps()["projects"]["fnet"]["containers"]) == 8
+    with ThreadPoolExecutor(16) as pool:
+        deleted = list(pool.map(lambda c: rt.call("DEL", conf(), c, spaces[c]), [*spaces, *spaces]))
+    assert all(status == 0 for status, _ in deleted), deleted
+    assert_no_leftovers(host)
+
+
 def test_failed_add_leaves_nothing(rt, host):
     """A port a host process holds: the preflight of `up` refuses it; nothing is left."""
     holder = make_socket(host.netns_path, socket.SOCK_STREAM)
