@@ -53,16 +53,18 @@ def abi_version(pin_dir: Path) -> int | None:
     return int(head[1:]) if head.startswith("v") and head[1:].isdigit() else None
 
 
-def _read(pin_dir: Path, table: str, value_type: type) -> list[tuple]:
+def read_table(pin_dir: Path, table: str, key_type: type, value_type: type) -> list[tuple]:
+    """Every entry of a table of the build pinned at pin_dir, read as key_type/value_type; []
+    when the build has no such table or its sizes are not those types'."""
     try:
         fd = libbpf.obj_get(str(pin_dir / f"map_{table}"))
     except OSError:
         return []
     try:
         info = libbpf.map_info(fd)
-        if (info.key_size, info.value_size) != (ctypes.sizeof(abi.CtKey), ctypes.sizeof(value_type)):
+        if (info.key_size, info.value_size) != (ctypes.sizeof(key_type), ctypes.sizeof(value_type)):
             return []  # not the layout its ABI version says: never misread it
-        return libbpf.map_lookup_batch(fd, abi.CtKey, value_type)
+        return libbpf.map_lookup_batch(fd, key_type, value_type)
     finally:
         os.close(fd)
 
@@ -72,10 +74,10 @@ def entries(pin_dir: Path) -> list[tuple[abi.CtKey, abi.CtEntry]]:
     layout this fastnet cannot read."""
     version = abi_version(pin_dir)
     if version == abi.ABI_VERSION:
-        return _read(pin_dir, "fn_ct", abi.CtEntry)
+        return read_table(pin_dir, "fn_ct", abi.CtKey, abi.CtEntry)
     if version is None or not 2 <= version <= 5:
         return []
-    return from_v2(_read(pin_dir, "fn_ct", CtEntryV2), _read(pin_dir, "fn_ct_new", CtEntryV2))
+    return from_v2(read_table(pin_dir, "fn_ct", abi.CtKey, CtEntryV2), read_table(pin_dir, "fn_ct_new", abi.CtKey, CtEntryV2))
 
 
 def from_v2(confirmed: list[tuple], unconfirmed: list[tuple]) -> list[tuple[abi.CtKey, abi.CtEntry]]:

@@ -20,13 +20,11 @@ left to the agent's refill.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 from pathlib import Path
 
 from . import abi, libbpf
-from .ctcarry import abi_version
+from .ctcarry import abi_version, read_table
 
 SAME_LAYOUT = range(11, abi.ABI_VERSION + 1)
 TABLE = "fn_ovl_remotes"
@@ -38,17 +36,7 @@ def entries(pin_dir: Path) -> list[tuple[abi.OvlKey, abi.OvlRemote]]:
     the table or with another layout."""
     if abi_version(pin_dir) not in SAME_LAYOUT:
         return []
-    try:
-        fd = libbpf.obj_get(str(pin_dir / f"map_{TABLE}"))
-    except OSError:
-        return []
-    try:
-        info = libbpf.map_info(fd)
-        if (info.key_size, info.value_size) != (ctypes.sizeof(abi.OvlKey), ctypes.sizeof(abi.OvlRemote)):
-            return []  # not the layout its ABI version says: never misread it
-        return libbpf.map_lookup_batch(fd, abi.OvlKey, abi.OvlRemote)
-    finally:
-        os.close(fd)
+    return read_table(pin_dir, TABLE, abi.OvlKey, abi.OvlRemote)
 
 
 def carry(old_dirs: list[Path], new_fd: int) -> int:
