@@ -252,12 +252,12 @@ class FastnetHost:
         return self.inspect(container)["netns"]
 
     def agent_pid(self) -> int | None:
-        """The pid of the host's agent (its resolver), from the record it keeps in the state dir."""
+        """The pid of the host's live agent (its resolver), from the record it keeps."""
+        from ..host import read_process
         from ..keeper import AGENT_FILE
 
-        with contextlib.suppress(OSError, ValueError, KeyError, AttributeError):
-            return int(json.loads((self.state_dir / AGENT_FILE).read_text())["pid"])
-        return None
+        agent = read_process(self.state_dir / AGENT_FILE)
+        return agent.pid if agent is not None and agent.alive() else None
 
     def container_ip(self, container: str) -> str:
         nets = self.inspect(container)["networks"]

@@ -46,16 +46,17 @@ RETRY = 1.0  # control/overlaysync.RETRY: how often an agent tries a store out o
 MIB = 1024 * 1024
 
 
-def overlay_config(n: int, store: str = STORE, extra: str = "") -> str:
-    return f"""\
-name: shop
-uplink: up0
-store: {store}
-networks:
-  mesh: {{driver: overlay, subnet: 10.60.0.0/24}}
-containers:
-  web{n}: {{networks: [mesh]}}
-{extra}"""
+MESH = "  mesh: {driver: overlay, subnet: 10.60.0.0/24}\n"
+
+
+def shop_config(networks: str, containers: str, extra: str = "") -> str:
+    """Project shop of a test host (uplink up0, the underlay's store): the networks' and the
+    containers' YAML lines, then `extra` (more containers, or top-level keys)."""
+    return f"name: shop\nuplink: up0\nstore: {STORE}\nnetworks:\n{networks}containers:\n{containers}{extra}"
+
+
+def overlay_config(n: int, extra: str = "") -> str:
+    return shop_config(MESH, f"  web{n}: {{networks: [mesh]}}\n", extra)
 
 
 def test_three_hosts_reach_each_other_by_address_and_name(underlay):
@@ -218,15 +219,7 @@ def test_store_restarted_with_three_hosts(underlay):
 #    mesh 10.60.0.0/24 and other 10.61.0.0/24 each have a VNI of their own; both share each
 #    host's one VXLAN device.
 def two_overlays_config(containers_yaml: str, extra: str = "") -> str:
-    return f"""\
-name: shop
-uplink: up0
-store: {STORE}
-networks:
-  mesh: {{driver: overlay, subnet: 10.60.0.0/24}}
-  other: {{driver: overlay, subnet: 10.61.0.0/24}}
-containers:
-{containers_yaml}{extra}"""
+    return shop_config(MESH + "  other: {driver: overlay, subnet: 10.61.0.0/24}\n", containers_yaml, extra)
 
 
 TWO_HOST_1 = "  m1: {networks: [mesh]}\n  o1: {networks: [other]}\n  both1: {networks: [mesh, other]}\n"
@@ -462,16 +455,9 @@ def test_a_datapath_rebuild_keeps_remote_containers_reachable(two_overlays):
 #    fnh-..-ovl1: web1 (mesh, publishes 8080 -> 80), v1 (vault)     fnh-..-ovl2: w2 (mesh), v2 (vault)
 #    the underlay namespace (10.99.0.254) is the hosts' outside; VXLAN on UDP 4790, not 4789
 def bridge_like_config(containers_yaml: str) -> str:
-    return f"""\
-name: shop
-uplink: up0
-store: {STORE}
-vxlan_port: 4790
-networks:
-  mesh: {{driver: overlay, subnet: 10.62.0.0/24}}
-  vault: {{driver: overlay, subnet: 10.63.0.0/24, internal: true}}
-containers:
-{containers_yaml}"""
+    return shop_config("  mesh: {driver: overlay, subnet: 10.62.0.0/24}\n"
+                       "  vault: {driver: overlay, subnet: 10.63.0.0/24, internal: true}\n",
+                       containers_yaml, "vxlan_port: 4790\n")
 
 
 def vxlan_port(host: Host) -> int:
